@@ -1,0 +1,21 @@
+"""Contract shared by every decoder."""
+
+from abc import ABC, abstractmethod
+from typing import Dict
+
+import torch
+
+
+class BaseDecoder(torch.nn.Module, ABC):
+    """A decoder owns its vocabulary and turns encoder memory into text.
+
+    Training: ``forward_train(memory (B, T, D), memory_lengths (B,), targets (B, L)) ->
+    {"loss_att": scalar, "acc": float, ...}`` where ``targets`` are the decoder's own token
+    ids padded with ``ignore_id``.
+    """
+
+    @abstractmethod
+    def forward_train(
+        self, memory: torch.Tensor, memory_lengths: torch.Tensor, targets: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError

@@ -1,0 +1,55 @@
+"""Legacy Auto-AVSR visual frontend: 3-D convolution stem + 2-D ResNet-18 trunk."""
+
+from typing import Tuple
+
+import torch
+
+from espnet.nets.pytorch_backend.frontend.base_frontend import BaseFrontend
+from espnet.nets.pytorch_backend.frontend.resnet_blocks import ResNetLayers
+
+
+class VideoTrunk(ResNetLayers):
+    """2-D ResNet-18 layers followed by global average pooling: ``(N, 64, H, W) -> (N, 512)``."""
+
+    def __init__(self) -> None:
+        super().__init__(dims=2)
+        self.avgpool = torch.nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.avgpool(self.run_layers(x)).flatten(1)
+
+
+class VideoResNet(BaseFrontend):
+    """Mouth-crop frames to one 512-d vector per frame (25 Hz).
+
+    The stem is Conv3d(1→64, kernel 5×7×7, stride 1×2×2) + BatchNorm3d + swish +
+    MaxPool3d(1×3×3, stride 1×2×2); it keeps the time axis, so lengths are unchanged.
+
+    Shapes:
+        ``x`` ``(B, T, 1, H, W)`` (88×88 grayscale, normalised), ``lengths`` ``(B,)``
+        frames -> ``(B, T, 512)``, ``lengths``.
+    """
+
+    output_dim = 512
+    frame_rate = 25.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frontend3D = torch.nn.Sequential(
+            torch.nn.Conv3d(1, 64, (5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3), bias=False),
+            torch.nn.BatchNorm3d(64),
+            torch.nn.SiLU(),
+            torch.nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+        )
+        self.trunk = VideoTrunk()
+
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        if x.dim() != 5:
+            raise ValueError(f"video frontend expects (B, T, 1, H, W), got {tuple(x.shape)}")
+        b = x.size(0)
+        x = self.frontend3D(x.transpose(1, 2))  # (B, 64, T, H', W')
+        t = x.size(2)
+        x = x.transpose(1, 2).reshape(b * t, x.size(1), x.size(3), x.size(4))
+        return self.trunk(x).view(b, t, -1), lengths

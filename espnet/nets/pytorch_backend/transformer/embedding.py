@@ -1,0 +1,79 @@
+"""Sinusoidal positional encodings (absolute for the decoder, relative for the encoder)."""
+
+import math
+from typing import Tuple
+
+import torch
+
+
+def _sinusoid(positions: torch.Tensor, d_model: int) -> torch.Tensor:
+    """Sin/cos table ``(len(positions), d_model)`` for float ``positions``."""
+    div_term = torch.exp(
+        torch.arange(0, d_model, 2, dtype=torch.float32) * -(math.log(10000.0) / d_model)
+    )
+    angles = positions.unsqueeze(1) * div_term
+    table = torch.zeros(positions.numel(), d_model)
+    table[:, 0::2] = torch.sin(angles)
+    table[:, 1::2] = torch.cos(angles)
+    return table
+
+
+class PositionalEncoding(torch.nn.Module):
+    """``x * sqrt(D) + PE[:T]`` followed by dropout.
+
+    Shapes:
+        ``(B, T, D) -> (B, T, D)``.
+    """
+
+    def __init__(self, d_model: int, dropout_rate: float, max_len: int = 5000) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.xscale = math.sqrt(d_model)
+        self.dropout = torch.nn.Dropout(p=dropout_rate)
+        self.pe = self._table(max_len)
+
+    def _table(self, length: int) -> torch.Tensor:
+        return _sinusoid(torch.arange(length, dtype=torch.float32), self.d_model).unsqueeze(0)
+
+    def _table_for(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pe.size(1) < x.size(1):
+            self.pe = self._table(x.size(1))
+        if self.pe.dtype != x.dtype or self.pe.device != x.device:
+            self.pe = self.pe.to(dtype=x.dtype, device=x.device)
+        return self.pe
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pe = self._table_for(x)
+        return self.dropout(x * self.xscale + pe[:, : x.size(1)])
+
+
+class RelPositionalEncoding(torch.nn.Module):
+    """Scale ``x`` by ``sqrt(D)`` and return the relative position table for offsets
+    ``T-1 ... -(T-1)``.
+
+    Shapes:
+        ``(B, T, D) -> ((B, T, D), (1, 2T-1, D))``.
+    """
+
+    def __init__(self, d_model: int, dropout_rate: float, max_len: int = 5000) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.xscale = math.sqrt(d_model)
+        self.dropout = torch.nn.Dropout(p=dropout_rate)
+        self.pe = self._table(max_len)
+
+    def _table(self, length: int) -> torch.Tensor:
+        pos = torch.arange(length, dtype=torch.float32)
+        positive = torch.flip(_sinusoid(pos, self.d_model), [0])  # offsets length-1 .. 0
+        negative = _sinusoid(-pos, self.d_model)[1:]  # offsets -1 .. -(length-1)
+        return torch.cat([positive, negative], dim=0).unsqueeze(0)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        t = x.size(1)
+        if self.pe.size(1) < 2 * t - 1:
+            self.pe = self._table(t)
+        if self.pe.dtype != x.dtype or self.pe.device != x.device:
+            self.pe = self.pe.to(dtype=x.dtype, device=x.device)
+        center = self.pe.size(1) // 2
+        pos_emb = self.pe[:, center - t + 1 : center + t]
+        return self.dropout(x * self.xscale), self.dropout(pos_emb)
