@@ -1,0 +1,77 @@
+"""Audio/visual dataset over a label CSV."""
+
+import os
+from typing import Callable, Dict, Optional
+
+import torch
+
+from datamodule.label_list import read_label_list
+from datamodule.media import load_audio, load_video
+
+SAMPLES_PER_FRAME = 640
+
+
+def cut_or_pad(data: torch.Tensor, size: int) -> torch.Tensor:
+    """Trim or zero-pad ``data`` ``(S, C)`` along time to ``size``."""
+    if data.size(0) < size:
+        return torch.nn.functional.pad(data, (0, 0, 0, size - data.size(0)))
+    return data[:size]
+
+
+class AVDataset(torch.utils.data.Dataset):
+    """Items ``{"video": (T, 1, 88, 88)?, "audio": (S, 1)?, "target": (L,), "idx": int}``.
+
+    Media lives at ``root_dir/dataset/rel_path`` (the ``.mp4``); audio is the ``.wav``
+    next to it. With both modalities the audio is cut/padded to ``640 * T`` samples.
+
+    Args:
+        root_dir: Dataset root.
+        label_path: Label CSV.
+        modality: ``video``, ``audio`` or ``audiovisual``.
+        video_transform: ``frames -> tensor``.
+        audio_transform: ``(waveform, idx) -> tensor`` (the index keys reproducible noise).
+    """
+
+    def __init__(
+        self,
+        root_dir: str,
+        label_path: str,
+        modality: str,
+        video_transform: Optional[Callable] = None,
+        audio_transform: Optional[Callable] = None,
+    ) -> None:
+        if modality not in ("video", "audio", "audiovisual"):
+            raise ValueError(f"unknown modality {modality!r}; choose video, audio or audiovisual")
+        self.root_dir = root_dir
+        self.label_path = label_path
+        self.modality = modality
+        self.items = read_label_list(label_path)
+        self.video_transform = video_transform
+        self.audio_transform = audio_transform
+
+    @property
+    def input_lengths(self):
+        return [u.input_length for u in self.items]
+
+    def media_path(self, idx: int) -> str:
+        u = self.items[idx]
+        return os.path.join(self.root_dir, u.dataset, u.rel_path)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx: int) -> Dict[str, object]:
+        u = self.items[idx]
+        path = self.media_path(idx)
+        out: Dict[str, object] = {"target": u.token_ids, "idx": idx}
+        video = None
+        if self.modality in ("video", "audiovisual"):
+            video = load_video(path)
+        if self.modality in ("audio", "audiovisual"):
+            audio = load_audio(os.path.splitext(path)[0] + ".wav")
+            if video is not None:
+                audio = cut_or_pad(audio, video.size(0) * SAMPLES_PER_FRAME)
+            out["audio"] = self.audio_transform(audio, idx) if self.audio_transform else audio
+        if video is not None:
+            out["video"] = self.video_transform(video) if self.video_transform else video
+        return out

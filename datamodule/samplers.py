@@ -1,0 +1,94 @@
+"""Length-bucketed batching under a frame budget (``--max-frames``)."""
+
+from typing import Iterator, List, Sequence
+
+import torch
+
+
+class BucketBatchSampler(torch.utils.data.Sampler):
+    """Group utterances of similar length into batches of at most ``max_frames`` frames.
+
+    Lengths are split into ``num_buckets`` equal-width buckets; within a bucket items are
+    shuffled (``shuffle``) or sorted longest first; batches are filled greedily in bucket
+    order and then, when shuffling, visited in a random order. Deterministic for a given
+    ``seed`` and epoch (:meth:`set_epoch`).
+
+    Args:
+        lengths: Frames per utterance (25 Hz).
+        max_frames: Frame budget per batch; an utterance longer than this is an error.
+        num_buckets: Number of length buckets.
+        shuffle: Shuffle within buckets and the batch order.
+        seed: Base seed.
+        source: Name used in error messages (the label file).
+        rank, world_size: Distributed shard; each rank gets every ``world_size``-th batch
+            (the batch list is truncated to a multiple of ``world_size``).
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        max_frames: int,
+        num_buckets: int = 50,
+        shuffle: bool = True,
+        seed: int = 0,
+        source: str = "dataset",
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if max_frames <= 0:
+            raise ValueError(f"--max-frames must be positive, got {max_frames}")
+        if num_buckets <= 0:
+            raise ValueError(f"--train-num-buckets must be positive, got {num_buckets}")
+        too_long = [(i, n) for i, n in enumerate(lengths) if n > max_frames]
+        if too_long:
+            i, n = too_long[0]
+            raise ValueError(
+                f"{source}: utterance {i} has {n} frames, more than --max-frames {max_frames} "
+                f"({len(too_long)} utterance(s) too long); raise --max-frames or filter the list"
+            )
+        self.lengths = torch.as_tensor(list(lengths), dtype=torch.long)
+        self.max_frames = max_frames
+        self.num_buckets = num_buckets
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self.rank = rank
+        self.world_size = world_size
+        self._batches = self._make_batches()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self._batches = self._make_batches()
+
+    def _make_batches(self) -> List[List[int]]:
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        lo, hi = int(self.lengths.min()), int(self.lengths.max())
+        edges = torch.linspace(lo, hi, self.num_buckets)
+        bucket = torch.bucketize(self.lengths.float(), edges)
+        if self.shuffle:
+            order = torch.randperm(len(self.lengths), generator=gen)
+        else:
+            order = torch.argsort(self.lengths, descending=True, stable=True)
+        order = order[torch.argsort(bucket[order], stable=True)]
+        batches, current, frames = [], [], 0
+        for idx in order.tolist():
+            n = int(self.lengths[idx])
+            if current and frames + n > self.max_frames:
+                batches.append(current)
+                current, frames = [], 0
+            current.append(idx)
+            frames += n
+        if current:
+            batches.append(current)
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+        if self.world_size > 1:
+            usable = len(batches) - len(batches) % self.world_size
+            batches = batches[self.rank : usable : self.world_size]
+        return batches
+
+    def __iter__(self) -> Iterator[List[int]]:
+        return iter(self._batches)
+
+    def __len__(self) -> int:
+        return len(self._batches)

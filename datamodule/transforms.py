@@ -1,0 +1,110 @@
+"""Legacy Auto-AVSR train/test transforms for video, audio and text."""
+
+import random
+from typing import Optional, Sequence
+
+import torch
+import torchvision
+
+from datamodule.noise import add_noise, load_noise, noise_segment
+
+VIDEO_MEAN, VIDEO_STD = 0.421, 0.165
+CROP_SIZE = 88
+TRAIN_SNRS = (-5, 0, 5, 10, 15, 20, 999999)
+
+
+class AdaptiveTimeMask(torch.nn.Module):
+    """Zero random spans along time: ``length // stride`` (rounded) spans, each shorter
+    than ``window`` steps. ``(T, ...) -> (T, ...)``."""
+
+    def __init__(self, window: int, stride: int) -> None:
+        super().__init__()
+        self.window = window
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        length = out.size(0)
+        n_mask = int((length + self.stride - 0.1) // self.stride)
+        for width in torch.randint(0, self.window, (n_mask,)).tolist():
+            if length - width <= 0 or width == 0:
+                continue
+            start = random.randrange(0, length - width)
+            out[start : start + width] = 0
+        return out
+
+
+class AddNoise(torch.nn.Module):
+    """Add a random slice of ``noise`` at an SNR drawn from ``snr_levels``.
+
+    ``(S, 1) -> (S, 1)``. An SNR of 999999 dB means clean.
+    """
+
+    def __init__(self, noise: torch.Tensor, snr_levels: Sequence[float]) -> None:
+        super().__init__()
+        self.noise = noise
+        self.snr_levels = list(snr_levels)
+
+    def forward(self, speech: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        seg = noise_segment(self.noise, speech.size(0), generator)
+        if generator is None:
+            snr = random.choice(self.snr_levels)
+        else:
+            snr = self.snr_levels[int(torch.randint(0, len(self.snr_levels), (1,), generator=generator))]
+        return add_noise(speech.t(), seg, float(snr)).t()
+
+
+def _utterance_norm(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.layer_norm(x, x.shape, eps=1e-8)
+
+
+class VideoTransform:
+    """``uint8 (T, 3, H, W) -> float (T, 1, 88, 88)``: /255, crop (random for train,
+    centre otherwise), ITU-R 601 grayscale, time masking (train), normalise."""
+
+    def __init__(self, subset: str) -> None:
+        crop = torchvision.transforms.RandomCrop(CROP_SIZE) if subset == "train" else torchvision.transforms.CenterCrop(CROP_SIZE)
+        steps = [crop, torchvision.transforms.Grayscale()]
+        if subset == "train":
+            steps.append(AdaptiveTimeMask(10, 25))
+        steps.append(torchvision.transforms.Normalize(VIDEO_MEAN, VIDEO_STD))
+        self.pipeline = torch.nn.Sequential(*steps)
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.pipeline(frames.float() / 255.0)
+
+
+class AudioTransform:
+    """``float (S, 1) -> (S, 1)``. Train: time masking, babble at a random SNR, utterance
+    layer-norm. Test: optional babble at ``snr_target`` dB, utterance layer-norm.
+
+    Args:
+        subset: ``train``, ``val`` or ``test``.
+        noise: ``(1, N)`` noise waveform; the built-in babble when ``None``.
+        snr_target: Test-time SNR in dB (``None`` = clean).
+        seed: With a seed, the noise of item ``key`` is drawn from its own generator
+            (``seed``, ``key``), so noisy decoding is reproducible whatever the worker order.
+    """
+
+    def __init__(
+        self,
+        subset: str,
+        noise: Optional[torch.Tensor] = None,
+        snr_target: Optional[float] = None,
+        seed: Optional[int] = None,
+    ) -> None:
+        self.mask = AdaptiveTimeMask(6400, 16000) if subset == "train" else None
+        self.noise = None
+        if subset == "train":
+            self.noise = AddNoise(noise if noise is not None else load_noise(None), TRAIN_SNRS)
+        elif snr_target is not None:
+            self.noise = AddNoise(noise if noise is not None else load_noise(None), [snr_target])
+        self.seed = seed
+
+    def __call__(self, audio: torch.Tensor, key: int = 0) -> torch.Tensor:
+        if self.mask is not None:
+            audio = self.mask(audio)
+        if self.noise is not None:
+            gen = None if self.seed is None else torch.Generator().manual_seed(self.seed * 1_000_003 + key)
+            audio = self.noise(audio, gen)
+        return _utterance_norm(audio)

@@ -1,0 +1,104 @@
+"""Decode a label list with a trained model and compute the corpus WER."""
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import torch
+from tqdm import tqdm
+
+from datamodule.data_module import build_dataset
+from datamodule.noise import load_noise
+from datamodule.text_transform import TextTransform
+from espnet.asr.recognizer import build_beam_search, recognize
+from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E, E2EConfig
+
+INPUT_KEY = {"video": "video", "audio": "audio"}
+
+
+@dataclass
+class EvalResult:
+    wer: float
+    num_utterances: int
+    errors: int
+    ref_words: int
+    seconds: float
+    utterances: List[Dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "wer": self.wer,
+            "num_utterances": self.num_utterances,
+            "word_errors": self.errors,
+            "reference_words": self.ref_words,
+            "decode_seconds": self.seconds,
+            "utterances": self.utterances,
+        }
+
+
+def corpus_wer(refs: List[str], hyps: List[str]) -> Dict[str, float]:
+    """Case-insensitive corpus WER: total word edits / total reference words (jiwer)."""
+    import jiwer
+
+    out = jiwer.process_words([r.lower() for r in refs], [h.lower() for h in hyps])
+    errors = out.substitutions + out.deletions + out.insertions
+    n_ref = out.substitutions + out.deletions + out.hits
+    return {"wer": out.wer, "errors": errors, "ref_words": n_ref}
+
+
+def load_model(config: E2EConfig, state: Dict[str, torch.Tensor], source: str) -> E2E:
+    """Build the model and load ``state`` strictly, with an error that says what differs."""
+    model = E2E(config)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{source} does not match a {config.modality} model with adim={config.adim}, "
+            f"elayers={config.elayers}, dlayers={config.dlayers}: {len(missing)} missing key(s) "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected key(s) (e.g. {unexpected[:3]}); "
+            f"check --modality and the size flags"
+        )
+    return model.eval()
+
+
+def evaluate(
+    model: E2E,
+    text_transform: TextTransform,
+    root_dir: str,
+    test_file: str,
+    beam_size: int = 40,
+    ctc_weight: float = 0.1,
+    snr_target: Optional[float] = None,
+    noise_file: Optional[str] = None,
+    seed: int = 0,
+    num_workers: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> EvalResult:
+    """Decode every utterance of ``test_file`` one at a time and score it."""
+    noise = load_noise(noise_file) if snr_target is not None else None
+    dataset = build_dataset(root_dir, test_file, "test", model.modality, noise=noise,
+                            snr_target=snr_target, seed=seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers)
+    model = model.to(device).eval()
+    search = build_beam_search(model, beam_size=beam_size, ctc_weight=ctc_weight)
+    refs, hyps, rows = [], [], []
+    start = time.perf_counter()
+    for item in tqdm(loader, total=len(dataset), desc="decoding", disable=not progress, unit="utt"):
+        hyp = recognize(model, search, item[INPUT_KEY[model.modality]].to(device))
+        ref_text = text_transform.post_process(item["target"])
+        hyp_text = text_transform.post_process(hyp.yseq[1:])
+        refs.append(ref_text)
+        hyps.append(hyp_text)
+        rows.append({"path": dataset.media_path(int(item["idx"])), "reference": ref_text,
+                     "hypothesis": hyp_text, "score": hyp.score})
+    seconds = time.perf_counter() - start
+    scores = corpus_wer(refs, hyps)
+    return EvalResult(scores["wer"], len(rows), scores["errors"], scores["ref_words"], seconds, rows)
+
+
+def write_json(result: EvalResult, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf8") as handle:
+        json.dump(result.to_json(), handle, indent=2, ensure_ascii=False)

@@ -1,0 +1,51 @@
+"""Utterance decoding with joint CTC/attention beam search."""
+
+from typing import List, Optional
+
+import torch
+
+from espnet.nets.beam_search import BatchBeamSearch, Hypothesis
+from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
+from espnet.nets.scorers.ctc import CTCPrefixScorer
+from espnet.nets.scorers.length_bonus import LengthBonus
+
+
+def build_beam_search(
+    model: E2E, beam_size: int = 40, ctc_weight: float = 0.1, penalty: float = 0.0
+) -> BatchBeamSearch:
+    """Auto-AVSR decoding setup: decoder weight ``1 - ctc_weight``, CTC prefix scores on
+    the decoder's pre-beam, optional length bonus ``penalty``."""
+    if not 0.0 <= ctc_weight <= 1.0:
+        raise ValueError(f"--ctc-weight must be in [0, 1], got {ctc_weight}")
+    if beam_size < 1:
+        raise ValueError(f"--beam-size must be >= 1, got {beam_size}")
+    scorers = {
+        "decoder": model.decoder,
+        "ctc": CTCPrefixScorer(model.ctc, model.eos, model.blank),
+        "length_bonus": LengthBonus(model.odim),
+    }
+    weights = {"decoder": 1.0 - ctc_weight, "ctc": ctc_weight, "length_bonus": penalty}
+    return BatchBeamSearch(
+        scorers,
+        weights,
+        beam_size=beam_size,
+        vocab_size=model.odim,
+        sos=model.sos,
+        eos=model.eos,
+        pre_beam_score_key=None if ctc_weight == 1.0 else "decoder",
+    )
+
+
+@torch.no_grad()
+def recognize(
+    model: E2E, search: BatchBeamSearch, x: torch.Tensor, length: Optional[int] = None
+) -> Hypothesis:
+    """Best hypothesis for one utterance ``x`` (video ``(T, 1, H, W)`` or audio ``(S, 1)``),
+    decoded alone (no padding), as the original recipe does."""
+    n = x.size(0) if length is None else int(length)
+    xs = x[:n].unsqueeze(0)
+    enc, enc_len = model.encode(xs, torch.tensor([n], device=x.device))
+    hyps: List[Hypothesis] = search(enc[0, : int(enc_len[0])])
+    if not hyps:
+        raise RuntimeError("beam search returned no hypothesis")
+    return hyps[0]

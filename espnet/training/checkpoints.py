@@ -1,0 +1,116 @@
+"""Loading legacy and Lightning checkpoints safely, and checkpoint averaging."""
+
+import argparse
+import glob
+import json
+import os
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+LIGHTNING_PREFIX = "model."
+
+
+def _safe_load(path: str) -> Any:
+    """``torch.load(weights_only=True)``; the original Auto-AVSR stored its argparse
+    ``Namespace`` in ``hyper_parameters``, which is the one class allow-listed here."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def strip_lightning_prefix(state_dict: Dict[str, torch.Tensor], path: str) -> Dict[str, torch.Tensor]:
+    """Keys ``model.X`` -> ``X`` (the prefix is removed once, at the start only)."""
+    out = {}
+    for key, value in state_dict.items():
+        if not key.startswith(LIGHTNING_PREFIX):
+            raise ValueError(f"{path}: unexpected key {key!r} in a Lightning checkpoint (expected 'model.*')")
+        out[key[len(LIGHTNING_PREFIX):]] = value
+    return out
+
+
+def sidecar_path(path: str) -> str:
+    """``model_avg_10.pth`` -> ``model_avg_10.json`` (config of a plain state-dict file)."""
+    return os.path.splitext(path)[0] + ".json"
+
+
+def write_sidecar(path: str, meta: Dict[str, Any]) -> None:
+    with open(sidecar_path(path), "w", encoding="utf8") as handle:
+        json.dump(meta, handle, indent=2)
+
+
+def load_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]], Dict[str, Any]]:
+    """Read a plain state dict (``model_avg_*.pth``) or a Lightning ``.ckpt``.
+
+    Returns:
+        ``(state_dict, model_config or None, hyper_parameters)``; the config is present in
+        checkpoints written by this project.
+    """
+    obj = _safe_load(path)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a state dict or a Lightning checkpoint, got {type(obj).__name__}")
+    if "state_dict" in obj:
+        hparams = obj.get("hyper_parameters") or {}
+        if isinstance(hparams, argparse.Namespace):
+            hparams = vars(hparams)
+        state = strip_lightning_prefix(obj["state_dict"], path)
+        config = obj.get("model_config") or dict(hparams).get("model_config")
+        return state, config, dict(hparams)
+    if "model_state_dict" in obj and isinstance(obj["model_state_dict"], dict):
+        return obj["model_state_dict"], obj.get("model_config"), {}
+    if not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: not a state dict (non-tensor values) and no 'state_dict' entry")
+    meta: Dict[str, Any] = {}
+    if os.path.isfile(sidecar_path(path)):
+        with open(sidecar_path(path), encoding="utf8") as handle:
+            meta = json.load(handle)
+    return obj, meta.get("model_config"), meta
+
+
+def average_state_dicts(paths: List[str]) -> Dict[str, torch.Tensor]:
+    """Element-wise mean of the ``model.*`` weights of Lightning checkpoints.
+
+    Floating tensors are averaged; integer tensors (BatchNorm counters) are summed and
+    floor-divided, as the original recipe does.
+    """
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    total: Dict[str, torch.Tensor] = {}
+    for path in paths:
+        state, _, _ = load_checkpoint(path)
+        if not total:
+            total = {k: v.clone() for k, v in state.items()}
+            continue
+        if set(state) != set(total):
+            raise ValueError(f"{path}: its keys differ from {paths[0]}; cannot average")
+        for key, value in state.items():
+            total[key] += value
+    n = len(paths)
+    return {k: (v / n if v.is_floating_point() else v // n) for k, v in total.items()}
+
+
+def epoch_checkpoints(ckpt_dir: str) -> List[str]:
+    """``epoch=N.ckpt`` files of a run, ordered by N."""
+    found = []
+    for path in glob.glob(os.path.join(ckpt_dir, "epoch=*.ckpt")):
+        match = re.fullmatch(r"epoch=(\d+)\.ckpt", os.path.basename(path))
+        if match:
+            found.append((int(match.group(1)), path))
+    return [p for _, p in sorted(found)]
+
+
+def average_last_checkpoints(ckpt_dir: str, max_n: int = 10, meta: Optional[Dict[str, Any]] = None) -> str:
+    """Write ``model_avg_N.pth`` (a plain, legacy-loadable state dict) averaging the last
+    ``N = min(max_n, #epochs)`` epoch checkpoints, plus ``model_avg_N.json`` with ``meta``
+    (model config and tokenizer paths); returns the ``.pth`` path."""
+    paths = epoch_checkpoints(ckpt_dir)
+    if not paths:
+        raise FileNotFoundError(f"no epoch=*.ckpt checkpoints in {ckpt_dir}")
+    last = paths[-max_n:]
+    out = os.path.join(ckpt_dir, f"model_avg_{len(last)}.pth")
+    torch.save(average_state_dicts(last), out)
+    if meta is not None:
+        write_sidecar(out, {**meta, "averaged": [os.path.basename(p) for p in last]})
+    return out

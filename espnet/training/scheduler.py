@@ -1,0 +1,30 @@
+"""Linear warm-up then cosine decay, stepped every optimizer step (Auto-AVSR schedule)."""
+
+import math
+
+import torch
+
+
+def warmup_cosine_lambda(warmup_steps: int, total_steps: int):
+    """Multiplier for step ``s`` (0-based): ``(s+1)/warmup`` while warming up, then
+    ``0.5 * (1 + cos(pi * (s+1-warmup) / (total-warmup)))``."""
+    decay_steps = max(1, total_steps - warmup_steps)
+
+    def factor(step: int) -> float:
+        count = step + 1
+        if count < warmup_steps:
+            return count / warmup_steps
+        progress = min(1.0, (count - warmup_steps) / decay_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def build_warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup_epochs: int, max_epochs: int, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Scheduler over ``max_epochs * steps_per_epoch`` steps with ``warmup_epochs`` of warm-up."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        warmup_cosine_lambda(warmup_epochs * steps_per_epoch, max_epochs * steps_per_epoch),
+    )
