@@ -51,14 +51,20 @@ def corpus_wer(refs: List[str], hyps: List[str]) -> Dict[str, float]:
 def load_model(config: E2EConfig, state: Dict[str, torch.Tensor], source: str) -> E2E:
     """Build the model and load ``state`` strictly, with an error that says what differs."""
     model = E2E(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
         raise ValueError(
             f"{source} does not match a {config.modality} model with adim={config.adim}, "
-            f"elayers={config.elayers}, dlayers={config.dlayers}: {len(missing)} missing key(s) "
-            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected key(s) (e.g. {unexpected[:3]}); "
+            f"aheads={config.aheads}, elayers={config.elayers}, dlayers={config.dlayers}, odim={config.odim}: "
+            f"{len(missing)} missing key(s) {missing[:3]}, {len(unexpected)} unexpected key(s) "
+            f"{unexpected[:3]}, {len(wrong)} shape mismatch(es) (checkpoint vs model) {wrong[:3]}; "
             f"check --modality and the size flags"
         )
+    model.load_state_dict(state, strict=True)
     return model.eval()
 
 

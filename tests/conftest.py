@@ -1,0 +1,45 @@
+"""Shared fixtures: the legacy fixtures in ../shared (skipped when absent) and a tiny
+generated audio-visual corpus."""
+
+import json
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+LEGACY = os.path.join(os.path.dirname(REPO), "shared", "legacy")
+
+TINY_DIMS = ["--adim", "32", "--aheads", "2", "--eunits", "64", "--elayers", "1", "--dunits", "64", "--dlayers", "1"]
+
+
+@pytest.fixture(scope="session")
+def legacy_dir():
+    if not os.path.isfile(os.path.join(LEGACY, "tiny_config.json")):
+        pytest.skip("../shared/legacy fixtures are not available")
+    return LEGACY
+
+
+@pytest.fixture(scope="session")
+def legacy_config(legacy_dir):
+    with open(os.path.join(legacy_dir, "tiny_config.json")) as handle:
+        return json.load(handle)
+
+
+@pytest.fixture(scope="session")
+def legacy_spm(legacy_dir):
+    return (os.path.join(legacy_dir, "spm", "unigram5000.model"),
+            os.path.join(legacy_dir, "spm", "unigram5000_units.txt"))
+
+
+@pytest.fixture(scope="session")
+def toy_corpus(tmp_path_factory):
+    from preparation.toy_corpus import generate
+
+    root = str(tmp_path_factory.mktemp("toy"))
+    paths = generate(root, num_utts=18, num_speakers=6, seed=0, progress=False)
+    paths["root"] = root
+    return paths

@@ -1,0 +1,130 @@
+"""Label lists, media decoding, transforms, noise, batching and collation."""
+
+import os
+
+import pytest
+import torch
+
+from datamodule.av_dataset import AVDataset
+from datamodule.collate import collate_pad
+from datamodule.label_list import read_label_list
+from datamodule.media import load_audio, load_video, write_video, write_wav
+from datamodule.noise import add_noise, synthetic_babble
+from datamodule.samplers import BucketBatchSampler
+from datamodule.transforms import AudioTransform, VideoTransform
+
+
+def test_malformed_csv_line_reports_file_and_line(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("d,a.mp4,10,1 2 3\nd,b.mp4,ten,1 2\n", encoding="utf8")
+    with pytest.raises(ValueError, match=r"bad.csv:2: input_length must be an integer"):
+        read_label_list(str(path))
+    path.write_text("d,a.mp4,10,1 2 3\n\nd,b.mp4\n", encoding="utf8")
+    with pytest.raises(ValueError, match=r"bad.csv:3: expected 'dataset,rel_path,input_length,token_ids"):
+        read_label_list(str(path))
+    with pytest.raises(FileNotFoundError, match="label list not found"):
+        read_label_list(str(tmp_path / "none.csv"))
+
+
+def test_csv_transcript_may_contain_commas(tmp_path):
+    path = tmp_path / "ok.csv"
+    path.write_text("d,a.mp4,10,5 6,HELLO, WORLD\n", encoding="utf8")
+    (utt,) = read_label_list(str(path))
+    assert utt.input_length == 10 and utt.token_ids.tolist() == [5, 6] and utt.transcript == "HELLO, WORLD"
+
+
+def test_media_round_trip(tmp_path):
+    wave = 0.5 * torch.sin(torch.arange(8000) / 7.0)
+    write_wav(str(tmp_path / "a.wav"), wave)
+    audio = load_audio(str(tmp_path / "a.wav"))
+    assert audio.shape == (8000, 1)
+    assert (audio[:, 0] - wave).abs().max() < 1e-4
+    frames = torch.zeros(12, 96, 96, dtype=torch.uint8)
+    frames[:, 30:60, 30:60] = 200
+    write_video(str(tmp_path / "a.mp4"), frames)
+    video = load_video(str(tmp_path / "a.mp4"))
+    assert video.shape == (12, 3, 96, 96) and video.dtype == torch.uint8
+    assert abs(video[:, 0, 45, 45].float().mean().item() - 200) < 8
+    assert video[:, 0, 5, 5].float().mean().item() < 10
+    with pytest.raises(FileNotFoundError, match="video file not found"):
+        load_video(str(tmp_path / "missing.mp4"))
+
+
+def test_video_transform_matches_legacy_definition():
+    frames = torch.randint(0, 256, (5, 3, 96, 96), dtype=torch.uint8)
+    out = VideoTransform("test")(frames)
+    assert out.shape == (5, 1, 88, 88)
+    x = frames.float()[:, :, 4:92, 4:92] / 255.0
+    gray = 0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    assert torch.allclose(out[:, 0], (gray - 0.421) / 0.165, atol=1e-4)
+    assert VideoTransform("train")(frames).shape == (5, 1, 88, 88)
+
+
+def test_add_noise_hits_target_snr():
+    speech = torch.randn(1, 16000)
+    noise = synthetic_babble(seconds=2.0, seed=3)[:, :16000]
+    for snr in (-5.0, 0.0, 10.0):
+        mixed = add_noise(speech, noise, snr)
+        added = mixed - speech
+        measured = 10 * torch.log10(speech.pow(2).sum() / added.pow(2).sum())
+        assert measured.item() == pytest.approx(snr, abs=1e-3)
+
+
+def test_babble_is_deterministic_and_speech_like():
+    a, b = synthetic_babble(seconds=1.0, seed=1), synthetic_babble(seconds=1.0, seed=1)
+    assert torch.equal(a, b) and a.shape == (1, 16000)
+    assert not torch.equal(a, synthetic_babble(seconds=1.0, seed=2))
+    spectrum = torch.fft.rfft(a[0]).abs()
+    low = spectrum[:4000].pow(2).sum()  # 1-Hz bins: energy below 4 kHz
+    assert low / spectrum.pow(2).sum() > 0.8
+
+
+def test_audio_transform_test_noise_is_reproducible():
+    audio = torch.randn(6400, 1) * 0.1
+    tr = AudioTransform("test", snr_target=0.0, seed=7)
+    a, b = tr(audio, key=3), tr(audio, key=3)
+    assert torch.equal(a, b) and a.shape == (6400, 1)
+    assert not torch.equal(a, tr(audio, key=4))
+    clean = AudioTransform("test")(audio)
+    assert clean.mean().abs() < 1e-5 and (clean.std() - 1).abs() < 1e-3
+
+
+def test_bucket_sampler_budget_and_coverage():
+    lengths = [5, 50, 7, 33, 21, 40, 8, 12, 49, 3]
+    sampler = BucketBatchSampler(lengths, max_frames=60, num_buckets=3, shuffle=True, seed=1)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in b) <= 60 for b in batches)
+    sampler.set_epoch(1)
+    assert sorted(i for b in sampler for i in b) == list(range(len(lengths)))
+    ranks = [list(BucketBatchSampler(lengths, 60, 3, seed=1, rank=r, world_size=2)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1])
+    assert not set(map(tuple, ranks[0])) & set(map(tuple, ranks[1]))
+    with pytest.raises(ValueError, match=r"train.csv: utterance 1 has 50 frames, more than --max-frames 40"):
+        BucketBatchSampler(lengths, max_frames=40, source="train.csv")
+
+
+def test_collate_pads_and_keeps_lengths():
+    batch = [
+        {"video": torch.ones(4, 1, 88, 88), "audio": torch.ones(2560, 1), "target": torch.tensor([3, 4]), "idx": 0},
+        {"video": torch.ones(2, 1, 88, 88), "audio": torch.ones(1280, 1), "target": torch.tensor([5]), "idx": 1},
+    ]
+    out = collate_pad(batch)
+    assert out["videos"].shape == (2, 4, 1, 88, 88) and out["video_lengths"].tolist() == [4, 2]
+    assert out["audios"].shape == (2, 2560, 1) and out["audio_lengths"].tolist() == [2560, 1280]
+    assert out["targets"].tolist() == [[3, 4], [5, -1]] and out["idxs"].tolist() == [0, 1]
+    assert out["videos"][1, 2:].abs().sum() == 0
+
+
+def test_dataset_items_and_missing_media(toy_corpus, tmp_path):
+    ds = AVDataset(toy_corpus["root"], toy_corpus["train"], "audiovisual", VideoTransform("test"), AudioTransform("test"))
+    item = ds[0]
+    t = item["video"].shape[0]
+    assert item["video"].shape == (t, 1, 88, 88) and t == ds.items[0].input_length
+    assert item["audio"].shape == (t * 640, 1)
+    bad = tmp_path / "missing.csv"
+    bad.write_text("toy,nobody/none.mp4,10,1 2\n", encoding="utf8")
+    with pytest.raises(FileNotFoundError, match=r"video file not found: .*nobody/none.mp4"):
+        AVDataset(toy_corpus["root"], str(bad), "video", VideoTransform("test"))[0]
+    with pytest.raises(ValueError, match="unknown modality 'lips'"):
+        AVDataset(toy_corpus["root"], toy_corpus["train"], "lips")

@@ -1,0 +1,78 @@
+"""The model reproduces the original Auto-AVSR numerically (fixtures made by its code)."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from espnet.asr.recognizer import build_beam_search
+from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E, E2EConfig
+
+
+def tiny_model(cfg, modality):
+    return E2E(E2EConfig(odim=cfg["odim"], modality=modality, adim=cfg["adim"], aheads=cfg["aheads"],
+                         eunits=cfg["eunits"], elayers=cfg["elayers"], dunits=cfg["dunits"],
+                         dlayers=cfg["dlayers"], cnn_module_kernel=cfg["cnn_module_kernel"],
+                         ctc_weight=cfg["ctc_weight"], lsm_weight=cfg["lsm_weight"]))
+
+
+@pytest.fixture(scope="module", params=["video", "audio"])
+def loaded(request, legacy_dir, legacy_config):
+    m = request.param
+    model = tiny_model(legacy_config, m)
+    state = torch.load(os.path.join(legacy_dir, f"tiny_{m}.pth"), weights_only=True)
+    model.load_state_dict(state, strict=True)
+    ref = torch.load(os.path.join(legacy_dir, f"tiny_{m}_reference.pt"), weights_only=True)
+    return m, model.eval(), ref
+
+
+def max_diff(a, b):
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return (a - b).abs().max().item()
+
+
+def test_stage_outputs(loaded):
+    _, model, ref = loaded
+    with torch.no_grad():
+        feats, lengths = model.frontend(ref["input"], ref["lengths"])
+        assert max_diff(feats, ref["frontend_out"]) <= 1e-4
+        proj = model.proj_encoder(feats)
+        assert max_diff(proj, ref["proj_out"]) <= 1e-4
+        enc, enc_lengths = model.encoder(proj, lengths)
+        assert max_diff(enc, ref["encoder_out"]) <= 1e-4
+        assert max_diff(model.ctc.ctc_lo(enc), ref["ctc_logits"]) <= 1e-4
+        out = model.decoder.forward_train(enc, enc_lengths, ref["labels"])
+        assert torch.equal(out["ys_in"], ref["decoder_in"])
+        assert max_diff(out["logits"], ref["decoder_logits"]) <= 1e-4
+
+
+def test_losses_and_accuracy(loaded):
+    _, model, ref = loaded
+    with torch.no_grad():
+        loss, loss_ctc, loss_att, acc = model(ref["input"], ref["lengths"], ref["labels"])
+    for name, value in (("loss", loss), ("loss_ctc", loss_ctc), ("loss_att", loss_att)):
+        assert value.item() == pytest.approx(ref[name].item(), rel=1e-4), name
+    assert acc == pytest.approx(ref["acc"].item(), rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("beam", [1, 5])
+def test_beam_search_hypotheses(loaded, beam):
+    _, model, ref = loaded
+    search = build_beam_search(model, beam_size=beam, ctc_weight=0.1)
+    n = int(ref["lengths"][0])
+    with torch.no_grad():
+        enc, enc_len = model.encode(ref["input"][:1, :n], ref["lengths"][:1])
+        hyps = search(enc[0, : int(enc_len[0])])
+    assert hyps[0].yseq[1:].tolist() == ref[f"beam{beam}_ids"].tolist()
+    assert hyps[0].score == pytest.approx(ref[f"beam{beam}_score"], abs=1e-3)
+
+
+@pytest.mark.parametrize("modality", ["video", "audio"])
+def test_full_size_state_dict_matches_legacy_manifest(legacy_dir, modality):
+    with open(os.path.join(legacy_dir, f"legacy_{modality}_state_dict_shapes.json")) as handle:
+        manifest = json.load(handle)
+    with torch.device("meta"):
+        model = E2E(E2EConfig(odim=5049, modality=modality))
+    ours = {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert ours == manifest
