@@ -51,11 +51,10 @@ def main(argv=None) -> int:
         if not sp_model or not dict_path:
             raise ValueError("--sp-model-path and --dict-path are required for this checkpoint (it records no tokenizer)")
         tokenizer = TextTransform(sp_model, dict_path)
-        config = resolve_model_config(args, tokenizer.odim, stored_config, source=args.pretrained_model_path)
+        config = resolve_model_config(args, tokenizer.odim, stored_config, source=args.pretrained_model_path,
+                                      state_keys=state.keys())
         model = load_model(config, state, args.pretrained_model_path)
-        if args.decode_snr_target is not None and config.modality == "video":
-            raise ValueError("--decode-snr-target adds noise to audio, but this model is video-only")
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, NotImplementedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():

@@ -79,7 +79,7 @@ def build_logger(args: argparse.Namespace, run_dir: str):
     return loggers.WandbLogger(name=args.exp_name, project="avsr", group=args.group_name, save_dir=run_dir)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s %(message)s" if args.debug else "%(message)s")
@@ -95,9 +95,13 @@ def main(argv=None) -> None:
     from espnet.training.model_module import ModelModule
 
     seed_everything(args.seed, workers=True)
-    tokenizer = TextTransform(args.sp_model_path, args.dict_path)
-    config = resolve_model_config(args, tokenizer.odim)
-    config.ctc_weight = args.ctc_weight
+    try:
+        tokenizer = TextTransform(args.sp_model_path, args.dict_path)
+        config = resolve_model_config(args, tokenizer.odim)
+        config.ctc_weight = args.ctc_weight
+    except (FileNotFoundError, ValueError, NotImplementedError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     hparams = {
         "model_config": config.to_dict(),
         "sp_model_path": os.path.abspath(args.sp_model_path),
@@ -115,7 +119,11 @@ def main(argv=None) -> None:
         "max_frames": args.max_frames,
         "seed": args.seed,
     }
-    module = ModelModule(hparams)
+    try:
+        module = ModelModule(hparams)
+    except (FileNotFoundError, ValueError, NotImplementedError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     datamodule = DataModule(args.root_dir, args.train_file, args.val_file, config.modality,
                             max_frames=args.max_frames, train_num_buckets=args.train_num_buckets,
                             num_workers=args.num_workers, noise_file=args.noise_file, seed=args.seed)
@@ -142,7 +150,7 @@ def main(argv=None) -> None:
     )
     trainer.fit(model=module, datamodule=datamodule, ckpt_path=args.ckpt_path)
     if trainer.global_rank != 0:
-        return
+        return 0
     avg_path = average_last_checkpoints(run_dir, 10, meta={k: hparams[k] for k in ("model_config", "sp_model_path", "dict_path")})
     print(f"checkpoints: {run_dir}")
     print(f"averaged model: {avg_path}")
@@ -153,12 +161,15 @@ def main(argv=None) -> None:
         state, _, _ = load_checkpoint(avg_path)
         model = load_model(config, state, avg_path)
         device = "cuda" if torch.cuda.is_available() and args.accelerator != "cpu" else "cpu"
+        if args.noise_file:
+            print("note: --noise-file is used for training augmentation only; --test-file is decoded clean")
         result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
                           ctc_weight=args.ctc_weight, seed=args.seed, device=device)
         out = os.path.join(run_dir, "test_results.json")
         write_json(result, out)
         print(f"test results: {out}")
         print(f"WER: {result.wer}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from datamodule.label_list import read_label_list
 from datamodule.media import load_audio, load_video
 
 SAMPLES_PER_FRAME = 640
+AV_TOLERANCE_SECONDS = 0.1
 
 
 def cut_or_pad(data: torch.Tensor, size: int) -> torch.Tensor:
@@ -22,7 +23,9 @@ class AVDataset(torch.utils.data.Dataset):
     """Items ``{"video": (T, 1, 88, 88)?, "audio": (S, 1)?, "target": (L,), "idx": int}``.
 
     Media lives at ``root_dir/dataset/rel_path`` (the ``.mp4``); audio is the ``.wav``
-    next to it. With both modalities the audio is cut/padded to ``640 * T`` samples.
+    next to it. With both modalities the two must cover the same time span: a difference
+    above ``av_tolerance`` seconds is an error naming the file; within it the audio is
+    cut/padded to ``640 * T`` samples. Transforms (noise included) apply per stream.
 
     Args:
         root_dir: Dataset root.
@@ -30,6 +33,7 @@ class AVDataset(torch.utils.data.Dataset):
         modality: ``video``, ``audio`` or ``audiovisual``.
         video_transform: ``frames -> tensor``.
         audio_transform: ``(waveform, idx) -> tensor`` (the index keys reproducible noise).
+        av_tolerance: Allowed audio/video duration mismatch in seconds.
     """
 
     def __init__(
@@ -39,6 +43,7 @@ class AVDataset(torch.utils.data.Dataset):
         modality: str,
         video_transform: Optional[Callable] = None,
         audio_transform: Optional[Callable] = None,
+        av_tolerance: float = AV_TOLERANCE_SECONDS,
     ) -> None:
         if modality not in ("video", "audio", "audiovisual"):
             raise ValueError(f"unknown modality {modality!r}; choose video, audio or audiovisual")
@@ -48,6 +53,7 @@ class AVDataset(torch.utils.data.Dataset):
         self.items = read_label_list(label_path)
         self.video_transform = video_transform
         self.audio_transform = audio_transform
+        self.av_tolerance = av_tolerance
 
     @property
     def input_lengths(self):
@@ -70,7 +76,14 @@ class AVDataset(torch.utils.data.Dataset):
         if self.modality in ("audio", "audiovisual"):
             audio = load_audio(os.path.splitext(path)[0] + ".wav")
             if video is not None:
-                audio = cut_or_pad(audio, video.size(0) * SAMPLES_PER_FRAME)
+                want = video.size(0) * SAMPLES_PER_FRAME
+                if abs(audio.size(0) - want) > self.av_tolerance * SAMPLES_PER_FRAME * 25:
+                    raise ValueError(
+                        f"{path}: audio lasts {audio.size(0) / 16000:.3f} s but the video "
+                        f"{video.size(0) / 25:.3f} s ({video.size(0)} frames); they differ by more than "
+                        f"{self.av_tolerance} s"
+                    )
+                audio = cut_or_pad(audio, want)
             out["audio"] = self.audio_transform(audio, idx) if self.audio_transform else audio
         if video is not None:
             out["video"] = self.video_transform(video) if self.video_transform else video

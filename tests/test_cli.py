@@ -39,7 +39,9 @@ def test_train_writes_checkpoints_average_and_wer(trained):
     assert "WER: " in proc.stdout
     assert os.path.isfile(os.path.join(run_dir, "logs", "version_0", "metrics.csv"))
     ckpt = torch.load(os.path.join(run_dir, "epoch=1.ckpt"), weights_only=True)
-    assert ckpt["model_config"]["modality"] == "video" and ckpt["model_config"]["adim"] == 32
+    config = ckpt["model_config"]
+    assert (config["vision_encoder"], config["audio_encoder"], config["decoder"]) == ("resnet", None, "transformer")
+    assert config["adim"] == 32
 
 
 def test_eval_prints_wer_and_writes_json(trained, toy_corpus, tmp_path):
@@ -69,6 +71,8 @@ def test_eval_lightning_ckpt_and_flag_contradiction(trained, toy_corpus, capsys)
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("WER: ")
     assert eval_cli.main(common + ["--modality", "audio"]) == 2
     assert "--modality audio contradicts" in capsys.readouterr().err
+    assert eval_cli.main(common + ["--audio-encoder", "resnet1d"]) == 2
+    assert "--audio-encoder resnet1d contradicts" in capsys.readouterr().err
     assert eval_cli.main(common + ["--adim", "64"]) == 2
     assert "--adim 64 contradicts" in capsys.readouterr().err
 
@@ -134,4 +138,4 @@ def test_legacy_checkpoint_decodes_through_eval(legacy_dir, legacy_spm, legacy_c
     args[args.index("--adim") + 1] = "32"
     args[args.index("--aheads") + 1] = "2"
     assert eval_cli.main(args) == 2
-    assert "does not match a video model with adim=32" in capsys.readouterr().err
+    assert "does not match a video model (resnet / - / transformer) with adim=32" in capsys.readouterr().err

@@ -7,11 +7,17 @@ import pytest
 import torch
 
 from espnet.asr.recognizer import build_beam_search
-from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E, E2EConfig
+from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
+from espnet.nets.pytorch_backend.model_config import LEGACY_MODALITY_ENCODERS, ModelConfig
+
+
+def legacy_config(modality, **sizes):
+    vision, audio = LEGACY_MODALITY_ENCODERS[modality]
+    return ModelConfig(vision_encoder=vision, audio_encoder=audio, decoder="transformer", **sizes)
 
 
 def tiny_model(cfg, modality):
-    return E2E(E2EConfig(odim=cfg["odim"], modality=modality, adim=cfg["adim"], aheads=cfg["aheads"],
+    return E2E(legacy_config(modality, odim=cfg["odim"], adim=cfg["adim"], aheads=cfg["aheads"],
                          eunits=cfg["eunits"], elayers=cfg["elayers"], dunits=cfg["dunits"],
                          dlayers=cfg["dlayers"], cnn_module_kernel=cfg["cnn_module_kernel"],
                          ctc_weight=cfg["ctc_weight"], lsm_weight=cfg["lsm_weight"]))
@@ -50,7 +56,8 @@ def test_stage_outputs(loaded):
 def test_losses_and_accuracy(loaded):
     _, model, ref = loaded
     with torch.no_grad():
-        loss, loss_ctc, loss_att, acc = model(ref["input"], ref["lengths"], ref["labels"])
+        inputs = {model.modality: ref["input"], f"{model.modality}_lengths": ref["lengths"]}
+        loss, loss_ctc, loss_att, acc = model(inputs, ref["labels"])
     for name, value in (("loss", loss), ("loss_ctc", loss_ctc), ("loss_att", loss_att)):
         assert value.item() == pytest.approx(ref[name].item(), rel=1e-4), name
     assert acc == pytest.approx(ref["acc"].item(), rel=1e-4, abs=1e-6)
@@ -62,7 +69,7 @@ def test_beam_search_hypotheses(loaded, beam):
     search = build_beam_search(model, beam_size=beam, ctc_weight=0.1)
     n = int(ref["lengths"][0])
     with torch.no_grad():
-        enc, enc_len = model.encode(ref["input"][:1, :n], ref["lengths"][:1])
+        enc, enc_len = model.encode({model.modality: ref["input"][:1, :n], f"{model.modality}_lengths": ref["lengths"][:1]})
         hyps = search(enc[0, : int(enc_len[0])])
     assert hyps[0].yseq[1:].tolist() == ref[f"beam{beam}_ids"].tolist()
     assert hyps[0].score == pytest.approx(ref[f"beam{beam}_score"], abs=1e-3)
@@ -73,6 +80,6 @@ def test_full_size_state_dict_matches_legacy_manifest(legacy_dir, modality):
     with open(os.path.join(legacy_dir, f"legacy_{modality}_state_dict_shapes.json")) as handle:
         manifest = json.load(handle)
     with torch.device("meta"):
-        model = E2E(E2EConfig(odim=5049, modality=modality))
+        model = E2E(legacy_config(modality))
     ours = {k: list(v.shape) for k, v in model.state_dict().items()}
     assert ours == manifest

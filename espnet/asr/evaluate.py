@@ -12,10 +12,10 @@ from tqdm import tqdm
 from datamodule.data_module import build_dataset
 from datamodule.noise import load_noise
 from datamodule.text_transform import TextTransform
-from espnet.asr.recognizer import build_beam_search, recognize
-from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E, E2EConfig
-
-INPUT_KEY = {"video": "video", "audio": "audio"}
+from espnet.asr.recognizer import STREAMS, build_beam_search, recognize
+from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
+from espnet.nets.pytorch_backend.model_config import ModelConfig
+from espnet.training.checkpoints import load_state_checked
 
 
 @dataclass
@@ -48,23 +48,10 @@ def corpus_wer(refs: List[str], hyps: List[str]) -> Dict[str, float]:
     return {"wer": out.wer, "errors": errors, "ref_words": n_ref}
 
 
-def load_model(config: E2EConfig, state: Dict[str, torch.Tensor], source: str) -> E2E:
+def load_model(config: ModelConfig, state: Dict[str, torch.Tensor], source: str) -> E2E:
     """Build the model and load ``state`` strictly, with an error that says what differs."""
     model = E2E(config)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"{source} does not match a {config.modality} model with adim={config.adim}, "
-            f"aheads={config.aheads}, elayers={config.elayers}, dlayers={config.dlayers}, odim={config.odim}: "
-            f"{len(missing)} missing key(s) {missing[:3]}, {len(unexpected)} unexpected key(s) "
-            f"{unexpected[:3]}, {len(wrong)} shape mismatch(es) (checkpoint vs model) {wrong[:3]}; "
-            f"check --modality and the size flags"
-        )
-    model.load_state_dict(state, strict=True)
+    load_state_checked(model, state, source)
     return model.eval()
 
 
@@ -83,6 +70,8 @@ def evaluate(
     progress: bool = True,
 ) -> EvalResult:
     """Decode every utterance of ``test_file`` one at a time and score it."""
+    if snr_target is not None and model.modality == "video":
+        raise ValueError("--decode-snr-target adds noise to audio, but this model is video-only")
     noise = load_noise(noise_file) if snr_target is not None else None
     dataset = build_dataset(root_dir, test_file, "test", model.modality, noise=noise,
                             snr_target=snr_target, seed=seed)
@@ -92,7 +81,7 @@ def evaluate(
     refs, hyps, rows = [], [], []
     start = time.perf_counter()
     for item in tqdm(loader, total=len(dataset), desc="decoding", disable=not progress, unit="utt"):
-        hyp = recognize(model, search, item[INPUT_KEY[model.modality]].to(device))
+        hyp = recognize(model, search, {k: item[k].to(device) for k in STREAMS if k in item})
         ref_text = text_transform.post_process(item["target"])
         hyp_text = text_transform.post_process(hyp.yseq[1:])
         refs.append(ref_text)

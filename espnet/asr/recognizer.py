@@ -1,6 +1,6 @@
 """Utterance decoding with joint CTC/attention beam search."""
 
-from typing import List, Optional
+from typing import Dict, List
 
 import torch
 
@@ -36,15 +36,25 @@ def build_beam_search(
     )
 
 
+STREAMS = ("video", "audio")
+
+
+def batch_of_one(item: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Unbatched ``video`` ``(T, 1, H, W)`` / ``audio`` ``(S, 1)`` -> model inputs of batch 1."""
+    inputs = {}
+    for key in STREAMS:
+        x = item.get(key)
+        if x is not None:
+            inputs[key] = x.unsqueeze(0)
+            inputs[f"{key}_lengths"] = torch.tensor([x.size(0)], device=x.device)
+    return inputs
+
+
 @torch.no_grad()
-def recognize(
-    model: E2E, search: BatchBeamSearch, x: torch.Tensor, length: Optional[int] = None
-) -> Hypothesis:
-    """Best hypothesis for one utterance ``x`` (video ``(T, 1, H, W)`` or audio ``(S, 1)``),
-    decoded alone (no padding), as the original recipe does."""
-    n = x.size(0) if length is None else int(length)
-    xs = x[:n].unsqueeze(0)
-    enc, enc_len = model.encode(xs, torch.tensor([n], device=x.device))
+def recognize(model: E2E, search: BatchBeamSearch, item: Dict[str, torch.Tensor]) -> Hypothesis:
+    """Best hypothesis for one utterance (its ``video`` and/or ``audio``), decoded alone
+    (no padding), as the original recipe does."""
+    enc, enc_len = model.encode(batch_of_one(item))
     hyps: List[Hypothesis] = search(enc[0, : int(enc_len[0])])
     if not hyps:
         raise RuntimeError("beam search returned no hypothesis")

@@ -114,3 +114,26 @@ def average_last_checkpoints(ckpt_dir: str, max_n: int = 10, meta: Optional[Dict
     if meta is not None:
         write_sidecar(out, {**meta, "averaged": [os.path.basename(p) for p in last]})
     return out
+
+
+def load_state_checked(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
+    """``model.load_state_dict(state, strict=True)`` after checking keys and shapes, so that a
+    mismatch is reported as a ``ValueError`` naming ``source``, the model and what differs."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        config = getattr(model, "config", None)
+        described = "the model"
+        if config is not None:
+            described = (f"a {config.modality} model ({config.vision_encoder or '-'} / {config.audio_encoder or '-'} / "
+                         f"{config.decoder}) with adim={config.adim}, aheads={config.aheads}, elayers={config.elayers}, "
+                         f"dlayers={config.dlayers}, odim={config.odim}")
+        raise ValueError(
+            f"{source} does not match {described}: {len(missing)} missing key(s) {missing[:3]}, "
+            f"{len(unexpected)} unexpected key(s) {unexpected[:3]}, {len(wrong)} shape mismatch(es) "
+            f"(checkpoint vs model) {wrong[:3]}; check the encoder/size flags"
+        )
+    model.load_state_dict(state, strict=True)

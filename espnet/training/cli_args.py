@@ -1,68 +1,122 @@
-"""Command-line flags shared by ``train.py`` and ``eval.py`` and their resolution into a
-model config."""
+"""Model flags shared by ``train.py`` and ``eval.py`` and their resolution into a
+:class:`ModelConfig` (from flags, from a checkpoint, or inferred from legacy weights)."""
 
 import argparse
-from typing import Any, Dict, Optional
+import sys
+from typing import Any, Dict, Iterable, Optional, Tuple
 
-from espnet.nets.pytorch_backend.e2e_asr_conformer import MODALITIES, E2EConfig
+from espnet.nets.pytorch_backend.model_config import LEGACY_MODALITY_ENCODERS, ModelConfig
+from espnet.nets.pytorch_backend.registry import AUDIO_ENCODERS, DECODERS, FUSIONS, VISION_ENCODERS
 
-# flag name -> E2EConfig field
-DIM_FLAGS = {
-    "adim": "adim",
-    "aheads": "aheads",
-    "eunits": "eunits",
-    "elayers": "elayers",
-    "dunits": "dunits",
-    "dlayers": "dlayers",
-}
+SIZE_FLAGS = ("adim", "aheads", "eunits", "elayers", "dunits", "dlayers", "resnet_width")
+NAME_FLAGS = ("vision_model_name", "audio_model_name", "decoder_model_name")
+CHOICE_FLAGS = ("vision_encoder", "audio_encoder", "decoder", "fusion_type", "projection")
+SWITCH_FLAGS = ("unfreeze_vision", "unfreeze_audio", "mask_conv_padding")
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model")
-    group.add_argument("--modality", choices=MODALITIES, default=None,
-                       help="Input modality: video (3D-ResNet frontend) or audio (1D-ResNet on waveforms).")
-    defaults = E2EConfig()
-    for flag, field in DIM_FLAGS.items():
-        group.add_argument(f"--{flag}", type=int, default=None,
-                           help=f"Model size: {field} (default {getattr(defaults, field)}, the Auto-AVSR size).")
+    """Component and size flags; every default is ``None`` so that explicitly given flags
+    can be told apart (and checked against a checkpoint's config)."""
+    d = ModelConfig()
+    g = parser.add_argument_group("model")
+    g.add_argument("--vision-encoder", choices=VISION_ENCODERS.choices(), default=None,
+                   help="Vision frontend (input: 88x88 mouth crops at 25 fps).")
+    g.add_argument("--audio-encoder", choices=AUDIO_ENCODERS.choices(), default=None,
+                   help="Audio frontend (input: 16 kHz waveform).")
+    g.add_argument("--decoder", choices=DECODERS.choices(), default=None,
+                   help="Decoder ('llm' = 'llama'). (Default: transformer)")
+    g.add_argument("--fusion-type", choices=FUSIONS.choices(), default=None,
+                   help="How audio-visual models fuse the two streams. (Default: concat)")
+    g.add_argument("--modality", choices=sorted(LEGACY_MODALITY_ENCODERS), default=None,
+                   help="Deprecated: video = --vision-encoder resnet, audio = --audio-encoder resnet1d "
+                        "(with --decoder transformer).")
+    for field, what in zip(NAME_FLAGS, ("vision", "audio", "decoder")):
+        g.add_argument(_flag(field), default=None,
+                       help=f"Hugging Face id or local directory of the pretrained {what} model.")
+    g.add_argument("--unfreeze-vision", action="store_const", const=True, default=None,
+                   help="Train the pretrained vision frontend (frozen by default).")
+    g.add_argument("--unfreeze-audio", action="store_const", const=True, default=None,
+                   help="Train the pretrained audio frontend (frozen by default).")
+    g.add_argument("--projection", choices=["linear", "mlp"], default=None,
+                   help="Frontend-to-encoder projection when sizes differ. (Default: linear)")
+    g.add_argument("--mask-conv-padding", action="store_const", const=True, default=None,
+                   help="Zero padded frames before the Conformer convolution (exact padding invariance; "
+                        "off by default to reproduce Auto-AVSR numerics).")
+    for field in SIZE_FLAGS:
+        g.add_argument(_flag(field), type=int, default=None,
+                       help=f"Model size {field} (default {getattr(d, field)}, the Auto-AVSR size).")
 
 
 def add_tokenizer_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("tokenizer")
-    group.add_argument("--sp-model-path", type=str, default=None,
-                       help="SentencePiece model (e.g. unigram5000.model).")
-    group.add_argument("--dict-path", type=str, default=None,
-                       help="Units list matching --sp-model-path (one '<piece> <id>' per line).")
+    g = parser.add_argument_group("tokenizer")
+    g.add_argument("--sp-model-path", default=None, help="SentencePiece model (e.g. unigram5000.model).")
+    g.add_argument("--dict-path", default=None, help="Units list matching --sp-model-path ('<piece> <id>' per line).")
 
 
-def explicit_model_flags(args: argparse.Namespace) -> Dict[str, Any]:
-    """Model flags the user actually gave (``None`` means not given)."""
-    given = {f: getattr(args, f) for f in DIM_FLAGS if getattr(args, f, None) is not None}
-    if getattr(args, "modality", None) is not None:
-        given["modality"] = args.modality
-    return given
+def given_model_fields(args: argparse.Namespace) -> Tuple[Dict[str, Any], Optional[str]]:
+    """ModelConfig fields set by explicit flags, and the deprecated ``--modality`` (checked
+    against the encoder flags, with a deprecation notice)."""
+    fields = {f: getattr(args, f) for f in SIZE_FLAGS + NAME_FLAGS + CHOICE_FLAGS + SWITCH_FLAGS
+              if getattr(args, f, None) is not None}
+    for key, registry in (("vision_encoder", VISION_ENCODERS), ("audio_encoder", AUDIO_ENCODERS),
+                          ("decoder", DECODERS), ("fusion_type", FUSIONS)):
+        if key in fields:
+            fields[key] = registry.canonical(fields[key])
+    modality = getattr(args, "modality", None)
+    if modality is None:
+        return fields, None
+    vision, audio = LEGACY_MODALITY_ENCODERS[modality]
+    print(f"note: --modality is deprecated; --modality {modality} means "
+          f"{_flag('vision_encoder') + ' ' + vision if vision else _flag('audio_encoder') + ' ' + audio} "
+          f"--decoder transformer", file=sys.stderr)
+    has_vision, has_audio = "vision_encoder" in fields, "audio_encoder" in fields
+    if (modality == "video" and has_audio) or (modality == "audio" and has_vision):
+        other = "--audio-encoder" if modality == "video" else "--vision-encoder"
+        raise ValueError(f"--modality {modality} contradicts {other} {fields[other[2:].replace('-', '_')]}")
+    return fields, modality
 
 
-def resolve_model_config(args: argparse.Namespace, odim: int,
-                         stored: Optional[Dict[str, Any]] = None,
-                         source: str = "checkpoint") -> E2EConfig:
-    """Model config from a checkpoint (``stored``) or from flags.
+def infer_legacy_modality(state_keys: Iterable[str]) -> Optional[str]:
+    """``video``/``audio`` for an Auto-AVSR state dict (by its frontend keys), else ``None``."""
+    keys = set(state_keys)
+    if any(k.startswith("frontend.frontend3D.") for k in keys):
+        return "video"
+    if "frontend.trunk.conv1.weight" in keys:
+        return "audio"
+    return None
 
-    With a stored config, any model flag that disagrees with it is an error naming both
-    values. Without one, ``--modality`` is required and unspecified sizes take the legacy
-    Auto-AVSR values.
+
+def resolve_model_config(args: argparse.Namespace, odim: int, stored: Optional[Dict[str, Any]] = None,
+                         source: str = "checkpoint", state_keys: Optional[Iterable[str]] = None) -> ModelConfig:
+    """The model config to build.
+
+    * ``stored`` (a checkpoint of ours): that config; an explicit flag that disagrees is an error.
+    * otherwise from the flags; with no encoder flag, the modality of legacy weights
+      (``state_keys``) is used, else an error asks for encoder flags.
     """
-    given = explicit_model_flags(args)
+    given, modality = given_model_fields(args)
     if stored is not None:
-        config = E2EConfig.from_dict(dict(stored))
-        for flag, value in given.items():
-            have = getattr(config, DIM_FLAGS.get(flag, flag))
-            if have != value:
-                raise ValueError(f"--{flag} {value} contradicts the {source}, which was trained with {flag}={have}")
+        config = ModelConfig.from_dict(dict(stored))
+        if modality is not None and modality != config.modality:
+            raise ValueError(f"--modality {modality} contradicts the {source}, which is a {config.modality} model")
+        for field, value in given.items():
+            if getattr(config, field) != value:
+                raise ValueError(f"{_flag(field)} {value} contradicts the {source}, which was trained with "
+                                 f"{field}={getattr(config, field)}")
         if config.odim != odim:
             raise ValueError(f"the tokenizer has {odim} tokens but the {source} model has odim {config.odim}")
         return config
-    if "modality" not in given:
-        raise ValueError("--modality is required (video or audio)")
-    values = {DIM_FLAGS.get(k, k): v for k, v in given.items()}
-    return E2EConfig(odim=odim, **values)
+    if modality is not None and "vision_encoder" not in given and "audio_encoder" not in given:
+        given["vision_encoder"], given["audio_encoder"] = LEGACY_MODALITY_ENCODERS[modality]
+    if "vision_encoder" not in given and "audio_encoder" not in given:
+        legacy = infer_legacy_modality(state_keys) if state_keys is not None else None
+        if legacy is None:
+            raise ValueError("choose the input: --vision-encoder and/or --audio-encoder (or the legacy --modality)")
+        given["vision_encoder"], given["audio_encoder"] = LEGACY_MODALITY_ENCODERS[legacy]
+    given.setdefault("vision_encoder", None)
+    given.setdefault("audio_encoder", None)
+    return ModelConfig(odim=odim, **given)

@@ -7,29 +7,45 @@ import torch
 from pytorch_lightning import LightningModule
 
 from datamodule.text_transform import TextTransform
-from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E, E2EConfig
-from espnet.training.checkpoints import load_checkpoint
+from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
+from espnet.nets.pytorch_backend.model_config import ModelConfig
+from espnet.training.checkpoints import load_checkpoint, load_state_checked
+from espnet.training.cli_args import infer_legacy_modality
 from espnet.training.scheduler import build_warmup_cosine
 
-INPUT_KEYS = {"video": ("videos", "video_lengths"), "audio": ("audios", "audio_lengths")}
 TRANSFER_PREFIXES = {"frontend": ("frontend.",), "encoder": ("frontend.", "proj_encoder.", "encoder.")}
 
 
-def select_for_transfer(state: Dict[str, torch.Tensor], what: str) -> Dict[str, torch.Tensor]:
-    """Subset of a full state dict for ``--transfer-frontend`` (``frontend.*``) or
+def select_for_transfer(state: Dict[str, torch.Tensor], what: str, modality: str) -> Dict[str, torch.Tensor]:
+    """Subset of a single-modality state dict for ``--transfer-frontend`` (``frontend.*``) or
     ``--transfer-encoder`` (``frontend.*``, ``proj_encoder.*``, ``encoder.*``).
 
     A standalone frontend checkpoint (keys ``trunk.*``/``frontend3D.*``, as produced by
-    word-level pre-training) is accepted for ``frontend``.
+    word-level pre-training) is accepted. For an audio-visual target the frontend goes to
+    ``vision_frontend`` or ``audio_frontend`` (by the kind of frontend the checkpoint has)
+    and ``proj_encoder`` is dropped (the fusion layer replaces it).
     """
-    if what == "frontend" and state and all(k.startswith(("trunk.", "frontend3D.")) for k in state):
-        return {f"frontend.{k}": v for k, v in state.items()}
-    return {k: v for k, v in state.items() if k.startswith(TRANSFER_PREFIXES[what])}
+    if state and all(k.startswith(("trunk.", "frontend3D.")) for k in state):
+        state = {f"frontend.{k}": v for k, v in state.items()}
+    subset = {k: v for k, v in state.items() if k.startswith(TRANSFER_PREFIXES[what])}
+    if modality != "audiovisual":
+        return subset
+    source = infer_legacy_modality(subset)
+    if source is None:
+        raise ValueError("cannot tell whether the checkpoint's frontend is a video or an audio frontend")
+    target = "vision_frontend." if source == "video" else "audio_frontend."
+    out = {}
+    for key, value in subset.items():
+        if key.startswith("frontend."):
+            out[target + key[len("frontend."):]] = value
+        elif key.startswith("encoder."):
+            out[key] = value
+    return out
 
 
 class ModelModule(LightningModule):
     """Args (a plain dict, saved as hyper-parameters):
-        model_config: :class:`E2EConfig` as a dict.
+        model_config: :class:`ModelConfig` as a dict.
         sp_model_path, dict_path: Tokenizer files.
         lr, weight_decay, warmup_epochs, max_epochs: Optimisation.
         pretrained_model_path, transfer_frontend, transfer_encoder: Initialisation.
@@ -38,7 +54,7 @@ class ModelModule(LightningModule):
     def __init__(self, hparams: Dict[str, Any]) -> None:
         super().__init__()
         self.save_hyperparameters(hparams)
-        self.config = E2EConfig.from_dict(dict(hparams["model_config"]))
+        self.config = ModelConfig.from_dict(dict(hparams["model_config"]))
         self.text_transform = TextTransform(hparams["sp_model_path"], hparams["dict_path"])
         if self.text_transform.odim != self.config.odim:
             raise ValueError(
@@ -54,19 +70,25 @@ class ModelModule(LightningModule):
         state, _, _ = load_checkpoint(path)
         if frontend_only or encoder_only:
             what = "frontend" if frontend_only else "encoder"
-            subset = select_for_transfer(state, what)
+            subset = select_for_transfer(state, what, self.config.modality)
             if not subset:
                 raise ValueError(f"--pretrained-model-path {path}: no {what} weights found")
-            missing, unexpected = self.model.load_state_dict(subset, strict=False)
-            bad = [k for k in missing if k.startswith(TRANSFER_PREFIXES[what])] + list(unexpected)
+            modules = {k.split(".")[0] for k in subset}
+            expected = {k: v.shape for k, v in self.model.state_dict().items()}
+            bad = [k for k in expected if k.split(".")[0] in modules and k not in subset]
+            bad += [k for k, v in subset.items() if k not in expected or v.shape != expected[k]]
             if bad:
                 raise ValueError(f"--pretrained-model-path {path}: {what} weights do not match the model: {bad[:5]}")
+            self.model.load_state_dict(subset, strict=False)
         else:
-            self.model.load_state_dict(state, strict=True)
+            load_state_checked(self.model, state, f"--pretrained-model-path {path}")
 
     def forward_batch(self, batch: Dict[str, torch.Tensor]):
-        x_key, len_key = INPUT_KEYS[self.config.modality]
-        return self.model(batch[x_key], batch[len_key], batch["targets"])
+        inputs = {}
+        for key in ("video", "audio"):
+            if f"{key}s" in batch:
+                inputs[key], inputs[f"{key}_lengths"] = batch[f"{key}s"], batch[f"{key}_lengths"]
+        return self.model(inputs, batch["targets"])
 
     def _step(self, batch: Dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
         loss, loss_ctc, loss_att, acc = self.forward_batch(batch)

@@ -1,75 +1,36 @@
-"""Auto-AVSR single-modality model: frontend -> proj_encoder -> Conformer -> CTC + decoder.
+"""Recogniser assembled from registered components:
+frontend(s) -> projection or fusion -> Conformer -> CTC + decoder.
 
-Attribute names match the original Auto-AVSR ``E2E`` so that its ``model_avg_*.pth``
-files load with ``strict=True``.
+A single-modality model keeps the Auto-AVSR attribute names (``frontend``,
+``proj_encoder``, ``encoder``, ``decoder``, ``ctc``) so that original ``model_avg_*.pth``
+files load with ``strict=True``. An audio-visual model has ``vision_frontend``,
+``audio_frontend`` and ``fusion`` instead of ``frontend`` and ``proj_encoder``.
 """
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
 from espnet.nets.pytorch_backend.ctc import CTC
-from espnet.nets.pytorch_backend.decoder.transformer_decoder import TransformerDecoder
 from espnet.nets.pytorch_backend.encoder.conformer_encoder import ConformerEncoder
-from espnet.nets.pytorch_backend.frontend.base_frontend import BaseFrontend
-from espnet.nets.pytorch_backend.frontend.resnet import VideoResNet
-from espnet.nets.pytorch_backend.frontend.resnet1d import AudioResNet1D
+from espnet.nets.pytorch_backend.factories.decoder_factory import DecoderFactory
+from espnet.nets.pytorch_backend.factories.frontend_factory import FrontendFactory
+from espnet.nets.pytorch_backend.factories.fusion_factory import FusionFactory
+from espnet.nets.pytorch_backend.model_config import ModelConfig
+from espnet.nets.pytorch_backend.projection.auto_projection import AutoProjection
 
-MODALITIES = ("video", "audio")
-
-
-@dataclass
-class E2EConfig:
-    """Everything needed to rebuild an :class:`E2E` (stored in every checkpoint we write).
-
-    Defaults are the legacy Auto-AVSR sizes.
-    """
-
-    odim: int = 5049
-    modality: str = "video"
-    adim: int = 768
-    aheads: int = 12
-    eunits: int = 3072
-    elayers: int = 12
-    dunits: int = 3072
-    dlayers: int = 6
-    cnn_module_kernel: int = 31
-    dropout_rate: float = 0.1
-    lsm_weight: float = 0.1
-    ctc_weight: float = 0.1
-    mask_conv_padding: bool = False
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Dict[str, Any]) -> "E2EConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
-        return cls(**values)
-
-
-def build_frontend(modality: str) -> BaseFrontend:
-    """The legacy frontend of a modality."""
-    if modality == "video":
-        return VideoResNet()
-    if modality == "audio":
-        return AudioResNet1D()
-    raise ValueError(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
+Inputs = Dict[str, Optional[torch.Tensor]]
 
 
 class E2E(torch.nn.Module):
-    """Hybrid CTC/attention recogniser.
+    """Hybrid CTC/attention recogniser for video, audio or both.
 
-    Shapes:
-        video ``(B, T, 1, 88, 88)`` with lengths in frames (25 fps) or audio
-        ``(B, S, 1)`` with lengths in samples (16 kHz); targets ``(B, L)`` padded with -1.
+    Inputs (a dict): ``video`` ``(B, T, 1, 88, 88)`` + ``video_lengths`` (frames, 25 fps)
+    and/or ``audio`` ``(B, S, 1)`` + ``audio_lengths`` (samples, 16 kHz). Targets
+    ``(B, L)`` are padded with -1.
     """
 
-    def __init__(self, config: E2EConfig) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.modality = config.modality
@@ -79,8 +40,18 @@ class E2E(torch.nn.Module):
         self.ignore_id = -1
         self.ctc_weight = config.ctc_weight
 
-        self.frontend = build_frontend(config.modality)
-        self.proj_encoder = torch.nn.Linear(self.frontend.output_dim, config.adim)
+        if config.modality == "audiovisual":
+            self.vision_frontend = FrontendFactory.create_vision_encoder(config.vision_encoder, config)
+            self.audio_frontend = FrontendFactory.create_audio_encoder(config.audio_encoder, config)
+            self.fusion = FusionFactory.create_fusion(
+                config.fusion_type, self.vision_frontend.output_dim, self.audio_frontend.output_dim, config
+            )
+        else:
+            if config.vision_encoder:
+                self.frontend = FrontendFactory.create_vision_encoder(config.vision_encoder, config)
+            else:
+                self.frontend = FrontendFactory.create_audio_encoder(config.audio_encoder, config)
+            self.proj_encoder = AutoProjection(self.frontend.output_dim, config.adim, config.projection)
         self.encoder = ConformerEncoder(
             attention_dim=config.adim,
             attention_heads=config.aheads,
@@ -90,32 +61,40 @@ class E2E(torch.nn.Module):
             dropout_rate=config.dropout_rate,
             mask_conv_padding=config.mask_conv_padding,
         )
-        self.decoder = TransformerDecoder(
-            odim=config.odim,
-            attention_dim=config.adim,
-            attention_heads=config.aheads,
-            linear_units=config.dunits,
-            num_blocks=config.dlayers,
-            dropout_rate=config.dropout_rate,
-            lsm_weight=config.lsm_weight,
-            ignore_id=self.ignore_id,
-        )
+        self.decoder = DecoderFactory.create_decoder(config.decoder, config)
         self.ctc = CTC(config.odim, config.adim, config.dropout_rate, self.ignore_id)
 
-    def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Raw input -> encoder output ``(B, T, adim)`` at 25 Hz and its lengths."""
-        feats, lengths = self.frontend(x, lengths)
-        return self.encoder(self.proj_encoder(feats), lengths)
+    @staticmethod
+    def _stream(inputs: Inputs, key: str) -> Tuple[torch.Tensor, torch.Tensor]:
+        x, lengths = inputs.get(key), inputs.get(f"{key}_lengths")
+        if x is None or lengths is None:
+            raise ValueError(f"this model needs '{key}' and '{key}_lengths' inputs")
+        return x, lengths
+
+    def fuse_frontends(self, inputs: Inputs) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Frontend(s) + projection/fusion: ``(B, T, adim)`` and lengths."""
+        if self.modality == "audiovisual":
+            v, v_len = self.vision_frontend(*self._stream(inputs, "video"))
+            a, a_len = self.audio_frontend(*self._stream(inputs, "audio"))
+            return self.fusion(
+                (v, v_len, self.vision_frontend.frame_rate), (a, a_len, self.audio_frontend.frame_rate)
+            )
+        feats, lengths = self.frontend(*self._stream(inputs, self.modality))
+        return self.proj_encoder(feats), lengths
+
+    def encode(self, inputs: Inputs) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Encoder output ``(B, T, adim)`` and its lengths."""
+        return self.encoder(*self.fuse_frontends(inputs))
 
     def forward(
-        self, x: torch.Tensor, lengths: torch.Tensor, label: torch.Tensor
+        self, inputs: Inputs, label: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
         """Hybrid loss ``ctc_weight * ctc + (1 - ctc_weight) * att``.
 
         Returns:
             ``loss, loss_ctc, loss_att, acc``.
         """
-        enc, enc_lengths = self.encode(x, lengths)
+        enc, enc_lengths = self.encode(inputs)
         loss_ctc, _ = self.ctc(enc, enc_lengths, label)
         out = self.decoder.forward_train(enc, enc_lengths, label)
         loss_att = out["loss_att"]

@@ -14,6 +14,12 @@ class BaseDecoder(torch.nn.Module, ABC):
     ids padded with ``ignore_id``.
     """
 
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config) -> "BaseDecoder":
+        """Build from a :class:`ModelConfig`."""
+        raise NotImplementedError
+
     @abstractmethod
     def forward_train(
         self, memory: torch.Tensor, memory_lengths: torch.Tensor, targets: torch.Tensor

@@ -107,6 +107,18 @@ class TransformerDecoder(BaseDecoder, BatchScorerInterface):
         self.output_layer = torch.nn.Linear(attention_dim, odim)
         self.criterion = LabelSmoothingLoss(odim, ignore_id, lsm_weight)
 
+    @classmethod
+    def from_config(cls, config) -> "TransformerDecoder":
+        return cls(
+            odim=config.odim,
+            attention_dim=config.adim,
+            attention_heads=config.aheads,
+            linear_units=config.dunits,
+            num_blocks=config.dlayers,
+            dropout_rate=config.dropout_rate,
+            lsm_weight=config.lsm_weight,
+        )
+
     def forward(
         self,
         tgt: torch.Tensor,

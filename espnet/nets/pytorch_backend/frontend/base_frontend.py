@@ -20,6 +20,12 @@ class BaseFrontend(torch.nn.Module, ABC):
     output_dim: int
     frame_rate: float
 
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config) -> "BaseFrontend":
+        """Build from a :class:`ModelConfig` (sizes, model names, freezing)."""
+        raise NotImplementedError
+
     @abstractmethod
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor

@@ -9,10 +9,10 @@ from espnet.nets.pytorch_backend.frontend.resnet_blocks import ResNetLayers
 
 
 class VideoTrunk(ResNetLayers):
-    """2-D ResNet-18 layers followed by global average pooling: ``(N, 64, H, W) -> (N, 512)``."""
+    """2-D ResNet-18 layers followed by global average pooling: ``(N, w, H, W) -> (N, 8w)``."""
 
-    def __init__(self) -> None:
-        super().__init__(dims=2)
+    def __init__(self, width: int = 64) -> None:
+        super().__init__(dims=2, width=width)
         self.avgpool = torch.nn.AdaptiveAvgPool2d(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -20,28 +20,37 @@ class VideoTrunk(ResNetLayers):
 
 
 class VideoResNet(BaseFrontend):
-    """Mouth-crop frames to one 512-d vector per frame (25 Hz).
+    """Mouth-crop frames to one ``8 * width``-d vector per frame (512-d, 25 Hz, for the
+    legacy width 64).
 
-    The stem is Conv3d(1→64, kernel 5×7×7, stride 1×2×2) + BatchNorm3d + swish +
+    The stem is Conv3d(1→width, kernel 5×7×7, stride 1×2×2) + BatchNorm3d + swish +
     MaxPool3d(1×3×3, stride 1×2×2); it keeps the time axis, so lengths are unchanged.
+
+    Args:
+        width: Channels of the stem and first ResNet stage (64 in Auto-AVSR; smaller
+            widths make CPU experiments fast).
 
     Shapes:
         ``x`` ``(B, T, 1, H, W)`` (88×88 grayscale, normalised), ``lengths`` ``(B,)``
-        frames -> ``(B, T, 512)``, ``lengths``.
+        frames -> ``(B, T, 8 * width)``, ``lengths``.
     """
 
-    output_dim = 512
     frame_rate = 25.0
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 64) -> None:
         super().__init__()
+        self.output_dim = 8 * width
         self.frontend3D = torch.nn.Sequential(
-            torch.nn.Conv3d(1, 64, (5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3), bias=False),
-            torch.nn.BatchNorm3d(64),
+            torch.nn.Conv3d(1, width, (5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3), bias=False),
+            torch.nn.BatchNorm3d(width),
             torch.nn.SiLU(),
             torch.nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
         )
-        self.trunk = VideoTrunk()
+        self.trunk = VideoTrunk(width)
+
+    @classmethod
+    def from_config(cls, config) -> "VideoResNet":
+        return cls(width=config.resnet_width)
 
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor

@@ -11,13 +11,13 @@ SAMPLES_PER_FRAME = 640  # 16 kHz / 25 Hz
 
 
 class AudioTrunk(ResNetLayers):
-    """Conv1d(1→64, kernel 80, stride 4) + BN + swish, ResNet-18 layers (×8 down),
+    """Conv1d(1→width, kernel 80, stride 4) + BN + swish, ResNet-18 layers (×8 down),
     then average pooling over 20 steps: one frame per 640 samples."""
 
-    def __init__(self) -> None:
-        super().__init__(dims=1)
-        self.conv1 = torch.nn.Conv1d(1, 64, kernel_size=80, stride=4, padding=38, bias=False)
-        self.bn1 = torch.nn.BatchNorm1d(64)
+    def __init__(self, width: int = 64) -> None:
+        super().__init__(dims=1, width=width)
+        self.conv1 = torch.nn.Conv1d(1, width, kernel_size=80, stride=4, padding=38, bias=False)
+        self.bn1 = torch.nn.BatchNorm1d(width)
         self.relu = torch.nn.SiLU()
         self.avgpool = torch.nn.AvgPool1d(kernel_size=20, stride=20)
 
@@ -27,19 +27,24 @@ class AudioTrunk(ResNetLayers):
 
 
 class AudioResNet1D(BaseFrontend):
-    """Raw waveform to one 512-d vector per 640 samples (25 Hz).
+    """Raw waveform to one ``8 * width``-d vector per 640 samples (512-d, 25 Hz, for the
+    legacy width 64).
 
     Shapes:
         ``x`` ``(B, S, 1)`` or ``(B, S)`` samples at 16 kHz, ``lengths`` ``(B,)`` in
-        samples -> ``(B, S // 640, 512)``, ``lengths // 640``.
+        samples -> ``(B, S // 640, 8 * width)``, ``lengths // 640``.
     """
 
-    output_dim = 512
     frame_rate = 25.0
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 64) -> None:
         super().__init__()
-        self.trunk = AudioTrunk()
+        self.output_dim = 8 * width
+        self.trunk = AudioTrunk(width)
+
+    @classmethod
+    def from_config(cls, config) -> "AudioResNet1D":
+        return cls(width=config.resnet_width)
 
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor

@@ -46,17 +46,17 @@ class BasicBlock(torch.nn.Module):
 
 
 class ResNetLayers(torch.nn.Module):
-    """``layer1`` .. ``layer4`` of ResNet-18 (64, 128, 256, 512 channels; 2 blocks each;
-    stride 2 from ``layer2`` on)."""
+    """``layer1`` .. ``layer4`` of ResNet-18 (``width`` × 1, 2, 4, 8 channels, i.e. 64 ..
+    512 for the legacy width 64; 2 blocks each; stride 2 from ``layer2`` on)."""
 
-    def __init__(self, dims: int, layers=(2, 2, 2, 2), inplanes: int = 64) -> None:
+    def __init__(self, dims: int, width: int = 64, layers=(2, 2, 2, 2)) -> None:
         super().__init__()
         self.dims = dims
-        self._inplanes = inplanes
-        self.layer1 = self._make_layer(64, layers[0], 1)
-        self.layer2 = self._make_layer(128, layers[1], 2)
-        self.layer3 = self._make_layer(256, layers[2], 2)
-        self.layer4 = self._make_layer(512, layers[3], 2)
+        self._inplanes = width
+        self.layer1 = self._make_layer(width, layers[0], 1)
+        self.layer2 = self._make_layer(2 * width, layers[1], 2)
+        self.layer3 = self._make_layer(4 * width, layers[2], 2)
+        self.layer4 = self._make_layer(8 * width, layers[3], 2)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> torch.nn.Sequential:
         downsample = None

@@ -1,0 +1,32 @@
+"""Contract of a fusion layer that mixes two aligned streams."""
+
+from abc import ABC, abstractmethod
+
+import torch
+
+
+class BaseFusion(torch.nn.Module, ABC):
+    """Fuses two streams that already share one frame rate and one length per item.
+
+    ``forward(v (B, T, Dv), a (B, T, Da), mask (B, T) bool, True = valid) -> (B, T, D)``;
+    padded frames of the output are zero and no valid frame may depend on padding.
+
+    Args:
+        vision_dim, audio_dim: Input sizes.
+        out_dim: Output size (the encoder size ``adim``).
+    """
+
+    def __init__(self, vision_dim: int, audio_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.vision_dim, self.audio_dim, self.out_dim = vision_dim, audio_dim, out_dim
+
+    @classmethod
+    def from_dims(cls, vision_dim: int, audio_dim: int, out_dim: int, config) -> "BaseFusion":
+        return cls(vision_dim, audio_dim, out_dim)
+
+    @abstractmethod
+    def fuse(self, v: torch.Tensor, a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, v: torch.Tensor, a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.fuse(v, a, mask).masked_fill(~mask.unsqueeze(-1), 0.0)

@@ -1,0 +1,80 @@
+"""The configuration that fully describes a model; it travels with every checkpoint."""
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, Optional
+
+LEGACY_MODALITY_ENCODERS = {"video": ("resnet", None), "audio": (None, "resnet1d")}
+
+
+@dataclass
+class ModelConfig:
+    """Component names and sizes. Defaults are the Auto-AVSR sizes.
+
+    Attributes:
+        odim: Vocabulary size of the decoder/CTC.
+        vision_encoder / audio_encoder: Registered frontend names; at least one is set.
+            Only vision -> video model, only audio -> audio model, both -> audio-visual.
+        decoder: Registered decoder name.
+        fusion_type: Registered fusion (audio-visual models only).
+        vision_model_name / audio_model_name / decoder_model_name: Pretrained model ids or
+            local directories for pretrained components.
+        unfreeze_vision / unfreeze_audio: Train pretrained frontends.
+        projection: ``linear`` or ``mlp`` when frontend and encoder sizes differ.
+        resnet_width: Base channels of the ResNet frontends (64 = Auto-AVSR).
+        adim, aheads, eunits, elayers: Conformer size; dunits, dlayers: decoder size.
+        mask_conv_padding: Zero padded frames before the Conformer depthwise convolution
+            (exact padding invariance; off reproduces Auto-AVSR numerics).
+    """
+
+    odim: int = 5049
+    vision_encoder: Optional[str] = "resnet"
+    audio_encoder: Optional[str] = None
+    decoder: str = "transformer"
+    fusion_type: str = "concat"
+    vision_model_name: Optional[str] = None
+    audio_model_name: Optional[str] = None
+    decoder_model_name: Optional[str] = None
+    unfreeze_vision: bool = False
+    unfreeze_audio: bool = False
+    projection: str = "linear"
+    resnet_width: int = 64
+    adim: int = 768
+    aheads: int = 12
+    eunits: int = 3072
+    elayers: int = 12
+    dunits: int = 3072
+    dlayers: int = 6
+    cnn_module_kernel: int = 31
+    dropout_rate: float = 0.1
+    lsm_weight: float = 0.1
+    ctc_weight: float = 0.1
+    mask_conv_padding: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.vision_encoder and not self.audio_encoder:
+            raise ValueError("a model needs a vision encoder, an audio encoder, or both")
+        if self.projection not in ("linear", "mlp"):
+            raise ValueError(f"projection must be 'linear' or 'mlp', got {self.projection!r}")
+
+    @property
+    def modality(self) -> str:
+        if self.vision_encoder and self.audio_encoder:
+            return "audiovisual"
+        return "video" if self.vision_encoder else "audio"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "ModelConfig":
+        values = dict(values)
+        if "modality" in values:  # configs written before encoders were named
+            modality = values.pop("modality")
+            if modality not in LEGACY_MODALITY_ENCODERS:
+                raise ValueError(f"unknown modality {modality!r} in model config")
+            values["vision_encoder"], values["audio_encoder"] = LEGACY_MODALITY_ENCODERS[modality]
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**values)
