@@ -139,3 +139,56 @@ def test_legacy_checkpoint_decodes_through_eval(legacy_dir, legacy_spm, legacy_c
     args[args.index("--aheads") + 1] = "2"
     assert eval_cli.main(args) == 2
     assert "does not match a video model (resnet / - / transformer) with adim=32" in capsys.readouterr().err
+
+
+def test_audio_visual_gated_model_trains_and_evaluates_without_model_flags(toy_corpus, tmp_path):
+    exp = str(tmp_path / "exp")
+    proc = run("train.py", "--exp-dir", exp, "--exp-name", "av", "--vision-encoder", "resnet",
+               "--audio-encoder", "resnet1d", "--fusion-type", "gated", "--decoder", "transformer",
+               "--root-dir", toy_corpus["root"], "--train-file", "train.csv",
+               "--sp-model-path", toy_corpus["sp_model_path"], "--dict-path", toy_corpus["dict_path"],
+               *TINY_DIMS, "--resnet-width", "8", "--max-epochs", "1", "--warmup-epochs", "1",
+               "--max-frames", "300", "--num-workers", "0")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ckpt = os.path.join(exp, "av", "model_avg_1.pth")
+    state = torch.load(ckpt, weights_only=True)
+    assert any(k.startswith("fusion.layer.gate.") for k in state)
+    assert any(k.startswith("vision_frontend.") for k in state) and any(k.startswith("audio_frontend.") for k in state)
+    out = str(tmp_path / "av.json")
+    proc = run("eval.py", "--root-dir", toy_corpus["root"], "--test-file", "test.csv",
+               "--pretrained-model-path", ckpt, "--beam-size", "2", "--num-workers", "0",
+               "--decode-snr-target", "0", "--output-json", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1].startswith("WER: ")
+    assert json.load(open(out))["num_utterances"] == len(open(toy_corpus["test"]).read().splitlines())
+
+
+def test_planned_component_is_a_clear_error(toy_corpus, capsys):
+    code = train_cli.main(["--root-dir", toy_corpus["root"], "--train-file", "train.csv", "--vision-encoder", "vit",
+                           "--sp-model-path", toy_corpus["sp_model_path"], "--dict-path", toy_corpus["dict_path"]])
+    assert code == 2
+    assert "--vision-encoder vit is not available yet" in capsys.readouterr().err
+
+
+def test_audio_visual_span_mismatch_is_reported(toy_corpus, tmp_path):
+    import shutil
+
+    from datamodule.av_dataset import AVDataset
+    from datamodule.label_list import read_label_list
+    from datamodule.media import load_audio, write_wav
+
+    utt = read_label_list(toy_corpus["test"])[0]
+    root = tmp_path / "root"
+    src = os.path.join(toy_corpus["root"], "toy", utt.rel_path)
+    dst = root / "toy" / utt.rel_path
+    dst.parent.mkdir(parents=True)
+    shutil.copy(src, dst)
+    audio = load_audio(src[:-4] + ".wav")
+    write_wav(str(dst)[:-4] + ".wav", audio[: audio.size(0) - 4000, 0])  # 0.25 s short
+    (root / "labels").mkdir()
+    (root / "labels" / "t.csv").write_text(f"toy,{utt.rel_path},{utt.input_length},1 2\n")
+    ds = AVDataset(str(root), str(root / "labels" / "t.csv"), "audiovisual")
+    with pytest.raises(ValueError, match=r"utt.*\.mp4: audio lasts .* s but the video .* s .*differ by more than 0.1 s"):
+        ds[0]
+    ok = AVDataset(str(root), str(root / "labels" / "t.csv"), "audiovisual", av_tolerance=0.5)[0]
+    assert ok["audio"].size(0) == ok["video"].size(0) * 640

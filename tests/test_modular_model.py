@@ -1,0 +1,144 @@
+"""Registries, factories, projection, fusion and every buildable component combination."""
+
+import argparse
+import itertools
+
+import pytest
+import torch
+
+from espnet.asr.recognizer import build_beam_search, recognize
+from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
+from espnet.nets.pytorch_backend.factories.decoder_factory import DecoderFactory
+from espnet.nets.pytorch_backend.factories.frontend_factory import FrontendFactory
+from espnet.nets.pytorch_backend.factories.fusion_factory import FusionFactory
+from espnet.nets.pytorch_backend.fusion.temporal_alignment import resample_stream
+from espnet.nets.pytorch_backend.model_config import ModelConfig
+from espnet.nets.pytorch_backend.projection.auto_projection import AutoProjection
+from espnet.nets.pytorch_backend.registry import AUDIO_ENCODERS, DECODERS, FUSIONS, MODEL_REGISTRY, VISION_ENCODERS
+
+TINY = dict(odim=12, adim=16, aheads=2, eunits=32, elayers=1, dunits=32, dlayers=1, resnet_width=4)
+VISION = [None] + VISION_ENCODERS.available()
+AUDIO = [None] + AUDIO_ENCODERS.available()
+
+
+def combos():
+    for v, a in itertools.product(VISION, AUDIO):
+        if v is None and a is None:
+            continue
+        for fusion in (FUSIONS.available() if v and a else ["concat"]):
+            for dec in DECODERS.available():
+                yield v, a, fusion, dec
+
+
+def make_inputs(model, lengths=(10, 7)):
+    inputs = {}
+    if model.config.vision_encoder:
+        inputs["video"] = torch.randn(len(lengths), max(lengths), 1, 88, 88)
+        inputs["video_lengths"] = torch.tensor(lengths)
+    if model.config.audio_encoder:
+        inputs["audio"] = torch.randn(len(lengths), max(lengths) * 640, 1)
+        inputs["audio_lengths"] = torch.tensor(lengths) * 640
+    return inputs
+
+
+@pytest.mark.parametrize("vision,audio,fusion,decoder", list(combos()))
+def test_every_combination_trains_and_decodes(vision, audio, fusion, decoder):
+    torch.manual_seed(0)
+    config = ModelConfig(vision_encoder=vision, audio_encoder=audio, fusion_type=fusion, decoder=decoder, **TINY)
+    model = E2E(config)
+    assert model.modality == ("audiovisual" if vision and audio else "video" if vision else "audio")
+    inputs = make_inputs(model)
+    label = torch.tensor([[3, 4, 5], [6, 7, -1]])
+    loss, loss_ctc, loss_att, acc = model(inputs, label)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+    model.eval()
+    enc, enc_len = model.encode(inputs)
+    assert enc.shape == (2, 10, TINY["adim"]) and enc_len.tolist() == [10, 7]
+    item = {k: inputs[k][1, : int(inputs[f"{k}_lengths"][1])] for k in ("video", "audio") if k in inputs}
+    hyp = recognize(model, build_beam_search(model, beam_size=3), item)
+    assert hyp.yseq[0].item() == model.sos and hyp.yseq[-1].item() == model.eos
+    assert len(hyp.yseq) <= 7 + 2
+
+
+@pytest.mark.parametrize("fusion", FUSIONS.available())
+def test_fusion_output_ignores_padding(fusion):
+    torch.manual_seed(0)
+    config = ModelConfig(vision_encoder="resnet", audio_encoder="resnet1d", fusion_type=fusion, **TINY)
+    layer = FusionFactory.create_fusion(fusion, 24, 40, config).eval()
+    v, a = torch.randn(2, 9, 24), torch.randn(2, 18, 40)  # video 25 Hz, audio 50 Hz
+    v_len, a_len = torch.tensor([9, 6]), torch.tensor([18, 12])
+    out, lengths = layer((v, v_len, 25.0), (a, a_len, 50.0))
+    assert out.shape == (2, 9, 16) and lengths.tolist() == [9, 6]
+    assert out[1, 6:].abs().sum() == 0
+    # more padding with garbage in it, and a different batch-mate: valid outputs unchanged
+    v2 = torch.cat([v, 100 * torch.randn(2, 5, 24)], 1)
+    a2 = torch.cat([a, 100 * torch.randn(2, 10, 40)], 1)
+    v2[1, 6:] = 50.0
+    a2[1, 12:] = -50.0
+    out2, lengths2 = layer((v2, v_len, 25.0), (a2, a_len, 50.0))
+    assert lengths2.tolist() == [9, 6]
+    assert torch.allclose(out2[0, :9], out[0], atol=1e-5)
+    assert torch.allclose(out2[1, :6], out[1, :6], atol=1e-5)
+    alone, _ = layer((v[1:, :6], v_len[1:], 25.0), (a[1:, :12], a_len[1:], 50.0))
+    assert torch.allclose(alone[0], out[1, :6], atol=1e-5)
+
+
+def test_resample_stream_rates_and_lengths():
+    x = torch.arange(12.0).view(1, 12, 1).repeat(2, 1, 1)
+    lengths = torch.tensor([12, 7])
+    down, down_len = resample_stream(x, lengths, 50.0, 25.0)
+    assert down_len.tolist() == [6, 4]
+    assert down[0, :, 0].tolist() == [0.5, 2.5, 4.5, 6.5, 8.5, 10.5]
+    assert down[1, 3, 0].item() == 6.0  # partial window: only the valid frame 6
+    same, same_len = resample_stream(x, lengths, 25.0, 25.0)
+    assert same is x and same_len is lengths
+    up, up_len = resample_stream(x[:, :6], torch.tensor([6, 3]), 25.0, 50.0)
+    assert up_len.tolist() == [12, 6]
+    assert up[0, :4, 0].tolist() == [0.0, 0.5, 1.0, 1.5]
+    assert up[1, 5, 0].item() == 2.0 and up[1, 6:].abs().sum() == 0  # clamped to the valid range
+    odd, odd_len = resample_stream(x, lengths, 30.0, 25.0)
+    assert odd_len.tolist() == [10, 5]
+    assert odd[0, 1, 0].item() == pytest.approx(1.2)
+
+
+def test_auto_projection_modes_and_legacy_keys():
+    x = torch.randn(2, 5, 8)
+    ident = AutoProjection(8, 8)
+    assert ident(x) is x and not list(ident.parameters())
+    lin = AutoProjection(8, 4)
+    assert set(lin.state_dict()) == {"weight", "bias"} and lin(x).shape == (2, 5, 4)
+    mlp = AutoProjection(8, 4, mode="mlp")
+    assert set(mlp.state_dict()) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+    with pytest.raises(ValueError, match="'linear' or 'mlp'"):
+        AutoProjection(8, 4, mode="conv")
+
+
+def test_registries_and_factories():
+    assert set(MODEL_REGISTRY) == {"vision_encoder", "audio_encoder", "decoder", "fusion"}
+    assert VISION_ENCODERS.choices()[:4] == ["resnet", "vit", "vivit", "clip-vit"]
+    assert set(AUDIO_ENCODERS.choices()) == {"resnet1d", "whisper", "wavlm"}
+    assert set(DECODERS.choices()) == {"transformer", "llama", "whisper-decoder", "llm"}
+    assert DECODERS.canonical("llm") == "llama"
+    assert VISION_ENCODERS["resnet"].output_dim == 512 and AUDIO_ENCODERS["whisper"].frame_rate == 50.0
+    config = ModelConfig(**TINY)
+    front = FrontendFactory.create_vision_encoder("resnet", config)
+    assert front.output_dim == 8 * TINY["resnet_width"] and front.frame_rate == 25.0
+    assert type(DecoderFactory.create_decoder("transformer", config)).__name__ == "TransformerDecoder"
+    with pytest.raises(ValueError, match=r"unknown vision encoder 'resnet50' for --vision-encoder; registered: resnet, vit"):
+        FrontendFactory.create_vision_encoder("resnet50", config)
+    with pytest.raises(NotImplementedError, match=r"--audio-encoder whisper is not available yet .*available now: resnet1d"):
+        FrontendFactory.create_audio_encoder("whisper", config)
+    with pytest.raises(NotImplementedError, match=r"--decoder llama is not available yet"):
+        DecoderFactory.create_decoder("llm", config)
+
+
+def test_model_config_validation_and_modality():
+    with pytest.raises(ValueError, match="needs a vision encoder, an audio encoder, or both"):
+        ModelConfig(vision_encoder=None, audio_encoder=None)
+    assert ModelConfig.from_dict({"modality": "audio"}).audio_encoder == "resnet1d"
+    assert ModelConfig(vision_encoder="resnet", audio_encoder="resnet1d").modality == "audiovisual"
+    with pytest.raises(ValueError, match="unknown model config keys: colour"):
+        ModelConfig.from_dict({"colour": "red"})
