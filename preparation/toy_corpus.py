@@ -22,16 +22,20 @@ from tqdm import tqdm
 WORDS = ["bin", "lay", "place", "set", "blue", "green", "red", "white", "at", "by", "in", "with",
          "one", "two", "three", "four", "now", "soon", "again", "please"]
 FPS, SR = 25, 16000
-FRAMES_PER_WORD = 8
+FRAMES_PER_WORD = 12
 SAMPLES_PER_FRAME = SR // FPS
 
 
 def _word_table(seed: int = 1234) -> Dict[str, Dict[str, torch.Tensor]]:
+    """Per word: two tones from a log-spaced grid (neighbours 13 % apart, more than any
+    speaker's pitch shift) and a mouth opening/width trajectory."""
     gen = torch.Generator().manual_seed(seed)
+    n = len(WORDS)
+    grid = 300.0 * torch.logspace(0, 1, n)  # 300 Hz .. 3 kHz
     table = {}
-    for word in WORDS:
+    for i, word in enumerate(WORDS):
         table[word] = {
-            "freqs": 300.0 + 2500.0 * torch.rand(2, generator=gen),
+            "freqs": torch.stack([grid[i], grid[(7 * i + 3) % n]]),
             "open": 0.15 + 0.85 * torch.rand(FRAMES_PER_WORD, generator=gen),
             "width": 0.6 + 0.4 * torch.rand(FRAMES_PER_WORD, generator=gen),
         }
@@ -40,7 +44,7 @@ def _word_table(seed: int = 1234) -> Dict[str, Dict[str, torch.Tensor]]:
 
 def synthesize(words: List[str], speaker: int, gen: torch.Generator, table) -> Dict[str, torch.Tensor]:
     """Audio ``(S,)`` in [-1, 1] and gray frames ``(T, 96, 96)`` uint8 for ``words``."""
-    pitch = 1.0 + 0.08 * ((speaker % 5) - 2)
+    pitch = 1.0 + 0.025 * ((speaker % 5) - 2)
     brightness = 90 + 15 * (speaker % 4)
     mouth = 1.0 + 0.07 * ((speaker % 3) - 1)
     n_frames = FRAMES_PER_WORD * len(words) + 4

@@ -11,9 +11,11 @@ EPOCHS="${QUICKSTART_EPOCHS:-12}"
 if [ ! -f "$DATA/labels/test.csv" ]; then
   "$PY" -m preparation.toy_corpus --out "$DATA" --num-utts 150 --num-speakers 6 --seed 0
 fi
-DIMS=(--adim 96 --aheads 4 --eunits 256 --elayers 2 --dunits 256 --dlayers 1)
+DIMS=(--adim 96 --aheads 4 --eunits 256 --elayers 2 --dunits 256 --dlayers 1 --resnet-width 16)
+declare -A ENCODER=([audio]="--audio-encoder resnet1d" [video]="--vision-encoder resnet")
 for modality in audio video; do
-  "$PY" train.py --exp-dir "$OUT" --exp-name "$modality" --modality "$modality" \
+  # shellcheck disable=SC2086
+  "$PY" train.py --exp-dir "$OUT" --exp-name "$modality" ${ENCODER[$modality]} \
     --root-dir "$DATA" --train-file train.csv --val-file val.csv \
     --sp-model-path "$DATA/spm/toy_unigram.model" --dict-path "$DATA/spm/toy_unigram_units.txt" \
     "${DIMS[@]}" --max-epochs "$EPOCHS" --warmup-epochs 2 --lr 2e-3 --max-frames 600 --num-workers 1

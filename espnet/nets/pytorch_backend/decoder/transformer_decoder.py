@@ -1,6 +1,7 @@
 """Transformer decoder (ESPnet / Auto-AVSR layout) with the batched scorer interface."""
 
-from typing import Any, Dict, List, Optional, Tuple
+import math
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
@@ -11,7 +12,7 @@ from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttenti
 from espnet.nets.pytorch_backend.transformer.embedding import PositionalEncoding
 from espnet.nets.pytorch_backend.transformer.label_smoothing_loss import LabelSmoothingLoss
 from espnet.nets.pytorch_backend.transformer.layer_norm import LayerNorm
-from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask, target_mask
+from espnet.nets.pytorch_backend.transformer.mask import target_mask
 from espnet.nets.pytorch_backend.transformer.positionwise_feed_forward import (
     PositionwiseFeedForward,
 )
@@ -22,8 +23,9 @@ from espnet.nets.scorer_interface import BatchScorerInterface
 class DecoderLayer(torch.nn.Module):
     """Pre-norm block: masked self-attention -> source attention -> FFN.
 
-    With ``cache`` (this layer's output for the first ``L-1`` positions, ``(B, L-1, D)``)
-    only the last position is computed and appended.
+    Shapes:
+        ``tgt`` ``(B, L, D)``, ``tgt_mask`` ``(B, L, L)``, ``memory`` ``(B, T, D)``,
+        ``memory_mask`` ``(B, 1, T)`` -> ``(B, L, D)`` (masks passed through).
     """
 
     def __init__(self, size: int, heads: int, linear_units: int, dropout_rate: float) -> None:
@@ -43,22 +45,12 @@ class DecoderLayer(torch.nn.Module):
         tgt_mask: Optional[torch.Tensor],
         memory: torch.Tensor,
         memory_mask: Optional[torch.Tensor],
-        cache: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
-        residual = tgt
-        tgt = self.norm1(tgt)
-        if cache is None:
-            query, query_mask = tgt, tgt_mask
-        else:
-            query = tgt[:, -1:]
-            residual = residual[:, -1:]
-            query_mask = None if tgt_mask is None else tgt_mask[:, -1:]
-        x = residual + self.dropout(self.self_attn(query, tgt, tgt, query_mask))
+        h = self.norm1(tgt)
+        x = tgt + self.dropout(self.self_attn(h, h, h, tgt_mask))
         h = self.norm2(x)
         x = x + self.dropout(self.src_attn(h, memory, memory, memory_mask))
         x = x + self.dropout(self.feed_forward(self.norm3(x)))
-        if cache is not None:
-            x = torch.cat([cache, x], dim=1)
         return x, tgt_mask, memory, memory_mask
 
 
@@ -141,30 +133,54 @@ class TransformerDecoder(BaseDecoder, BatchScorerInterface):
         acc = th_accuracy(logits.view(-1, self.odim), ys_out, self.ignore_id)
         return {"loss_att": loss, "acc": acc, "logits": logits, "ys_in": ys_in}
 
-    def forward_one_step(
-        self,
-        tgt: torch.Tensor,
-        tgt_mask: torch.Tensor,
-        memory: torch.Tensor,
-        cache: Optional[List[torch.Tensor]] = None,
-    ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        """Log-probabilities ``(B, V)`` of the next token and the per-layer cache."""
-        x = self.embed(tgt)
-        if cache is None:
-            cache = [None] * len(self.decoders)
-        new_cache = []
-        for c, layer in zip(cache, self.decoders):
-            x, tgt_mask, memory, _ = layer(x, tgt_mask, memory, None, cache=c)
-            new_cache.append(x)
-        y = self.output_layer(self.after_norm(x[:, -1]))
-        return torch.log_softmax(y, dim=-1), new_cache
+    # ---- batched scorer interface (incremental decoding with key/value caches) ----------
+    def batch_init_state(self, x: torch.Tensor) -> Dict[str, Any]:
+        """Project the encoder output ``x`` ``(T, D)`` to source-attention keys/values once
+        per utterance; the per-hypothesis self-attention caches start empty."""
+        memory = x.unsqueeze(0)
+        mem = [
+            (layer.src_attn._split_heads(layer.src_attn.linear_k(memory)),
+             layer.src_attn._split_heads(layer.src_attn.linear_v(memory)))
+            for layer in self.decoders
+        ]
+        return {"mem": mem, "self": None}
 
-    # ---- batched scorer interface -------------------------------------------------
     def batch_score(
-        self, ys: torch.Tensor, state: Any, xs: torch.Tensor
-    ) -> Tuple[torch.Tensor, Any]:
-        ys_mask = subsequent_mask(ys.size(-1), device=xs.device).unsqueeze(0)
-        return self.forward_one_step(ys, ys_mask, xs, cache=state)
+        self, ys: torch.Tensor, state: Dict[str, Any], xs: torch.Tensor
+    ) -> Tuple[torch.Tensor, Dict[str, Any]]:
+        """Log-probabilities ``(n, V)`` of the token after prefixes ``ys`` ``(n, L)``.
 
-    def select_state(self, state: Any, prev_ids: torch.Tensor, token_ids: torch.Tensor) -> Any:
-        return None if state is None else [layer_cache[prev_ids] for layer_cache in state]
+        Only the newest position is computed: its keys/values are appended to the cached
+        ones of the earlier positions (the same values a full causal pass would produce).
+        """
+        n, length = ys.shape
+        emb_layer, pos_layer = self.embed[0], self.embed[1]
+        x = emb_layer(ys[:, -1:]) * pos_layer.xscale
+        pe = pos_layer._table_for(x, length, length)
+        x = x + pe[:, length - 1 : length]
+        caches = state["self"]
+        new_caches = []
+        for i, layer in enumerate(self.decoders):
+            att = layer.self_attn
+            h = layer.norm1(x)
+            k_new, v_new = att._split_heads(att.linear_k(h)), att._split_heads(att.linear_v(h))
+            if caches is not None:
+                k_new = torch.cat([caches[i][0], k_new], dim=2)
+                v_new = torch.cat([caches[i][1], v_new], dim=2)
+            new_caches.append((k_new, v_new))
+            q = att._split_heads(att.linear_q(h))
+            x = x + att.forward_attention(v_new, torch.matmul(q, k_new.transpose(-2, -1)) / math.sqrt(att.d_k), None)
+            src = layer.src_attn
+            h = layer.norm2(x)
+            q = src._split_heads(src.linear_q(h))
+            mem_k, mem_v = (t.expand(n, -1, -1, -1) for t in state["mem"][i])
+            x = x + src.forward_attention(mem_v, torch.matmul(q, mem_k.transpose(-2, -1)) / math.sqrt(src.d_k), None)
+            x = x + layer.feed_forward(layer.norm3(x))
+        logits = self.output_layer(self.after_norm(x[:, -1]))
+        return torch.log_softmax(logits, dim=-1), {"mem": state["mem"], "self": new_caches}
+
+    def select_state(self, state: Dict[str, Any], prev_ids: torch.Tensor, token_ids: torch.Tensor) -> Dict[str, Any]:
+        caches = state["self"]
+        if caches is not None:
+            caches = [(k[prev_ids], v[prev_ids]) for k, v in caches]
+        return {"mem": state["mem"], "self": caches}
