@@ -94,6 +94,9 @@ def main(argv=None) -> int:
     from espnet.training.cli_args import resolve_model_config
     from espnet.training.model_module import ModelModule
 
+    if args.precision.startswith("16") and (args.accelerator == "cpu" or not torch.cuda.is_available()):
+        print("error: --precision 16-mixed needs a GPU (none found); use bf16-mixed on CPU", file=sys.stderr)
+        return 2
     seed_everything(args.seed, workers=True)
     try:
         tokenizer = TextTransform(args.sp_model_path, args.dict_path)

@@ -7,10 +7,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$REPO_ROOT"
 OUT="${1:-exp/quickstart}"
 DATA="$OUT/data"
-EPOCHS="${QUICKSTART_EPOCHS:-12}"
 if [ ! -f "$DATA/labels/test.csv" ]; then
-  "$PY" -m preparation.toy_corpus --out "$DATA" --num-utts 150 --num-speakers 6 --seed 0
+  "$PY" -m preparation.toy_corpus --out "$DATA" --num-utts 200 --num-speakers 6 --seed 0
 fi
+declare -A EPOCHS=([audio]="${QUICKSTART_AUDIO_EPOCHS:-20}" [video]="${QUICKSTART_VIDEO_EPOCHS:-12}")
 DIMS=(--adim 96 --aheads 4 --eunits 256 --elayers 2 --dunits 256 --dlayers 1 --resnet-width 16)
 declare -A ENCODER=([audio]="--audio-encoder resnet1d" [video]="--vision-encoder resnet")
 for modality in audio video; do
@@ -18,10 +18,11 @@ for modality in audio video; do
   "$PY" train.py --exp-dir "$OUT" --exp-name "$modality" ${ENCODER[$modality]} \
     --root-dir "$DATA" --train-file train.csv --val-file val.csv \
     --sp-model-path "$DATA/spm/toy_unigram.model" --dict-path "$DATA/spm/toy_unigram_units.txt" \
-    "${DIMS[@]}" --max-epochs "$EPOCHS" --warmup-epochs 2 --lr 2e-3 --max-frames 600 --num-workers 1
+    "${DIMS[@]}" --max-epochs "${EPOCHS[$modality]}" --warmup-epochs 2 --lr 2e-3 --ctc-weight 0.3 \
+    --max-frames 200 --num-workers 1
   avg=$(ls "$OUT/$modality"/model_avg_*.pth | head -n 1)
   "$PY" eval.py --root-dir "$DATA" --test-file test.csv --pretrained-model-path "$avg" \
-    --beam-size 5 --output-json "$OUT/$modality/test_results.json" | tee "$OUT/$modality/eval.log"
+    --beam-size 5 --ctc-weight 0.5 --output-json "$OUT/$modality/test_results.json" | tee "$OUT/$modality/eval.log"
 done
 echo
 echo "== quickstart results (test speakers unseen in training) =="
