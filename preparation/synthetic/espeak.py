@@ -8,13 +8,17 @@ other statics), so the same text gives slightly different samples depending on w
 spoken before. To make a corpus reproducible, :meth:`ESpeak.synthesize` runs each
 utterance in a forked child of a process whose engine has only been initialised: every
 utterance starts from the same library state. (Without ``os.fork``, e.g. on Windows, it
-synthesises in-process and the output is not bit-exact across runs.)
+synthesises in-process and the output is not bit-exact across runs.) Forking a process
+that has torch loaded is slow, so :class:`ESpeakServer` keeps the engine in a small helper
+process (numpy and ctypes only) that forks for each request.
 """
 
 import ctypes
 import os
 import pickle
 import struct
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -109,8 +113,6 @@ class ESpeak:
             module docstring); ``False`` synthesises in-process.
     """
 
-    _instance: Optional["ESpeak"] = None
-
     def __init__(self, isolate: bool = True) -> None:
         lib_path, data_path = library_paths()
         self.lib = ctypes.CDLL(lib_path)
@@ -142,13 +144,6 @@ class ESpeak:
         # Load the English dictionary and phoneme tables once here, so that forked children
         # (which all start from this state) do not each read them again.
         self._synthesize_here("a", VoiceSettings("en"))
-
-    @classmethod
-    def shared(cls) -> "ESpeak":
-        """The process-wide engine, created on first use."""
-        if cls._instance is None:
-            cls._instance = cls()
-        return cls._instance
 
     def _on_synth(self, wav, num_samples: int, events) -> int:
         if wav and num_samples > 0:
@@ -212,3 +207,90 @@ class ESpeak:
         if kind != "ok":
             raise RuntimeError(f"eSpeak NG failed for {text!r}: {value}")
         return value
+
+
+def _read_message(stream) -> Optional[bytes]:
+    """One length-prefixed message from a binary stream; ``None`` at end of stream."""
+    header = stream.read(8)
+    if len(header) < 8:
+        return None
+    size = struct.unpack("<Q", header)[0]
+    body = stream.read(size)
+    if len(body) != size:
+        raise EOFError("truncated message")
+    return body
+
+
+def _write_message(stream, body: bytes) -> None:
+    stream.write(struct.pack("<Q", len(body)) + body)
+    stream.flush()
+
+
+def serve() -> None:
+    """Helper process loop: read pickled ``(text, VoiceSettings)`` requests on stdin, answer
+    ``("ok", Speech)`` or ``("error", message)`` on stdout, until stdin closes."""
+    engine = ESpeak(isolate=True)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write to the answer stream
+    while True:
+        request = _read_message(stdin)
+        if request is None:
+            return
+        try:
+            text, voice = pickle.loads(request)
+            answer = ("ok", engine.synthesize(text, voice))
+        except Exception as err:  # keep serving; the client raises
+            answer = ("error", f"{type(err).__name__}: {err}")
+        _write_message(stdout, pickle.dumps(answer))
+
+
+class ESpeakServer:
+    """Client of an eSpeak helper process (see :func:`serve`); same ``synthesize`` as
+    :class:`ESpeak`. The helper exits when this object is closed or garbage collected."""
+
+    def __init__(self) -> None:
+        library_paths()  # fail here, with the install hint, if the wheel is missing
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([repo] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from preparation.synthetic.espeak import serve; serve()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+
+    def synthesize(self, text: str, voice: VoiceSettings) -> Speech:
+        """Speak ``text`` with ``voice`` in the helper; see :meth:`ESpeak.synthesize`."""
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the eSpeak helper process exited with status {self.proc.returncode}")
+        _write_message(self.proc.stdin, pickle.dumps((text, voice)))
+        answer = _read_message(self.proc.stdout)
+        if answer is None:
+            raise RuntimeError(f"the eSpeak helper process died while speaking {text!r}")
+        kind, value = pickle.loads(answer)
+        if kind != "ok":
+            raise RuntimeError(f"eSpeak NG failed for {text!r}: {value}")
+        return value
+
+    def close(self) -> None:
+        """Stop the helper process."""
+        proc = getattr(self, "proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.stdin.close()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc is not None:
+            proc.stdout.close()
+
+    def __enter__(self) -> "ESpeakServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

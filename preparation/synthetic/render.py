@@ -6,8 +6,8 @@ front: skin (with nostrils, philtrum, nasolabial folds and the shadow under the 
 lips (outer contour with a Cupid's bow; lower lip fuller with a highlight), mouth cavity
 (darker deeper inside), tongue, teeth (upper band, lower band on wide openings, upper teeth
 over the lower lip for labiodentals). Every edge is a sigmoid of a signed distance (about
-one pixel wide, so no aliasing). Then a slow light change, a slight camera blur and sensor
-noise.
+one pixel wide, so no aliasing). Then a slow light change and sensor noise; the bilinear
+warp of the head motion blurs the image slightly, like a camera.
 """
 
 import math
@@ -155,9 +155,9 @@ def render(params: torch.Tensor, face: Appearance, gen: torch.Generator, pose: O
     skin = _skin(face, mean_w, u.view(1, -1), v.view(-1, 1))  # (H, W)
 
     # window the mouth layers can reach (lips, teeth, tongue, the shadow under the lip)
-    w_max = S * (16.5 + 7.0 * float(p[:, 1].clamp(0, 1).max())) + 2.0
+    w_max = S * (16.5 + 7.0 * float(p[:, 1].clamp(0, 1).max())) + 6.0
     h_max = S * (0.35 + 10.5 * float(p[:, 0].clamp_min(0).max()))
-    top = -(0.8 * h_max + S * face.upper_lip * 6.2 * 1.2) - 3.0
+    top = -(0.8 * h_max + S * face.upper_lip * 6.2 * 1.25) - 3.0
     bottom = 1.2 * h_max + S * face.lower_lip * 7.5 + 13.0
     c0, c1 = max(0, int(math.floor(origin[0] - w_max))), min(SIZE, int(math.ceil(origin[0] + w_max)))
     r0, r1 = max(0, int(math.floor(origin[1] + top))), min(SIZE, int(math.ceil(origin[1] + bottom)))
@@ -169,12 +169,15 @@ def render(params: torch.Tensor, face: Appearance, gen: torch.Generator, pose: O
     dy = face.center[1] + pose[:, 1]
     cos, sin, zoom = torch.cos(pose[:, 2]), torch.sin(pose[:, 2]), pose[:, 3]
     half = SIZE / 2
-    theta = torch.zeros(T, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1] = cos / zoom, sin / zoom
-    theta[:, 1, 0], theta[:, 1, 1] = -sin / zoom, cos / zoom
-    theta[:, 0, 2] = -(cos * dx + sin * dy) / (half * zoom)
-    theta[:, 1, 2] = -(-sin * dx + cos * dy) / (half * zoom)
-    grid = F.affine_grid(theta, [T, 1, SIZE, SIZE], align_corners=False)
+    # input = A @ output + b, separable over the output axes: x part (T, 1, W) + y part (T, H, 1)
+    c = (torch.arange(SIZE, dtype=torch.float32) + 0.5) / half - 1  # normalised pixel centres
+    cx_, cy_ = c.view(1, 1, SIZE), c.view(1, SIZE, 1)
+    col = lambda x: x.view(T, 1, 1)  # noqa: E731
+    bx = -(cos * dx + sin * dy) / (half * zoom)
+    by = -(-sin * dx + cos * dy) / (half * zoom)
+    gx = col(cos / zoom) * cx_ + (col(sin / zoom) * cy_ + col(bx))
+    gy = col(-sin / zoom) * cx_ + (col(cos / zoom) * cy_ + col(by))
+    grid = torch.stack([gx, gy], dim=-1)  # (T, H, W, 2)
     img = F.grid_sample(canvas.unsqueeze(1), grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
 
     # light: slow global change, a slowly swinging side light, vignetting; sensor noise
@@ -183,9 +186,8 @@ def render(params: torch.Tensor, face: Appearance, gen: torch.Generator, pose: O
     period = 4.0 + 6.0 * float(torch.rand((), generator=gen))
     gain = 1.0 + 0.07 * torch.sin(2 * math.pi * t / period + phase)  # (T,)
     side = 0.08 * face.light_dir * (1.0 + 0.3 * torch.sin(2 * math.pi * t / (1.7 * period)))
-    x = (torch.arange(SIZE, dtype=torch.float32) + 0.5 - half) / half
-    light = gain.view(T, 1, 1) * (1.0 + 0.5 * side.view(T, 1, 1) * x.view(1, 1, -1))  # (T, 1, W)
-    vignette = 1.0 - 0.1 * x.view(1, -1) ** 2 - 0.06 * x.view(-1, 1)  # (H, W)
+    light = col(gain) * (1.0 + 0.5 * col(side) * cx_)  # (T, 1, W)
+    vignette = 1.0 - 0.1 * cx_[0] ** 2 - 0.06 * cy_[0]  # (H, W)
     img = img * light * vignette
     img = img + face.noise * torch.randn(img.shape, generator=gen)
     return img.clamp(0, 255).round().to(torch.uint8)

@@ -89,6 +89,6 @@ def speaker(index: int) -> Speaker:
         articulation=rng.uniform(0.8, 1.2),
         motion=rng.uniform(0.5, 1.5),
         light_dir=rng.uniform(-1.0, 1.0),
-        noise=rng.uniform(2.0, 4.0),
+        noise=rng.uniform(1.0, 2.5),
     )
     return Speaker(index, f"spk{index:03d}", voice, face)

@@ -5,16 +5,17 @@ Everything random is drawn from generators seeded with ``(corpus seed, utterance
 so an utterance does not depend on which process made it or in what order.
 """
 
+import functools
 import os
 import random
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Tuple, Union
 
 import numpy as np
 import torch
 
 from preparation.synthetic import grammar, visemes
-from preparation.synthetic.espeak import ESpeak
+from preparation.synthetic.espeak import ESpeak, ESpeakServer
 from preparation.synthetic.render import render
 from preparation.synthetic.speakers import speaker
 
@@ -39,15 +40,24 @@ def _rngs(seed: int, index: int) -> Tuple[random.Random, torch.Generator]:
     return random.Random(int(state[0])), torch.Generator().manual_seed(int(state[1]))
 
 
-def synthesize(job: Job, engine: ESpeak) -> Dict[str, object]:
+Engine = Union[ESpeak, ESpeakServer]
+
+
+@functools.lru_cache(maxsize=4)
+def _resampler(orig: int, new: int):
+    """Cached windowed-sinc resampler (the filter is built once per rate pair)."""
+    import torchaudio.transforms as AT
+
+    return AT.Resample(orig, new)
+
+
+def synthesize(job: Job, engine: Engine) -> Dict[str, object]:
     """Make one utterance in memory.
 
     Returns:
         dict with ``audio`` float ``(T * 640,)`` in [-1, 1] at 16 kHz, ``frames`` uint8
         ``(T, 96, 96)``, ``phonemes`` list of ``(mnemonic, start_s)`` and ``transcript``.
     """
-    import torchaudio.functional as AF
-
     spk = speaker(job.speaker_id)
     rng, gen = _rngs(job.seed, job.index)
     speech = engine.synthesize(grammar.spoken_text(job.words), spk.voice)
@@ -57,7 +67,8 @@ def synthesize(job: Job, engine: ESpeak) -> Dict[str, object]:
     lead = int(native * rng.uniform(0.15, 0.4))
     tail = int(native * rng.uniform(0.1, 0.3))
     wav = torch.cat([torch.zeros(lead), wav, torch.zeros(tail)])
-    audio = AF.resample(wav, native, SR)  # windowed-sinc low-pass resampling
+    with torch.no_grad():
+        audio = _resampler(native, SR)(wav)  # windowed-sinc low-pass resampling
     n_frames = max(1, int(round(audio.numel() / SAMPLES_PER_FRAME)))
     target = n_frames * SAMPLES_PER_FRAME  # differs from the resampled length by < 1 frame
     audio = audio[:target] if audio.numel() >= target else torch.cat([audio, torch.zeros(target - audio.numel())])
@@ -74,7 +85,7 @@ def synthesize(job: Job, engine: ESpeak) -> Dict[str, object]:
             "transcript": grammar.transcript(job.words)}
 
 
-def make(job: Job, engine: ESpeak) -> int:
+def make(job: Job, engine: Engine) -> int:
     """Make utterance ``job`` and write ``<utt>.mp4``, ``.wav`` and ``.txt``; returns its number
     of video frames."""
     from datamodule.media import write_video, write_wav
@@ -86,3 +97,18 @@ def make(job: Job, engine: ESpeak) -> int:
     with open(job.mp4_path[:-4] + ".txt", "w", encoding="utf8") as handle:
         handle.write(sample["transcript"] + "\n")
     return int(sample["frames"].size(0))
+
+
+_ENGINE = None
+
+
+def init_worker() -> None:
+    """Pool initializer: one torch thread per process and this process's eSpeak helper."""
+    global _ENGINE
+    torch.set_num_threads(1)
+    _ENGINE = ESpeakServer()
+
+
+def run_job(job: Job) -> int:
+    """Pool task: :func:`make` with the process's engine; returns the number of frames."""
+    return make(job, _ENGINE)
