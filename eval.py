@@ -15,7 +15,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="model_avg_*.pth (plain state dict) or a Lightning .ckpt (original or ours).")
     p.add_argument("--decode-snr-target", type=float, default=None,
                    help="Add babble noise at this SNR in dB to the audio (default: clean).")
-    p.add_argument("--noise-file", default=None, help="Noise wav for --decode-snr-target (default: built-in babble).")
+    p.add_argument("--noise-file", default=None,
+                   help="Noise wav for --decode-snr-target. (Default: ROOT/babble.wav if present, else the "
+                        "built-in procedural babble)")
     p.add_argument("--beam-size", type=int, default=40, help="Beam size. (Default: 40)")
     p.add_argument("--ctc-weight", type=float, default=0.1, help="CTC weight in joint decoding. (Default: 0.1)")
     p.add_argument("--output-json", default=None, help="Write WER and per-utterance results here.")

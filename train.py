@@ -39,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--logger", default="csv", choices=["csv", "tensorboard", "wandb"], help="(Default: csv)")
     p.add_argument("--seed", type=int, default=42, help="Random seed. (Default: 42)")
     p.add_argument("--noise-file", default=None,
-                   help="Noise wav (16 kHz) for audio augmentation. (Default: the built-in synthetic babble)")
+                   help="Noise wav (16 kHz) for audio augmentation. (Default: ROOT/babble.wav if present, "
+                        "else the built-in procedural babble)")
     p.add_argument("--beam-size", type=int, default=40, help="Beam for --test-file decoding. (Default: 40)")
     p.add_argument("--debug", action="store_true", help="Debug-level logging.")
     add_model_args(p)
@@ -88,6 +89,7 @@ def main(argv=None) -> int:
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
     from datamodule.data_module import DataModule
+    from datamodule.noise import resolve_noise_file
     from datamodule.text_transform import TextTransform
     from espnet.asr.evaluate import evaluate, write_json
     from espnet.training.checkpoints import average_last_checkpoints
@@ -102,6 +104,7 @@ def main(argv=None) -> int:
         tokenizer = TextTransform(args.sp_model_path, args.dict_path)
         config = resolve_model_config(args, tokenizer.odim)
         config.ctc_weight = args.ctc_weight
+        resolve_noise_file(args.root_dir, args.noise_file)
     except (FileNotFoundError, ValueError, NotImplementedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

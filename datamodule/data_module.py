@@ -8,7 +8,7 @@ from pytorch_lightning import LightningDataModule
 
 from datamodule.av_dataset import AVDataset
 from datamodule.collate import collate_pad
-from datamodule.noise import load_noise
+from datamodule.noise import load_noise, resolve_noise_file
 from datamodule.samplers import BucketBatchSampler
 from datamodule.transforms import AudioTransform, VideoTransform
 
@@ -41,7 +41,8 @@ class DataModule(LightningDataModule):
         max_frames: Frame budget per batch.
         train_num_buckets: Length buckets for training batches.
         num_workers: DataLoader workers.
-        noise_file: Babble/noise wav for training augmentation (built-in babble if ``None``).
+        noise_file: Babble/noise wav for training augmentation (default: ``ROOT/babble.wav``
+            when present, else the built-in babble).
         seed: Base seed of the batch order.
     """
 
@@ -76,7 +77,9 @@ class DataModule(LightningDataModule):
         return trainer.global_rank, trainer.world_size
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
-        noise = load_noise(self.noise_file) if self.modality != "video" else None
+        noise = None
+        if self.modality != "video":
+            noise = load_noise(resolve_noise_file(self.root_dir, self.noise_file))
         dataset = build_dataset(self.root_dir, self.train_file, "train", self.modality, noise=noise)
         rank, world = self._rank_world()
         self.train_sampler = BucketBatchSampler(

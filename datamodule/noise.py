@@ -2,6 +2,7 @@
 SNR, and the project's own procedurally generated babble (no third-party recordings)."""
 
 import math
+import os
 from typing import Optional
 
 import torch
@@ -70,6 +71,21 @@ def synthetic_babble(seconds: float = 30.0, n_talkers: int = 8, seed: int = 0, s
     n = int(round(seconds * sr))
     mix = sum(_talker(n, gen, sr) for _ in range(n_talkers))
     return (0.9 * mix / mix.abs().max().clamp_min(1e-8)).unsqueeze(0)
+
+
+CORPUS_NOISE_FILE = "babble.wav"
+
+
+def resolve_noise_file(root_dir: str, noise_file: Optional[str]) -> Optional[str]:
+    """The noise wav to use: ``--noise-file`` when given (it must exist), else the corpus's
+    own ``ROOT/babble.wav`` when present (the synthetic corpus writes one), else ``None``
+    (the built-in procedural babble)."""
+    if noise_file is not None:
+        if not os.path.isfile(noise_file):
+            raise FileNotFoundError(f"--noise-file: file not found: {noise_file}")
+        return noise_file
+    candidate = os.path.join(root_dir, CORPUS_NOISE_FILE)
+    return candidate if os.path.isfile(candidate) else None
 
 
 def load_noise(path: Optional[str]) -> torch.Tensor:

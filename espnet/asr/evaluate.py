@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from datamodule.data_module import build_dataset
-from datamodule.noise import load_noise
+from datamodule.noise import load_noise, resolve_noise_file
 from datamodule.text_transform import TextTransform
 from espnet.asr.recognizer import STREAMS, build_beam_search, recognize
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
@@ -72,7 +72,7 @@ def evaluate(
     """Decode every utterance of ``test_file`` one at a time and score it."""
     if snr_target is not None and model.modality == "video":
         raise ValueError("--decode-snr-target adds noise to audio, but this model is video-only")
-    noise = load_noise(noise_file) if snr_target is not None else None
+    noise = load_noise(resolve_noise_file(root_dir, noise_file)) if snr_target is not None else None
     dataset = build_dataset(root_dir, test_file, "test", model.modality, noise=noise,
                             snr_target=snr_target, seed=seed)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers)
