@@ -7,13 +7,11 @@ import os
 import pytest
 import torch
 
-pytest.importorskip("espeakng_loader", reason="the synthetic corpus needs eSpeak NG (pip install espeakng-loader)")
-
-from datamodule.label_list import read_label_list  # noqa: E402
-from datamodule.media import load_audio, load_video  # noqa: E402
-from datamodule.text_transform import TextTransform  # noqa: E402
-from preparation.synthetic import grammar  # noqa: E402
-from preparation.synthetic_av import generate, main  # noqa: E402
+from datamodule.label_list import read_label_list
+from datamodule.media import load_audio, load_video
+from datamodule.text_transform import TextTransform
+from preparation.synthetic import grammar
+from preparation.synthetic_av import generate, main
 
 NUM_UTTS, NUM_SPEAKERS, SEED = 20, 5, 3
 SPLITS = ("train", "val", "test")
