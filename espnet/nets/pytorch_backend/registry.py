@@ -117,19 +117,19 @@ _FUSION = "espnet.nets.pytorch_backend.fusion"
 
 # ---- vision encoders (input: (B, T, 1, 88, 88) mouth crops at 25 fps) ----------------
 VISION_ENCODERS.add("resnet", f"{_FRONTEND}.resnet:VideoResNet", output_dim=512, frame_rate=25.0)
-VISION_ENCODERS.add("vit", None, frame_rate=25.0, default_model_name="google/vit-base-patch16-224-in21k",
-                    planned="ViT frontend, issue #5")
-VISION_ENCODERS.add("vivit", None, default_model_name="google/vivit-b-16x2-kinetics400",
-                    planned="ViViT frontend, issue #5")
-VISION_ENCODERS.add("clip-vit", None, frame_rate=25.0, default_model_name="openai/clip-vit-base-patch32",
-                    planned="CLIP-ViT frontend, issue #5")
+VISION_ENCODERS.add("vit", f"{_FRONTEND}.vision.vit:ViTFrontend", output_dim=768, frame_rate=25.0,
+                    default_model_name="google/vit-base-patch16-224-in21k")
+VISION_ENCODERS.add("vivit", f"{_FRONTEND}.vision.vivit:ViViTFrontend", output_dim=768, frame_rate=12.5,
+                    default_model_name="google/vivit-b-16x2-kinetics400")
+VISION_ENCODERS.add("clip-vit", f"{_FRONTEND}.vision.clip_vit:CLIPViTFrontend", output_dim=768, frame_rate=25.0,
+                    default_model_name="openai/clip-vit-base-patch32")
 
 # ---- audio encoders (input: (B, S, 1) waveform at 16 kHz) -----------------------------
 AUDIO_ENCODERS.add("resnet1d", f"{_FRONTEND}.resnet1d:AudioResNet1D", output_dim=512, frame_rate=25.0)
-AUDIO_ENCODERS.add("whisper", None, frame_rate=50.0, default_model_name="openai/whisper-base",
-                   planned="Whisper encoder frontend, issue #5")
-AUDIO_ENCODERS.add("wavlm", None, frame_rate=50.0, default_model_name="microsoft/wavlm-base-plus",
-                   planned="WavLM frontend, issue #5")
+AUDIO_ENCODERS.add("whisper", f"{_FRONTEND}.audio.whisper:WhisperFrontend", output_dim=512, frame_rate=50.0,
+                   default_model_name="openai/whisper-base")
+AUDIO_ENCODERS.add("wavlm", f"{_FRONTEND}.audio.wavlm:WavLMFrontend", output_dim=768, frame_rate=50.0,
+                   default_model_name="microsoft/wavlm-base-plus")
 
 # ---- decoders ----------------------------------------------------------------------------
 DECODERS.add("transformer", "espnet.nets.pytorch_backend.decoder.transformer_decoder:TransformerDecoder")

@@ -1,0 +1,40 @@
+"""CLIP-ViT frontend: the vision tower of a pretrained CLIP model applied to every frame."""
+
+import torch
+
+from espnet.nets.pytorch_backend.frontend.vision.vit import PerFrameFrontend
+from espnet.nets.pytorch_backend.frontend.hf_base import image_mean_std, load_pretrained
+
+# OpenAI CLIP pixel statistics (used when the model directory has no preprocessor config).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class CLIPViTFrontend(PerFrameFrontend):
+    """``transformers.CLIPVisionModel`` per frame (``--vision-encoder clip-vit``).
+
+    Accepts a full CLIP checkpoint (only the vision tower is kept) or a saved
+    ``CLIPVisionModel``. ``pool="pooled"`` (default): CLIP's pooled output (the
+    post-layer-normed CLS token); ``"mean"``: mean of the patch tokens. Output
+    ``(B, T, vision hidden_size)`` at 25 Hz; see :class:`PerFrameFrontend`.
+    """
+
+    pools = ("pooled", "mean")
+
+    def __init__(self, model_name: str, freeze: bool = True, pool: str = "pooled", chunk_size: int = 256) -> None:
+        model = load_pretrained(
+            "CLIPVisionModel", model_name, "--vision-model-name", "the CLIP-ViT frontend", ("clip", "clip_vision_model")
+        )
+        mean, std = image_mean_std(model_name, CLIP_MEAN, CLIP_STD)
+        super().__init__(model, mean, std, pool, freeze, chunk_size)
+
+    @classmethod
+    def from_config(cls, config) -> "CLIPViTFrontend":
+        from espnet.nets.pytorch_backend.registry import VISION_ENCODERS
+
+        name = cls.model_name(config, "vision_model_name", VISION_ENCODERS, "clip-vit")
+        return cls(name, freeze=not getattr(config, "unfreeze_vision", False))
+
+    def embed_frames(self, pixels: torch.Tensor) -> torch.Tensor:
+        out = self.model(pixel_values=pixels)
+        return out.pooler_output if self.pool == "pooled" else out.last_hidden_state[:, 1:].mean(1)
