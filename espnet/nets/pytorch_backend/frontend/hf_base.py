@@ -21,6 +21,7 @@ from typing import Iterable, Optional, Tuple
 import torch
 
 from espnet.nets.pytorch_backend.frontend.base_frontend import BaseFrontend
+from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask
 
 # 0.421 / 0.165 were subtracted / divided by the dataset (datamodule/transforms.py).
 VIDEO_MEAN, VIDEO_STD = 0.421, 0.165
@@ -124,7 +125,7 @@ def load_preprocessor_config(name: str) -> dict:
             from huggingface_hub import hf_hub_download
 
             path = hf_hub_download(name, "preprocessor_config.json", local_files_only=offline())
-        except Exception:  # no preprocessor config: callers fall back to documented defaults
+        except (OSError, ValueError):  # not on the hub / not cached: callers use documented defaults
             return {}
     if not os.path.isfile(path):
         return {}
@@ -174,7 +175,7 @@ class HFFrontend(BaseFrontend):
 
 def valid_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """``(B, max_len)`` bool, True on valid steps."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths.to(torch.long)[:, None]
+    return make_non_pad_mask(lengths.to(torch.long), max_len)
 
 
 def video_to_pixels(frames: torch.Tensor, size: Tuple[int, int], mean, std, dtype=torch.float32) -> torch.Tensor:
