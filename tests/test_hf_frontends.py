@@ -334,3 +334,24 @@ def test_train_and_eval_cli_with_pretrained_frontend(run, model_dirs, toy_corpus
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("WER: ")
     with open(out) as handle:
         assert json.load(handle)["num_utterances"] == len(open(toy_corpus["test"]).read().splitlines())
+
+
+def test_frontend_option_flags_reach_the_frontends(model_dirs):
+    import argparse
+
+    from espnet.training.cli_args import add_model_args, resolve_model_config
+
+    parser = argparse.ArgumentParser()
+    add_model_args(parser)
+    args = parser.parse_args(["--vision-encoder", "vit", "--vision-model-name", model_dirs["vit"], "--vision-pool", "mean",
+                              "--audio-encoder", "whisper", "--audio-model-name", model_dirs["whisper"], "--whisper-pad-30s",
+                              "--adim", "16", "--aheads", "2", "--eunits", "32", "--elayers", "1", "--dunits", "32",
+                              "--dlayers", "1"])
+    model = E2E(resolve_model_config(args, 12))
+    assert model.vision_frontend.pool == "mean" and model.audio_frontend.pad_to_30s is True
+    args = parser.parse_args(["--audio-encoder", "wavlm", "--audio-model-name", model_dirs["wavlm"], "--wavlm-layer-weights",
+                              "--adim", "16", "--aheads", "2", "--eunits", "32", "--elayers", "1", "--dunits", "32",
+                              "--dlayers", "1"])
+    model = E2E(resolve_model_config(args, 12))
+    assert any(p.requires_grad for p in model.frontend.parameters())  # the layer weights train while frozen
+    assert not any(p.requires_grad for p in model.frontend.model.parameters())

@@ -10,8 +10,8 @@ from espnet.nets.pytorch_backend.registry import AUDIO_ENCODERS, DECODERS, FUSIO
 
 SIZE_FLAGS = ("adim", "aheads", "eunits", "elayers", "dunits", "dlayers", "resnet_width")
 NAME_FLAGS = ("vision_model_name", "audio_model_name", "decoder_model_name")
-CHOICE_FLAGS = ("vision_encoder", "audio_encoder", "decoder", "fusion_type", "projection")
-SWITCH_FLAGS = ("unfreeze_vision", "unfreeze_audio", "mask_conv_padding")
+CHOICE_FLAGS = ("vision_encoder", "audio_encoder", "decoder", "fusion_type", "projection", "vision_pool")
+SWITCH_FLAGS = ("unfreeze_vision", "unfreeze_audio", "mask_conv_padding", "whisper_pad_30s", "wavlm_layer_weights")
 
 
 def _flag(field: str) -> str:
@@ -41,6 +41,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                    help="Train the pretrained vision frontend (frozen by default).")
     g.add_argument("--unfreeze-audio", action="store_const", const=True, default=None,
                    help="Train the pretrained audio frontend (frozen by default).")
+    g.add_argument("--vision-pool", choices=["cls", "mean", "pooled"], default=None,
+                   help="Per-frame pooling: vit cls|mean (default cls), clip-vit pooled|mean (default pooled).")
+    g.add_argument("--whisper-pad-30s", action="store_const", const=True, default=None,
+                   help="Pad Whisper encoder input to 30 s (default: run on the real length).")
+    g.add_argument("--wavlm-layer-weights", action="store_const", const=True, default=None,
+                   help="Use a learned weighted sum of all WavLM hidden layers (default: last layer).")
     g.add_argument("--projection", choices=["linear", "mlp"], default=None,
                    help="Frontend-to-encoder projection when sizes differ. (Default: linear)")
     g.add_argument("--mask-conv-padding", action="store_const", const=True, default=None,

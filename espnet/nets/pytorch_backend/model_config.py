@@ -19,6 +19,10 @@ class ModelConfig:
         vision_model_name / audio_model_name / decoder_model_name: Pretrained model ids or
             local directories for pretrained components.
         unfreeze_vision / unfreeze_audio: Train pretrained frontends.
+        vision_pool: Per-frame pooling of ViT (``cls``/``mean``) or CLIP-ViT
+            (``pooled``/``mean``); ``None`` = the frontend's default.
+        whisper_pad_30s: Pad Whisper input to 30 s (what a pretrained Whisper decoder saw).
+        wavlm_layer_weights: Learned weighted sum of all WavLM hidden layers.
         projection: ``linear`` or ``mlp`` when frontend and encoder sizes differ.
         resnet_width: Base channels of the ResNet frontends (64 = Auto-AVSR).
         adim, aheads, eunits, elayers: Conformer size; dunits, dlayers: decoder size.
@@ -36,6 +40,9 @@ class ModelConfig:
     decoder_model_name: Optional[str] = None
     unfreeze_vision: bool = False
     unfreeze_audio: bool = False
+    vision_pool: Optional[str] = None
+    whisper_pad_30s: bool = False
+    wavlm_layer_weights: bool = False
     projection: str = "linear"
     resnet_width: int = 64
     adim: int = 768

@@ -62,7 +62,7 @@ class WavLMFrontend(HFFrontend):
         from espnet.nets.pytorch_backend.registry import AUDIO_ENCODERS
 
         name = cls.model_name(config, "audio_model_name", AUDIO_ENCODERS, "wavlm")
-        return cls(name, freeze=not getattr(config, "unfreeze_audio", False))
+        return cls(name, freeze=not config.unfreeze_audio, layer_weights=config.wavlm_layer_weights)
 
     def spec_augment_active(self, num_frames: int) -> bool:
         cfg = self.model.config

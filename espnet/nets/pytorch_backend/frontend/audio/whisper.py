@@ -142,7 +142,7 @@ class WhisperFrontend(HFFrontend):
         from espnet.nets.pytorch_backend.registry import AUDIO_ENCODERS
 
         name = cls.model_name(config, "audio_model_name", AUDIO_ENCODERS, "whisper")
-        return cls(name, freeze=not getattr(config, "unfreeze_audio", False))
+        return cls(name, freeze=not config.unfreeze_audio, pad_to_30s=config.whisper_pad_30s)
 
     def output_lengths(self, samples: torch.Tensor) -> torch.Tensor:
         frames = self.mel.num_frames(samples.to(torch.long))

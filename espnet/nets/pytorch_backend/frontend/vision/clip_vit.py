@@ -33,7 +33,7 @@ class CLIPViTFrontend(PerFrameFrontend):
         from espnet.nets.pytorch_backend.registry import VISION_ENCODERS
 
         name = cls.model_name(config, "vision_model_name", VISION_ENCODERS, "clip-vit")
-        return cls(name, freeze=not getattr(config, "unfreeze_vision", False))
+        return cls(name, freeze=not config.unfreeze_vision, pool=config.vision_pool or "pooled")
 
     def embed_frames(self, pixels: torch.Tensor) -> torch.Tensor:
         out = self.model(pixel_values=pixels)

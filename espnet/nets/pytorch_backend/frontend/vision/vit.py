@@ -91,7 +91,7 @@ class ViTFrontend(PerFrameFrontend):
         from espnet.nets.pytorch_backend.registry import VISION_ENCODERS
 
         name = cls.model_name(config, "vision_model_name", VISION_ENCODERS, "vit")
-        return cls(name, freeze=not getattr(config, "unfreeze_vision", False))
+        return cls(name, freeze=not config.unfreeze_vision, pool=config.vision_pool or "cls")
 
     def embed_frames(self, pixels: torch.Tensor) -> torch.Tensor:
         hidden = self.model(pixel_values=pixels).last_hidden_state  # (N, 1 + P, D)

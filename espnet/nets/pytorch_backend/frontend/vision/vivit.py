@@ -57,7 +57,7 @@ class ViViTFrontend(HFFrontend):
         from espnet.nets.pytorch_backend.registry import VISION_ENCODERS
 
         name = cls.model_name(config, "vision_model_name", VISION_ENCODERS, "vivit")
-        return cls(name, freeze=not getattr(config, "unfreeze_vision", False))
+        return cls(name, freeze=not config.unfreeze_vision)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if x.dim() == 4:
