@@ -27,6 +27,7 @@ MODELS = {
     "video-only": ["--vision-encoder", "resnet"],
     "audio-visual (gated)": ["--vision-encoder", "resnet", "--audio-encoder", "resnet1d", "--fusion-type", "gated"],
 }
+EPOCH_FLAGS = {"audio-only": "epochs_audio", "video-only": "epochs_video", "audio-visual (gated)": "epochs_av"}
 
 
 def parse_snrs(text: str) -> List[Optional[float]]:
@@ -41,7 +42,7 @@ def snr_label(snr: Optional[float]) -> str:
     return "clean" if snr is None else f"{snr:g} dB"
 
 
-def train(name: str, flags: List[str], args, data: Dict[str, str], run_dir: str) -> str:
+def train(name: str, flags: List[str], epochs: int, args, data: Dict[str, str], run_dir: str) -> str:
     existing = [f for f in os.listdir(run_dir) if f.startswith("model_avg_") and f.endswith(".pth")] if os.path.isdir(run_dir) else []
     if existing:
         print(f"[{name}] reusing {os.path.join(run_dir, existing[0])}")
@@ -52,7 +53,7 @@ def train(name: str, flags: List[str], args, data: Dict[str, str], run_dir: str)
            "--sp-model-path", data["sp_model_path"], "--dict-path", data["dict_path"],
            "--adim", str(args.adim), "--aheads", "4", "--eunits", str(4 * args.adim), "--elayers", str(args.elayers),
            "--dunits", str(4 * args.adim), "--dlayers", "1", "--resnet-width", str(args.resnet_width),
-           "--max-epochs", str(args.epochs), "--warmup-epochs", "2", "--lr", str(args.lr),
+           "--max-epochs", str(epochs), "--warmup-epochs", "2", "--lr", str(args.lr),
            "--ctc-weight", str(args.ctc_weight), "--max-frames", str(args.max_frames),
            "--num-workers", "1", "--seed", str(args.seed)]
     os.makedirs(run_dir, exist_ok=True)
@@ -62,7 +63,7 @@ def train(name: str, flags: List[str], args, data: Dict[str, str], run_dir: str)
     if proc.returncode != 0:
         raise SystemExit(f"[{name}] training failed; see {os.path.join(run_dir, 'train.log')}")
     print(f"[{name}] trained in {time.perf_counter() - start:.0f} s")
-    return train(name, flags, args, data, run_dir)
+    return train(name, flags, epochs, args, data, run_dir)
 
 
 def main() -> int:
@@ -77,6 +78,9 @@ def main() -> int:
     p.add_argument("--num-speakers", type=int, default=20, help="Speakers. (Default: 20)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=20, help="Training epochs per model. (Default: 20)")
+    p.add_argument("--epochs-audio", type=int, default=None, help="Override --epochs for the audio-only model.")
+    p.add_argument("--epochs-video", type=int, default=None, help="Override --epochs for the video-only model.")
+    p.add_argument("--epochs-av", type=int, default=None, help="Override --epochs for the audio-visual model.")
     p.add_argument("--adim", type=int, default=96)
     p.add_argument("--elayers", type=int, default=2)
     p.add_argument("--resnet-width", type=int, default=16)
@@ -98,9 +102,14 @@ def main() -> int:
     tokenizer = TextTransform(data["sp_model_path"], data["dict_path"])
 
     results: Dict[str, Dict[str, float]] = {}
+    trained_epochs: Dict[str, int] = {}
     for name, flags in MODELS.items():
         run_dir = os.path.join(args.out, name.split()[0])
-        ckpt = train(name, flags, args, data, run_dir)
+        epochs = getattr(args, EPOCH_FLAGS[name]) or args.epochs
+        ckpt = train(name, flags, epochs, args, data, run_dir)
+        with open(ckpt[:-4] + ".json") as handle:
+            last = json.load(handle)["averaged"][-1]  # "epoch=N.ckpt" (0-based)
+        trained_epochs[name] = int(last[len("epoch="):-len(".ckpt")]) + 1
         state, stored, _ = load_checkpoint(ckpt)
         model = load_model(ModelConfig.from_dict(stored), state, ckpt)
         results[name] = {}
@@ -114,14 +123,14 @@ def main() -> int:
             print(f"[{name}] {snr_label(snr)}: WER {100 * res.wer:.1f} % ({res.num_utterances} utterances)")
 
     labels = [snr_label(s) for s in snrs]
-    lines = ["| model | " + " | ".join(labels) + " |", "| --- |" + " --- |" * len(labels)]
+    lines = ["| model | epochs | " + " | ".join(labels) + " |", "| --- | --- |" + " --- |" * len(labels)]
     for name, row in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{100 * row[l]:.1f}" for l in labels) + " |")
+        lines.append(f"| {name} | {trained_epochs[name]} | " + " | ".join(f"{100 * row[l]:.1f}" for l in labels) + " |")
     table = "\n".join(lines)
     with open(os.path.join(args.out, "results.md"), "w") as handle:
         handle.write("Test WER (%) on unseen speakers, babble noise at each SNR\n\n" + table + "\n")
     with open(os.path.join(args.out, "results.json"), "w") as handle:
-        json.dump({"wer": results, "args": vars(args)}, handle, indent=2)
+        json.dump({"wer": results, "epochs": trained_epochs, "args": vars(args)}, handle, indent=2)
 
     import matplotlib
 

@@ -173,6 +173,15 @@ class HFFrontend(BaseFrontend):
         return name or registry[key].default_model_name
 
 
+def mono_waveform(x: torch.Tensor, what: str) -> torch.Tensor:
+    """``(B, S, 1)`` or ``(B, S)`` 16 kHz audio -> ``(B, S)``; anything else is an error naming ``what``."""
+    if x.dim() == 3 and x.size(-1) == 1:
+        return x.squeeze(-1)
+    if x.dim() == 2:
+        return x
+    raise ValueError(f"{what} expects (B, S, 1) audio, got {tuple(x.shape)}")
+
+
 def valid_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """``(B, max_len)`` bool, True on valid steps."""
     return make_non_pad_mask(lengths.to(torch.long), max_len)

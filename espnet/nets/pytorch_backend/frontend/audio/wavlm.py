@@ -9,6 +9,7 @@ from espnet.nets.pytorch_backend.frontend.hf_base import (
     HFFrontend,
     load_preprocessor_config,
     load_pretrained,
+    mono_waveform,
     valid_mask,
 )
 
@@ -100,10 +101,7 @@ class WavLMFrontend(HFFrontend):
         return h
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        if x.dim() == 3:
-            if x.size(-1) != 1:
-                raise ValueError(f"WavLM frontend expects (B, S, 1) audio, got {tuple(x.shape)}")
-            x = x.squeeze(-1)
+        x = mono_waveform(x, "WavLM frontend")
         lengths = lengths.to(torch.long)
         out_len = self.output_lengths(lengths)
         wave = x * valid_mask(lengths, x.size(1)).to(x.dtype) * self.input_gain

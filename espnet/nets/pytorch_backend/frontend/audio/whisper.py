@@ -10,6 +10,7 @@ from espnet.nets.pytorch_backend.frontend.hf_base import (
     HFFrontend,
     load_preprocessor_config,
     load_pretrained,
+    mono_waveform,
     valid_mask,
 )
 
@@ -181,10 +182,7 @@ class WhisperFrontend(HFFrontend):
         return enc.layer_norm(h)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        if x.dim() == 3:
-            if x.size(-1) != 1:
-                raise ValueError(f"Whisper frontend expects (B, S, 1) audio, got {tuple(x.shape)}")
-            x = x.squeeze(-1)
+        x = mono_waveform(x, "Whisper frontend")
         lengths = lengths.to(torch.long)
         out_len = self.output_lengths(lengths)
         wave = x * self.input_gain
