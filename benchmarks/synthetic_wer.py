@@ -110,6 +110,15 @@ def main() -> int:
         with open(ckpt[:-4] + ".json") as handle:
             last = json.load(handle)["averaged"][-1]  # "epoch=N.ckpt" (0-based)
         trained_epochs[name] = int(last[len("epoch="):-len(".ckpt")]) + 1
+        cache = os.path.join(run_dir, "wer.json")
+        settings = {"snrs": args.snrs, "beam": args.beam_size, "ctc": args.decode_ctc_weight, "ckpt": ckpt}
+        if os.path.isfile(cache):
+            with open(cache) as handle:
+                cached = json.load(handle)
+            if cached["settings"] == settings:
+                results[name] = cached["wer"]
+                print(f"[{name}] reusing decoded results from {cache}")
+                continue
         state, stored, _ = load_checkpoint(ckpt)
         model = load_model(ModelConfig.from_dict(stored), state, ckpt)
         results[name] = {}
@@ -121,6 +130,8 @@ def main() -> int:
                            ctc_weight=args.decode_ctc_weight, snr_target=snr, seed=args.seed, progress=False)
             results[name][snr_label(snr)] = res.wer
             print(f"[{name}] {snr_label(snr)}: WER {100 * res.wer:.1f} % ({res.num_utterances} utterances)")
+        with open(cache, "w") as handle:
+            json.dump({"settings": settings, "wer": results[name]}, handle, indent=2)
 
     labels = [snr_label(s) for s in snrs]
     lines = ["| model | epochs | " + " | ".join(labels) + " |", "| --- | --- |" + " --- |" * len(labels)]
