@@ -6,7 +6,7 @@ import sys
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from espnet.training.cli_args import add_model_args, add_tokenizer_args
+    from espnet.training.cli_args import add_generate_args, add_model_args, add_tokenizer_args
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--root-dir", required=True, help="Root of the preprocessed dataset.")
@@ -19,7 +19,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="Noise wav for --decode-snr-target. (Default: ROOT/babble.wav if present, else the "
                         "built-in procedural babble)")
     p.add_argument("--beam-size", type=int, default=40, help="Beam size. (Default: 40)")
-    p.add_argument("--ctc-weight", type=float, default=0.1, help="CTC weight in joint decoding. (Default: 0.1)")
+    p.add_argument("--ctc-weight", type=float, default=0.1,
+                   help="CTC weight in joint decoding (transformer decoder; --decoder llama / whisper-decoder "
+                        "decode with their own generate). (Default: 0.1)")
     p.add_argument("--output-json", default=None, help="Write WER and per-utterance results here.")
     p.add_argument("--seed", type=int, default=0, help="Seed of the test-time noise. (Default: 0)")
     p.add_argument("--num-workers", type=int, default=1, help="DataLoader workers. (Default: 1)")
@@ -28,6 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--debug", action="store_true", help="Debug-level logging.")
     add_model_args(p)
     add_tokenizer_args(p)
+    add_generate_args(p)
     args = p.parse_args(argv)
     if args.beam_size < 1:
         p.error(f"--beam-size must be >= 1, got {args.beam_size}")
@@ -66,7 +69,8 @@ def main(argv=None) -> int:
     try:
         result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
                           ctc_weight=args.ctc_weight, snr_target=args.decode_snr_target,
-                          noise_file=args.noise_file, seed=args.seed, num_workers=args.num_workers, device=device)
+                          noise_file=args.noise_file, seed=args.seed, num_workers=args.num_workers, device=device,
+                          max_new_tokens=args.max_new_tokens)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

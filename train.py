@@ -7,7 +7,7 @@ import sys
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from espnet.training.cli_args import add_model_args, add_tokenizer_args
+    from espnet.training.cli_args import add_generate_args, add_model_args, add_tokenizer_args
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--exp-dir", default="./exp", help="Directory for checkpoints and logs. (Default: ./exp)")
@@ -45,6 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--debug", action="store_true", help="Debug-level logging.")
     add_model_args(p)
     add_tokenizer_args(p)
+    add_generate_args(p)
     args = p.parse_args(argv)
     if args.transfer_frontend and args.transfer_encoder:
         p.error("--transfer-frontend and --transfer-encoder are mutually exclusive")
@@ -56,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         if getattr(args, flag) is None:
             p.error(f"--{flag.replace('_', '-')} is required")
     return args
+
+
+TEXT_DECODERS = ("llama", "whisper-decoder")  # pretrained decoders with their own tokenizer
 
 
 def build_logger(args: argparse.Namespace, run_dir: str):
@@ -104,6 +108,8 @@ def main(argv=None) -> int:
         tokenizer = TextTransform(args.sp_model_path, args.dict_path)
         config = resolve_model_config(args, tokenizer.odim)
         config.ctc_weight = args.ctc_weight
+        if config.decoder in TEXT_DECODERS and args.precision in ("bf16-mixed", "bf16-true"):
+            config.decoder_dtype = "bfloat16"  # load the pretrained decoder's weights in bf16
         resolve_noise_file(args.root_dir, args.noise_file)
     except (FileNotFoundError, ValueError, NotImplementedError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -170,7 +176,8 @@ def main(argv=None) -> int:
         if args.noise_file:
             print("note: --noise-file is used for training augmentation only; --test-file is decoded clean")
         result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
-                          ctc_weight=args.ctc_weight, seed=args.seed, device=device)
+                          ctc_weight=args.ctc_weight, seed=args.seed, device=device,
+                          max_new_tokens=args.max_new_tokens)
         out = os.path.join(run_dir, "test_results.json")
         write_json(result, out)
         print(f"test results: {out}")

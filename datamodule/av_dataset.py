@@ -20,7 +20,12 @@ def cut_or_pad(data: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class AVDataset(torch.utils.data.Dataset):
-    """Items ``{"video": (T, 1, 88, 88)?, "audio": (S, 1)?, "target": (L,), "idx": int}``.
+    """Items ``{"video": (T, 1, 88, 88)?, "audio": (S, 1)?, "target": (L,), "text": str | None,
+    "idx": int}``.
+
+    ``text`` is the label list's transcript column (``None`` when the line has none; the
+    training module / evaluation then recover it from the SentencePiece ids). Decoders
+    with their own tokenizer (``--decoder llama`` / ``whisper-decoder``) train on it.
 
     Media lives at ``root_dir/dataset/rel_path`` (the ``.mp4``); audio is the ``.wav``
     next to it. With both modalities the two must cover the same time span: a difference
@@ -69,7 +74,7 @@ class AVDataset(torch.utils.data.Dataset):
     def __getitem__(self, idx: int) -> Dict[str, object]:
         u = self.items[idx]
         path = self.media_path(idx)
-        out: Dict[str, object] = {"target": u.token_ids, "idx": idx}
+        out: Dict[str, object] = {"target": u.token_ids, "text": u.transcript, "idx": idx}
         video = None
         if self.modality in ("video", "audiovisual"):
             video = load_video(path)

@@ -165,10 +165,11 @@ def test_audio_visual_gated_model_trains_and_evaluates_without_model_flags(toy_c
 
 def test_planned_component_is_a_clear_error(toy_corpus, capsys):
     code = train_cli.main(["--root-dir", toy_corpus["root"], "--train-file", "train.csv", "--vision-encoder", "resnet",
-                           "--decoder", "llama", "--sp-model-path", toy_corpus["sp_model_path"],
-                           "--dict-path", toy_corpus["dict_path"]])
+                           "--decoder", "llama", "--decoder-model-name", "/nonexistent",
+                           "--sp-model-path", toy_corpus["sp_model_path"], "--dict-path", toy_corpus["dict_path"]])
     assert code == 2
-    assert "--decoder llama is not available yet" in capsys.readouterr().err
+    assert "cannot load the LLaMA decoder '/nonexistent' (given by --decoder-model-name): no such directory" \
+        in capsys.readouterr().err
 
 
 def test_audio_visual_span_mismatch_is_reported(toy_corpus, tmp_path):

@@ -134,10 +134,16 @@ def test_registries_and_factories():
     assert type(DecoderFactory.create_decoder("transformer", config)).__name__ == "TransformerDecoder"
     with pytest.raises(ValueError, match=r"unknown vision encoder 'resnet50' for --vision-encoder; registered: resnet, vit"):
         FrontendFactory.create_vision_encoder("resnet50", config)
-    with pytest.raises(NotImplementedError, match=r"--decoder whisper-decoder is not available yet .*available now: transformer"):
-        DecoderFactory.create_decoder("whisper-decoder", config)
-    with pytest.raises(NotImplementedError, match=r"--decoder llama is not available yet"):
-        DecoderFactory.create_decoder("llm", config)
+    assert DECODERS.available() == ["transformer", "llama", "whisper-decoder"]
+    from dataclasses import replace
+
+    from espnet.nets.pytorch_backend.frontend.hf_base import PretrainedModelNotFound
+
+    missing = replace(config, decoder_model_name="/nonexistent/model")
+    with pytest.raises(PretrainedModelNotFound, match=r"cannot load the Whisper decoder '/nonexistent/model'"):
+        DecoderFactory.create_decoder("whisper-decoder", missing)
+    with pytest.raises(PretrainedModelNotFound, match=r"cannot load the LLaMA decoder '/nonexistent/model'"):
+        DecoderFactory.create_decoder("llm", missing)
 
 
 def test_model_config_validation_and_modality():

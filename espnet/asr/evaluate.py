@@ -12,7 +12,7 @@ from tqdm import tqdm
 from datamodule.data_module import build_dataset
 from datamodule.noise import load_noise, resolve_noise_file
 from datamodule.text_transform import TextTransform
-from espnet.asr.recognizer import STREAMS, build_beam_search, recognize
+from espnet.asr.recognizer import STREAMS, build_beam_search, recognize, recognize_text
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.nets.pytorch_backend.model_config import ModelConfig
 from espnet.training.checkpoints import load_state_checked
@@ -68,8 +68,14 @@ def evaluate(
     num_workers: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    max_new_tokens: int = 64,
 ) -> EvalResult:
-    """Decode every utterance of ``test_file`` one at a time and score it."""
+    """Decode every utterance of ``test_file`` one at a time and score it.
+
+    A decoder with its own tokenizer (``uses_text``: ``--decoder llama`` /
+    ``whisper-decoder``) decodes with its HF ``generate`` (beam ``beam_size``, at most
+    ``max_new_tokens``); the reference is the transcript column, else the text recovered
+    from the SentencePiece ids. ``ctc_weight`` is then unused."""
     if snr_target is not None and model.modality == "video":
         raise ValueError("--decode-snr-target adds noise to audio, but this model is video-only")
     noise = load_noise(resolve_noise_file(root_dir, noise_file)) if snr_target is not None else None
@@ -77,6 +83,8 @@ def evaluate(
                             snr_target=snr_target, seed=seed)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers)
     model = model.to(device).eval()
+    if getattr(model, "uses_text", False):
+        return _evaluate_text(model, text_transform, dataset, loader, beam_size, max_new_tokens, device, progress)
     search = build_beam_search(model, beam_size=beam_size, ctc_weight=ctc_weight)
     refs, hyps, rows = [], [], []
     start = time.perf_counter()
@@ -88,6 +96,24 @@ def evaluate(
         hyps.append(hyp_text)
         rows.append({"path": dataset.media_path(int(item["idx"])), "reference": ref_text,
                      "hypothesis": hyp_text, "score": hyp.score})
+    seconds = time.perf_counter() - start
+    scores = corpus_wer(refs, hyps)
+    return EvalResult(scores["wer"], len(rows), scores["errors"], scores["ref_words"], seconds, rows)
+
+
+def _evaluate_text(model: E2E, text_transform: TextTransform, dataset, loader, beam_size: int,
+                   max_new_tokens: int, device: str, progress: bool) -> EvalResult:
+    if beam_size < 1:
+        raise ValueError(f"--beam-size must be >= 1, got {beam_size}")
+    refs, hyps, rows = [], [], []
+    start = time.perf_counter()
+    for item in tqdm(loader, total=len(dataset), desc="decoding", disable=not progress, unit="utt"):
+        hyp_text = recognize_text(model, {k: item[k].to(device) for k in STREAMS if k in item},
+                                  beam_size=beam_size, max_new_tokens=max_new_tokens)[0]
+        ref_text = item.get("text") or text_transform.post_process(item["target"])
+        refs.append(ref_text)
+        hyps.append(hyp_text)
+        rows.append({"path": dataset.media_path(int(item["idx"])), "reference": ref_text, "hypothesis": hyp_text})
     seconds = time.perf_counter() - start
     scores = corpus_wer(refs, hyps)
     return EvalResult(scores["wer"], len(rows), scores["errors"], scores["ref_words"], seconds, rows)

@@ -59,3 +59,13 @@ def recognize(model: E2E, search: BatchBeamSearch, item: Dict[str, torch.Tensor]
     if not hyps:
         raise RuntimeError("beam search returned no hypothesis")
     return hyps[0]
+
+
+@torch.no_grad()
+def recognize_text(model: E2E, item: Dict[str, torch.Tensor], beam_size: int = 1,
+                   max_new_tokens: int = 64) -> List[str]:
+    """Texts decoded by a ``uses_text`` decoder (its own ``generate``) for one utterance
+    (unbatched ``item``) or a batch (``item`` already holds model inputs with lengths)."""
+    inputs = item if any(k.endswith("_lengths") for k in item) else batch_of_one(item)
+    enc, enc_len = model.encode(inputs)
+    return model.decoder.decode(enc, enc_len, beam_size=beam_size, max_new_tokens=max_new_tokens)

@@ -11,6 +11,7 @@ from espnet.nets.pytorch_backend.registry import AUDIO_ENCODERS, DECODERS, FUSIO
 SIZE_FLAGS = ("adim", "aheads", "eunits", "elayers", "dunits", "dlayers", "resnet_width")
 NAME_FLAGS = ("vision_model_name", "audio_model_name", "decoder_model_name")
 CHOICE_FLAGS = ("vision_encoder", "audio_encoder", "decoder", "fusion_type", "projection", "vision_pool")
+LLM_FLAGS = ("llm_prompt", "llm_downsample")
 SWITCH_FLAGS = ("unfreeze_vision", "unfreeze_audio", "mask_conv_padding", "whisper_pad_30s", "wavlm_layer_weights")
 
 
@@ -54,7 +55,19 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                         "off by default to reproduce Auto-AVSR numerics).")
     for field in SIZE_FLAGS:
         g.add_argument(_flag(field), type=int, default=None,
-                       help=f"Model size {field} (default {getattr(d, field)}, the Auto-AVSR size).")
+                       help=f"Model size {field} (default {getattr(d, field)}, the Auto-AVSR size)."
+                       + (" 0 = no Conformer (frontend output goes to the decoder)." if field == "elayers" else ""))
+    g.add_argument("--llm-prompt", default=None,
+                   help="Instruction after the soft prompt of --decoder llama. (Default per modality: "
+                        "'Transcribe the video to text.' / 'Transcribe the audio to text.' / "
+                        "'Transcribe the audio and video to text.')")
+    g.add_argument("--llm-downsample", type=int, default=None,
+                   help="Stack K encoder frames per LLM soft-prompt token (lengths ceil(len/K)). (Default: 1)")
+
+
+def add_generate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-new-tokens", type=int, default=64,
+                        help="Most tokens generated per utterance by --decoder llama / whisper-decoder. (Default: 64)")
 
 
 def add_tokenizer_args(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +79,7 @@ def add_tokenizer_args(parser: argparse.ArgumentParser) -> None:
 def given_model_fields(args: argparse.Namespace) -> Tuple[Dict[str, Any], Optional[str]]:
     """ModelConfig fields set by explicit flags, and the deprecated ``--modality`` (checked
     against the encoder flags, with a deprecation notice)."""
-    fields = {f: getattr(args, f) for f in SIZE_FLAGS + NAME_FLAGS + CHOICE_FLAGS + SWITCH_FLAGS
+    fields = {f: getattr(args, f) for f in SIZE_FLAGS + NAME_FLAGS + CHOICE_FLAGS + SWITCH_FLAGS + LLM_FLAGS
               if getattr(args, f, None) is not None}
     for key, registry in (("vision_encoder", VISION_ENCODERS), ("audio_encoder", AUDIO_ENCODERS),
                           ("decoder", DECODERS), ("fusion_type", FUSIONS)):

@@ -88,7 +88,16 @@ class ModelModule(LightningModule):
         for key in ("video", "audio"):
             if f"{key}s" in batch:
                 inputs[key], inputs[f"{key}_lengths"] = batch[f"{key}s"], batch[f"{key}_lengths"]
+        if getattr(self.model, "uses_text", False):
+            return self.model(inputs, batch["targets"], texts=self.batch_texts(batch))
         return self.model(inputs, batch["targets"])
+
+    def batch_texts(self, batch: Dict[str, Any]):
+        """Reference texts of a batch: the label list's transcripts, else text recovered
+        from the SentencePiece ids."""
+        texts = list(batch.get("texts") or [None] * batch["targets"].size(0))
+        return [t if t is not None else self.text_transform.post_process(batch["targets"][i])
+                for i, t in enumerate(texts)]
 
     def _step(self, batch: Dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
         loss, loss_ctc, loss_att, acc = self.forward_batch(batch)

@@ -7,7 +7,7 @@ files load with ``strict=True``. An audio-visual model has ``vision_frontend``,
 ``audio_frontend`` and ``fusion`` instead of ``frontend`` and ``proj_encoder``.
 """
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -52,6 +52,8 @@ class E2E(torch.nn.Module):
             else:
                 self.frontend = FrontendFactory.create_audio_encoder(config.audio_encoder, config)
             self.proj_encoder = AutoProjection(self.frontend.output_dim, config.adim, config.projection)
+        # elayers 0: no Conformer, the projected/fused frontend output is the encoder
+        # output (e.g. a pretrained Whisper encoder feeding its own decoder unchanged).
         self.encoder = ConformerEncoder(
             attention_dim=config.adim,
             attention_heads=config.aheads,
@@ -60,9 +62,13 @@ class E2E(torch.nn.Module):
             cnn_module_kernel=config.cnn_module_kernel,
             dropout_rate=config.dropout_rate,
             mask_conv_padding=config.mask_conv_padding,
-        )
+        ) if config.elayers > 0 else None
         self.decoder = DecoderFactory.create_decoder(config.decoder, config)
-        self.ctc = CTC(config.odim, config.adim, config.dropout_rate, self.ignore_id)
+        # A decoder with its own tokenizer (uses_text): the CTC head covers that
+        # vocabulary shifted by one (CTC blank = 0, token id i -> i + 1).
+        self.uses_text = bool(getattr(self.decoder, "uses_text", False))
+        ctc_odim = self.decoder.vocab_size + 1 if self.uses_text else config.odim
+        self.ctc = CTC(ctc_odim, config.adim, config.dropout_rate, self.ignore_id)
 
     @staticmethod
     def _stream(inputs: Inputs, key: str) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -84,19 +90,36 @@ class E2E(torch.nn.Module):
 
     def encode(self, inputs: Inputs) -> Tuple[torch.Tensor, torch.Tensor]:
         """Encoder output ``(B, T, adim)`` and its lengths."""
-        return self.encoder(*self.fuse_frontends(inputs))
+        x, lengths = self.fuse_frontends(inputs)
+        if self.encoder is None:
+            return x, lengths
+        return self.encoder(x, lengths)
 
     def forward(
-        self, inputs: Inputs, label: torch.Tensor
+        self, inputs: Inputs, label: torch.Tensor, texts: Optional[List[str]] = None
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
         """Hybrid loss ``ctc_weight * ctc + (1 - ctc_weight) * att``.
+
+        ``texts`` (reference transcripts) are required by a ``uses_text`` decoder, which
+        tokenizes them itself (``label``, the SentencePiece ids, is then unused).
 
         Returns:
             ``loss, loss_ctc, loss_att, acc``.
         """
         enc, enc_lengths = self.encode(inputs)
-        loss_ctc, _ = self.ctc(enc, enc_lengths, label)
-        out = self.decoder.forward_train(enc, enc_lengths, label)
+        if self.uses_text:
+            if texts is None:
+                raise ValueError(f"--decoder {self.config.decoder} is trained on text: the batch has no 'texts'")
+            out = self.decoder.forward_train(enc, enc_lengths, label, texts=texts)
+            if self.ctc_weight > 0:
+                ids, _ = self.decoder.tokenize(texts)
+                ids = torch.where(ids >= 0, ids + 1, ids).to(enc.device)
+                loss_ctc, _ = self.ctc(enc, enc_lengths, ids)
+            else:
+                loss_ctc = enc.new_zeros(())
+        else:
+            loss_ctc, _ = self.ctc(enc, enc_lengths, label)
+            out = self.decoder.forward_train(enc, enc_lengths, label)
         loss_att = out["loss_att"]
         loss = self.ctc_weight * loss_ctc + (1 - self.ctc_weight) * loss_att
         return loss, loss_ctc, loss_att, out["acc"]

@@ -28,6 +28,12 @@ class ModelConfig:
         adim, aheads, eunits, elayers: Conformer size; dunits, dlayers: decoder size.
         mask_conv_padding: Zero padded frames before the Conformer depthwise convolution
             (exact padding invariance; off reproduces Auto-AVSR numerics).
+        elayers 0: no Conformer (the projected/fused frontend output is the encoder
+            output); with ``adim`` equal to the frontend size the projection is the
+            identity too (used to pair a pretrained Whisper encoder with its decoder).
+        llm_prompt: Instruction of the LLaMA decoder (``None`` = per-modality default).
+        llm_downsample: Encoder frames stacked per LLaMA soft-prompt token.
+        decoder_dtype: ``float32`` or ``bfloat16`` weights of a pretrained decoder.
     """
 
     odim: int = 5049
@@ -56,12 +62,19 @@ class ModelConfig:
     lsm_weight: float = 0.1
     ctc_weight: float = 0.1
     mask_conv_padding: bool = False
+    llm_prompt: Optional[str] = None
+    llm_downsample: int = 1
+    decoder_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if not self.vision_encoder and not self.audio_encoder:
             raise ValueError("a model needs a vision encoder, an audio encoder, or both")
         if self.projection not in ("linear", "mlp"):
             raise ValueError(f"projection must be 'linear' or 'mlp', got {self.projection!r}")
+        if self.llm_downsample < 1:
+            raise ValueError(f"llm_downsample must be >= 1, got {self.llm_downsample}")
+        if self.decoder_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"decoder_dtype must be 'float32' or 'bfloat16', got {self.decoder_dtype!r}")
 
     @property
     def modality(self) -> str:

@@ -133,9 +133,11 @@ AUDIO_ENCODERS.add("wavlm", f"{_FRONTEND}.audio.wavlm:WavLMFrontend", output_dim
 
 # ---- decoders ----------------------------------------------------------------------------
 DECODERS.add("transformer", "espnet.nets.pytorch_backend.decoder.transformer_decoder:TransformerDecoder")
-DECODERS.add("llama", None, default_model_name="meta-llama/Llama-3.2-1B", planned="LLaMA decoder, issue #6")
+DECODERS.add("llama", "espnet.nets.pytorch_backend.decoder.llama_decoder:LlamaDecoder",
+             default_model_name="meta-llama/Llama-3.2-1B")
 DECODERS.alias("llm", "llama")
-DECODERS.add("whisper-decoder", None, default_model_name="openai/whisper-base", planned="Whisper decoder, issue #6")
+DECODERS.add("whisper-decoder", "espnet.nets.pytorch_backend.decoder.whisper_decoder:WhisperTextDecoder",
+             default_model_name="openai/whisper-base")
 
 # ---- fusions (two aligned streams -> (B, T, adim)) -------------------------------------
 FUSIONS.add("concat", f"{_FUSION}.concat_fusion:ConcatFusion")

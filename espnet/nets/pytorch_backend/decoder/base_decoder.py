@@ -12,7 +12,14 @@ class BaseDecoder(torch.nn.Module, ABC):
     Training: ``forward_train(memory (B, T, D), memory_lengths (B,), targets (B, L)) ->
     {"loss_att": scalar, "acc": float, ...}`` where ``targets`` are the decoder's own token
     ids padded with ``ignore_id``.
+
+    ``uses_text = True`` marks a decoder with its own tokenizer (a pretrained HF model): it
+    is trained on reference texts (``forward_train(..., texts=[...])``), exposes
+    ``tokenize(texts) -> (ids, lengths)``, ``vocab_size`` and decodes with
+    ``decode(memory, lengths, beam_size, max_new_tokens) -> texts``.
     """
+
+    uses_text = False
 
     @classmethod
     @abstractmethod

@@ -1,0 +1,92 @@
+"""Shared machinery of the decoders that wrap a pretrained Hugging Face language model
+with its own tokenizer (``--decoder llama`` / ``--decoder whisper-decoder``).
+
+Such a decoder declares ``uses_text = True``: it is trained on reference *text* (the
+5th label CSV column, else text recovered from the SentencePiece ids) which it tokenizes
+itself; SentencePiece ids are never fed to the pretrained embedding table. Decoding uses
+the Hugging Face ``generate`` (KV cache, beam search, batched), see :meth:`decode`.
+
+Loading reuses the offline-aware helpers of the pretrained frontends
+(:func:`~espnet.nets.pytorch_backend.frontend.hf_base.load_pretrained`): a missing model
+directory / id is a clear ``FileNotFoundError`` naming ``--decoder-model-name``.
+"""
+
+import os
+from typing import List, Sequence, Tuple
+
+import torch
+
+from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder
+from espnet.nets.pytorch_backend.frontend.hf_base import import_transformers, model_not_found, offline
+
+BF16_NAMES = ("bfloat16", "bf16")
+
+
+def decoder_dtype(config) -> torch.dtype:
+    """``torch.bfloat16`` when the config asks for bf16 weights (``--precision
+    bf16-mixed`` / ``bf16-true``), else ``torch.float32``."""
+    return torch.bfloat16 if str(getattr(config, "decoder_dtype", "float32")) in BF16_NAMES else torch.float32
+
+
+def load_tokenizer(name: str, what: str):
+    """``AutoTokenizer.from_pretrained(name)`` offline-aware, never running remote code."""
+    transformers = import_transformers()
+    try:
+        return transformers.AutoTokenizer.from_pretrained(
+            os.path.expanduser(name), local_files_only=offline(), trust_remote_code=False
+        )
+    except (OSError, ValueError, TypeError) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise model_not_found(name, "--decoder-model-name", what, f"its tokenizer could not be loaded [{detail}]") from None
+
+
+def downsample_frames(x: torch.Tensor, lengths: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Stack ``k`` consecutive frames: ``(B, T, D)`` -> ``(B, ceil(T/k), k*D)``, lengths
+    ``ceil(len/k)``. Frames after an item's length are zeroed first, so a stacked frame
+    that straddles the end holds zeros (not batch-mates' padding values)."""
+    if k <= 1:
+        return x, lengths
+    b, t, d = x.shape
+    keep = torch.arange(t, device=x.device)[None, :] < lengths.to(x.device)[:, None]
+    x = x * keep.unsqueeze(-1).to(x.dtype)
+    pad = (-t) % k
+    if pad:
+        x = torch.nn.functional.pad(x, (0, 0, 0, pad))
+    x = x.reshape(b, (t + pad) // k, k * d)
+    return x, torch.div(lengths + k - 1, k, rounding_mode="floor")
+
+
+class HFTextDecoder(BaseDecoder):
+    """Base of the text decoders. Subclasses set ``self.tokenizer`` and implement
+    :meth:`forward_text` and :meth:`decode`."""
+
+    uses_text = True
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    def tokenize(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Texts -> target ids ``(B, L)`` padded with -1 (no special tokens) and lengths."""
+        ids = [self.text_ids(t) for t in texts]
+        lengths = torch.tensor([len(i) for i in ids], dtype=torch.long)
+        out = torch.full((len(ids), max([1] + [len(i) for i in ids])), -1, dtype=torch.long)
+        for i, row in enumerate(ids):
+            if row:
+                out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        return out, lengths
+
+    def text_ids(self, text: str) -> List[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def forward_train(self, memory, memory_lengths, targets, texts=None):
+        if texts is None:
+            raise ValueError(f"{type(self).__name__} is trained on text: pass the reference texts")
+        return self.forward_text(memory, memory_lengths, texts)
+
+    @staticmethod
+    def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+        mask = labels != -100
+        if not bool(mask.any()):
+            return 0.0
+        return float((logits.argmax(-1)[mask] == labels[mask]).float().mean())

@@ -1,0 +1,156 @@
+"""Pretrained causal language model (LLaMA family) as the decoder (``--decoder llama``).
+
+Each utterance becomes one sequence of input embeddings::
+
+    [bos] <|av_start|> soft_prompt(T_i frames) <|av_end|> instruction  target  eos
+
+``soft_prompt`` is the encoder output (after the Conformer) projected to the LLM hidden
+size (``linear(adim * K -> hidden)``; with ``--llm-downsample K`` every K frames are
+stacked first, lengths ``ceil(len / K)``). ``<|av_start|>`` / ``<|av_end|>`` are added as
+special tokens (the embedding table is resized when the tokenizer grows). The
+instruction is ``--llm-prompt`` (default per modality). The loss covers the target and
+eos only (labels -100 elsewhere).
+
+Padding: training sequences are right-padded (attention mask 0, labels -100), so with
+causal attention and positions counted from each sequence's start an utterance's loss
+does not depend on its batch-mates. Generation left-pads the prompts (the layout HF
+``generate`` expects for decoder-only models; positions follow the attention mask).
+"""
+
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+
+from espnet.nets.pytorch_backend.decoder.hf_decoder_base import (
+    HFTextDecoder,
+    decoder_dtype,
+    downsample_frames,
+    load_tokenizer,
+)
+from espnet.nets.pytorch_backend.frontend.hf_base import load_pretrained
+
+DEFAULT_PROMPTS = {
+    "video": "Transcribe the video to text.",
+    "audio": "Transcribe the audio to text.",
+    "audiovisual": "Transcribe the audio and video to text.",
+}
+AV_START, AV_END = "<|av_start|>", "<|av_end|>"
+CAUSAL_LM_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "olmo")
+
+
+class LlamaDecoder(HFTextDecoder):
+    """Args:
+        model_name: HF id or local directory (model + tokenizer).
+        adim: Encoder output size.
+        prompt: Instruction text.
+        downsample: Stack this many encoder frames per soft-prompt token.
+        dtype: Weight dtype of the language model.
+    """
+
+    def __init__(self, model_name: str, adim: int, prompt: str, downsample: int = 1,
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        if downsample < 1:
+            raise ValueError(f"--llm-downsample must be >= 1, got {downsample}")
+        self.llm = load_pretrained("AutoModelForCausalLM", model_name, "--decoder-model-name", "the LLaMA decoder",
+                                   CAUSAL_LM_TYPES, dtype=dtype)
+        self.tokenizer = load_tokenizer(model_name, "the LLaMA decoder")
+        self.tokenizer.add_special_tokens({"additional_special_tokens": [AV_START, AV_END]})
+        if len(self.tokenizer) > self.llm.get_input_embeddings().num_embeddings:
+            self.llm.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+        if self.tokenizer.eos_token_id is None:
+            raise ValueError(f"--decoder-model-name {model_name}: the tokenizer has no eos token")
+        self.eos_id = int(self.tokenizer.eos_token_id)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None else self.eos_id
+        self.bos_id = self.tokenizer.bos_token_id
+        self.av_start = int(self.tokenizer.convert_tokens_to_ids(AV_START))
+        self.av_end = int(self.tokenizer.convert_tokens_to_ids(AV_END))
+        self.prompt = prompt
+        self.prompt_ids = self.text_ids(prompt)
+        self.downsample = int(downsample)
+        hidden = int(self.llm.config.hidden_size)
+        self.proj = torch.nn.Linear(adim * self.downsample, hidden)
+
+    @classmethod
+    def from_config(cls, config) -> "LlamaDecoder":
+        from espnet.nets.pytorch_backend.registry import DECODERS
+
+        name = config.decoder_model_name or DECODERS["llama"].default_model_name
+        prompt = config.llm_prompt or DEFAULT_PROMPTS[config.modality]
+        return cls(name, config.adim, prompt, downsample=config.llm_downsample, dtype=decoder_dtype(config))
+
+    # ---- sequence assembly -----------------------------------------------------------
+    def _embed(self, ids: List[int], device) -> torch.Tensor:
+        table = self.llm.get_input_embeddings()
+        return table(torch.tensor(ids, dtype=torch.long, device=device))
+
+    def soft_prompt(self, memory: torch.Tensor, memory_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        x, lengths = downsample_frames(memory, memory_lengths, self.downsample)
+        x = self.proj(x.to(self.proj.weight.dtype))
+        return x.to(self.llm.get_input_embeddings().weight.dtype), lengths
+
+    def prompt_pieces(self, soft: torch.Tensor, length: int, device) -> torch.Tensor:
+        """``[bos] <av_start> soft <av_end> instruction`` for one utterance: ``(P, H)``."""
+        head = ([int(self.bos_id)] if self.bos_id is not None else []) + [self.av_start]
+        tail = [self.av_end] + self.prompt_ids
+        return torch.cat([self._embed(head, device), soft[:length], self._embed(tail, device)], dim=0)
+
+    def build_train_batch(self, memory, memory_lengths, texts: Sequence[str]):
+        """Right-padded ``inputs_embeds (B, S, H)``, ``attention_mask (B, S)``, ``labels (B, S)``."""
+        device = memory.device
+        soft, lengths = self.soft_prompt(memory, memory_lengths)
+        seqs, labels = [], []
+        for i, text in enumerate(texts):
+            prompt = self.prompt_pieces(soft[i], int(lengths[i]), device)
+            target = self.text_ids(text) + [self.eos_id]
+            seqs.append(torch.cat([prompt, self._embed(target, device)], dim=0))
+            labels.append([-100] * prompt.size(0) + target)
+        s = max(x.size(0) for x in seqs)
+        h = seqs[0].size(1)
+        embeds = seqs[0].new_zeros(len(seqs), s, h)
+        mask = torch.zeros(len(seqs), s, dtype=torch.long, device=device)
+        lab = torch.full((len(seqs), s), -100, dtype=torch.long, device=device)
+        for i, (x, y) in enumerate(zip(seqs, labels)):
+            embeds[i, : x.size(0)] = x
+            mask[i, : x.size(0)] = 1
+            lab[i, : x.size(0)] = torch.tensor(y, dtype=torch.long, device=device)
+        return embeds, mask, lab
+
+    def forward_text(self, memory, memory_lengths, texts: Sequence[str]) -> Dict[str, torch.Tensor]:
+        embeds, mask, labels = self.build_train_batch(memory, memory_lengths, texts)
+        logits = self.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits
+        logits, targets = logits[:, :-1].float(), labels[:, 1:]
+        nll = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="none"
+        ).view(targets.shape)
+        counted = (targets != -100)
+        per_utt = nll.sum(1) / counted.sum(1).clamp(min=1)
+        loss = nll.sum() / counted.sum().clamp(min=1)
+        return {"loss_att": loss, "acc": self.token_accuracy(logits, targets), "loss_per_utt": per_utt,
+                "labels": labels}
+
+    # ---- decoding --------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(self, memory: torch.Tensor, memory_lengths: torch.Tensor, beam_size: int = 1,
+               max_new_tokens: int = 64) -> List[str]:
+        """Batched ``generate`` (KV cache) on left-padded prompts -> one text per utterance."""
+        device = memory.device
+        soft, lengths = self.soft_prompt(memory, memory_lengths)
+        prompts = [self.prompt_pieces(soft[i], int(lengths[i]), device) for i in range(memory.size(0))]
+        s = max(p.size(0) for p in prompts)
+        embeds = prompts[0].new_zeros(len(prompts), s, prompts[0].size(1))
+        mask = torch.zeros(len(prompts), s, dtype=torch.long, device=device)
+        for i, p in enumerate(prompts):
+            embeds[i, s - p.size(0):] = p
+            mask[i, s - p.size(0):] = 1
+        out = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                num_beams=beam_size, do_sample=False, eos_token_id=self.eos_id,
+                                pad_token_id=self.pad_id)
+        return [self.ids_to_text(row) for row in out]
+
+    def ids_to_text(self, ids) -> str:
+        ids = [int(i) for i in ids]
+        if self.eos_id in ids:
+            ids = ids[: ids.index(self.eos_id)]
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()

@@ -1,0 +1,174 @@
+"""Decoder of a pretrained Whisper model (``--decoder whisper-decoder``).
+
+The checkpoint is loaded as ``WhisperForConditionalGeneration`` and its encoder is
+replaced right away by a stub (only the decoder and ``proj_out`` stay in memory). The
+decoder cross-attends to the encoder memory projected ``adim -> d_model`` (identity when
+the sizes are equal), with a key-padding mask: Hugging Face's Whisper decoder passes no
+encoder mask to its cross-attention (it always sees 30 s), so the mask is injected into
+every ``encoder_attn`` call by a forward pre-hook while this module runs.
+
+Prompt: ``<|startoftranscript|> <|lang|> <|transcribe|> <|notimestamps|>`` from the
+model's tokenizer (tokens the tokenizer lacks are left out; the language and task tokens
+only for a multilingual model). Training is teacher-forced on ``prompt + text + eos``
+(loss on text + eos). Decoding runs the generic HF ``generate`` with the projected
+memory as ``encoder_outputs`` (KV cache, beam search, batched).
+
+Reproducing a pretrained Whisper: ``--audio-encoder whisper --decoder whisper-decoder``
+with the same ``--*-model-name``, ``--elayers 0`` (no Conformer: the encoder output goes
+straight to the decoder) and ``--adim`` = the model's ``d_model`` (identity projections)
+gives the pretrained model's own transcription.
+"""
+
+import contextlib
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from espnet.nets.pytorch_backend.decoder.hf_decoder_base import HFTextDecoder, decoder_dtype, load_tokenizer
+from espnet.nets.pytorch_backend.frontend.hf_base import import_transformers, load_pretrained, valid_mask
+from espnet.nets.pytorch_backend.projection.auto_projection import AutoProjection
+
+
+class _DroppedEncoder(torch.nn.Module):
+    """Stands in for the Whisper encoder, which is not kept."""
+
+    main_input_name = "input_features"
+
+    def forward(self, *args, **kwargs):
+        raise RuntimeError("the Whisper encoder is not loaded by --decoder whisper-decoder; pass encoder outputs")
+
+
+class WhisperTextDecoder(HFTextDecoder):
+    """Args:
+        model_name: HF id or local directory (model + tokenizer).
+        adim: Encoder output size.
+        language: Language token (``en`` -> ``<|en|>``).
+        dtype: Weight dtype.
+    """
+
+    def __init__(self, model_name: str, adim: int, language: str = "en", dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        full = load_pretrained("WhisperForConditionalGeneration", model_name, "--decoder-model-name",
+                               "the Whisper decoder", ("whisper",), dtype=dtype)
+        self.tokenizer = load_tokenizer(model_name, "the Whisper decoder")
+        full.model.encoder = _DroppedEncoder()
+        self.whisper = full
+        cfg = full.config
+        self.proj = AutoProjection(adim, int(cfg.d_model))
+        tok = self.tokenizer
+        gen = full.generation_config
+
+        def token(t: str) -> Optional[int]:
+            i = tok.convert_tokens_to_ids(t)
+            return None if i is None or (tok.unk_token_id is not None and i == tok.unk_token_id) else int(i)
+
+        sot = token("<|startoftranscript|>")
+        if sot is None:
+            sot = int(cfg.decoder_start_token_id)
+        prompt = [sot]
+        if getattr(gen, "is_multilingual", True) is not False:
+            prompt += [i for i in (token(f"<|{language}|>"), token("<|transcribe|>")) if i is not None]
+        notime = token("<|notimestamps|>")
+        if notime is not None:
+            prompt.append(notime)
+        self.prompt_ids = prompt
+        eos = tok.eos_token_id if tok.eos_token_id is not None else cfg.eos_token_id
+        self.eos_id = int(eos)
+        self.pad_id = int(tok.pad_token_id) if tok.pad_token_id is not None else self.eos_id
+        self._memory_mask: Optional[torch.Tensor] = None
+        for layer in full.model.decoder.layers:
+            layer.encoder_attn.register_forward_pre_hook(self._inject_mask, with_kwargs=True)
+
+    @classmethod
+    def from_config(cls, config) -> "WhisperTextDecoder":
+        from espnet.nets.pytorch_backend.registry import DECODERS
+
+        name = config.decoder_model_name or DECODERS["whisper-decoder"].default_model_name
+        return cls(name, config.adim, dtype=decoder_dtype(config))
+
+    def text_ids(self, text: str) -> List[int]:
+        text = text.strip()
+        return list(self.tokenizer(" " + text if text else "", add_special_tokens=False)["input_ids"])
+
+    # ---- memory mask -----------------------------------------------------------------
+    def _inject_mask(self, module, args, kwargs):
+        mask = self._memory_mask
+        if mask is None:
+            return None
+        hidden = args[0] if args else kwargs["hidden_states"]
+        b = hidden.size(0)
+        if mask.size(0) != b:  # beams: generate repeats each item num_beams times
+            mask = mask.repeat_interleave(b // mask.size(0), dim=0)
+        kwargs["attention_mask"] = mask.to(hidden.dtype)
+        return args, kwargs
+
+    @contextlib.contextmanager
+    def memory_mask(self, memory_lengths: Optional[torch.Tensor], t: int, dtype: torch.dtype, device):
+        """Additive ``(B, 1, 1, T)`` key-padding mask for the cross-attention while active."""
+        if memory_lengths is None or bool((memory_lengths >= t).all()):
+            self._memory_mask = None
+        else:
+            keep = valid_mask(memory_lengths.to(device), t)
+            m = torch.zeros(keep.shape, dtype=torch.float32, device=device)
+            self._memory_mask = m.masked_fill(~keep, torch.finfo(dtype).min)[:, None, None, :]
+        try:
+            yield
+        finally:
+            self._memory_mask = None
+
+    def project(self, memory: torch.Tensor) -> torch.Tensor:
+        return self.proj(memory).to(self.whisper.proj_out.weight.dtype)
+
+    # ---- training --------------------------------------------------------------------
+    def forward_text(self, memory, memory_lengths, texts: Sequence[str]) -> Dict[str, torch.Tensor]:
+        device = memory.device
+        mem = self.project(memory)
+        p = len(self.prompt_ids)
+        seqs = [self.prompt_ids + self.text_ids(t) + [self.eos_id] for t in texts]
+        s = max(len(x) for x in seqs) - 1
+        inputs = torch.full((len(seqs), s), self.pad_id, dtype=torch.long, device=device)
+        labels = torch.full((len(seqs), s), -100, dtype=torch.long, device=device)
+        attn = torch.zeros(len(seqs), s, dtype=torch.long, device=device)
+        for i, x in enumerate(seqs):
+            n = len(x) - 1
+            inputs[i, :n] = torch.tensor(x[:-1], device=device)
+            attn[i, :n] = 1
+            labels[i, p - 1: n] = torch.tensor(x[p:], device=device)
+        with self.memory_mask(memory_lengths, mem.size(1), mem.dtype, device):
+            hidden = self.whisper.model.decoder(input_ids=inputs, attention_mask=attn, encoder_hidden_states=mem,
+                                                use_cache=False).last_hidden_state
+        logits = self.whisper.proj_out(hidden).float()
+        nll = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100, reduction="none"
+        ).view(labels.shape)
+        counted = labels != -100
+        return {"loss_att": nll.sum() / counted.sum().clamp(min=1), "acc": self.token_accuracy(logits, labels),
+                "loss_per_utt": nll.sum(1) / counted.sum(1).clamp(min=1), "labels": labels}
+
+    # ---- decoding --------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_ids(self, memory, memory_lengths, beam_size: int = 1, max_new_tokens: int = 64) -> List[List[int]]:
+        """Generated token ids after the prompt (up to, without, eos) per utterance."""
+        transformers = import_transformers()
+        from transformers.generation.utils import GenerationMixin
+        from transformers.modeling_outputs import BaseModelOutput
+
+        mem = self.project(memory)
+        b = mem.size(0)
+        prompt = torch.tensor([self.prompt_ids] * b, dtype=torch.long, device=mem.device)
+        gen = transformers.GenerationConfig(
+            max_new_tokens=max_new_tokens, num_beams=beam_size, do_sample=False, eos_token_id=self.eos_id,
+            pad_token_id=self.pad_id, decoder_start_token_id=self.prompt_ids[0],
+            suppress_tokens=getattr(self.whisper.generation_config, "suppress_tokens", None),
+        )
+        with self.memory_mask(memory_lengths, mem.size(1), mem.dtype, mem.device):
+            out = GenerationMixin.generate(self.whisper, encoder_outputs=BaseModelOutput(last_hidden_state=mem),
+                                           decoder_input_ids=prompt, generation_config=gen)
+        rows = []
+        for row in out[:, len(self.prompt_ids):].tolist():
+            rows.append(row[: row.index(self.eos_id)] if self.eos_id in row else row)
+        return rows
+
+    def decode(self, memory, memory_lengths, beam_size: int = 1, max_new_tokens: int = 64) -> List[str]:
+        return [self.tokenizer.decode(r, skip_special_tokens=True).strip()
+                for r in self.generate_ids(memory, memory_lengths, beam_size, max_new_tokens)]

@@ -1,0 +1,222 @@
+"""Pretrained HF decoders with their own tokenizers (issue #6): tiny random LLaMA and
+Whisper models built from configs, tokenizers trained here with ``tokenizers``, saved
+with ``save_pretrained`` into tmp dirs and loaded offline."""
+
+import os
+
+import pytest
+import torch
+
+from conftest import TINY_DIMS
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+import eval as eval_cli  # noqa: E402
+import train as train_cli  # noqa: E402
+
+TEXTS = ["bin blue at one now", "lay green by two soon", "place red in three again", "set white with four please",
+         "hello world this is a test of the tokenizer"]
+WHISPER_SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
+
+
+def _tokenizer(specials, extra):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    alphabet = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'")
+    trainer = trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>"] + specials, initial_alphabet=alphabet)
+    tok.train_from_iterator(TEXTS + [t.upper() for t in TEXTS], trainer)
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", **extra)
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("tiny_llama"))
+    tok = _tokenizer(["<s>", "</s>", "<pad>"], dict(bos_token="<s>", eos_token="</s>", pad_token="<pad>"))
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                                   bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                   pad_token_id=tok.pad_token_id)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def whisper_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("tiny_whisper"))
+    tok = _tokenizer(WHISPER_SPECIALS, dict(bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                            pad_token="<|endoftext|>",
+                                            additional_special_tokens=WHISPER_SPECIALS[1:]))
+    ids = {t: tok.convert_tokens_to_ids(t) for t in WHISPER_SPECIALS}
+    torch.manual_seed(0)
+    cfg = transformers.WhisperConfig(
+        vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
+        max_source_positions=50, max_target_positions=64, decoder_start_token_id=ids["<|startoftranscript|>"],
+        eos_token_id=ids["<|endoftext|>"], pad_token_id=ids["<|endoftext|>"], bos_token_id=ids["<|endoftext|>"],
+        begin_suppress_tokens=None, suppress_tokens=None, init_std=0.3,
+    )
+    model = transformers.WhisperForConditionalGeneration(cfg)
+    _whisper_generation_config(model.generation_config, ids)
+    model.generation_config._from_model_config = False  # keep it when loading
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    transformers.WhisperFeatureExtractor(feature_size=80).save_pretrained(path)
+    return path
+
+
+def _whisper_generation_config(gen, ids):
+    gen.lang_to_id = {"<|en|>": ids["<|en|>"]}
+    gen.task_to_id = {"transcribe": ids["<|transcribe|>"]}
+    gen.is_multilingual = True
+    gen.no_timestamps_token_id = ids["<|notimestamps|>"]
+    gen.decoder_start_token_id = ids["<|startoftranscript|>"]
+    gen.forced_decoder_ids = None
+
+
+def _config(decoder, name, **kw):
+    from espnet.nets.pytorch_backend.model_config import ModelConfig
+
+    base = dict(odim=10, vision_encoder=None, audio_encoder="resnet1d", resnet_width=8, adim=32, aheads=2, eunits=64,
+                elayers=1, decoder=decoder, decoder_model_name=name, dropout_rate=0.0, mask_conv_padding=True)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def _decoder(decoder, name, **kw):
+    from espnet.nets.pytorch_backend.factories.decoder_factory import DecoderFactory
+
+    torch.manual_seed(0)
+    return DecoderFactory.create_decoder(decoder, _config(decoder, name, **kw)).eval()
+
+
+@pytest.mark.parametrize("kind", ["llama", "whisper-decoder"])
+def test_loss_decreases(kind, llama_dir, whisper_dir):
+    dec = _decoder(kind, llama_dir if kind == "llama" else whisper_dir)
+    dec.train()
+    torch.manual_seed(1)
+    mem, lens = torch.randn(2, 7, 32), torch.tensor([7, 5])
+    texts = ["bin blue at one", "lay green"]
+    opt = torch.optim.Adam(dec.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(8):
+        out = dec.forward_train(mem, lens, None, texts=texts)
+        opt.zero_grad()
+        out["loss_att"].backward()
+        opt.step()
+        losses.append(float(out["loss_att"].detach()))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("kind", ["llama", "whisper-decoder"])
+def test_bf16_weights(kind, llama_dir, whisper_dir):
+    dec = _decoder(kind, llama_dir if kind == "llama" else whisper_dir, decoder_dtype="bfloat16")
+    hf = dec.llm if kind == "llama" else dec.whisper
+    assert next(hf.parameters()).dtype == torch.bfloat16
+    out = dec.forward_train(torch.randn(1, 5, 32), torch.tensor([5]), None, texts=["bin blue"])
+    assert torch.isfinite(out["loss_att"])
+
+
+def test_llama_loss_counts_target_tokens_only(llama_dir):
+    dec = _decoder("llama", llama_dir)
+    mem, lens = torch.randn(2, 6, 32), torch.tensor([6, 4])
+    texts = ["bin blue", "set white with four"]
+    _, _, labels = dec.build_train_batch(mem, lens, texts)
+    for i, text in enumerate(texts):
+        counted = labels[i][labels[i] != -100].tolist()
+        assert counted == dec.text_ids(text) + [dec.eos_id]
+    n_a = [int(x) for x in (labels != -100).sum(1)]
+    dec.prompt_ids = dec.text_ids("a much longer instruction that says something else entirely")
+    _, _, labels2 = dec.build_train_batch(mem, lens, texts)
+    assert [int(x) for x in (labels2 != -100).sum(1)] == n_a
+    for i, text in enumerate(texts):
+        assert labels2[i][labels2[i] != -100].tolist() == dec.text_ids(text) + [dec.eos_id]
+
+
+@pytest.mark.parametrize("kind", ["llama", "whisper-decoder"])
+def test_per_utterance_loss_is_padding_invariant(kind, llama_dir, whisper_dir):
+    dec = _decoder(kind, llama_dir if kind == "llama" else whisper_dir, llm_downsample=2)
+    torch.manual_seed(2)
+    mem = torch.randn(3, 9, 32)
+    lens = torch.tensor([9, 4, 6])
+    texts = ["bin blue at one now", "lay", "place red in"]
+    with torch.no_grad():
+        batch = dec.forward_train(mem, lens, None, texts=texts)["loss_per_utt"]
+        for i in range(3):
+            alone = dec.forward_train(mem[i:i + 1, : int(lens[i])], lens[i:i + 1], None, texts=[texts[i]])
+            torch.testing.assert_close(batch[i], alone["loss_per_utt"][0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["llama", "whisper-decoder"])
+def test_batched_generate_equals_per_utterance(kind, llama_dir, whisper_dir):
+    dec = _decoder(kind, llama_dir if kind == "llama" else whisper_dir)
+    torch.manual_seed(3)
+    mem, lens = torch.randn(3, 8, 32), torch.tensor([8, 3, 5])
+    for beam in (1, 2):
+        batched = dec.decode(mem, lens, beam_size=beam, max_new_tokens=8)
+        single = [dec.decode(mem[i:i + 1, : int(lens[i])], lens[i:i + 1], beam_size=beam, max_new_tokens=8)[0]
+                  for i in range(3)]
+        assert batched == single
+
+
+def test_whisper_pair_reproduces_pretrained_generate(whisper_dir):
+    from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
+
+    config = _config("whisper-decoder", whisper_dir, audio_encoder="whisper", audio_model_name=whisper_dir,
+                     elayers=0, whisper_pad_30s=True)
+    model = E2E(config).eval()
+    assert model.encoder is None and model.proj_encoder.mode == "identity" and model.decoder.proj.mode == "identity"
+    hf = transformers.WhisperForConditionalGeneration.from_pretrained(whisper_dir).eval()
+    tok = model.decoder.tokenizer
+    _whisper_generation_config(hf.generation_config, {t: tok.convert_tokens_to_ids(t) for t in WHISPER_SPECIALS})
+    torch.manual_seed(4)
+    wave = torch.randn(2, 16000, 1)
+    lengths = torch.tensor([16000, 16000])
+    with torch.no_grad():
+        enc, enc_len = model.encode({"audio": wave, "audio_lengths": lengths})
+        ours = model.decoder.generate_ids(enc, enc_len, beam_size=1, max_new_tokens=12)
+        front = model.frontend
+        mel = front.mel(wave.squeeze(-1) * front.input_gain, lengths)
+        ref = hf.generate(input_features=mel, language="en", task="transcribe", max_new_tokens=12)
+    special = set(model.decoder.tokenizer.all_special_ids)
+    ref_rows = [[int(i) for i in row if int(i) not in special] for row in ref]
+    our_rows = [[i for i in row if i not in special] for row in ours]
+    # Whisper's generate may run past max_new_tokens (its max_length default): compare the
+    # common prefix, which must cover at least the requested tokens (no early eos here).
+    for a, b in zip(our_rows, ref_rows):
+        n = min(len(a), len(b))
+        assert n >= 10 and a[:n] == b[:n], (a, b)
+
+
+def test_missing_model_is_a_clear_error(toy_corpus, capsys):
+    code = train_cli.main(["--root-dir", toy_corpus["root"], "--train-file", "train.csv", "--vision-encoder", "resnet",
+                           "--decoder", "llama", "--decoder-model-name", "/nonexistent/llama",
+                           "--sp-model-path", toy_corpus["sp_model_path"], "--dict-path", toy_corpus["dict_path"]])
+    assert code == 2
+    assert "cannot load the LLaMA decoder '/nonexistent/llama' (given by --decoder-model-name)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["llama", "whisper-decoder"])
+def test_train_and_eval_cli(kind, toy_corpus, llama_dir, whisper_dir, tmp_path, capsys):
+    name = llama_dir if kind == "llama" else whisper_dir
+    encoder = ["--vision-encoder", "resnet"] if kind == "llama" else ["--audio-encoder", "resnet1d"]
+    exp = str(tmp_path / "exp")
+    code = train_cli.main(["--exp-dir", exp, "--exp-name", "run", "--root-dir", toy_corpus["root"],
+                           "--train-file", "train.csv", *encoder, "--resnet-width", "8", "--decoder", kind,
+                           "--decoder-model-name", name, "--sp-model-path", toy_corpus["sp_model_path"],
+                           "--dict-path", toy_corpus["dict_path"], *TINY_DIMS, "--max-epochs", "1",
+                           "--warmup-epochs", "1", "--max-frames", "300", "--num-workers", "0",
+                           "--llm-downsample", "2", "--accelerator", "cpu"])
+    assert code == 0
+    avg = os.path.join(exp, "run", "model_avg_1.pth")
+    assert os.path.isfile(avg)
+    capsys.readouterr()
+    code = eval_cli.main(["--root-dir", toy_corpus["root"], "--test-file", "test.csv", "--pretrained-model-path", avg,
+                          "--beam-size", "2", "--max-new-tokens", "4", "--num-workers", "0", "--accelerator", "cpu"])
+    assert code == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("WER: ")
