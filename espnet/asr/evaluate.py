@@ -84,36 +84,29 @@ def evaluate(
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers)
     model = model.to(device).eval()
     if getattr(model, "uses_text", False):
-        return _evaluate_text(model, text_transform, dataset, loader, beam_size, max_new_tokens, device, progress)
-    search = build_beam_search(model, beam_size=beam_size, ctc_weight=ctc_weight)
+        if beam_size < 1:
+            raise ValueError(f"--beam-size must be >= 1, got {beam_size}")
+
+        def decode(inputs, item):
+            hyp_text = recognize_text(model, inputs, beam_size=beam_size, max_new_tokens=max_new_tokens)[0]
+            ref_text = item.get("text") or text_transform.post_process(item["target"])
+            return ref_text, hyp_text, {}
+    else:
+        search = build_beam_search(model, beam_size=beam_size, ctc_weight=ctc_weight)
+
+        def decode(inputs, item):
+            hyp = recognize(model, search, inputs)
+            return (text_transform.post_process(item["target"]), text_transform.post_process(hyp.yseq[1:]),
+                    {"score": hyp.score})
+
     refs, hyps, rows = [], [], []
     start = time.perf_counter()
     for item in tqdm(loader, total=len(dataset), desc="decoding", disable=not progress, unit="utt"):
-        hyp = recognize(model, search, {k: item[k].to(device) for k in STREAMS if k in item})
-        ref_text = text_transform.post_process(item["target"])
-        hyp_text = text_transform.post_process(hyp.yseq[1:])
+        ref_text, hyp_text, extra = decode({k: item[k].to(device) for k in STREAMS if k in item}, item)
         refs.append(ref_text)
         hyps.append(hyp_text)
         rows.append({"path": dataset.media_path(int(item["idx"])), "reference": ref_text,
-                     "hypothesis": hyp_text, "score": hyp.score})
-    seconds = time.perf_counter() - start
-    scores = corpus_wer(refs, hyps)
-    return EvalResult(scores["wer"], len(rows), scores["errors"], scores["ref_words"], seconds, rows)
-
-
-def _evaluate_text(model: E2E, text_transform: TextTransform, dataset, loader, beam_size: int,
-                   max_new_tokens: int, device: str, progress: bool) -> EvalResult:
-    if beam_size < 1:
-        raise ValueError(f"--beam-size must be >= 1, got {beam_size}")
-    refs, hyps, rows = [], [], []
-    start = time.perf_counter()
-    for item in tqdm(loader, total=len(dataset), desc="decoding", disable=not progress, unit="utt"):
-        hyp_text = recognize_text(model, {k: item[k].to(device) for k in STREAMS if k in item},
-                                  beam_size=beam_size, max_new_tokens=max_new_tokens)[0]
-        ref_text = item.get("text") or text_transform.post_process(item["target"])
-        refs.append(ref_text)
-        hyps.append(hyp_text)
-        rows.append({"path": dataset.media_path(int(item["idx"])), "reference": ref_text, "hypothesis": hyp_text})
+                     "hypothesis": hyp_text, **extra})
     seconds = time.perf_counter() - start
     scores = corpus_wer(refs, hyps)
     return EvalResult(scores["wer"], len(rows), scores["errors"], scores["ref_words"], seconds, rows)
