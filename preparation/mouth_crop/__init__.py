@@ -1,0 +1,18 @@
+"""Mouth cropping for audio-visual speech data: face landmarks (MediaPipe face mesh) per frame,
+filled and smoothed over time, similarity alignment to a mean face, a 96x96 mouth crop at 25 fps
+(mp4) and the audio as 16 kHz mono (wav).
+
+    from preparation.mouth_crop import MouthCropper
+
+    cropper = MouthCropper()                      # once per worker process
+    result = cropper.process_clip("in.mp4", "out/clip.mp4", "out/clip.wav")
+    result.status, result.num_frames, result.num_samples   # "ok" | "no_face" | "no_video"
+
+Needs the data-preparation requirements (``preparation/requirements.txt`` and, with
+``--no-deps``, ``preparation/requirements-nodeps.txt``); mediapipe is imported only when the
+first frame is processed.
+"""
+
+from preparation.mouth_crop.cropper import ClipCrops, CropResult, MouthCropper, MouthTrack
+
+__all__ = ["ClipCrops", "CropResult", "MouthCropper", "MouthTrack"]
