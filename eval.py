@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         config = resolve_model_config(args, tokenizer.odim, stored_config, source=args.pretrained_model_path,
                                       state_keys=state.keys())
         model = load_model(config, state, args.pretrained_model_path)
-    except (FileNotFoundError, ValueError, NotImplementedError) as err:
+    except (FileNotFoundError, ValueError, NotImplementedError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():

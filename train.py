@@ -42,6 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="Noise wav (16 kHz) for audio augmentation. (Default: ROOT/babble.wav if present, "
                         "else the built-in procedural babble)")
     p.add_argument("--beam-size", type=int, default=40, help="Beam for --test-file decoding. (Default: 40)")
+    p.add_argument("--merge-lora", action="store_true",
+                   help="With --use-qlora: also write model_avg_N_merged.pth, the averaged model with the LoRA "
+                        "adapters folded into dequantised full-precision weights (loads without --use-qlora).")
     p.add_argument("--debug", action="store_true", help="Debug-level logging.")
     add_model_args(p)
     add_tokenizer_args(p)
@@ -49,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.transfer_frontend and args.transfer_encoder:
         p.error("--transfer-frontend and --transfer-encoder are mutually exclusive")
+    if args.merge_lora and not args.use_qlora:
+        p.error("--merge-lora needs --use-qlora (there are no LoRA adapters to merge otherwise)")
     if (args.transfer_frontend or args.transfer_encoder) and not args.pretrained_model_path:
         p.error("--transfer-frontend/--transfer-encoder need --pretrained-model-path")
     if not 0.0 <= args.ctc_weight <= 1.0:
@@ -110,6 +115,8 @@ def main(argv=None) -> int:
         config.ctc_weight = args.ctc_weight
         if config.decoder in TEXT_DECODERS and args.precision in ("bf16-mixed", "bf16-true"):
             config.decoder_dtype = "bfloat16"  # load the pretrained decoder's weights in bf16
+        if config.use_qlora and args.precision in ("bf16-mixed", "bf16-true"):
+            config.qlora_compute_dtype = "bfloat16"
         resolve_noise_file(args.root_dir, args.noise_file)
     except (FileNotFoundError, ValueError, NotImplementedError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -133,9 +140,12 @@ def main(argv=None) -> int:
     }
     try:
         module = ModelModule(hparams)
-    except (FileNotFoundError, ValueError, NotImplementedError) as err:
+    except (FileNotFoundError, ValueError, NotImplementedError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from espnet.nets.pytorch_backend.lora.qlora_manager import parameter_table
+
+    print(parameter_table(module.model))
     datamodule = DataModule(args.root_dir, args.train_file, args.val_file, config.modality,
                             max_frames=args.max_frames, train_num_buckets=args.train_num_buckets,
                             num_workers=args.num_workers, noise_file=args.noise_file, seed=args.seed)
@@ -166,6 +176,10 @@ def main(argv=None) -> int:
     avg_path = average_last_checkpoints(run_dir, 10, meta={k: hparams[k] for k in ("model_config", "sp_model_path", "dict_path")})
     print(f"checkpoints: {run_dir}")
     print(f"averaged model: {avg_path}")
+    if args.merge_lora:
+        from espnet.training.export import export_merged
+
+        print(f"merged full-precision model: {export_merged(avg_path)}")
     if args.test_file:
         from espnet.asr.evaluate import load_model
         from espnet.training.checkpoints import load_checkpoint

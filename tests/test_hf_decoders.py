@@ -14,42 +14,20 @@ pytest.importorskip("tokenizers")
 
 import eval as eval_cli  # noqa: E402
 import train as train_cli  # noqa: E402
+from tiny_hf import TEXTS, save_tiny_llama, text_tokenizer  # noqa: E402
 
-TEXTS = ["bin blue at one now", "lay green by two soon", "place red in three again", "set white with four please",
-         "hello world this is a test of the tokenizer"]
 WHISPER_SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
-
-
-def _tokenizer(specials, extra):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    alphabet = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'")
-    trainer = trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>"] + specials, initial_alphabet=alphabet)
-    tok.train_from_iterator(TEXTS + [t.upper() for t in TEXTS], trainer)
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", **extra)
 
 
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("tiny_llama"))
-    tok = _tokenizer(["<s>", "</s>", "<pad>"], dict(bos_token="<s>", eos_token="</s>", pad_token="<pad>"))
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-                                   bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                   pad_token_id=tok.pad_token_id)
-    transformers.LlamaForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_tiny_llama(str(tmp_path_factory.mktemp("tiny_llama")))
 
 
 @pytest.fixture(scope="module")
 def whisper_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tiny_whisper"))
-    tok = _tokenizer(WHISPER_SPECIALS, dict(bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+    tok = text_tokenizer(WHISPER_SPECIALS, dict(bos_token="<|endoftext|>", eos_token="<|endoftext|>",
                                             pad_token="<|endoftext|>",
                                             additional_special_tokens=WHISPER_SPECIALS[1:]))
     ids = {t: tok.convert_tokens_to_ids(t) for t in WHISPER_SPECIALS}

@@ -12,6 +12,7 @@ import transformers
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.nets.pytorch_backend.factories.frontend_factory import FrontendFactory
 from espnet.nets.pytorch_backend.model_config import ModelConfig
+from tiny_hf import save_tiny_vit
 
 TINY = dict(odim=12, adim=16, aheads=2, eunits=32, elayers=1, dunits=32, dlayers=1)
 
@@ -36,14 +37,7 @@ def model_dirs(offline_hub, tmp_path_factory):
     root = tmp_path_factory.mktemp("hf_models")
     t = transformers
     dirs = {}
-    dirs["vit"] = _save(
-        t.ViTModel(
-            t.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64),
-            add_pooling_layer=False,
-        ),
-        root, "vit",
-    )
+    dirs["vit"] = save_tiny_vit(str(root / "vit"), seed=0)
     dirs["clip-vit"] = _save(
         t.CLIPVisionModel(
             t.CLIPVisionConfig(image_size=32, patch_size=8, hidden_size=24, num_hidden_layers=1, num_attention_heads=2,

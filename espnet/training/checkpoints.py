@@ -69,26 +69,48 @@ def load_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[s
     return obj, meta.get("model_config"), meta
 
 
-def average_state_dicts(paths: List[str]) -> Dict[str, torch.Tensor]:
-    """Element-wise mean of the ``model.*`` weights of Lightning checkpoints.
+QUANT_STATE_MARK = ".quant_state.bitsandbytes__"
 
-    Floating tensors are averaged; integer tensors (BatchNorm counters) are summed and
-    floor-divided, as the original recipe does.
+
+def quantized_keys(state: Dict[str, torch.Tensor]) -> set:
+    """Keys of 4-bit weights and their quantisation state (``X.weight``, ``X.weight.absmax``,
+    ``X.weight.quant_map``, ``X.weight.nested_*``, ``X.weight.quant_state.*``)."""
+    prefixes = tuple(k[: k.index(QUANT_STATE_MARK)] for k in state if QUANT_STATE_MARK in k)
+    if not prefixes:
+        return set()
+    return {k for k in state if k in prefixes or k.startswith(tuple(p + "." for p in prefixes))}
+
+
+def average_state_dicts(paths: List[str]) -> Dict[str, torch.Tensor]:
+    """Element-wise mean of the model weights of several checkpoints.
+
+    Only trainable-kind tensors are averaged: floating tensors get the mean, BatchNorm
+    ``num_batches_tracked`` counters are summed and floor-divided (as the original recipe
+    does). Anything else -- 4-bit quantised weights with their quantisation state, other
+    integer tensors such as the QLoRA base-weight fingerprint -- is frozen: it must be
+    identical in every checkpoint and is copied, never averaged.
     """
     if not paths:
         raise ValueError("no checkpoints to average")
     total: Dict[str, torch.Tensor] = {}
+    frozen: set = set()
     for path in paths:
         state, _, _ = load_checkpoint(path)
         if not total:
+            frozen = quantized_keys(state) | {k for k, v in state.items()
+                                              if not v.is_floating_point() and not k.endswith("num_batches_tracked")}
             total = {k: v.clone() for k, v in state.items()}
             continue
         if set(state) != set(total):
             raise ValueError(f"{path}: its keys differ from {paths[0]}; cannot average")
         for key, value in state.items():
-            total[key] += value
+            if key in frozen:
+                if not torch.equal(value, total[key]):
+                    raise ValueError(f"{path}: frozen tensor {key} differs from {paths[0]}; cannot average")
+            else:
+                total[key] += value
     n = len(paths)
-    return {k: (v / n if v.is_floating_point() else v // n) for k, v in total.items()}
+    return {k: (v if k in frozen else v / n if v.is_floating_point() else v // n) for k, v in total.items()}
 
 
 def epoch_checkpoints(ckpt_dir: str) -> List[str]:
@@ -118,8 +140,18 @@ def average_last_checkpoints(ckpt_dir: str, max_n: int = 10, meta: Optional[Dict
 
 def load_state_checked(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
     """``model.load_state_dict(state, strict=True)`` after checking keys and shapes, so that a
-    mismatch is reported as a ``ValueError`` naming ``source``, the model and what differs."""
-    expected = model.state_dict()
+    mismatch is reported as a ``ValueError`` naming ``source``, the model and what differs.
+
+    A ``--use-qlora`` model expects exactly its checkpoint subset (adapters and new
+    modules; the pretrained weights come from ``--*-model-name``), trained on the same
+    pretrained weights (fingerprint check)."""
+    qlora = bool(getattr(model, "qlora_applied", False))
+    if qlora:
+        from espnet.nets.pytorch_backend.lora.qlora_manager import check_fingerprint
+
+        expected = model.checkpoint_state_dict()
+    else:
+        expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
@@ -136,4 +168,6 @@ def load_state_checked(model: torch.nn.Module, state: Dict[str, torch.Tensor], s
             f"{len(unexpected)} unexpected key(s) {unexpected[:3]}, {len(wrong)} shape mismatch(es) "
             f"(checkpoint vs model) {wrong[:3]}; check the encoder/size flags"
         )
-    model.load_state_dict(state, strict=True)
+    if qlora:
+        check_fingerprint(model, state, source)
+    model.load_state_dict(state, strict=not qlora)

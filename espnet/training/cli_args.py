@@ -12,6 +12,7 @@ SIZE_FLAGS = ("adim", "aheads", "eunits", "elayers", "dunits", "dlayers", "resne
 NAME_FLAGS = ("vision_model_name", "audio_model_name", "decoder_model_name")
 CHOICE_FLAGS = ("vision_encoder", "audio_encoder", "decoder", "fusion_type", "projection", "vision_pool")
 LLM_FLAGS = ("llm_prompt", "llm_downsample")
+QLORA_FLAGS = ("use_qlora", "qlora_r", "qlora_alpha", "qlora_dropout", "qlora_target_modules")
 SWITCH_FLAGS = ("unfreeze_vision", "unfreeze_audio", "mask_conv_padding", "whisper_pad_30s", "wavlm_layer_weights")
 
 
@@ -64,6 +65,20 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--llm-downsample", type=int, default=None,
                    help="Stack K encoder frames per LLM soft-prompt token (lengths ceil(len/K)). (Default: 1)")
 
+    q = parser.add_argument_group("QLoRA (4-bit NF4 pretrained components + LoRA adapters)")
+    q.add_argument("--use-qlora", action="store_const", const=True, default=None,
+                   help="Quantise the pretrained components (vit, vivit, clip-vit, whisper, wavlm, llama, "
+                        "whisper-decoder) to 4-bit NF4 and train LoRA adapters on them; new modules stay "
+                        "full precision. Applied last, after the model is built.")
+    q.add_argument("--qlora-r", type=int, default=None, help=f"LoRA rank. (Default: {d.qlora_r})")
+    q.add_argument("--qlora-alpha", type=int, default=None,
+                   help=f"LoRA alpha (adapter scaling alpha / r). (Default: {d.qlora_alpha})")
+    q.add_argument("--qlora-dropout", type=float, default=None, help=f"LoRA dropout. (Default: {d.qlora_dropout})")
+    q.add_argument("--qlora-target-modules", default=None,
+                   help="Comma-separated linear layer names that get adapters, e.g. q_proj,v_proj. (Default: the "
+                        "attention projections of each pretrained model: q_proj,k_proj,v_proj,o_proj for LLaMA "
+                        "and ViT; q_proj,k_proj,v_proj,out_proj for Whisper, WavLM, CLIP)")
+
 
 def add_generate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64,
@@ -80,7 +95,7 @@ def given_model_fields(args: argparse.Namespace) -> Tuple[Dict[str, Any], Option
     """ModelConfig fields set by explicit flags, and the deprecated ``--modality`` (checked
     against the encoder flags, with a deprecation notice)."""
     fields = {f: getattr(args, f) for f in SIZE_FLAGS + NAME_FLAGS + CHOICE_FLAGS + SWITCH_FLAGS + LLM_FLAGS
-              if getattr(args, f, None) is not None}
+              + QLORA_FLAGS if getattr(args, f, None) is not None}
     for key, registry in (("vision_encoder", VISION_ENCODERS), ("audio_encoder", AUDIO_ENCODERS),
                           ("decoder", DECODERS), ("fusion_type", FUSIONS)):
         if key in fields:
@@ -118,12 +133,27 @@ def resolve_model_config(args: argparse.Namespace, odim: int, stored: Optional[D
       (``state_keys``) is used, else an error asks for encoder flags.
     """
     given, modality = given_model_fields(args)
+    config = _resolve(given, modality, odim, stored, source, state_keys)
+    extra = [_flag(f) for f in QLORA_FLAGS[1:] if f in given]
+    if extra and not config.use_qlora:
+        raise ValueError(f"{', '.join(extra)} only apply with --use-qlora")
+    return config
+
+
+def _resolve(given: Dict[str, Any], modality: Optional[str], odim: int, stored: Optional[Dict[str, Any]],
+             source: str, state_keys: Optional[Iterable[str]]) -> ModelConfig:
     if stored is not None:
         config = ModelConfig.from_dict(dict(stored))
         if modality is not None and modality != config.modality:
             raise ValueError(f"--modality {modality} contradicts the {source}, which is a {config.modality} model")
         for field, value in given.items():
-            if getattr(config, field) != value:
+            if field in NAME_FLAGS and getattr(config, field) != value:
+                # the pretrained model moved (another machine / directory): use the new
+                # place; a --use-qlora checkpoint still checks that the weights are the same
+                print(f"note: {_flag(field)} {value} replaces the {source}'s {getattr(config, field)}",
+                      file=sys.stderr)
+                setattr(config, field, value)
+            elif getattr(config, field) != value:
                 raise ValueError(f"{_flag(field)} {value} contradicts the {source}, which was trained with "
                                  f"{field}={getattr(config, field)}")
         if config.odim != odim:

@@ -61,7 +61,12 @@ class ModelModule(LightningModule):
                 f"tokenizer {hparams['dict_path']} gives {self.text_transform.odim} tokens but the "
                 f"model has odim {self.config.odim}"
             )
-        self.model = E2E(self.config)
+        # Train mode from the start: from_pretrained returns HF models in eval mode and
+        # Lightning keeps the modes it finds (frozen pretrained frontends stay in eval).
+        self.model = E2E(self.config).train()
+        # A --use-qlora checkpoint holds only the adapters and new modules (see
+        # on_save_checkpoint); on_load_checkpoint checks its keys instead.
+        self.strict_loading = not self.model.qlora_applied
         path: Optional[str] = hparams.get("pretrained_model_path")
         if path:
             self._initialise_from(path, hparams.get("transfer_frontend"), hparams.get("transfer_encoder"))
@@ -126,7 +131,7 @@ class ModelModule(LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"], betas=(0.9, 0.98)
+            [p for p in self.model.parameters() if p.requires_grad], lr=hp["lr"], weight_decay=hp["weight_decay"], betas=(0.9, 0.98)
         )
         max_epochs = hp["max_epochs"]
         steps_per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max_epochs))
@@ -135,3 +140,12 @@ class ModelModule(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint["model_config"] = self.config.to_dict()
+        if self.model.qlora_applied:
+            checkpoint["state_dict"] = {f"model.{k}": v for k, v in self.model.checkpoint_state_dict().items()}
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        if self.model.qlora_applied:  # resuming: the same subset must come back
+            from espnet.training.checkpoints import strip_lightning_prefix
+
+            state = strip_lightning_prefix(checkpoint["state_dict"], "--ckpt-path")
+            load_state_checked(self.model, state, "--ckpt-path")

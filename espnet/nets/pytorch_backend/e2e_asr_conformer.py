@@ -69,6 +69,20 @@ class E2E(torch.nn.Module):
         self.uses_text = bool(getattr(self.decoder, "uses_text", False))
         ctc_odim = self.decoder.vocab_size + 1 if self.uses_text else config.odim
         self.ctc = CTC(ctc_odim, config.adim, config.dropout_rate, self.ignore_id)
+        self.qlora_applied = False
+        if config.use_qlora:  # last step: every component exists now
+            from espnet.nets.pytorch_backend.lora.qlora_manager import QLoRAManager
+
+            QLoRAManager(config).apply_qlora(self)
+
+    def checkpoint_state_dict(self) -> Dict[str, torch.Tensor]:
+        """What a checkpoint stores: the full state dict, or for a ``--use-qlora`` model
+        only what cannot be rebuilt from ``--*-model-name`` (adapters, new modules)."""
+        if not self.qlora_applied:
+            return self.state_dict()
+        from espnet.nets.pytorch_backend.lora.qlora_manager import checkpoint_state_dict
+
+        return checkpoint_state_dict(self)
 
     @staticmethod
     def _stream(inputs: Inputs, key: str) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -34,6 +34,12 @@ class ModelConfig:
         llm_prompt: Instruction of the LLaMA decoder (``None`` = per-modality default).
         llm_downsample: Encoder frames stacked per LLaMA soft-prompt token.
         decoder_dtype: ``float32`` or ``bfloat16`` weights of a pretrained decoder.
+        use_qlora: Quantise the pretrained components (4-bit NF4) and train LoRA adapters
+            on them (applied last, see ``lora/qlora_manager.py``).
+        qlora_r / qlora_alpha / qlora_dropout: LoRA rank, scaling numerator, dropout.
+        qlora_target_modules: Comma-separated names of the linear layers that get adapters
+            (``None`` = the default of each model family, e.g. ``q_proj,k_proj,v_proj,o_proj``).
+        qlora_compute_dtype: ``float32`` or ``bfloat16`` compute of the 4-bit layers.
     """
 
     odim: int = 5049
@@ -65,6 +71,12 @@ class ModelConfig:
     llm_prompt: Optional[str] = None
     llm_downsample: int = 1
     decoder_dtype: str = "float32"
+    use_qlora: bool = False
+    qlora_r: int = 16
+    qlora_alpha: int = 32
+    qlora_dropout: float = 0.05
+    qlora_target_modules: Optional[str] = None
+    qlora_compute_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if not self.vision_encoder and not self.audio_encoder:
@@ -75,6 +87,12 @@ class ModelConfig:
             raise ValueError(f"llm_downsample must be >= 1, got {self.llm_downsample}")
         if self.decoder_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"decoder_dtype must be 'float32' or 'bfloat16', got {self.decoder_dtype!r}")
+        if self.qlora_compute_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"qlora_compute_dtype must be 'float32' or 'bfloat16', got {self.qlora_compute_dtype!r}")
+        if self.qlora_r < 1:
+            raise ValueError(f"--qlora-r must be >= 1, got {self.qlora_r}")
+        if not 0.0 <= self.qlora_dropout < 1.0:
+            raise ValueError(f"--qlora-dropout must be in [0, 1), got {self.qlora_dropout}")
 
     @property
     def modality(self) -> str:

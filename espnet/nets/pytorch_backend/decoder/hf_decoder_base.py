@@ -62,6 +62,13 @@ class HFTextDecoder(BaseDecoder):
 
     uses_text = True
 
+    def pretrained_model(self) -> torch.nn.Module:
+        """The wrapped pretrained network: what ``--use-qlora`` quantises and adapts."""
+        raise NotImplementedError
+
+    def on_qlora_applied(self) -> None:
+        """Called after ``--use-qlora`` added adapters inside :meth:`pretrained_model`."""
+
     @property
     def vocab_size(self) -> int:
         return len(self.tokenizer)

@@ -56,8 +56,10 @@ class LlamaDecoder(HFTextDecoder):
                                    CAUSAL_LM_TYPES, dtype=dtype)
         self.tokenizer = load_tokenizer(model_name, "the LLaMA decoder")
         self.tokenizer.add_special_tokens({"additional_special_tokens": [AV_START, AV_END]})
-        if len(self.tokenizer) > self.llm.get_input_embeddings().num_embeddings:
+        old_rows = self.llm.get_input_embeddings().num_embeddings
+        if len(self.tokenizer) > old_rows:
             self.llm.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+            self._init_new_rows(old_rows)
         if self.tokenizer.eos_token_id is None:
             raise ValueError(f"--decoder-model-name {model_name}: the tokenizer has no eos token")
         self.eos_id = int(self.tokenizer.eos_token_id)
@@ -71,6 +73,24 @@ class LlamaDecoder(HFTextDecoder):
         self.downsample = int(downsample)
         hidden = int(self.llm.config.hidden_size)
         self.proj = torch.nn.Linear(adim * self.downsample, hidden)
+
+    @torch.no_grad()
+    def _init_new_rows(self, start: int) -> None:
+        """Embedding rows of the added tokens: N(0, initializer_range) drawn from a fixed
+        seed, so that a model rebuilt from the same directory has the same rows (a
+        ``--use-qlora`` checkpoint stores adapters only, not the embedding table)."""
+        gen = torch.Generator().manual_seed(20240607)
+        std = float(getattr(self.llm.config, "initializer_range", 0.02))
+        tables = [self.llm.get_input_embeddings()]
+        out = self.llm.get_output_embeddings()
+        if out is not None and out.weight is not tables[0].weight:
+            tables.append(out)
+        for table in tables:
+            rows = table.weight[start:]
+            rows.copy_(torch.randn(rows.shape, generator=gen, dtype=torch.float32).mul_(std).to(rows.dtype))
+
+    def pretrained_model(self) -> torch.nn.Module:
+        return self.llm
 
     @classmethod
     def from_config(cls, config) -> "LlamaDecoder":

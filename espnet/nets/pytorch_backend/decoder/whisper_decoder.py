@@ -79,6 +79,9 @@ class WhisperTextDecoder(HFTextDecoder):
         for layer in full.model.decoder.layers:
             layer.encoder_attn.register_forward_pre_hook(self._inject_mask, with_kwargs=True)
 
+    def pretrained_model(self) -> torch.nn.Module:
+        return self.whisper
+
     @classmethod
     def from_config(cls, config) -> "WhisperTextDecoder":
         from espnet.nets.pytorch_backend.registry import DECODERS

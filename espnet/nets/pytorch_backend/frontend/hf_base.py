@@ -163,6 +163,15 @@ class HFFrontend(BaseFrontend):
             self.model.eval()
         return self
 
+    def pretrained_model(self) -> torch.nn.Module:
+        """The wrapped pretrained network: what ``--use-qlora`` quantises and adapts."""
+        return self.model
+
+    def on_qlora_applied(self) -> None:
+        """LoRA adapters were added inside ``self.model``: run it with gradients (and
+        switch train/eval normally) so that they learn; its own weights stay frozen."""
+        self.frozen = False
+
     def model_context(self):
         """``torch.no_grad()`` for a frozen model, a no-op otherwise."""
         return torch.no_grad() if self.frozen else contextlib.nullcontext()
