@@ -12,6 +12,7 @@ from datamodule.media import load_audio, load_video, write_video, write_wav
 from preparation.mouth_crop import MouthCropper
 from preparation.mouth_crop.alignment import apply_affine, invert_affine, mouth_centre, similarity_transform
 from preparation.mouth_crop.contact_sheet import contact_sheet, save_png
+from preparation.mouth_crop.crop import warp_crop
 from preparation.mouth_crop.sample_clip import carphone_clip
 from preparation.mouth_crop.smoothing import fill_missing, smooth
 from preparation.mouth_crop.video_io import FrameRateReader
@@ -300,3 +301,22 @@ def test_geometry_helpers():
     np.testing.assert_allclose(fill_missing(gaps)[:, 0, 0], [2, 2, 4, 6, 8])
     with pytest.raises(ValueError, match="no frame has landmarks"):
         fill_missing(np.full((3, 1, 2), np.nan))
+
+
+def test_warp_crop_samples_exactly_and_prefilters_when_shrinking():
+    frame = np.random.default_rng(2).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    size = 16
+    # a shift: crop pixel (u, v) is source pixel (u + 7, v + 5)
+    shifted = warp_crop(frame, np.array([[1.0, 0, -7], [0, 1, -5]]), size)
+    np.testing.assert_array_equal(shifted, frame[5:21, 7:23])
+    # a quarter turn: crop (u, v) is source (x = 9 + 15 - v, y = 3 + u)
+    from_crop = np.array([[0.0, -1, 9 + size - 1], [1, 0, 3]])
+    turned = warp_crop(frame, invert_affine(from_crop), size)
+    np.testing.assert_array_equal(turned, np.rot90(frame[3:19, 9:25]))
+    # window entirely outside the frame: black
+    assert not warp_crop(frame, np.array([[1.0, 0, 500], [0, 1, 0]]), size).any()
+    # shrinking 1-pixel stripes 4x: averaged to mid-grey, not aliased to black/white
+    stripes = np.zeros((64, 64, 3), dtype=np.uint8)
+    stripes[:, ::2] = 255
+    small = warp_crop(stripes, np.array([[0.25, 0, 0], [0, 0.25, 0]]), size)
+    assert np.abs(small[1:-1, 1:-1].astype(int) - 128).max() <= 1

@@ -2,52 +2,110 @@
 crop shrinks the face so that it does not alias)."""
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from preparation.mouth_crop.alignment import invert_affine
 
+_MARGIN = 2  # source pixels kept around the crop window's bounding box (bilinear neighbours)
 
-def warp_crops(frames: np.ndarray, to_crop: np.ndarray, crop_size: int) -> np.ndarray:
-    """Sample one crop per frame.
+
+def _crop_grid(crop_size: int) -> np.ndarray:
+    """Homogeneous crop pixel positions ``(crop_size * crop_size, 3)``, row by row."""
+    grid_y, grid_x = np.mgrid[0:crop_size, 0:crop_size].astype(np.float64)
+    return np.stack([grid_x.ravel(), grid_y.ravel(), np.ones(crop_size * crop_size)], axis=1)
+
+
+def _block_mean(image: np.ndarray, factor: int) -> np.ndarray:
+    """Average float ``(H, W, C)`` over ``factor x factor`` blocks (the last, partial blocks
+    over the pixels they have)."""
+    height, width = image.shape[:2]
+    rows, cols = -(-height // factor), -(-width // factor)
+    padded = np.zeros((rows * factor, cols * factor, image.shape[2]))
+    counts = np.zeros((rows * factor, cols * factor, 1))
+    padded[:height, :width] = image
+    counts[:height, :width] = 1
+    sums = padded.reshape(rows, factor, cols, factor, -1).sum(axis=(1, 3))
+    return sums / counts.reshape(rows, factor, cols, factor, 1).sum(axis=(1, 3))
+
+
+def _bilinear(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Bilinear samples of float ``(H, W, C)`` at ``(N, 2)`` positions ``(x, y)`` (pixel
+    centres at integers); neighbours outside the image count as 0. Returns ``(N, C)``."""
+    height, width = image.shape[:2]
+    x0 = np.floor(points[:, 0]).astype(np.int64)
+    y0 = np.floor(points[:, 1]).astype(np.int64)
+    fx, fy = points[:, 0] - x0, points[:, 1] - y0
+    out = np.zeros((len(points), image.shape[2]))
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            xs, ys = x0 + dx, y0 + dy
+            inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+            weight = (wx * wy * inside)[:, None]
+            out += weight * image[np.clip(ys, 0, height - 1), np.clip(xs, 0, width - 1)]
+    return out
+
+
+def warp_crop(frame: np.ndarray, to_crop: np.ndarray, crop_size: int) -> np.ndarray:
+    """Sample one crop.
 
     Args:
-        frames: uint8 ``(T, H, W, 3)`` RGB source frames.
-        to_crop: float ``(T, 2, 3)`` affine maps from source pixels to crop pixels (pixel
-            centres at integer positions), e.g. from
+        frame: uint8 ``(H, W, 3)`` RGB source frame.
+        to_crop: float ``(2, 3)`` affine map from source pixels to crop pixels (pixel centres at
+            integer positions), e.g. one of
             :func:`~preparation.mouth_crop.alignment.crop_transforms`.
         crop_size: Side of the square crop in pixels.
 
     Returns:
-        uint8 ``(T, crop_size, crop_size, 3)``; crop pixels that fall outside the source frame
-        are black.
+        uint8 ``(crop_size, crop_size, 3)``; crop pixels that fall outside the source frame are
+        black.
 
-    When a map shrinks the source by 2x or more (crop pixels per source pixel <= 1/2), the
-    frame is first averaged over ``k x k`` blocks, ``k = floor(1 / scale)``, so that every
-    crop pixel integrates the source pixels it covers instead of picking a few of them.
+    Only the source pixels under the crop window (its bounding box plus a margin) are read,
+    so the cost does not grow with the frame size. When the map shrinks the source by 2x or
+    more (crop pixels per source pixel <= 1/2), that region is first averaged over ``k x k``
+    blocks, ``k = floor(1 / scale)``, so that every crop pixel integrates the source pixels it
+    covers instead of picking a few of them.
+    """
+    height, width = frame.shape[:2]
+    scale = float(np.sqrt(abs(np.linalg.det(to_crop[:, :2]))))
+    factor = max(1, int(np.floor(1.0 / scale)))
+    from_crop = invert_affine(to_crop)  # crop pixels -> source pixels
+    last = crop_size - 1
+    corners = np.array([[0, 0], [last, 0], [0, last], [last, last]], dtype=np.float64)
+    window = corners @ from_crop[:, :2].T + from_crop[:, 2]
+    margin = _MARGIN * factor
+    x0 = max(0, int(np.floor(window[:, 0].min())) - margin)
+    y0 = max(0, int(np.floor(window[:, 1].min())) - margin)
+    x1 = min(width, int(np.ceil(window[:, 0].max())) + margin + 1)
+    y1 = min(height, int(np.ceil(window[:, 1].max())) + margin + 1)
+    if x1 <= x0 or y1 <= y0:  # the window lies outside the frame
+        return np.zeros((crop_size, crop_size, 3), dtype=np.uint8)
+    patch = frame[y0:y1, x0:x1].astype(np.float64)
+    from_crop = from_crop.copy()
+    from_crop[:, 2] -= (x0, y0)  # source pixels -> patch pixels
+    if factor > 1:
+        patch = _block_mean(patch, factor)
+        # patch pixel x -> block (x + 0.5) / k - 0.5
+        from_crop = from_crop / factor
+        from_crop[:, 2] += 0.5 / factor - 0.5
+    samples = _bilinear(patch, _crop_grid(crop_size) @ from_crop.T)
+    return np.clip(np.round(samples), 0, 255).astype(np.uint8).reshape(crop_size, crop_size, 3)
+
+
+def warp_crops(frames: np.ndarray, to_crop: np.ndarray, crop_size: int) -> np.ndarray:
+    """Sample one crop per frame (:func:`warp_crop` for each).
+
+    Args:
+        frames: uint8 ``(T, H, W, 3)`` RGB source frames.
+        to_crop: float ``(T, 2, 3)`` affine maps from source pixels to crop pixels.
+        crop_size: Side of the square crop in pixels.
+
+    Returns:
+        uint8 ``(T, crop_size, crop_size, 3)``.
     """
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected RGB uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
     if to_crop.shape != (len(frames), 2, 3):
         raise ValueError(f"expected one (2, 3) map per frame, got {to_crop.shape} for {len(frames)} frames")
-    if len(frames) == 0:
-        return np.zeros((0, crop_size, crop_size, 3), dtype=np.uint8)
-    scales = np.sqrt(np.abs(np.linalg.det(to_crop[:, :, :2])))
-    factor = max(1, int(np.floor(1.0 / float(scales.max()))))  # one factor for the batch
-    image = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    from_crop = invert_affine(to_crop)  # crop pixels -> source pixels
-    if factor > 1:
-        image = F.avg_pool2d(image, factor, ceil_mode=True)
-        # source pixel x -> pooled pixel (x + 0.5) / k - 0.5
-        from_crop = from_crop / factor
-        from_crop[:, :, 2] += 0.5 / factor - 0.5
-    height, width = image.shape[2:]
-    axis = torch.arange(crop_size, dtype=torch.float64)
-    grid_y, grid_x = torch.meshgrid(axis, axis, indexing="ij")
-    crop_points = torch.stack([grid_x, grid_y, torch.ones_like(grid_x)], dim=-1).reshape(-1, 3)  # (S*S, 3)
-    source = torch.einsum("tij,pj->tpi", torch.from_numpy(from_crop), crop_points)  # (T, S*S, 2)
-    # pixel centres at integers -> grid_sample's [-1, 1] (align_corners=False)
-    size = torch.tensor([width, height], dtype=torch.float64)
-    grid = ((2 * source + 1) / size - 1).reshape(len(frames), crop_size, crop_size, 2).float()
-    crops = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return crops.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    out = np.zeros((len(frames), crop_size, crop_size, 3), dtype=np.uint8)
+    for t, (frame, matrix) in enumerate(zip(frames, to_crop)):
+        out[t] = warp_crop(frame, matrix, crop_size)
+    return out

@@ -3,18 +3,16 @@
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 
 from preparation.mouth_crop.alignment import crop_transforms
 from preparation.mouth_crop.audio import extract_audio
-from preparation.mouth_crop.crop import warp_crops
+from preparation.mouth_crop.crop import warp_crop
 from preparation.mouth_crop.landmarks import NUM_KEYPOINTS, LandmarkDetector, MediaPipeFaceMesh
 from preparation.mouth_crop.smoothing import fill_missing, smooth
 from preparation.mouth_crop.video_io import FrameRateReader, NoVideoError
-
-_WARP_CHUNK = 32  # frames warped together
 
 
 @dataclass
@@ -176,26 +174,13 @@ class MouthCropper:
         track.smoothed = smooth(fill_missing(landmarks), self.smooth_window)
         track.to_crop, track.scale = crop_transforms(track.smoothed, self.crop_size, self.mouth_width)
         source: Iterable[np.ndarray] = frames if frames is not None else FrameRateReader(video_path, self.fps)
-        crops = np.concatenate(list(self._warp_chunks(source, track.to_crop)))
+        crops = [warp_crop(frame, matrix, self.crop_size) for frame, matrix in zip(source, track.to_crop)]
         if len(crops) != len(found):
             raise RuntimeError(f"{video_path}: decoding again gave {len(crops)} frames instead of {len(found)}")
         message = f"face found in {int(found.sum())}/{len(found)} frames"
         if not found.all():
             message += f" ({int((~found).sum())} interpolated)"
-        return ClipCrops("ok", crops, track, message)
-
-    def _warp_chunks(self, frames: Iterable[np.ndarray], to_crop: np.ndarray) -> Iterator[np.ndarray]:
-        """Crops of ``frames`` in chunks of equal-size frames."""
-        chunk: List[np.ndarray] = []
-        start = 0
-        for frame in frames:
-            if chunk and (len(chunk) == _WARP_CHUNK or frame.shape != chunk[0].shape):
-                yield warp_crops(np.stack(chunk), to_crop[start:start + len(chunk)], self.crop_size)
-                start += len(chunk)
-                chunk = []
-            chunk.append(frame)
-        if chunk:
-            yield warp_crops(np.stack(chunk), to_crop[start:start + len(chunk)], self.crop_size)
+        return ClipCrops("ok", np.stack(crops), track, message)
 
     def process_clip(self, video_path: str, video_out: str, audio_out: Optional[str] = None) -> CropResult:
         """Crop one clip and write ``video_out`` (H.264 mp4, ``fps``, ``crop_size`` square, RGB)

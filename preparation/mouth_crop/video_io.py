@@ -56,7 +56,6 @@ class FrameRateReader:
                 if not container.streams.video:
                     raise NoVideoError(f"{self.path} has no video stream")
                 stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
                 nominal = stream.average_rate or stream.guessed_rate or stream.base_rate
                 self.source_fps = float(nominal) if nominal else None
                 previous: Optional[np.ndarray] = None
