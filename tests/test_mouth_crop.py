@@ -313,6 +313,10 @@ def test_warp_crop_samples_exactly_and_prefilters_when_shrinking():
     from_crop = np.array([[0.0, -1, 9 + size - 1], [1, 0, 3]])
     turned = warp_crop(frame, invert_affine(from_crop), size)
     np.testing.assert_array_equal(turned, np.rot90(frame[3:19, 9:25]))
+    # the part of the window beyond the frame's right edge (x >= 50) is black
+    edge = warp_crop(frame, np.array([[1.0, 0, -40], [0, 1, -5]]), size)
+    np.testing.assert_array_equal(edge[:, :10], frame[5:21, 40:50])
+    assert not edge[:, 10:].any()
     # window entirely outside the frame: black
     assert not warp_crop(frame, np.array([[1.0, 0, 500], [0, 1, 0]]), size).any()
     # shrinking 1-pixel stripes 4x: averaged to mid-grey, not aliased to black/white

@@ -9,10 +9,12 @@ filled and smoothed over time, similarity alignment to a mean face, a 96x96 mout
     result.status, result.num_frames, result.num_samples   # "ok" | "no_face" | "no_video"
 
 Needs the data-preparation requirements (``preparation/requirements.txt`` and, with
-``--no-deps``, ``preparation/requirements-nodeps.txt``); mediapipe is imported only when the
-first frame is processed.
+``--no-deps``, ``preparation/requirements-nodeps.txt``). Importing this package needs neither:
+``check_face_mesh_models()`` (also run by ``MouthCropper()``) raises an ImportError with the
+install command when they are missing, and mediapipe itself is imported on the first frame.
 """
 
 from preparation.mouth_crop.cropper import ClipCrops, CropResult, MouthCropper, MouthTrack
+from preparation.mouth_crop.landmarks import check_face_mesh_models
 
-__all__ = ["ClipCrops", "CropResult", "MouthCropper", "MouthTrack"]
+__all__ = ["ClipCrops", "CropResult", "MouthCropper", "MouthTrack", "check_face_mesh_models"]

@@ -1,6 +1,8 @@
 """Warp source frames into square mouth crops (bilinear, with area pre-filtering when the
 crop shrinks the face so that it does not alias)."""
 
+import functools
+
 import numpy as np
 
 from preparation.mouth_crop.alignment import invert_affine
@@ -8,40 +10,44 @@ from preparation.mouth_crop.alignment import invert_affine
 _MARGIN = 2  # source pixels kept around the crop window's bounding box (bilinear neighbours)
 
 
+@functools.lru_cache(maxsize=4)
 def _crop_grid(crop_size: int) -> np.ndarray:
-    """Homogeneous crop pixel positions ``(crop_size * crop_size, 3)``, row by row."""
+    """Homogeneous crop pixel positions ``(crop_size * crop_size, 3)``, row by row (read-only)."""
     grid_y, grid_x = np.mgrid[0:crop_size, 0:crop_size].astype(np.float64)
-    return np.stack([grid_x.ravel(), grid_y.ravel(), np.ones(crop_size * crop_size)], axis=1)
+    grid = np.stack([grid_x.ravel(), grid_y.ravel(), np.ones(crop_size * crop_size)], axis=1)
+    grid.flags.writeable = False
+    return grid
 
 
 def _block_mean(image: np.ndarray, factor: int) -> np.ndarray:
-    """Average float ``(H, W, C)`` over ``factor x factor`` blocks (the last, partial blocks
-    over the pixels they have)."""
-    height, width = image.shape[:2]
+    """Average ``(H, W, C)`` over ``factor x factor`` blocks (the last, partial blocks over the
+    pixels they have). Returns float32 ``(ceil(H / factor), ceil(W / factor), C)``."""
+    height, width, channels = image.shape
     rows, cols = -(-height // factor), -(-width // factor)
-    padded = np.zeros((rows * factor, cols * factor, image.shape[2]))
-    counts = np.zeros((rows * factor, cols * factor, 1))
+    padded = np.zeros((rows * factor, cols * factor, channels), dtype=np.float32)
     padded[:height, :width] = image
-    counts[:height, :width] = 1
-    sums = padded.reshape(rows, factor, cols, factor, -1).sum(axis=(1, 3))
-    return sums / counts.reshape(rows, factor, cols, factor, 1).sum(axis=(1, 3))
+    sums = padded.reshape(rows, factor, cols * factor, channels).sum(axis=1)
+    sums = sums.reshape(rows, cols, factor, channels).sum(axis=2)
+    row_count = np.minimum(factor, height - factor * np.arange(rows)).astype(np.float32)
+    col_count = np.minimum(factor, width - factor * np.arange(cols)).astype(np.float32)
+    return sums / (row_count[:, None, None] * col_count[None, :, None])
 
 
 def _bilinear(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Bilinear samples of float ``(H, W, C)`` at ``(N, 2)`` positions ``(x, y)`` (pixel
-    centres at integers); neighbours outside the image count as 0. Returns ``(N, C)``."""
+    """Bilinear samples of ``(H, W, C)`` at ``(N, 2)`` positions ``(x, y)`` (pixel centres at
+    integers); neighbours outside the image count as 0. Returns float32 ``(N, C)``."""
     height, width = image.shape[:2]
-    x0 = np.floor(points[:, 0]).astype(np.int64)
-    y0 = np.floor(points[:, 1]).astype(np.int64)
-    fx, fy = points[:, 0] - x0, points[:, 1] - y0
-    out = np.zeros((len(points), image.shape[2]))
-    for dy, wy in ((0, 1 - fy), (1, fy)):
-        for dx, wx in ((0, 1 - fx), (1, fx)):
-            xs, ys = x0 + dx, y0 + dy
-            inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
-            weight = (wx * wy * inside)[:, None]
-            out += weight * image[np.clip(ys, 0, height - 1), np.clip(xs, 0, width - 1)]
-    return out
+    # zero pixels around the image (one before, two after): positions clipped into this frame
+    # read 0 wherever the image has no pixel
+    framed = np.zeros((height + 3, width + 3, image.shape[2]), dtype=np.float32)
+    framed[1:height + 1, 1:width + 1] = image
+    x = np.clip(points[:, 0] + 1, 0, width + 1)
+    y = np.clip(points[:, 1] + 1, 0, height + 1)
+    x0, y0 = np.floor(x).astype(np.intp), np.floor(y).astype(np.intp)
+    fx, fy = (x - x0).astype(np.float32)[:, None], (y - y0).astype(np.float32)[:, None]
+    top = framed[y0, x0] * (1 - fx) + framed[y0, x0 + 1] * fx
+    bottom = framed[y0 + 1, x0] * (1 - fx) + framed[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
 
 
 def warp_crop(frame: np.ndarray, to_crop: np.ndarray, crop_size: int) -> np.ndarray:
@@ -78,7 +84,7 @@ def warp_crop(frame: np.ndarray, to_crop: np.ndarray, crop_size: int) -> np.ndar
     y1 = min(height, int(np.ceil(window[:, 1].max())) + margin + 1)
     if x1 <= x0 or y1 <= y0:  # the window lies outside the frame
         return np.zeros((crop_size, crop_size, 3), dtype=np.uint8)
-    patch = frame[y0:y1, x0:x1].astype(np.float64)
+    patch = frame[y0:y1, x0:x1]
     from_crop = from_crop.copy()
     from_crop[:, 2] -= (x0, y0)  # source pixels -> patch pixels
     if factor > 1:
