@@ -16,6 +16,14 @@ LEGACY = os.path.join(os.path.dirname(REPO), "shared", "legacy")
 TINY_DIMS = ["--adim", "32", "--aheads", "2", "--eunits", "64", "--elayers", "1", "--dunits", "64", "--dlayers", "1"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def offline_hub():
+    """No Hugging Face Hub access in any test: every model loads from a local directory."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        yield
+
+
 @pytest.fixture(scope="session")
 def legacy_dir():
     if not os.path.isfile(os.path.join(LEGACY, "tiny_config.json")):

@@ -23,14 +23,6 @@ def _save(model, root, name):
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def offline_hub():
-    """No Hugging Face Hub access: every model loads from a local directory."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        yield
-
-
 @pytest.fixture(scope="module")
 def model_dirs(offline_hub, tmp_path_factory):
     torch.manual_seed(0)

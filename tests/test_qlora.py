@@ -29,13 +29,6 @@ from tiny_hf import save_tiny_llama, save_tiny_vit  # noqa: E402
 TEXTS = ["bin blue at one now", "lay green by two soon"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def offline_hub():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        yield
-
-
 @pytest.fixture(scope="module")
 def hf_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("qlora_models")

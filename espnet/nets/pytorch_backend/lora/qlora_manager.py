@@ -216,34 +216,41 @@ def check_fingerprint(model: torch.nn.Module, state: Dict[str, torch.Tensor], so
         )
 
 
+def tensor_bytes(tensors: Iterable[torch.Tensor], seen: Optional[set] = None) -> int:
+    """Bytes held by ``tensors`` (each storage once, via ``seen``), plus the block
+    scales of 4-bit weights (their quantisation state)."""
+    seen = set() if seen is None else seen
+    total = 0
+    for t in tensors:
+        key = (t.data_ptr(), t.numel(), t.dtype)
+        if key in seen:
+            continue
+        seen.add(key)
+        total += t.numel() * t.element_size()
+        state = getattr(t, "quant_state", None)
+        if state is not None:
+            total += sum(x.numel() * x.element_size() for x in _quant_state_tensors(state))
+    return total
+
+
+def module_bytes(module: torch.nn.Module, seen: Optional[set] = None) -> int:
+    """Memory of a module's parameters and buffers (shared tensors counted once)."""
+    return tensor_bytes(list(module.parameters()) + list(module.buffers()), seen)
+
+
 def parameter_table(model: torch.nn.Module) -> str:
     """Per top-level component: parameters (4-bit weights counted as the weights they
     stand for), trainable parameters, and memory (bytes actually held by parameters,
     buffers and quantisation state); plus a total line."""
     rows = []
-    seen = set()
-
-    def memory(module: torch.nn.Module) -> int:
-        total = 0
-        for t in list(module.parameters()) + list(module.buffers()):
-            key = (t.data_ptr(), t.numel(), t.dtype)
-            if key in seen:
-                continue
-            seen.add(key)
-            total += t.numel() * t.element_size()
-            state = getattr(t, "quant_state", None)
-            if state is not None:
-                for extra in _quant_state_tensors(state):
-                    total += extra.numel() * extra.element_size()
-        return total
-
+    seen: set = set()
     for name, child in model.named_children():
         params = list(child.parameters())
         total = sum(logical_numel(p) for p in params)
         trainable = sum(p.numel() for p in params if p.requires_grad)
         n4 = sum(1 for m in child.modules() if is_quantized_linear_safe(m))
-        rows.append((name, total, trainable, memory(child), n4))
-    own = sum(t.numel() * t.element_size() for t in model.buffers(recurse=False))
+        rows.append((name, total, trainable, module_bytes(child, seen), n4))
+    own = tensor_bytes(model.buffers(recurse=False), seen)
     width = max(len(r[0]) for r in rows + [("total", 0, 0, 0, 0)])
     lines = [f"{'component':<{width}}  {'params':>12}  {'trainable':>12}  {'trainable %':>11}  {'memory MB':>10}  4-bit layers"]
     for name, total, trainable, mem, n4 in rows:
