@@ -1,4 +1,4 @@
-"""Warp source frames into square mouth crops (bilinear, with area pre-filtering when the
+"""Warp a source frame into a square mouth crop (bilinear, with area pre-filtering when the
 crop shrinks the face so that it does not alias)."""
 
 import functools
@@ -95,23 +95,3 @@ def warp_crop(frame: np.ndarray, to_crop: np.ndarray, crop_size: int) -> np.ndar
     samples = _bilinear(patch, _crop_grid(crop_size) @ from_crop.T)
     return np.clip(np.round(samples), 0, 255).astype(np.uint8).reshape(crop_size, crop_size, 3)
 
-
-def warp_crops(frames: np.ndarray, to_crop: np.ndarray, crop_size: int) -> np.ndarray:
-    """Sample one crop per frame (:func:`warp_crop` for each).
-
-    Args:
-        frames: uint8 ``(T, H, W, 3)`` RGB source frames.
-        to_crop: float ``(T, 2, 3)`` affine maps from source pixels to crop pixels.
-        crop_size: Side of the square crop in pixels.
-
-    Returns:
-        uint8 ``(T, crop_size, crop_size, 3)``.
-    """
-    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"expected RGB uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    if to_crop.shape != (len(frames), 2, 3):
-        raise ValueError(f"expected one (2, 3) map per frame, got {to_crop.shape} for {len(frames)} frames")
-    out = np.zeros((len(frames), crop_size, crop_size, 3), dtype=np.uint8)
-    for t, (frame, matrix) in enumerate(zip(frames, to_crop)):
-        out[t] = warp_crop(frame, matrix, crop_size)
-    return out
