@@ -412,6 +412,13 @@ def prepare(input_dir: str, out_dir: str, dataset: Optional[str] = None, layout:
     _check_flag(not with_comma, f"{os.path.join(input_dir, with_comma[0]) if with_comma else ''}: a path with ',' "
                                 f"cannot be written to the label CSV; rename it")
 
+    for clip in clips:  # never write over the corpus (e.g. --out-dir data --dataset lrs3 for data/lrs3)
+        outputs = output_paths(out_dir, dataset, clip.rel_path)
+        sources = {os.path.realpath(clip.video_path), os.path.realpath(os.path.splitext(clip.video_path)[0] + ".wav")}
+        if {os.path.realpath(outputs["mp4"]), os.path.realpath(outputs["wav"])} & sources:
+            raise ValueError(f"--out-dir {out_dir} with --dataset {dataset} would write over the input {clip.video_path}; "
+                             f"choose another --out-dir or --dataset")
+
     # transcripts first: a corpus problem is reported before hours of cropping
     transcripts: Dict[str, str] = {}
     missing: List[str] = []

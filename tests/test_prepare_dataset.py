@@ -238,6 +238,9 @@ def test_given_tokenizer_and_flag_errors(lrs_corpus, synth, tmp_path, capsys):
     assert "--splits: no split dev" in capsys.readouterr().err
     assert main(base + ["--workers", "0"]) == 2
     assert "--workers must be >= 1" in capsys.readouterr().err
+    parent, name = os.path.split(root)
+    assert main(["--input-dir", root, "--out-dir", parent, "--dataset", name, "--already-cropped"]) == 2
+    assert f"would write over the input {os.path.join(root, sorted(truth)[0])}" in capsys.readouterr().err
 
 
 def _small_corpus(lrs_corpus, dest, n=3):
