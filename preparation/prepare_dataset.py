@@ -22,7 +22,8 @@ Output under ``--out-dir OUT``:
 
 * ``OUT/<dataset>/<rel>.mp4``: 96×96 mouth crops at 25 fps (H.264); ``<rel>.wav``: 16 kHz
   mono 16-bit audio, cut or zero-padded to the video (640 samples per frame); ``<rel>.json``: the clip's record (status, frames, samples), written
-  last — a clip is done when its record is there and its files have the recorded sizes.
+  last — a clip is done when its record is there, was written in the same mode
+  (``--already-cropped`` or not, same ``--crop-size``) and its files have the recorded sizes.
 * ``OUT/labels/<dataset>_<split>.csv``: one line per prepared clip,
   ``dataset,rel_path,input_length,token_ids,transcript`` (``input_length`` = video frames
   at 25 fps), sorted by path; ``OUT/labels/<dataset>_<split>_max<N>s.csv`` for each
@@ -405,7 +406,7 @@ def prepare(input_dir: str, out_dir: str, dataset: Optional[str] = None, layout:
     dataset = dataset or os.path.basename(os.path.normpath(input_dir)).lower()
     _check_flag(bool(dataset) and not any(c in dataset for c in ",/\\") and dataset not in (".", "..", "labels", "spm"),
                 f"--dataset must be a plain folder name without ',' or '/' (and not labels/spm), got {dataset!r}")
-    mode = "resample" if already_cropped else "mouth_crop"
+    mode = f"{'resample' if already_cropped else 'mouth_crop'}_{crop_size}px"  # a change of either redoes clips
 
     clips, layout = find_clips(input_dir, layout, split_name, splits, split_files, exclude=out_dir)
     with_comma = [c.rel_path for c in clips if "," in c.rel_path]

@@ -199,9 +199,12 @@ def test_rerun_skips_done_clips_and_redoes_interrupted_ones(lrs_corpus, tmp_path
     changed = {p for p in after if after[p] != before.get(p)}
     assert changed == {os.path.join(out, "lrs3", r[:-4] + e) for r in (gone, cut) for e in (".mp4", ".wav", ".json")}
     assert open(os.path.join(out, "labels", "lrs3_test.csv")).read() == csv_before
-    # --overwrite redoes everything
+    # --overwrite redoes everything; so does another --crop-size (the records name the mode)
     assert main(args + ["--overwrite"]) == 0
     assert f"processed: {len(truth)}   skipped (already done): 0" in capsys.readouterr().out
+    assert main(args + ["--crop-size", "64"]) == 0
+    assert f"processed: {len(truth)}   skipped (already done): 0" in capsys.readouterr().out
+    assert tuple(load_video(os.path.join(out, "lrs3", gone)).shape[1:]) == (3, 64, 64)
 
 
 def test_two_workers_give_the_same_result(prepared, lrs_corpus, tmp_path, capsys):
