@@ -38,7 +38,8 @@ Use them with ``train.py --root-dir OUT --train-file <dataset>_<split>.csv --sp-
 ... --dict-path ...``.
 
 Behaviour: mouth crops come from ``preparation.mouth_crop.MouthCropper`` (face landmarks;
-needs ``pip install -r preparation/requirements.txt``); ``--already-cropped`` instead takes
+needs ``pip install -r preparation/requirements.txt`` and ``pip install --no-deps -r
+preparation/requirements-nodeps.txt``); ``--already-cropped`` instead takes
 the videos as mouth crops and only re-times them to 25 fps, centre-crops them square,
 resizes them to 96×96 and resamples the audio (no detector). Work is spread over
 ``--workers`` processes (one cropper each) with a progress bar. Re-running skips clips that
@@ -239,7 +240,9 @@ def import_mouth_cropper() -> type:
     except ImportError as err:
         raise RuntimeError(
             f"the mouth cropper could not be imported ({err}); install its packages with "
-            "'pip install -r preparation/requirements.txt', or pass --already-cropped for videos that are "
+            "'pip install -r preparation/requirements.txt' and 'pip install --no-deps -r "
+            "preparation/requirements-nodeps.txt' (tutorials/env.sh does both), or pass --already-cropped for "
+            "videos that are "
             "already mouth crops"
         ) from err
     return MouthCropper
