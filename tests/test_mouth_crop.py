@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from av_clips import write_av
 from datamodule.media import load_audio, load_video, write_video, write_wav
 from preparation.mouth_crop import MouthCropper
 from preparation.mouth_crop.alignment import apply_affine, invert_affine, mouth_centre, similarity_transform
@@ -37,37 +38,6 @@ def carphone_frames():
 @pytest.fixture(scope="module")
 def carphone(cropper):
     return cropper.crop_video(carphone_clip())
-
-
-def write_av(path, frames, fps, audio=None, sample_rate=44100):
-    """Write RGB frames (T, H, W, 3) and optionally float audio (C, S) as 16-bit PCM (mkv)."""
-    import av
-
-    with av.open(path, mode="w") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width, video.height = frames.shape[2], frames.shape[1]
-        video.pix_fmt = "yuv420p"
-        video.options = {"crf": "12"}
-        sound = None
-        if audio is not None:
-            layout = {1: "mono", 2: "stereo"}[len(audio)]
-            sound = container.add_stream("pcm_s16le", rate=sample_rate, layout=layout)
-        for image in frames:
-            for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        if sound is not None:
-            pcm = (np.clip(audio, -1, 1 - 1 / 32768) * 32768).round().astype(np.int16)
-            for start in range(0, pcm.shape[1], 1024):
-                chunk = np.ascontiguousarray(pcm[:, start:start + 1024].T).reshape(1, -1)
-                frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout=layout)
-                frame.sample_rate = sample_rate
-                frame.pts = start
-                for packet in sound.encode(frame):
-                    container.mux(packet)
-            for packet in sound.encode(None):
-                container.mux(packet)
 
 
 def stream_info(path):

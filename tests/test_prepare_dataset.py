@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from av_clips import write_av
 from conftest import REPO, TINY_DIMS
 
 from datamodule.label_list import read_label_list
@@ -31,25 +32,8 @@ def mux(frames: np.ndarray, waveform: np.ndarray, path: str, fps: int, rate: int
     if rate != 16000:
         n = int(round(wav.size(-1) * rate / 16000))
         wav = torch.nn.functional.interpolate(wav, size=n, mode="linear", align_corners=False)
-    pcm = (wav.reshape(1, -1).clamp(-1, 1) * 32767).round().short().numpy()
-    pcm = np.ascontiguousarray(np.repeat(pcm, channels, axis=0))
-    layout = "stereo" if channels == 2 else "mono"
-    with av.open(path, "w") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        video.options = {"crf": "10"}
-        audio = container.add_stream("alac", rate=rate, layout=layout)
-        for img in frames:
-            for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16p", layout=layout)
-        frame.sample_rate = rate
-        for packet in audio.encode(frame):
-            container.mux(packet)
-        for packet in audio.encode(None):
-            container.mux(packet)
+    audio = np.repeat(wav.reshape(1, -1).clamp(-1, 1).numpy(), channels, axis=0)
+    write_av(path, frames, fps, audio=audio, sample_rate=rate, audio_codec="alac", crf="10")
 
 
 @pytest.fixture(scope="module")
