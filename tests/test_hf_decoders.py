@@ -100,6 +100,31 @@ def test_bf16_weights(kind, llama_dir, whisper_dir):
     assert torch.isfinite(out["loss_att"])
 
 
+def test_whisper_decoder_qlora(whisper_dir):
+    """--use-qlora on the Whisper decoder: its linear layers except proj_out become 4-bit,
+    adapters on the attention projections learn, generate still works."""
+    bnb = pytest.importorskip("bitsandbytes")
+    from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
+
+    torch.manual_seed(0)
+    model = E2E(_config("whisper-decoder", whisper_dir, use_qlora=True, qlora_dropout=0.0)).train()
+    whisper = model.decoder.whisper
+    assert type(whisper.proj_out) is torch.nn.Linear and not whisper.proj_out.weight.requires_grad
+    assert sum(isinstance(m, bnb.nn.Linear4bit) for m in whisper.modules()) == 10  # self 4 + cross 4 + fc1, fc2
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    inputs = {"audio": torch.randn(2, 6400, 1), "audio_lengths": torch.tensor([6400, 4480])}
+    losses = []
+    for _ in range(6):
+        loss, *_ = model(inputs, torch.zeros(2, 1, dtype=torch.long), texts=TEXTS[:2])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0], losses
+    model.eval()
+    assert len(model.decoder.decode(*model.encode(inputs), max_new_tokens=3)) == 2
+
+
 def test_llama_loss_counts_target_tokens_only(llama_dir):
     dec = _decoder("llama", llama_dir)
     mem, lens = torch.randn(2, 6, 32), torch.tensor([6, 4])

@@ -280,6 +280,51 @@ def test_e2e_forward_backward(model_dirs, vision, audio_enc):
         assert not frozen.model.training
 
 
+@pytest.mark.parametrize("vision,audio_enc", [("clip-vit", None), ("vivit", None), (None, "wavlm"),
+                                              ("vit", "whisper")])
+def test_qlora_on_pretrained_frontends(model_dirs, vision, audio_enc):
+    """--use-qlora: every pretrained frontend gets 4-bit linear layers and LoRA adapters on
+    its attention projections, which receive gradients; its own weights stay frozen."""
+    bnb = pytest.importorskip("bitsandbytes")
+    torch.manual_seed(0)
+    config = ModelConfig(vision_encoder=vision, audio_encoder=audio_enc, vision_model_name=model_dirs.get(vision),
+                         audio_model_name=model_dirs.get(audio_enc), use_qlora=True, **TINY)
+    model = E2E(config).train()
+    lengths = torch.tensor([10, 7])
+    inputs = {}
+    if vision:
+        inputs["video"], inputs["video_lengths"] = video(2, 10), lengths
+    if audio_enc:
+        inputs["audio"], inputs["audio_lengths"] = audio(2, 6400), lengths * 640
+    loss, _, _, _ = model(inputs, torch.tensor([[3, 4, 5], [6, 7, -1]]))
+    loss.backward()
+    fronts = [m for m in (getattr(model, k, None) for k in ("frontend", "vision_frontend", "audio_frontend")) if m]
+    assert len(fronts) == (2 if vision and audio_enc else 1)
+    for front in fronts:
+        net = front.model
+        assert net.training and any(isinstance(m, bnb.nn.Linear4bit) for m in net.modules())
+        adapters = {n: p for n, p in net.named_parameters() if "lora_B" in n}
+        assert adapters and all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in adapters.values())
+        assert all(not p.requires_grad for n, p in net.named_parameters() if "lora_" not in n)
+        adapted = {n.split(".")[-4] for n in adapters}  # X.q_proj.lora_B.default.weight
+        if "WavLM" in type(net).__name__:
+            assert adapted == {"intermediate_dense", "output_dense"}
+        else:  # the attention projections (ViT/ViViT q/k/v/o_proj, CLIP and Whisper q/k/v/out_proj)
+            assert {"q_proj", "k_proj", "v_proj"} < adapted <= {"q_proj", "k_proj", "v_proj", "o_proj", "out_proj"}
+
+
+def test_qlora_wavlm_keeps_directly_read_attention_weights(model_dirs):
+    bnb = pytest.importorskip("bitsandbytes")
+    config = dict(audio_encoder="wavlm", vision_encoder=None, audio_model_name=model_dirs["wavlm"], use_qlora=True,
+                  **TINY)
+    model = E2E(ModelConfig(**config))
+    attn = model.frontend.model.encoder.layers[0].attention
+    assert all(type(getattr(attn, n)) is torch.nn.Linear for n in ("q_proj", "k_proj", "v_proj", "out_proj"))
+    assert isinstance(model.frontend.model.encoder.layers[0].feed_forward.output_dense.base_layer, bnb.nn.Linear4bit)
+    with pytest.raises(ValueError, match="reads these layers' weights directly"):
+        E2E(ModelConfig(**config, qlora_target_modules="q_proj,v_proj"))
+
+
 CLI_RUNS = {
     "vit": ["--vision-encoder", "vit"],
     "clip-vit": ["--vision-encoder", "clip-vit"],

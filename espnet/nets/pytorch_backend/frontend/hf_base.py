@@ -163,6 +163,12 @@ class HFFrontend(BaseFrontend):
             self.model.eval()
         return self
 
+    # --use-qlora hooks: names of linear layers whose weights the wrapped model reads
+    # directly (they cannot be swapped for 4-bit layers), and the LoRA targets to use
+    # instead of the attention projections (None = the manager's default).
+    qlora_keep_full_precision: Tuple[str, ...] = ()
+    qlora_default_targets: Optional[Tuple[str, ...]] = None
+
     def pretrained_model(self) -> torch.nn.Module:
         """The wrapped pretrained network: what ``--use-qlora`` quantises and adapts."""
         return self.model

@@ -8,10 +8,13 @@ new pretrained component gets QLoRA by defining that method). For each such netw
 
 1. a SHA-256 fingerprint of its pretrained weights is taken (stored in the checkpoint, so
    evaluation can tell when ``--*-model-name`` points at different weights);
-2. every ``nn.Linear`` except the output head (``lm_head`` / ``proj_out``) becomes a
-   bitsandbytes 4-bit NF4 layer with double quantisation, computing in fp32 or bf16;
+2. every ``nn.Linear`` except the output head (``lm_head`` / ``proj_out``) and the layers
+   the component lists in ``qlora_keep_full_precision`` (weights the model reads without
+   calling the layer, e.g. WavLM's attention) becomes a bitsandbytes 4-bit NF4 layer with
+   double quantisation, computing in fp32 or bf16;
 3. peft LoRA adapters (rank ``r``, scaling ``alpha / r``, dropout) are added to the
-   layers named by ``--qlora-target-modules`` (default: the attention projections,
+   layers named by ``--qlora-target-modules`` (default: the component's
+   ``qlora_default_targets``, else the attention projections,
    :data:`ATTENTION_PROJECTIONS`); everything else in the pretrained
    network (4-bit weights, embeddings, norms) is frozen.
 
@@ -138,8 +141,17 @@ class QLoRAManager:
         targets = list(target_modules) if target_modules else self.target_modules
         model.register_buffer(FINGERPRINT_BUFFER, fingerprint([net for _, _, net in components]))
         for name, component, network in components:
-            wanted = targets or self.default_targets(network, name)
-            keep = []
+            keep_names = tuple(getattr(component, "qlora_keep_full_precision", ()) or ())
+            component_default = getattr(component, "qlora_default_targets", None)
+            wanted = targets or (list(component_default) if component_default else self.default_targets(network, name))
+            blocked = [t for t in wanted if t in keep_names]
+            if blocked:
+                raise ValueError(
+                    f"--qlora-target-modules {','.join(blocked)}: {name} ({type(network).__name__}) reads these "
+                    f"layers' weights directly, so they stay full precision and cannot take adapters; "
+                    f"its default targets are {','.join(component_default or ())}"
+                )
+            keep = [m for n, m in network.named_modules() if n and _matches(n, keep_names)]
             head = network.get_output_embeddings() if hasattr(network, "get_output_embeddings") else None
             if isinstance(head, torch.nn.Module):
                 keep.append(head)

@@ -44,6 +44,11 @@ class WavLMFrontend(HFFrontend):
     """
 
     frame_rate = 50.0
+    # --use-qlora: HF's WavLM attention hands the q/k/v/out projection weights straight to
+    # F.multi_head_attention_forward (the layers are never called), so they stay full
+    # precision and adapters go on the feed-forward layers instead.
+    qlora_keep_full_precision = ("q_proj", "k_proj", "v_proj", "out_proj")
+    qlora_default_targets = ("intermediate_dense", "output_dense")
 
     def __init__(self, model_name: str, freeze: bool = True, layer_weights: bool = False, input_gain: float = None) -> None:
         model = load_pretrained("WavLMModel", model_name, "--audio-model-name", "the WavLM frontend", ("wavlm",))
