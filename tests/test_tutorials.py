@@ -19,7 +19,9 @@ TUTORIALS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO
 
 
 def run_tutorial(name, out):
-    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1")
+    # as a reader runs it (README): no PYTHONPATH, the tutorial finds the repository itself
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HF_HUB_OFFLINE"] = "1"
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, os.path.join(REPO, "tutorials", f"{name}.py"), "--out", str(out)],
                           capture_output=True, text=True, env=env, cwd=REPO)
