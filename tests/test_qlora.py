@@ -238,22 +238,26 @@ def test_averaging_copies_quantized_weights(tmp_path):
 
 def test_train_and_eval_cli_vit_llama_qlora(hf_dirs, toy_corpus, tmp_path, capsys):
     exp = str(tmp_path / "exp")
-    code = train_cli.main(["--exp-dir", exp, "--exp-name", "run", "--root-dir", toy_corpus["root"],
-                           "--train-file", "train.csv", "--vision-encoder", "vit", "--vision-model-name",
-                           hf_dirs["vit"], "--decoder", "llama", "--decoder-model-name", hf_dirs["llama"],
-                           "--use-qlora", "--qlora-r", "4", "--merge-lora", "--sp-model-path",
-                           toy_corpus["sp_model_path"], "--dict-path", toy_corpus["dict_path"], *TINY_DIMS,
-                           "--max-epochs", "1", "--warmup-epochs", "1", "--max-frames", "300", "--num-workers", "0",
-                           "--accelerator", "cpu"])
-    assert code == 0
+    args = ["--exp-dir", exp, "--exp-name", "run", "--root-dir", toy_corpus["root"],
+            "--train-file", "train.csv", "--vision-encoder", "vit", "--vision-model-name",
+            hf_dirs["vit"], "--decoder", "llama", "--decoder-model-name", hf_dirs["llama"],
+            "--use-qlora", "--qlora-r", "4", "--merge-lora", "--sp-model-path",
+            toy_corpus["sp_model_path"], "--dict-path", toy_corpus["dict_path"], *TINY_DIMS,
+            "--warmup-epochs", "1", "--max-frames", "300", "--num-workers", "0", "--accelerator", "cpu"]
+    assert train_cli.main(args + ["--max-epochs", "1"]) == 0
     out = capsys.readouterr().out
+    ckpt = torch.load(os.path.join(exp, "run", "epoch=0.ckpt"), weights_only=True)
+    assert not any(v.dtype == torch.uint8 for k, v in ckpt["state_dict"].items() if not k.endswith(FINGERPRINT_BUFFER))
+    # resuming from the adapter-only Lightning checkpoint restores model and optimiser
+    assert train_cli.main(args + ["--max-epochs", "2", "--ckpt-path", os.path.join(exp, "run", "last.ckpt")]) == 0
+    assert os.path.isfile(os.path.join(exp, "run", "model_avg_2.pth"))
     total = [line for line in out.splitlines() if line.startswith("total")]
     assert total and "%" in total[0]
-    avg = os.path.join(exp, "run", "model_avg_1.pth")
+    avg = os.path.join(exp, "run", "model_avg_2.pth")
     state = torch.load(avg, weights_only=True)
     assert any("frontend.model." in k and "lora_A" in k for k in state)
     assert not any(k.startswith("frontend.model.") and "lora_" not in k for k in state)
-    assert os.path.isfile(os.path.join(exp, "run", "model_avg_1_merged.pth"))
+    assert os.path.isfile(os.path.join(exp, "run", "model_avg_2_merged.pth"))
     code = eval_cli.main(["--root-dir", toy_corpus["root"], "--test-file", "test.csv", "--pretrained-model-path", avg,
                           "--beam-size", "1", "--max-new-tokens", "4", "--num-workers", "0", "--accelerator", "cpu"])
     assert code == 0
