@@ -203,7 +203,8 @@ def process_one(cropper, clip: Clip, paths: Dict[str, str], mode: str) -> Outcom
         for path in (tmp_mp4, tmp_wav):
             _remove(path)
         why = result.message or f"cropper status {result.status!r}"
-        return Outcome(clip.rel_path, "failed", message=f"{clip.video_path}: {why}")
+        named = why if why.startswith(clip.video_path) else f"{clip.video_path}: {why}"  # croppers name the file
+        return Outcome(clip.rel_path, "failed", message=named)
     if int(result.num_frames) < 1 or not os.path.isfile(tmp_mp4):
         raise RuntimeError(f"{clip.video_path}: the cropper reported ok but wrote no frames to {tmp_mp4}")
     os.replace(tmp_mp4, paths["mp4"])

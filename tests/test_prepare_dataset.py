@@ -276,7 +276,7 @@ def test_unreadable_video_is_listed_as_failed(lrs_corpus, tmp_path, capsys):
     assert main(["--input-dir", src, "--out-dir", out, "--already-cropped", "--no-progress", "--dataset", "d"]) == 1
     report = capsys.readouterr().out
     assert "processed: 1   skipped (already done): 0   no face: 0   failed: 1" in report
-    assert f"failed: {rels[0]}: {os.path.join(src, rels[0])}: InvalidDataError" in report
+    assert f"failed: {rels[0]}: {os.path.join(src, rels[0])}: cannot decode the video" in report
     assert not os.path.exists(os.path.join(out, "d", rels[0][:-4] + ".json"))  # retried next time
     assert [p for p in _files(out) if ".partial" in p] == []
 
@@ -293,9 +293,9 @@ class NoFaceFor:
     def process_clip(self, video_path, video_out, audio_out=None):
         self.calls.append(video_path)
         if self.marker in video_path:
-            from preparation.resample_clip import ClipResult
+            from preparation.mouth_crop import CropResult
 
-            return ClipResult("no_face", 0, 0, "no face in any of 56 frames")
+            return CropResult("no_face", 0, 0, "no face in any of 56 frames")
         return self.inner.process_clip(video_path, video_out, audio_out)
 
 
