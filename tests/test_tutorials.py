@@ -86,12 +86,23 @@ def check_mouth_cropping(out, stdout):
         assert os.path.getsize(os.path.join(out, name)) > 1000
 
 
+def check_qlora(out, stdout):
+    results = json.load(open(os.path.join(out, "qlora.json")))
+    adapters, merged = results["adapters"], results["merged"]
+    assert adapters["wer"] == merged["wer"]  # merging changes nothing the model computes
+    assert adapters["bytes"] < 0.6 * merged["bytes"]  # adapters + new modules only
+    assert "--use-qlora" in stdout and "4-bit layers" in stdout
+    state = torch.load(adapters["checkpoint"], weights_only=True)
+    assert any("lora_A" in k for k in state) and not any(k.startswith("decoder.llm.") and "lora_" not in k
+                                                          for k in state)
+
+
 CHECKS = {"inference": check_inference, "feature_extraction": check_feature_extraction,
-          "new_encoder": check_new_encoder, "mouth_cropping": check_mouth_cropping}
+          "new_encoder": check_new_encoder, "mouth_cropping": check_mouth_cropping, "qlora": check_qlora}
 
 
 def test_tutorials_are_discovered():
-    assert {"inference", "feature_extraction", "new_encoder"} <= set(TUTORIALS)
+    assert {"inference", "feature_extraction", "new_encoder", "mouth_cropping", "qlora"} <= set(TUTORIALS)
 
 
 @pytest.mark.parametrize("name", TUTORIALS)
