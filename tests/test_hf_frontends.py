@@ -251,6 +251,17 @@ def test_wrong_model_type_is_rejected(model_dirs):
 # ---- end to end -----------------------------------------------------------------------
 
 
+def e2e_inputs(vision, audio_enc):
+    """A batch of 2 (10 and 7 frames at 25 Hz) for the streams the model reads."""
+    lengths = torch.tensor([10, 7])
+    inputs = {}
+    if vision:
+        inputs["video"], inputs["video_lengths"] = video(2, 10), lengths
+    if audio_enc:
+        inputs["audio"], inputs["audio_lengths"] = audio(2, 6400), lengths * 640
+    return inputs
+
+
 @pytest.mark.parametrize("vision,audio_enc", [("vit", None), ("clip-vit", None), ("vivit", None), (None, "whisper"),
                                               (None, "wavlm"), ("vit", "whisper")])
 def test_e2e_forward_backward(model_dirs, vision, audio_enc):
@@ -260,12 +271,7 @@ def test_e2e_forward_backward(model_dirs, vision, audio_enc):
                          unfreeze_vision=vision == "vit", **TINY)
     model = E2E(config)
     model.train()
-    lengths = torch.tensor([10, 7])
-    inputs = {}
-    if vision:
-        inputs["video"], inputs["video_lengths"] = video(2, 10), lengths
-    if audio_enc:
-        inputs["audio"], inputs["audio_lengths"] = audio(2, 6400), lengths * 640
+    inputs = e2e_inputs(vision, audio_enc)
     label = torch.tensor([[3, 4, 5], [6, 7, -1]])
     loss, _, _, _ = model(inputs, label)
     assert torch.isfinite(loss)
@@ -290,12 +296,7 @@ def test_qlora_on_pretrained_frontends(model_dirs, vision, audio_enc):
     config = ModelConfig(vision_encoder=vision, audio_encoder=audio_enc, vision_model_name=model_dirs.get(vision),
                          audio_model_name=model_dirs.get(audio_enc), use_qlora=True, **TINY)
     model = E2E(config).train()
-    lengths = torch.tensor([10, 7])
-    inputs = {}
-    if vision:
-        inputs["video"], inputs["video_lengths"] = video(2, 10), lengths
-    if audio_enc:
-        inputs["audio"], inputs["audio_lengths"] = audio(2, 6400), lengths * 640
+    inputs = e2e_inputs(vision, audio_enc)
     loss, _, _, _ = model(inputs, torch.tensor([[3, 4, 5], [6, 7, -1]]))
     loss.backward()
     fronts = [m for m in (getattr(model, k, None) for k in ("frontend", "vision_frontend", "audio_frontend")) if m]
