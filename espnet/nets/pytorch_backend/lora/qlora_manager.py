@@ -68,7 +68,8 @@ def fingerprint(networks: Sequence[torch.nn.Module]) -> torch.Tensor:
         for key, value in sorted(network.state_dict().items()):
             t = value.detach().cpu().contiguous()
             digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            if t.numel():
+                digest.update(t.reshape(-1).view(torch.uint8).numpy())  # buffer protocol: no copy
     return torch.tensor(list(digest.digest()), dtype=torch.uint8)
 
 
@@ -256,11 +257,12 @@ def parameter_table(model: torch.nn.Module) -> str:
     buffers and quantisation state); plus a total line."""
     rows = []
     seen: set = set()
+    quantized = bool(getattr(model, "qlora_applied", False))
     for name, child in model.named_children():
         params = list(child.parameters())
         total = sum(logical_numel(p) for p in params)
         trainable = sum(p.numel() for p in params if p.requires_grad)
-        n4 = sum(1 for m in child.modules() if is_quantized_linear_safe(m))
+        n4 = sum(1 for m in child.modules() if is_quantized_linear(m)) if quantized else 0
         rows.append((name, total, trainable, module_bytes(child, seen), n4))
     own = tensor_bytes(model.buffers(recurse=False), seen)
     width = max(len(r[0]) for r in rows + [("total", 0, 0, 0, 0)])
@@ -284,11 +286,3 @@ def _quant_state_tensors(state) -> Iterable[torch.Tensor]:
     nested = getattr(state, "state2", None)
     if nested is not None:
         yield from _quant_state_tensors(nested)
-
-
-def is_quantized_linear_safe(module: torch.nn.Module) -> bool:
-    """``is_quantized_linear`` that is ``False`` (not an error) without bitsandbytes."""
-    try:
-        return is_quantized_linear(module)
-    except ImportError:
-        return False
