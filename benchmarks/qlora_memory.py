@@ -135,11 +135,9 @@ def main() -> int:
         return 0
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    bf16 = LLMComponent(build_llm(args, torch.bfloat16))
-    total = sum(p.numel() for p in bf16.parameters())
-    bf16_bytes = module_bytes(bf16)
-    del bf16
     model = LLMComponent(build_llm(args, torch.bfloat16))
+    total = sum(p.numel() for p in model.parameters())
+    bf16_bytes = module_bytes(model)  # measured before quantising the same model in place
     QLoRAManager(argparse.Namespace(qlora_r=args.r, qlora_alpha=2 * args.r, qlora_dropout=0.05,
                                     qlora_target_modules=None, qlora_compute_dtype="bfloat16")).apply_qlora(model)
     q_bytes = module_bytes(model)

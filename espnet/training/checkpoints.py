@@ -139,8 +139,15 @@ def average_last_checkpoints(ckpt_dir: str, max_n: int = 10, meta: Optional[Dict
 
 
 def load_state_checked(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
-    """``model.load_state_dict(state, strict=True)`` after checking keys and shapes, so that a
-    mismatch is reported as a ``ValueError`` naming ``source``, the model and what differs.
+    """``model.load_state_dict(state, strict=True)`` after :func:`check_state` (a ``--use-qlora``
+    model loads its checkpoint subset, non-strictly once checked)."""
+    check_state(model, state, source)
+    model.load_state_dict(state, strict=not getattr(model, "qlora_applied", False))
+
+
+def check_state(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
+    """Check keys and shapes of ``state`` against ``model``, so that a mismatch is reported as
+    a ``ValueError`` naming ``source``, the model and what differs.
 
     A ``--use-qlora`` model expects exactly its checkpoint subset (adapters and new
     modules; the pretrained weights come from ``--*-model-name``), trained on the same
@@ -170,4 +177,3 @@ def load_state_checked(model: torch.nn.Module, state: Dict[str, torch.Tensor], s
         )
     if qlora:
         check_fingerprint(model, state, source)
-    model.load_state_dict(state, strict=not qlora)

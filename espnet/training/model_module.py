@@ -144,8 +144,7 @@ class ModelModule(LightningModule):
             checkpoint["state_dict"] = {f"model.{k}": v for k, v in self.model.checkpoint_state_dict().items()}
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        if self.model.qlora_applied:  # resuming: the same subset must come back
-            from espnet.training.checkpoints import strip_lightning_prefix
+        if self.model.qlora_applied:  # resuming: the same subset must come back (Lightning then loads it)
+            from espnet.training.checkpoints import check_state, strip_lightning_prefix
 
-            state = strip_lightning_prefix(checkpoint["state_dict"], "--ckpt-path")
-            load_state_checked(self.model, state, "--ckpt-path")
+            check_state(self.model, strip_lightning_prefix(checkpoint["state_dict"], "--ckpt-path"), "--ckpt-path")

@@ -125,7 +125,7 @@ class QLoRAManager:
         Raises ``ValueError`` when the model has no pretrained component or a target
         list matches nothing in a component.
         """
-        bnb = import_bitsandbytes()
+        import_bitsandbytes()  # the install hint, before any work
         peft = import_peft()
         components = pretrained_components(model)
         if not components:
@@ -171,16 +171,12 @@ class QLoRAManager:
                 p.requires_grad_(False)
             for p in adapters:
                 p.requires_grad_(True)
-            for p in network.parameters():
-                if isinstance(p, bnb.nn.Params4bit) and p.requires_grad:
-                    raise RuntimeError(f"{name}: a 4-bit weight is trainable")
             if not adapters:
                 raise RuntimeError(f"{name}: peft added no LoRA adapters")
             hook = getattr(component, "on_qlora_applied", None)
             if callable(hook):
                 hook()
         model.qlora_applied = True
-        model.qlora_components = [name for name, _, _ in components]
         return model
 
     @staticmethod
