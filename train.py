@@ -58,13 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--transfer-frontend/--transfer-encoder need --pretrained-model-path")
     if not 0.0 <= args.ctc_weight <= 1.0:
         p.error(f"--ctc-weight must be in [0, 1], got {args.ctc_weight}")
-    for flag in ("sp_model_path", "dict_path"):
-        if getattr(args, flag) is None:
-            p.error(f"--{flag.replace('_', '-')} is required")
     return args
-
-
-TEXT_DECODERS = ("llama", "whisper-decoder")  # pretrained decoders with their own tokenizer
 
 
 def build_logger(args: argparse.Namespace, run_dir: str):
@@ -99,10 +93,9 @@ def main(argv=None) -> int:
 
     from datamodule.data_module import DataModule
     from datamodule.noise import resolve_noise_file
-    from datamodule.text_transform import TextTransform
     from espnet.asr.evaluate import evaluate, write_json
     from espnet.training.checkpoints import average_last_checkpoints
-    from espnet.training.cli_args import resolve_model_config
+    from espnet.training.cli_args import load_tokenizer, resolve_model_config
     from espnet.training.model_module import ModelModule
 
     if args.precision.startswith("16") and (args.accelerator == "cpu" or not torch.cuda.is_available()):
@@ -110,11 +103,11 @@ def main(argv=None) -> int:
         return 2
     seed_everything(args.seed, workers=True)
     try:
-        tokenizer = TextTransform(args.sp_model_path, args.dict_path)
-        config = resolve_model_config(args, tokenizer.odim)
+        tokenizer = load_tokenizer(args.sp_model_path, args.dict_path)
+        config = resolve_model_config(args, tokenizer.odim if tokenizer is not None else None)
         config.ctc_weight = args.ctc_weight
-        if config.decoder in TEXT_DECODERS and args.precision in ("bf16-mixed", "bf16-true"):
-            config.decoder_dtype = "bfloat16"  # load the pretrained decoder's weights in bf16
+        if args.precision in ("bf16-mixed", "bf16-true"):
+            config.pretrained_dtype = "bfloat16"  # load pretrained weights in bf16 (else float32)
         if config.use_qlora and args.precision in ("bf16-mixed", "bf16-true"):
             config.qlora_compute_dtype = "bfloat16"
         resolve_noise_file(args.root_dir, args.noise_file)
@@ -123,8 +116,8 @@ def main(argv=None) -> int:
         return 2
     hparams = {
         "model_config": config.to_dict(),
-        "sp_model_path": os.path.abspath(args.sp_model_path),
-        "dict_path": os.path.abspath(args.dict_path),
+        "sp_model_path": os.path.abspath(args.sp_model_path) if args.sp_model_path else None,
+        "dict_path": os.path.abspath(args.dict_path) if args.dict_path else None,
         "lr": args.lr,
         "weight_decay": args.weight_decay,
         "warmup_epochs": args.warmup_epochs,
@@ -148,7 +141,8 @@ def main(argv=None) -> int:
     print(parameter_table(module.model))
     datamodule = DataModule(args.root_dir, args.train_file, args.val_file, config.modality,
                             max_frames=args.max_frames, train_num_buckets=args.train_num_buckets,
-                            num_workers=args.num_workers, noise_file=args.noise_file, seed=args.seed)
+                            num_workers=args.num_workers, noise_file=args.noise_file, seed=args.seed,
+                            audio_utterance_norm=module.model.audio_utterance_norm)
     run_dir = os.path.join(args.exp_dir, args.exp_name)
     os.makedirs(run_dir, exist_ok=True)
     checkpoint = ModelCheckpoint(dirpath=run_dir, filename="{epoch}", monitor="monitoring_step", mode="max",

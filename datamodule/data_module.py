@@ -21,14 +21,18 @@ def label_path(root_dir: str, name: str) -> str:
 
 
 def build_dataset(root_dir: str, file: str, subset: str, modality: str, noise: Optional[torch.Tensor] = None,
-                  snr_target: Optional[float] = None, seed: Optional[int] = None) -> AVDataset:
-    """Dataset of one split with the legacy transforms of that split."""
+                  snr_target: Optional[float] = None, seed: Optional[int] = None,
+                  audio_utterance_norm: bool = True) -> AVDataset:
+    """Dataset of one split with the legacy transforms of that split;
+    ``audio_utterance_norm``: see :class:`AudioTransform` (the model's
+    ``audio_utterance_norm``)."""
     return AVDataset(
         root_dir=root_dir,
         label_path=label_path(root_dir, file),
         modality=modality,
         video_transform=VideoTransform(subset),
-        audio_transform=AudioTransform(subset, noise=noise, snr_target=snr_target, seed=seed),
+        audio_transform=AudioTransform(subset, noise=noise, snr_target=snr_target, seed=seed,
+                                       utterance_norm=audio_utterance_norm),
     )
 
 
@@ -44,11 +48,14 @@ class DataModule(LightningDataModule):
         noise_file: Babble/noise wav for training augmentation (default: ``ROOT/babble.wav``
             when present, else the built-in babble).
         seed: Base seed of the batch order.
+        audio_utterance_norm: Layer-norm audio over each utterance (the model's
+            ``audio_utterance_norm``: the legacy 1D-ResNet wants it, pretrained audio
+            frontends get the recorded level).
     """
 
     def __init__(self, root_dir: str, train_file: str, val_file: Optional[str], modality: str,
                  max_frames: int = 1600, train_num_buckets: int = 400, num_workers: int = 0,
-                 noise_file: Optional[str] = None, seed: int = 42) -> None:
+                 noise_file: Optional[str] = None, seed: int = 42, audio_utterance_norm: bool = True) -> None:
         super().__init__()
         self.root_dir = root_dir
         self.train_file = train_file
@@ -59,6 +66,7 @@ class DataModule(LightningDataModule):
         self.num_workers = num_workers
         self.noise_file = noise_file
         self.seed = seed
+        self.audio_utterance_norm = audio_utterance_norm
         self.train_sampler: Optional[BucketBatchSampler] = None
 
     def _loader(self, dataset: AVDataset, sampler: BucketBatchSampler) -> torch.utils.data.DataLoader:
@@ -80,7 +88,8 @@ class DataModule(LightningDataModule):
         noise = None
         if self.modality != "video":
             noise = load_noise(resolve_noise_file(self.root_dir, self.noise_file))
-        dataset = build_dataset(self.root_dir, self.train_file, "train", self.modality, noise=noise)
+        dataset = build_dataset(self.root_dir, self.train_file, "train", self.modality, noise=noise,
+                                audio_utterance_norm=self.audio_utterance_norm)
         rank, world = self._rank_world()
         self.train_sampler = BucketBatchSampler(
             dataset.input_lengths, self.max_frames, self.train_num_buckets, shuffle=True,
@@ -91,7 +100,8 @@ class DataModule(LightningDataModule):
     def val_dataloader(self):
         if not self.val_file:
             return []
-        dataset = build_dataset(self.root_dir, self.val_file, "val", self.modality)
+        dataset = build_dataset(self.root_dir, self.val_file, "val", self.modality,
+                                audio_utterance_norm=self.audio_utterance_norm)
         rank, world = self._rank_world()
         sampler = BucketBatchSampler(dataset.input_lengths, self.max_frames, 1, shuffle=False,
                                      source=dataset.label_path, rank=rank, world_size=world)
