@@ -18,14 +18,15 @@ class FrameRateReader:
     a source frame is shown from its own timestamp to the next one's (the last one for one
     nominal source frame duration). Input at the output rate passes through one to one:
     every frame exactly once and unchanged, even when its timestamps wander by less than half
-    a frame from the regular grid; 29.97 fps input drops about one frame in six, 50 fps every other frame,
-    12.5 fps shows each frame twice. The output has ``round(duration * fps)`` frames (ties
-    down).
+    a frame from the regular grid; 29.97 fps input drops about one frame in six, 50 fps every
+    other frame, 12.5 fps shows each frame twice. The output has ``round(duration * fps)``
+    frames (ties down).
 
     After a complete iteration, :attr:`start_time` (s), :attr:`source_frames`,
     :attr:`source_fps` (nominal), :attr:`num_frames` (output frames) and
     :attr:`source_index` (the source frame each output frame shows, counted from 0; a frame
-    whose timestamp does not advance is skipped and not counted) describe the clip. Iterating again decodes the file again and yields the same frames.
+    whose timestamp does not advance is skipped and not counted) describe the clip.
+    Iterating again decodes the file again and yields the same frames.
 
     Args:
         path: Video file.
