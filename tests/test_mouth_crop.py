@@ -84,6 +84,9 @@ def test_carphone_crops_are_96px_25fps_and_follow_the_mouth(cropper, carphone, c
     # output frame k shows the source frame on screen at (k + 0.5) / 25 s
     expected_source = np.floor((np.arange(expected) + 0.5) * float(CARPHONE_FPS) / 25).astype(int)
     np.testing.assert_array_equal(track.source_index, expected_source)
+    # Auto-AVSR's smoothing: the configuration averaged over +-6 frames, each frame's own centroid
+    np.testing.assert_allclose(track.smoothed, smooth_shape(track.landmarks, 13), atol=1e-9)
+    np.testing.assert_allclose(track.smoothed.mean(axis=1), track.landmarks.mean(axis=1), atol=1e-9)
     # the crop follows the detected mouth: after smoothing its centre stays within a few pixels
     offsets = np.linalg.norm(centre_offsets(track), axis=1)
     assert offsets.max() < 5.0 and offsets.mean() < 2.0, offsets
