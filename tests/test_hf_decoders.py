@@ -14,10 +14,7 @@ pytest.importorskip("tokenizers")
 
 import eval as eval_cli  # noqa: E402
 import train as train_cli  # noqa: E402
-from tiny_hf import TEXTS, save_tiny_llama, text_tokenizer  # noqa: E402
-
-WHISPER_SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
-
+from tiny_hf import TEXTS, save_tiny_llama, save_tiny_whisper  # noqa: E402
 
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory):
@@ -26,35 +23,7 @@ def llama_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def whisper_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("tiny_whisper"))
-    tok = text_tokenizer(WHISPER_SPECIALS, dict(bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                            pad_token="<|endoftext|>",
-                                            additional_special_tokens=WHISPER_SPECIALS[1:]))
-    ids = {t: tok.convert_tokens_to_ids(t) for t in WHISPER_SPECIALS}
-    torch.manual_seed(0)
-    cfg = transformers.WhisperConfig(
-        vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
-        max_source_positions=200, max_target_positions=64, decoder_start_token_id=ids["<|startoftranscript|>"],
-        eos_token_id=ids["<|endoftext|>"], pad_token_id=ids["<|endoftext|>"], bos_token_id=ids["<|endoftext|>"],
-        begin_suppress_tokens=None, suppress_tokens=None, init_std=0.3,
-    )
-    model = transformers.WhisperForConditionalGeneration(cfg)
-    _whisper_generation_config(model.generation_config, ids)
-    model.generation_config._from_model_config = False  # keep it when loading
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    transformers.WhisperFeatureExtractor(feature_size=80).save_pretrained(path)
-    return path
-
-
-def _whisper_generation_config(gen, ids):
-    gen.lang_to_id = {"<|en|>": ids["<|en|>"]}
-    gen.task_to_id = {"transcribe": ids["<|transcribe|>"]}
-    gen.is_multilingual = True
-    gen.no_timestamps_token_id = ids["<|notimestamps|>"]
-    gen.decoder_start_token_id = ids["<|startoftranscript|>"]
-    gen.forced_decoder_ids = None
+    return save_tiny_whisper(str(tmp_path_factory.mktemp("tiny_whisper")))
 
 
 def _config(decoder, name, **kw):
