@@ -27,7 +27,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-workers", type=int, default=1, help="DataLoader workers. (Default: 1)")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"],
                    help="Device for decoding. (Default: auto)")
-    p.add_argument("--debug", action="store_true", help="Debug-level logging.")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="Leave out the test-list lines that fail the pre-flight check (they are listed; the WER "
+                        "covers the rest) instead of stopping before decoding.")
+    p.add_argument("--debug", action="store_true", help="Debug-level logging; tracebacks on errors.")
     add_model_args(p)
     add_tokenizer_args(p)
     add_generate_args(p)
@@ -42,38 +45,40 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
+    from espnet.training.cli_errors import run_cli
+
+    return run_cli(lambda: decode(args), debug=args.debug)
+
+
+def decode(args: argparse.Namespace) -> int:
+    """Decode ``--test-file`` and print the WER; raises on bad input (see ``run_cli``)."""
     import torch
 
+    from datamodule.data_module import label_path
+    from datamodule.preflight import run_preflight
     from datamodule.text_transform import TextTransform
     from espnet.asr.evaluate import evaluate, load_model, write_json
     from espnet.training.checkpoints import load_checkpoint
     from espnet.training.cli_args import resolve_model_config
 
-    try:
-        state, stored_config, meta = load_checkpoint(args.pretrained_model_path)
-        sp_model = args.sp_model_path or meta.get("sp_model_path")
-        dict_path = args.dict_path or meta.get("dict_path")
-        if not sp_model or not dict_path:
-            raise ValueError("--sp-model-path and --dict-path are required for this checkpoint (it records no tokenizer)")
-        tokenizer = TextTransform(sp_model, dict_path)
-        config = resolve_model_config(args, tokenizer.odim, stored_config, source=args.pretrained_model_path,
-                                      state_keys=state.keys())
-        model = load_model(config, state, args.pretrained_model_path)
-    except (FileNotFoundError, ValueError, NotImplementedError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    state, stored_config, meta = load_checkpoint(args.pretrained_model_path)
+    sp_model = args.sp_model_path or meta.get("sp_model_path")
+    dict_path = args.dict_path or meta.get("dict_path")
+    if not sp_model or not dict_path:
+        raise ValueError("--sp-model-path and --dict-path are required for this checkpoint (it records no tokenizer)")
+    tokenizer = TextTransform(sp_model, dict_path)
+    config = resolve_model_config(args, tokenizer.odim, stored_config, source=args.pretrained_model_path,
+                                  state_keys=state.keys())
+    skip_lines = run_preflight(args.root_dir, [(args.test_file, label_path(args.root_dir, args.test_file), None)],
+                               config.modality, tokenizer.odim, skip_invalid=args.skip_invalid)
+    model = load_model(config, state, args.pretrained_model_path)
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        print("error: --accelerator gpu requested but no CUDA device is available", file=sys.stderr)
-        return 2
+        raise ValueError("--accelerator gpu requested but no CUDA device is available")
     device = "cuda" if args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available()) else "cpu"
-    try:
-        result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
-                          ctc_weight=args.ctc_weight, snr_target=args.decode_snr_target,
-                          noise_file=args.noise_file, seed=args.seed, num_workers=args.num_workers, device=device,
-                          max_new_tokens=args.max_new_tokens)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
+                      ctc_weight=args.ctc_weight, snr_target=args.decode_snr_target,
+                      noise_file=args.noise_file, seed=args.seed, num_workers=args.num_workers, device=device,
+                      max_new_tokens=args.max_new_tokens, skip_lines=skip_lines.get(args.test_file, frozenset()))
     print(f"decoded {result.num_utterances} utterances in {result.seconds:.1f} s "
           f"({result.num_utterances / max(result.seconds, 1e-9):.2f} utt/s); "
           f"{result.errors} errors / {result.ref_words} words")

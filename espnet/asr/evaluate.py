@@ -4,7 +4,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import AbstractSet, Any, Dict, List, Optional
 
 import torch
 from tqdm import tqdm
@@ -69,18 +69,20 @@ def evaluate(
     device: str = "cpu",
     progress: bool = True,
     max_new_tokens: int = 64,
+    skip_lines: AbstractSet[int] = frozenset(),
 ) -> EvalResult:
     """Decode every utterance of ``test_file`` one at a time and score it.
 
     A decoder with its own tokenizer (``uses_text``: ``--decoder llama`` /
     ``whisper-decoder``) decodes with its HF ``generate`` (beam ``beam_size``, at most
     ``max_new_tokens``); the reference is the transcript column, else the text recovered
-    from the SentencePiece ids. ``ctc_weight`` is then unused."""
+    from the SentencePiece ids. ``ctc_weight`` is then unused. ``skip_lines``: label-list
+    lines left out (``--skip-invalid``)."""
     if snr_target is not None and model.modality == "video":
         raise ValueError("--decode-snr-target adds noise to audio, but this model is video-only")
     noise = load_noise(resolve_noise_file(root_dir, noise_file)) if snr_target is not None else None
     dataset = build_dataset(root_dir, test_file, "test", model.modality, noise=noise,
-                            snr_target=snr_target, seed=seed)
+                            snr_target=snr_target, seed=seed, skip_lines=skip_lines)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers)
     model = model.to(device).eval()
     if getattr(model, "uses_text", False):
