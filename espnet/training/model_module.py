@@ -1,17 +1,22 @@
 """LightningModule wrapping :class:`E2E`: hybrid-loss training, AdamW + warm-up cosine."""
 
+import logging
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from pytorch_lightning import LightningModule
 
+from datamodule.seeding import derive_seed
 from datamodule.text_transform import TextTransform
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.nets.pytorch_backend.model_config import ModelConfig
 from espnet.training.checkpoints import load_checkpoint, load_state_checked
 from espnet.training.cli_args import infer_legacy_modality
+from espnet.training.rng_state import capture_rng_states, restore_rng_states
 from espnet.training.scheduler import build_warmup_cosine
+
+log = logging.getLogger(__name__)
 
 TRANSFER_PREFIXES = {"frontend": ("frontend.",), "encoder": ("frontend.", "proj_encoder.", "encoder.")}
 
@@ -43,12 +48,22 @@ def select_for_transfer(state: Dict[str, torch.Tensor], what: str, modality: str
     return out
 
 
+class NonFiniteError(RuntimeError):
+    """A training step produced a NaN/inf loss or gradient norm."""
+
+
 class ModelModule(LightningModule):
     """Args (a plain dict, saved as hyper-parameters):
         model_config: :class:`ModelConfig` as a dict.
         sp_model_path, dict_path: Tokenizer files.
         lr, weight_decay, warmup_epochs, max_epochs: Optimisation.
         pretrained_model_path, transfer_frontend, transfer_encoder: Initialisation.
+        seed: Base seed; the dropout of each training step is seeded from (seed, rank,
+            epoch, batch), so an interrupted and resumed run draws the same numbers.
+        skip_nonfinite: Skip (no update) a batch whose loss or gradient norm is not finite
+            instead of stopping with :class:`NonFiniteError`; :attr:`skipped_batches` counts them.
+
+    Checkpoints also carry the RNG states of torch, NumPy and Python (``rng_states``).
     """
 
     def __init__(self, hparams: Dict[str, Any]) -> None:
@@ -70,6 +85,9 @@ class ModelModule(LightningModule):
         path: Optional[str] = hparams.get("pretrained_model_path")
         if path:
             self._initialise_from(path, hparams.get("transfer_frontend"), hparams.get("transfer_encoder"))
+        self.skipped_batches = 0
+        self._step_loss: Optional[torch.Tensor] = None
+        self._step_paths: List[str] = []
 
     def _initialise_from(self, path: str, frontend_only: bool, encoder_only: bool) -> None:
         state, _, _ = load_checkpoint(path)
@@ -117,7 +135,37 @@ class ModelModule(LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "")
+        loss = self._step(batch, "")
+        self._step_loss = loss.detach()
+        self._step_paths = list(batch.get("paths") or [])
+        return loss
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        torch.manual_seed(derive_seed(self.hparams.get("seed", 0), self.global_rank, self.current_epoch, batch_idx))
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Stop (or skip the update) at the first non-finite loss or gradient norm. Under
+        DDP the decision is shared, so every rank stops or skips at the same step."""
+        loss = self._step_loss if self._step_loss is not None else torch.zeros(())
+        grads = [p.grad.detach() for p in self.model.parameters() if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])) \
+            if grads else torch.zeros((), device=loss.device)
+        # fp16 mixed precision: inf gradients are routine; GradScaler skips those steps itself
+        check_grads = not str(self.trainer.precision).startswith("16")
+        bad = not bool(torch.isfinite(loss)) or (check_grads and not bool(torch.isfinite(norm)))
+        if not self.trainer.strategy.reduce_boolean_decision(bad, all=False):
+            return
+        where = (f"epoch {self.current_epoch}, step {self.global_step}: non-finite loss {float(loss):g} / "
+                 f"gradient norm {float(norm):g} on the batch of {len(self._step_paths)} utterance(s) "
+                 f"{', '.join(self._step_paths)}")
+        if self.hparams.get("skip_nonfinite"):
+            self.skipped_batches += 1
+            log.info("skipped (--skip-nonfinite): %s", where)
+            for p in self.model.parameters():
+                p.grad = None
+            return
+        raise NonFiniteError(f"{where}; training stopped, no model_avg written. Lower --lr, check these "
+                             f"utterances, or pass --skip-nonfinite to skip such batches")
 
     def validation_step(self, batch, batch_idx):
         return self._step(batch, "_val")
@@ -140,10 +188,13 @@ class ModelModule(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint["model_config"] = self.config.to_dict()
+        checkpoint["rng_states"] = capture_rng_states()
         if self.model.qlora_applied:
             checkpoint["state_dict"] = {f"model.{k}": v for k, v in self.model.checkpoint_state_dict().items()}
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        if "rng_states" in checkpoint:
+            restore_rng_states(checkpoint["rng_states"])
         if self.model.qlora_applied:  # resuming: the same subset must come back (Lightning then loads it)
             from espnet.training.checkpoints import check_state, strip_lightning_prefix
 
