@@ -5,8 +5,9 @@
 exit status, and the Python traceback is printed only with ``--debug``.
 
 Exit status: 2 for bad input (files, flags, data: ``ValueError``, ``FileNotFoundError``,
-``ImportError``, ...), 130 for Ctrl+C, 1 for anything else (a failed run or a bug; its line
-says that ``--debug`` shows the traceback).
+``ImportError``, ...), 130 for Ctrl+C, the ``exit_code`` of an exception that carries one
+(e.g. a non-finite loss: 1), and 1 for anything else (a bug; its line says that ``--debug``
+shows the traceback).
 
 Errors raised inside a DataLoader worker reach the main process re-raised with the worker's
 whole traceback embedded in the message; :func:`unwrap_worker_message` recovers the original
@@ -35,7 +36,7 @@ def unwrap_worker_message(message: str) -> Optional[Tuple[str, str]]:
     if not _WORKER_HEADER.match(message):
         return None
     lines = message.splitlines()
-    starts = [i for i, line in enumerate(lines) if line.strip() == _TRACEBACK_START]
+    starts = [i for i, line in enumerate(lines) if line.strip().endswith(_TRACEBACK_START)]
     if not starts:
         return None
     i = starts[-1] + 1  # the last traceback is the exception that reached the worker loop
@@ -55,6 +56,8 @@ def describe(err: BaseException) -> Tuple[List[str], int]:
     if unwrapped is not None:
         type_name, message = unwrapped
         message = f"{message} (raised in a DataLoader worker)"
+    if isinstance(getattr(err, "exit_code", None), int):  # an error that knows its culprit and status
+        return details + [f"error: {message}"], err.exit_code
     if isinstance(err, INPUT_ERRORS):
         filename = getattr(err, "filename", None)
         if isinstance(err, OSError) and filename and getattr(err, "strerror", None) and unwrapped is None:

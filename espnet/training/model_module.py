@@ -49,7 +49,9 @@ def select_for_transfer(state: Dict[str, torch.Tensor], what: str, modality: str
 
 
 class NonFiniteError(RuntimeError):
-    """A training step produced a NaN/inf loss or gradient norm."""
+    """A training step produced a NaN/inf loss or gradient norm (exit status 1)."""
+
+    exit_code = 1
 
 
 class ModelModule(LightningModule):
@@ -88,6 +90,7 @@ class ModelModule(LightningModule):
         self.skipped_batches = 0
         self._step_loss: Optional[torch.Tensor] = None
         self._step_paths: List[str] = []
+        self._buffer_backup: Dict[str, torch.Tensor] = {}
 
     def _initialise_from(self, path: str, frontend_only: bool, encoder_only: bool) -> None:
         state, _, _ = load_checkpoint(path)
@@ -126,10 +129,12 @@ class ModelModule(LightningModule):
         loss, loss_ctc, loss_att, acc = self.forward_batch(batch)
         bsz = batch["targets"].size(0)
         on_step = prefix == ""
-        self.log(f"loss{prefix}", loss, on_step=on_step, on_epoch=True, batch_size=bsz, prog_bar=True)
-        self.log(f"loss_ctc{prefix}", loss_ctc, on_step=False, on_epoch=True, batch_size=bsz)
-        self.log(f"loss_att{prefix}", loss_att, on_step=False, on_epoch=True, batch_size=bsz)
-        self.log(f"decoder_acc{prefix}", acc, on_step=on_step, on_epoch=True, batch_size=bsz)
+        # epoch-only values are averaged over the DDP ranks (one reduction at the epoch end)
+        self.log(f"loss{prefix}", loss, on_step=on_step, on_epoch=True, batch_size=bsz, prog_bar=True,
+                 sync_dist=not on_step)
+        self.log(f"loss_ctc{prefix}", loss_ctc, on_step=False, on_epoch=True, batch_size=bsz, sync_dist=True)
+        self.log(f"loss_att{prefix}", loss_att, on_step=False, on_epoch=True, batch_size=bsz, sync_dist=True)
+        self.log(f"decoder_acc{prefix}", acc, on_step=on_step, on_epoch=True, batch_size=bsz, sync_dist=not on_step)
         if on_step:
             self.log("monitoring_step", float(self.global_step))
         return loss
@@ -142,27 +147,38 @@ class ModelModule(LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         torch.manual_seed(derive_seed(self.hparams.get("seed", 0), self.global_rank, self.current_epoch, batch_idx))
+        if self.hparams.get("skip_nonfinite"):  # a skipped batch must not leave its BatchNorm statistics
+            self._buffer_backup = {n: b.detach().clone() for n, b in self.model.named_buffers()}
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        """Stop (or skip the update) at the first non-finite loss or gradient norm. Under
-        DDP the decision is shared, so every rank stops or skips at the same step."""
+        """Stop (or skip the batch) at the first non-finite loss, gradient norm or buffer
+        (BatchNorm statistics). Under DDP the decision is shared, so every rank stops or
+        skips at the same step."""
         loss = self._step_loss if self._step_loss is not None else torch.zeros(())
         grads = [p.grad.detach() for p in self.model.parameters() if p.grad is not None]
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])) \
             if grads else torch.zeros((), device=loss.device)
+        found = []
+        if not bool(torch.isfinite(loss)):
+            found.append(f"loss {float(loss):g}")
         # fp16 mixed precision: inf gradients are routine; GradScaler skips those steps itself
-        check_grads = not str(self.trainer.precision).startswith("16")
-        bad = not bool(torch.isfinite(loss)) or (check_grads and not bool(torch.isfinite(norm)))
-        if not self.trainer.strategy.reduce_boolean_decision(bad, all=False):
+        if not str(self.trainer.precision).startswith("16") and not bool(torch.isfinite(norm)):
+            found.append(f"gradient norm {float(norm):g}")
+        bad_buffers = [n for n, b in self.model.named_buffers() if b.is_floating_point() and not bool(torch.isfinite(b).all())]
+        if bad_buffers:
+            found.append(f"buffer {bad_buffers[0]}")
+        if not self.trainer.strategy.reduce_boolean_decision(bool(found), all=False):
             return
-        where = (f"epoch {self.current_epoch}, step {self.global_step}: non-finite loss {float(loss):g} / "
-                 f"gradient norm {float(norm):g} on the batch of {len(self._step_paths)} utterance(s) "
-                 f"{', '.join(self._step_paths)}")
+        where = (f"epoch {self.current_epoch}, step {self.global_step}: non-finite {', '.join(found) or 'value on another rank'}"
+                 f" on the batch of {len(self._step_paths)} utterance(s) {', '.join(self._step_paths)}")
         if self.hparams.get("skip_nonfinite"):
             self.skipped_batches += 1
             log.info("skipped (--skip-nonfinite): %s", where)
             for p in self.model.parameters():
                 p.grad = None
+            with torch.no_grad():
+                for name, buffer in self.model.named_buffers():
+                    buffer.copy_(self._buffer_backup[name])
             return
         raise NonFiniteError(f"{where}; training stopped, no model_avg written. Lower --lr, check these "
                              f"utterances, or pass --skip-nonfinite to skip such batches")
