@@ -124,6 +124,8 @@ def train(args: argparse.Namespace) -> int:
     from espnet.training.interrupt import SaveOnSignal, TrainingInterrupted
     from espnet.training.model_module import ModelModule
 
+    if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--accelerator {args.accelerator} requested but no CUDA device is available")
     if args.precision.startswith("16") and not uses_cuda(args.accelerator):
         raise ValueError("--precision 16-mixed needs a GPU (none found); use bf16-mixed on CPU")
     if args.ckpt_path and args.ckpt_path not in ("last", "best", "hpc") and not os.path.isfile(args.ckpt_path):

@@ -51,6 +51,17 @@ class BadCorpus:
     def media(self, name: str, ext: str) -> str:
         return os.path.join(self.root, "bad", name + ext)
 
+    def odim(self) -> int:
+        from datamodule.text_transform import TextTransform
+
+        return TextTransform(self.toy["sp_model_path"], self.toy["dict_path"]).odim
+
+    @staticmethod
+    def with_token(line: str, token: int) -> str:
+        """``line`` with ``token`` appended to its token ids."""
+        dataset, rel, length, ids, rest = line.split(",", 4)
+        return ",".join([dataset, rel, length, f"{ids} {token}", rest])
+
     def tokenizer_args(self) -> List[str]:
         return ["--sp-model-path", self.toy["sp_model_path"], "--dict-path", self.toy["dict_path"]]
 
@@ -65,12 +76,11 @@ def train_args(corpus: BadCorpus, exp_dir: str, train_file: str, *extra: str, mo
 
 def write_untrained_model(corpus: BadCorpus, path: str, modality: str = "audio") -> str:
     """An untrained tiny model as ``model_avg_*.pth`` + sidecar (what ``eval.py`` reads)."""
-    from datamodule.text_transform import TextTransform
     from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
     from espnet.nets.pytorch_backend.model_config import ModelConfig
     from espnet.training.checkpoints import write_sidecar
 
-    odim = TextTransform(corpus.toy["sp_model_path"], corpus.toy["dict_path"]).odim
+    odim = corpus.odim()
     sizes = dict(zip(TINY_DIMS[::2], TINY_DIMS[1::2]))
     config = ModelConfig(odim=odim, vision_encoder="resnet" if modality != "audio" else None,
                          audio_encoder="resnet1d" if modality != "video" else None, resnet_width=8,

@@ -125,12 +125,9 @@ def test_transcript_column_must_be_consistent(capsys, corpus, tmp_path):
 
 
 def test_token_id_beyond_the_vocabulary_in_training(capsys, corpus, tmp_path):
-    from datamodule.text_transform import TextTransform
-
-    odim = TextTransform(corpus.toy["sp_model_path"], corpus.toy["dict_path"]).odim
+    odim = corpus.odim()
     lines = corpus.lines["train"][:3]
-    dataset, rel, length, ids, text = lines[1].split(",", 4)
-    lines[1] = ",".join([dataset, rel, length, f"{ids} {odim}", text])
+    lines[1] = corpus.with_token(lines[1], odim)
     code, _, err = run_train(capsys, corpus, tmp_path, corpus.write("tok.csv", lines))
     assert code == 2
     assert f"tok.csv:2: token id {odim} is outside the tokenizer's units 1..{odim - 2}" in err
@@ -236,10 +233,14 @@ def test_debug_shows_the_traceback(capsys, corpus, tmp_path):
     assert "Traceback (most recent call last)" in err and err.strip().endswith("the label list is empty")
 
 
-def test_fp16_on_cpu(capsys, corpus, tmp_path):
+def test_gpu_flags_without_a_gpu(capsys, corpus, tmp_path):
     code, _, err = run_train(capsys, corpus, tmp_path, "train.csv", "--precision", "16-mixed", "--accelerator", "cpu")
     assert code == 2
     assert error_line(err) == "error: --precision 16-mixed needs a GPU (none found); use bf16-mixed on CPU"
+    if not torch.cuda.is_available():
+        code, _, err = run_train(capsys, corpus, tmp_path, "train.csv", "--accelerator", "gpu")
+        assert code == 2
+        assert error_line(err) == "error: --accelerator gpu requested but no CUDA device is available"
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -275,12 +276,9 @@ def test_missing_and_unreadable_checkpoints(capsys, corpus, tmp_path):
 # --- eval.py ---------------------------------------------------------------------------------
 
 def test_eval_token_id_beyond_the_vocabulary(capsys, corpus, model):
-    from datamodule.text_transform import TextTransform
-
-    odim = TextTransform(corpus.toy["sp_model_path"], corpus.toy["dict_path"]).odim
+    odim = corpus.odim()
     lines = list(corpus.lines["test"])
-    dataset, rel, length, ids, text = lines[0].split(",", 4)
-    lines[0] = ",".join([dataset, rel, length, f"{ids} {odim + 5}", text])
+    lines[0] = corpus.with_token(lines[0], odim + 5)
     code, _, err = run_eval(capsys, corpus, model, corpus.write("t.csv", lines))
     assert code == 2
     assert f"t.csv:1: token id {odim + 5} is outside the tokenizer's units" in err
