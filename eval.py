@@ -11,8 +11,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--root-dir", required=True, help="Root of the preprocessed dataset.")
     p.add_argument("--test-file", required=True, help="Test label list (in ROOT/labels, or a path).")
-    p.add_argument("--pretrained-model-path", required=True,
-                   help="model_avg_*.pth (plain state dict) or a Lightning .ckpt (original or ours).")
+    p.add_argument("--pretrained-model-path", default=None,
+                   help="model_avg_*.pth (plain state dict) or a Lightning .ckpt (original or ours). Without it, "
+                        "the model is built from the model flags and must be pretrained in every part (zero-shot, "
+                        "e.g. --audio-encoder whisper --decoder whisper-decoder --elayers 0).")
     p.add_argument("--decode-snr-target", type=float, default=None,
                    help="Add babble noise at this SNR in dB to the audio (default: clean).")
     p.add_argument("--noise-file", default=None,
@@ -27,6 +29,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-workers", type=int, default=1, help="DataLoader workers. (Default: 1)")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"],
                    help="Device for decoding. (Default: auto)")
+    p.add_argument("--precision", default=None, choices=["32", "bf16-mixed"],
+                   help="32: pretrained weights in float32; bf16-mixed: pretrained weights in bfloat16 and decoding "
+                        "under bf16 autocast. (Default: what the checkpoint was trained with, else 32)")
+    p.add_argument("--wer-normalizer", default="lower", choices=["lower", "whisper"],
+                   help="Text normalisation before scoring: lower = case-insensitive words (Auto-AVSR); whisper = "
+                        "Whisper's English normaliser (punctuation, numbers, spellings). (Default: lower)")
     p.add_argument("--skip-invalid", action="store_true",
                    help="Leave out the test-list lines that fail the pre-flight check (they are listed; the WER "
                         "covers the rest) instead of stopping before decoding.")
@@ -56,29 +64,40 @@ def decode(args: argparse.Namespace) -> int:
 
     from datamodule.data_module import label_path
     from datamodule.preflight import run_preflight
-    from datamodule.text_transform import TextTransform
     from espnet.asr.evaluate import evaluate, load_model, write_json
+    from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
     from espnet.training.checkpoints import load_checkpoint
-    from espnet.training.cli_args import resolve_model_config
+    from espnet.training.cli_args import load_tokenizer, resolve_model_config
 
-    state, stored_config, meta = load_checkpoint(args.pretrained_model_path)
-    sp_model = args.sp_model_path or meta.get("sp_model_path")
-    dict_path = args.dict_path or meta.get("dict_path")
-    if not sp_model or not dict_path:
-        raise ValueError("--sp-model-path and --dict-path are required for this checkpoint (it records no tokenizer)")
-    tokenizer = TextTransform(sp_model, dict_path)
-    config = resolve_model_config(args, tokenizer.odim, stored_config, source=args.pretrained_model_path,
-                                  state_keys=state.keys())
+    state, stored_config, meta = None, None, {}
+    if args.pretrained_model_path:
+        state, stored_config, meta = load_checkpoint(args.pretrained_model_path)
+    tokenizer = load_tokenizer(args.sp_model_path or meta.get("sp_model_path"),
+                               args.dict_path or meta.get("dict_path"))
+    odim = tokenizer.odim if tokenizer is not None else None
+    config = resolve_model_config(args, odim, stored_config, source=args.pretrained_model_path or "model flags",
+                                  state_keys=state.keys() if state is not None else None)
+    if args.precision is not None:
+        config.pretrained_dtype = "bfloat16" if args.precision == "bf16-mixed" else "float32"
     skip_lines = run_preflight(args.root_dir, [(args.test_file, label_path(args.root_dir, args.test_file), None)],
-                               config.modality, tokenizer.odim, skip_invalid=args.skip_invalid)
-    model = load_model(config, state, args.pretrained_model_path)
+                               config.modality, odim, skip_invalid=args.skip_invalid)
+    if state is None:
+        model = E2E(config).eval()
+        untrained = model.untrained_parts()
+        if untrained:
+            raise ValueError(
+                "without --pretrained-model-path every part of the model must be pretrained, but these are "
+                f"not: {', '.join(untrained)}; train the model first (train.py) and pass its checkpoint")
+    else:
+        model = load_model(config, state, args.pretrained_model_path)
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError("--accelerator gpu requested but no CUDA device is available")
     device = "cuda" if args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available()) else "cpu"
     result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
                       ctc_weight=args.ctc_weight, snr_target=args.decode_snr_target,
                       noise_file=args.noise_file, seed=args.seed, num_workers=args.num_workers, device=device,
-                      max_new_tokens=args.max_new_tokens, skip_lines=skip_lines.get(args.test_file, frozenset()))
+                      max_new_tokens=args.max_new_tokens, wer_normalizer=args.wer_normalizer,
+                      skip_lines=skip_lines.get(args.test_file, frozenset()))
     print(f"decoded {result.num_utterances} utterances in {result.seconds:.1f} s "
           f"({result.num_utterances / max(result.seconds, 1e-9):.2f} utt/s); "
           f"{result.errors} errors / {result.ref_words} words")

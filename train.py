@@ -65,13 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--transfer-frontend/--transfer-encoder need --pretrained-model-path")
     if not 0.0 <= args.ctc_weight <= 1.0:
         p.error(f"--ctc-weight must be in [0, 1], got {args.ctc_weight}")
-    for flag in ("sp_model_path", "dict_path"):
-        if getattr(args, flag) is None:
-            p.error(f"--{flag.replace('_', '-')} is required")
     return args
-
-
-TEXT_DECODERS = ("llama", "whisper-decoder")  # pretrained decoders with their own tokenizer
 
 
 def build_logger(args: argparse.Namespace, run_dir: str):
@@ -116,10 +110,9 @@ def train(args: argparse.Namespace) -> int:
     from datamodule.data_module import DataModule, label_path
     from datamodule.noise import resolve_noise_file
     from datamodule.preflight import run_preflight
-    from datamodule.text_transform import TextTransform
     from espnet.asr.evaluate import evaluate, write_json
     from espnet.training.checkpoints import average_last_checkpoints, checkpoint_load_error
-    from espnet.training.cli_args import resolve_model_config
+    from espnet.training.cli_args import load_tokenizer, resolve_model_config
     from espnet.training.distributed import RanksAgree, ddp_settings, uses_cuda
     from espnet.training.interrupt import SaveOnSignal, TrainingInterrupted
     from espnet.training.model_module import ModelModule
@@ -134,21 +127,22 @@ def train(args: argparse.Namespace) -> int:
     # position (Lightning only knows about loaders with their own state_dict, and warns).
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     seed_everything(args.seed, workers=True)
-    tokenizer = TextTransform(args.sp_model_path, args.dict_path)
-    config = resolve_model_config(args, tokenizer.odim)
+    tokenizer = load_tokenizer(args.sp_model_path, args.dict_path)
+    odim = tokenizer.odim if tokenizer is not None else None
+    config = resolve_model_config(args, odim)
     config.ctc_weight = args.ctc_weight
-    if config.decoder in TEXT_DECODERS and args.precision in ("bf16-mixed", "bf16-true"):
-        config.decoder_dtype = "bfloat16"  # load the pretrained decoder's weights in bf16
+    if args.precision in ("bf16-mixed", "bf16-true"):
+        config.pretrained_dtype = "bfloat16"  # load pretrained weights in bf16 (else float32)
     if config.use_qlora and args.precision in ("bf16-mixed", "bf16-true"):
         config.qlora_compute_dtype = "bfloat16"
     resolve_noise_file(args.root_dir, args.noise_file)
     lists = [(args.train_file, args.max_frames), (args.val_file, args.max_frames), (args.test_file, None)]
     skip_lines = run_preflight(args.root_dir, [(f, label_path(args.root_dir, f), n) for f, n in lists if f],
-                               config.modality, tokenizer.odim, skip_invalid=args.skip_invalid)
+                               config.modality, odim, skip_invalid=args.skip_invalid)
     hparams = {
         "model_config": config.to_dict(),
-        "sp_model_path": os.path.abspath(args.sp_model_path),
-        "dict_path": os.path.abspath(args.dict_path),
+        "sp_model_path": os.path.abspath(args.sp_model_path) if args.sp_model_path else None,
+        "dict_path": os.path.abspath(args.dict_path) if args.dict_path else None,
         "lr": args.lr,
         "weight_decay": args.weight_decay,
         "warmup_epochs": args.warmup_epochs,
@@ -170,7 +164,7 @@ def train(args: argparse.Namespace) -> int:
     datamodule = DataModule(args.root_dir, args.train_file, args.val_file, config.modality,
                             max_frames=args.max_frames, train_num_buckets=args.train_num_buckets,
                             num_workers=args.num_workers, noise_file=args.noise_file, seed=args.seed,
-                            skip_lines=skip_lines)
+                            skip_lines=skip_lines, audio_utterance_norm=module.model.audio_utterance_norm)
     run_dir = os.path.join(args.exp_dir, args.exp_name)
     os.makedirs(run_dir, exist_ok=True)
     checkpoint = ModelCheckpoint(dirpath=run_dir, filename="{epoch}", monitor="monitoring_step", mode="max",

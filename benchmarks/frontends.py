@@ -3,7 +3,7 @@
 
 1. Whisper encoder frontend, whisper-base sized encoder (d_model 512, 6 layers, 8 heads),
    on a batch of 4 clips of up to 3 s (3.0, 2.6, 2.2, 1.8 s): run on the batch's real
-   length (default) vs padded to 30 s (``pad_to_30s=True``, what the original Whisper
+   length (default) vs padded to 30 s (``pad_seconds=30``, what the original Whisper
    does). Prints both times and the speed ratio (target >= 5x).
 2. ViT frontend, vit-base sized (224 px, patch 16, 768, 12 layers): frames per second.
 
@@ -64,7 +64,7 @@ def main() -> int:
         )
         transformers.WhisperModel(cfg).save_pretrained(os.path.join(tmp, "whisper"))
         var = WhisperFrontend(os.path.join(tmp, "whisper")).eval()
-        pad = WhisperFrontend(os.path.join(tmp, "whisper"), pad_to_30s=True).eval()
+        pad = WhisperFrontend(os.path.join(tmp, "whisper"), pad_seconds=30).eval()
         pad.load_state_dict(var.state_dict())
         lengths = torch.tensor([48000, 41600, 35200, 28800])  # 3.0, 2.6, 2.2, 1.8 s
         audio = torch.randn(4, 48000, 1)

@@ -23,16 +23,19 @@ def label_path(root_dir: str, name: str) -> str:
 
 def build_dataset(root_dir: str, file: str, subset: str, modality: str, noise: Optional[torch.Tensor] = None,
                   snr_target: Optional[float] = None, seed: Optional[int] = None,
-                  augment_seed: Optional[int] = None, skip_lines: AbstractSet[int] = frozenset()) -> AVDataset:
+                  augment_seed: Optional[int] = None, skip_lines: AbstractSet[int] = frozenset(),
+                  audio_utterance_norm: bool = True) -> AVDataset:
     """Dataset of one split with the legacy transforms of that split. ``seed`` keys test-time
     noise by utterance; ``augment_seed`` keys training augmentation by (epoch, utterance);
-    ``skip_lines`` are label-list lines to leave out."""
+    ``skip_lines`` are label-list lines to leave out; ``audio_utterance_norm``: see
+    :class:`AudioTransform` (the model's ``audio_utterance_norm``)."""
     return AVDataset(
         root_dir=root_dir,
         label_path=label_path(root_dir, file),
         modality=modality,
         video_transform=VideoTransform(subset),
-        audio_transform=AudioTransform(subset, noise=noise, snr_target=snr_target, seed=seed),
+        audio_transform=AudioTransform(subset, noise=noise, snr_target=snr_target, seed=seed,
+                                       utterance_norm=audio_utterance_norm),
         seed=augment_seed,
         skip_lines=skip_lines,
     )
@@ -62,12 +65,15 @@ class DataModule(LightningDataModule):
             when present, else the built-in babble).
         seed: Base seed of the batch order and the augmentation.
         skip_lines: Label-list lines to leave out, by file name as given (``--skip-invalid``).
+        audio_utterance_norm: Layer-norm audio over each utterance (the model's
+            ``audio_utterance_norm``: the legacy 1D-ResNet wants it, pretrained audio
+            frontends get the recorded level).
     """
 
     def __init__(self, root_dir: str, train_file: str, val_file: Optional[str], modality: str,
                  max_frames: int = 1600, train_num_buckets: int = 400, num_workers: int = 0,
                  noise_file: Optional[str] = None, seed: int = 42,
-                 skip_lines: Optional[Dict[str, AbstractSet[int]]] = None) -> None:
+                 skip_lines: Optional[Dict[str, AbstractSet[int]]] = None, audio_utterance_norm: bool = True) -> None:
         super().__init__()
         self.root_dir = root_dir
         self.train_file = train_file
@@ -79,6 +85,7 @@ class DataModule(LightningDataModule):
         self.noise_file = noise_file
         self.seed = seed
         self.skip_lines = skip_lines or {}
+        self.audio_utterance_norm = audio_utterance_norm
         self.train_sampler: Optional[BucketBatchSampler] = None
         self._resume: Optional[Dict[str, int]] = None
 
@@ -103,7 +110,8 @@ class DataModule(LightningDataModule):
         if self.modality != "video":
             noise = load_noise(resolve_noise_file(self.root_dir, self.noise_file))
         dataset = build_dataset(self.root_dir, self.train_file, "train", self.modality, noise=noise,
-                                augment_seed=self.seed, skip_lines=self.skip_lines.get(self.train_file, frozenset()))
+                                augment_seed=self.seed, skip_lines=self.skip_lines.get(self.train_file, frozenset()),
+                                audio_utterance_norm=self.audio_utterance_norm)
         rank, world = self._rank_world()
         self.train_sampler = BucketBatchSampler(
             dataset.input_lengths, self.max_frames, self.train_num_buckets, shuffle=True,
@@ -118,7 +126,8 @@ class DataModule(LightningDataModule):
         if not self.val_file:
             return []
         dataset = build_dataset(self.root_dir, self.val_file, "val", self.modality,
-                                skip_lines=self.skip_lines.get(self.val_file, frozenset()))
+                                skip_lines=self.skip_lines.get(self.val_file, frozenset()),
+                                audio_utterance_norm=self.audio_utterance_norm)
         rank, world = self._rank_world()
         sampler = BucketBatchSampler(dataset.input_lengths, self.max_frames, 1, shuffle=False,
                                      source=dataset.label_path, rank=rank, world_size=world)

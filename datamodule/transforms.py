@@ -104,6 +104,10 @@ class AudioTransform:
         snr_target: Test-time SNR in dB (``None`` = clean).
         seed: With a seed, the noise of item ``key`` is drawn from its own generator
             (``seed``, ``key``), so noisy decoding is reproducible whatever the worker order.
+        utterance_norm: Layer-norm the (noisy) waveform over the utterance, as Auto-AVSR
+            does for its 1D-ResNet; ``False`` keeps the recorded level for frontends with
+            their own preprocessing (the model's audio frontend says which:
+            ``utterance_norm_input``).
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class AudioTransform:
         noise: Optional[torch.Tensor] = None,
         snr_target: Optional[float] = None,
         seed: Optional[int] = None,
+        utterance_norm: bool = True,
     ) -> None:
         self.mask = AdaptiveTimeMask(6400, 16000) if subset == "train" else None
         self.noise = None
@@ -120,6 +125,7 @@ class AudioTransform:
         elif snr_target is not None:
             self.noise = AddNoise(noise if noise is not None else load_noise(None), [snr_target])
         self.seed = seed
+        self.utterance_norm = bool(utterance_norm)
 
     def __call__(self, audio: torch.Tensor, key: int = 0, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """``generator`` (training: keyed by epoch and utterance) drives the masking and the
@@ -131,4 +137,4 @@ class AudioTransform:
             if gen is None and self.seed is not None:
                 gen = torch.Generator().manual_seed(self.seed * 1_000_003 + key)
             audio = self.noise(audio, gen)
-        return _utterance_norm(audio)
+        return _utterance_norm(audio) if self.utterance_norm else audio

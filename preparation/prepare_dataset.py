@@ -23,7 +23,8 @@ Output under ``--out-dir OUT``:
 * ``OUT/<dataset>/<rel>.mp4``: 96×96 mouth crops at 25 fps (H.264); ``<rel>.wav``: 16 kHz
   mono 16-bit audio, cut or zero-padded to the video (640 samples per frame); ``<rel>.json``: the clip's record (status, frames, samples), written
   last — a clip is done when its record is there, was written in the same mode
-  (``--already-cropped`` or not, same ``--crop-size``) and its files have the recorded sizes.
+  (``--already-cropped`` or not, same ``--crop-size``, same crop geometry) and its files have
+  the recorded sizes.
 * ``OUT/labels/<dataset>_<split>.csv``: one line per prepared clip,
   ``dataset,rel_path,input_length,token_ids,transcript`` (``input_length`` = video frames
   at 25 fps), sorted by path; ``OUT/labels/<dataset>_<split>_max<N>s.csv`` for each
@@ -37,8 +38,9 @@ Output under ``--out-dir OUT``:
 Use them with ``train.py --root-dir OUT --train-file <dataset>_<split>.csv --sp-model-path
 ... --dict-path ...``.
 
-Behaviour: mouth crops come from ``preparation.mouth_crop.MouthCropper`` (face landmarks;
-needs ``pip install -r preparation/requirements.txt`` and ``pip install --no-deps -r
+Behaviour: mouth crops come from ``preparation.mouth_crop.MouthCropper`` (Auto-AVSR's crop
+geometry, grayscale, MediaPipe face detection; needs ``pip install -r
+preparation/requirements.txt`` and ``pip install --no-deps -r
 preparation/requirements-nodeps.txt``); ``--already-cropped`` instead takes
 the videos as mouth crops and only re-times them to 25 fps, centre-crops them square,
 resizes them to 96×96 and resamples the audio (no detector). Work is spread over
@@ -410,7 +412,9 @@ def prepare(input_dir: str, out_dir: str, dataset: Optional[str] = None, layout:
     dataset = dataset or os.path.basename(os.path.normpath(input_dir)).lower()
     _check_flag(bool(dataset) and not any(c in dataset for c in ",/\\") and dataset not in (".", "..", "labels", "spm"),
                 f"--dataset must be a plain folder name without ',' or '/' (and not labels/spm), got {dataset!r}")
-    mode = f"{'resample' if already_cropped else 'mouth_crop'}_{crop_size}px"  # a change of either redoes clips
+    # a change of either, or of the crop geometry, redoes clips (crops made before the cropper
+    # took Auto-AVSR's geometry were recorded as "mouth_crop_<N>px")
+    mode = f"{'resample' if already_cropped else 'mouth_crop_autoavsr'}_{crop_size}px"
 
     clips, layout = find_clips(input_dir, layout, split_name, splits, split_files, exclude=out_dir)
     with_comma = [c.rel_path for c in clips if "," in c.rel_path]

@@ -155,27 +155,59 @@ def test_whisper_shapes_rate_and_padding_invariance(model_dirs):
     longer = torch.cat([x, audio(3, 5000, seed=3)], 1)
     feats2, _ = front(longer, lengths)
     assert torch.allclose(feats2[:, :50], feats, atol=1e-4)
-    # 30 s mode: the full 1500 frames, same lengths, independent of the batch padding
-    padded = build("whisper", model_dirs["whisper"], pad_to_30s=True)
+    # 30 s mode: Whisper's own input; the trailing silence is input, so all 1500 frames are
+    # valid, and an item does not depend on the batch padding
+    padded = build("whisper", model_dirs["whisper"], pad_seconds=30)
     f30, len30 = padded(x, lengths)
-    assert f30.shape == (3, 1500, 32) and len30.tolist() == [50, 28, 13]
+    assert f30.shape == (3, 1500, 32) and len30.tolist() == [1500, 1500, 1500]
     f30_alone, _ = padded(x[1:2, :9000], lengths[1:2])
-    assert torch.allclose(f30_alone[0, :28], f30[1, :28], atol=1e-4)
+    assert torch.allclose(f30_alone[0], f30[1], atol=1e-4)
+    # padding to 0.75 s: shorter clips get silence up to 12000 samples (38 frames), longer
+    # ones keep their length; the batch padding beyond is masked
+    short = build("whisper", model_dirs["whisper"], pad_seconds=0.75)
+    fs, len_s = short(x, lengths)
+    assert fs.shape == (3, 50, 32) and len_s.tolist() == [50, 38, 38]
+    alone, _ = short(x[2:3, :4001], lengths[2:3])
+    assert alone.shape == (1, 38, 32) and torch.allclose(alone[0], fs[2, :38], atol=1e-4)
+    with pytest.raises(ValueError, match="--whisper-pad-seconds must be in \\[0, 30\\], got 31"):
+        build("whisper", model_dirs["whisper"], pad_seconds=31)
 
 
 def test_audio_frontends_match_hf_forward(model_dirs):
     """Unpadded: our encoder paths give what the Hugging Face models' own forward gives."""
-    whisper = build("whisper", model_dirs["whisper"], input_gain=1.0)
+    whisper = build("whisper", model_dirs["whisper"])
     wave = 0.1 * audio(1, 48000)
     mel = whisper.mel(torch.nn.functional.pad(wave[..., 0], (0, 480000 - 48000)), torch.tensor([48000]))
     with torch.no_grad():
         ref = whisper.model(input_features=mel).last_hidden_state
         assert torch.allclose(whisper.encode(mel), ref, atol=1e-4)
-    wavlm = build("wavlm", model_dirs["wavlm"], input_gain=1.0)
+    wavlm = build("wavlm", model_dirs["wavlm"])
+    assert wavlm.normalize is False  # no preprocessor config with do_normalize: the raw waveform
     with torch.no_grad():
         ref = wavlm.model(wave[..., 0]).last_hidden_state
     ours, _ = wavlm(wave, torch.tensor([48000]))
     assert ours.shape == ref.shape and torch.allclose(ours, ref, atol=1e-4)
+
+
+def test_wavlm_normalises_like_its_feature_extractor(model_dirs, tmp_path):
+    """With ``do_normalize`` in the model's preprocessor config, each item is normalised over
+    its valid samples exactly as ``Wav2Vec2FeatureExtractor`` does, in a padded batch too."""
+    import shutil
+
+    path = str(tmp_path / "wavlm_norm")
+    shutil.copytree(model_dirs["wavlm"], path)
+    fe = transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True)
+    fe.save_pretrained(path)
+    wavlm = build("wavlm", path)
+    assert wavlm.normalize is True
+    waves = [0.3 * audio(1, 16000, seed=1)[0, :, 0] + 0.2, 0.05 * audio(1, 9000, seed=2)[0, :, 0]]
+    feats = fe([w.numpy() for w in waves], sampling_rate=16000, padding=True, return_tensors="pt")
+    batch = torch.stack([waves[0], torch.nn.functional.pad(waves[1], (0, 7000), value=5.0)]).unsqueeze(-1)
+    ours, out_len = wavlm(batch, torch.tensor([16000, 9000]))
+    with torch.no_grad():
+        ref = [wavlm.model(feats["input_values"][i:i + 1, :n]).last_hidden_state[0] for i, n in enumerate((16000, 9000))]
+    assert torch.allclose(ours[0], ref[0], atol=1e-4)
+    assert torch.allclose(ours[1, : int(out_len[1])], ref[1], atol=1e-4)
 
 
 @pytest.mark.parametrize("layer_weights", [False, True])
@@ -380,7 +412,7 @@ def test_frontend_option_flags_reach_the_frontends(model_dirs):
                               "--adim", "16", "--aheads", "2", "--eunits", "32", "--elayers", "1", "--dunits", "32",
                               "--dlayers", "1"])
     model = E2E(resolve_model_config(args, 12))
-    assert model.vision_frontend.pool == "mean" and model.audio_frontend.pad_to_30s is True
+    assert model.vision_frontend.pool == "mean" and model.audio_frontend.pad_samples == 480000
     args = parser.parse_args(["--audio-encoder", "wavlm", "--audio-model-name", model_dirs["wavlm"], "--wavlm-layer-weights",
                               "--adim", "16", "--aheads", "2", "--eunits", "32", "--elayers", "1", "--dunits", "32",
                               "--dlayers", "1"])

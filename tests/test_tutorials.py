@@ -5,14 +5,16 @@ import ast
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import LEGACY, REPO
 
 TUTORIALS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "tutorials", "*.py"))
                    if not os.path.basename(p).startswith("_"))
@@ -78,12 +80,28 @@ def check_new_encoder(out, stdout):
 
 
 def check_mouth_cropping(out, stdout):
+    import matplotlib.image
+
     from datamodule.media import load_video
 
     crops = load_video(os.path.join(out, "carphone_mouth.mp4"))
     assert tuple(crops.shape) == (100, 3, 96, 96)  # 120 frames at 29.97 fps -> 100 at 25 fps
     for name in ("contact_sheet.png", "keypoints.png"):
         assert os.path.getsize(os.path.join(out, name)) > 1000
+    sheet = (matplotlib.image.imread(os.path.join(out, "contact_sheet.png"))[..., 0] * 255).round()
+    ours = crops[:, 0].float().numpy()
+    assert np.abs(sheet[:96, :96] - ours[0]).mean() < 4  # the first tile is our first crop (the mp4: H.264)
+    reference = os.path.join(LEGACY, "carphone_autoavsr_crops.npz")
+    if os.path.isfile(reference):
+        # 100 pairs, ours | Auto-AVSR's (96 + 1 + 96 px), 5 to a row, 12 px apart; frame 0 shows source frame 0
+        assert sheet.shape == (20 * 108 - 12, 5 * 205 - 12)
+        with np.load(reference) as fixture:
+            np.testing.assert_array_equal(sheet[:96, 97:193], fixture["crops"][0])
+        agreement = re.search(r"cross-correlation ([0-9.]+) on average, ([0-9.]+) in the worst frame", stdout)
+        assert agreement and float(agreement[1]) >= 0.95 and float(agreement[2]) >= 0.9, stdout
+    else:
+        assert sheet.shape == (10 * 98 - 2, 10 * 98 - 2)
+        assert "no crops of Auto-AVSR's own preparation at hand" in stdout
 
 
 def check_qlora(out, stdout):

@@ -13,7 +13,8 @@ NAME_FLAGS = ("vision_model_name", "audio_model_name", "decoder_model_name")
 CHOICE_FLAGS = ("vision_encoder", "audio_encoder", "decoder", "fusion_type", "projection", "vision_pool")
 LLM_FLAGS = ("llm_prompt", "llm_downsample")
 QLORA_FLAGS = ("use_qlora", "qlora_r", "qlora_alpha", "qlora_dropout", "qlora_target_modules")
-SWITCH_FLAGS = ("unfreeze_vision", "unfreeze_audio", "mask_conv_padding", "whisper_pad_30s", "wavlm_layer_weights")
+SWITCH_FLAGS = ("unfreeze_vision", "unfreeze_audio", "mask_conv_padding", "wavlm_layer_weights")
+OPTION_FLAGS = ("whisper_pad_seconds",)
 
 
 def _flag(field: str) -> str:
@@ -45,8 +46,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                    help="Train the pretrained audio frontend (frozen by default).")
     g.add_argument("--vision-pool", choices=["cls", "mean", "pooled"], default=None,
                    help="Per-frame pooling: vit cls|mean (default cls), clip-vit pooled|mean (default pooled).")
-    g.add_argument("--whisper-pad-30s", action="store_const", const=True, default=None,
-                   help="Pad Whisper encoder input to 30 s (default: run on the real length).")
+    g.add_argument("--whisper-pad-seconds", type=float, default=None, metavar="S",
+                   help="Append silence to each clip up to S seconds before the Whisper encoder (0 < S <= 30; "
+                        "the silence counts as input). A pretrained Whisper decoder needs it to see where speech "
+                        "ends. (Default: 0 = real length)")
+    g.add_argument("--whisper-pad-30s", dest="whisper_pad_seconds", action="store_const", const=30.0,
+                   help="= --whisper-pad-seconds 30: exactly Whisper's own input (WhisperFeatureExtractor).")
     g.add_argument("--wavlm-layer-weights", action="store_const", const=True, default=None,
                    help="Use a learned weighted sum of all WavLM hidden layers (default: last layer).")
     g.add_argument("--projection", choices=["linear", "mlp"], default=None,
@@ -91,11 +96,25 @@ def add_tokenizer_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dict-path", default=None, help="Units list matching --sp-model-path ('<piece> <id>' per line).")
 
 
+def load_tokenizer(sp_model_path: Optional[str], dict_path: Optional[str]):
+    """The SentencePiece tokenizer of ``--sp-model-path`` + ``--dict-path``, or ``None``
+    when neither is given (a decoder with its own tokenizer needs none; a decoder that
+    does says so when the model is built)."""
+    from datamodule.text_transform import TextTransform
+
+    if sp_model_path is None and dict_path is None:
+        return None
+    if sp_model_path is None or dict_path is None:
+        given, missing = ("--sp-model-path", "--dict-path") if dict_path is None else ("--dict-path", "--sp-model-path")
+        raise ValueError(f"{given} is given without {missing}: a SentencePiece tokenizer needs both")
+    return TextTransform(sp_model_path, dict_path)
+
+
 def given_model_fields(args: argparse.Namespace) -> Tuple[Dict[str, Any], Optional[str]]:
     """ModelConfig fields set by explicit flags, and the deprecated ``--modality`` (checked
     against the encoder flags, with a deprecation notice)."""
-    fields = {f: getattr(args, f) for f in SIZE_FLAGS + NAME_FLAGS + CHOICE_FLAGS + SWITCH_FLAGS + LLM_FLAGS
-              + QLORA_FLAGS if getattr(args, f, None) is not None}
+    fields = {f: getattr(args, f) for f in SIZE_FLAGS + NAME_FLAGS + CHOICE_FLAGS + SWITCH_FLAGS + OPTION_FLAGS
+              + LLM_FLAGS + QLORA_FLAGS if getattr(args, f, None) is not None}
     for key, registry in (("vision_encoder", VISION_ENCODERS), ("audio_encoder", AUDIO_ENCODERS),
                           ("decoder", DECODERS), ("fusion_type", FUSIONS)):
         if key in fields:
@@ -124,9 +143,10 @@ def infer_legacy_modality(state_keys: Iterable[str]) -> Optional[str]:
     return None
 
 
-def resolve_model_config(args: argparse.Namespace, odim: int, stored: Optional[Dict[str, Any]] = None,
+def resolve_model_config(args: argparse.Namespace, odim: Optional[int], stored: Optional[Dict[str, Any]] = None,
                          source: str = "checkpoint", state_keys: Optional[Iterable[str]] = None) -> ModelConfig:
-    """The model config to build.
+    """The model config to build. ``odim``: size of the SentencePiece tokenizer, ``None``
+    without one (allowed for a decoder with its own tokenizer).
 
     * ``stored`` (a checkpoint of ours): that config; an explicit flag that disagrees is an error.
     * otherwise from the flags; with no encoder flag, the modality of legacy weights
@@ -140,7 +160,7 @@ def resolve_model_config(args: argparse.Namespace, odim: int, stored: Optional[D
     return config
 
 
-def _resolve(given: Dict[str, Any], modality: Optional[str], odim: int, stored: Optional[Dict[str, Any]],
+def _resolve(given: Dict[str, Any], modality: Optional[str], odim: Optional[int], stored: Optional[Dict[str, Any]],
              source: str, state_keys: Optional[Iterable[str]]) -> ModelConfig:
     if stored is not None:
         config = ModelConfig.from_dict(dict(stored))
@@ -156,7 +176,7 @@ def _resolve(given: Dict[str, Any], modality: Optional[str], odim: int, stored: 
             elif getattr(config, field) != value:
                 raise ValueError(f"{_flag(field)} {value} contradicts the {source}, which was trained with "
                                  f"{field}={getattr(config, field)}")
-        if config.odim != odim:
+        if odim is not None and config.odim is not None and config.odim != odim:
             raise ValueError(f"the tokenizer has {odim} tokens but the {source} model has odim {config.odim}")
         return config
     if modality is not None and "vision_encoder" not in given and "audio_encoder" not in given:

@@ -57,7 +57,8 @@ class NonFiniteError(RuntimeError):
 class ModelModule(LightningModule):
     """Args (a plain dict, saved as hyper-parameters):
         model_config: :class:`ModelConfig` as a dict.
-        sp_model_path, dict_path: Tokenizer files.
+        sp_model_path, dict_path: SentencePiece tokenizer files (``None`` for a decoder
+            with its own tokenizer).
         lr, weight_decay, warmup_epochs, max_epochs: Optimisation.
         pretrained_model_path, transfer_frontend, transfer_encoder: Initialisation.
         seed: Base seed; the dropout of each training step is seeded from (seed, rank,
@@ -72,12 +73,14 @@ class ModelModule(LightningModule):
         super().__init__()
         self.save_hyperparameters(hparams)
         self.config = ModelConfig.from_dict(dict(hparams["model_config"]))
-        self.text_transform = TextTransform(hparams["sp_model_path"], hparams["dict_path"])
-        if self.text_transform.odim != self.config.odim:
-            raise ValueError(
-                f"tokenizer {hparams['dict_path']} gives {self.text_transform.odim} tokens but the "
-                f"model has odim {self.config.odim}"
-            )
+        self.text_transform: Optional[TextTransform] = None
+        if hparams.get("sp_model_path") or hparams.get("dict_path"):
+            self.text_transform = TextTransform(hparams["sp_model_path"], hparams["dict_path"])
+            if self.text_transform.odim != self.config.odim:
+                raise ValueError(
+                    f"tokenizer {hparams['dict_path']} gives {self.text_transform.odim} tokens but the "
+                    f"model has odim {self.config.odim}"
+                )
         # Train mode from the start: from_pretrained returns HF models in eval mode and
         # Lightning keeps the modes it finds (frozen pretrained frontends stay in eval).
         self.model = E2E(self.config).train()
@@ -122,6 +125,10 @@ class ModelModule(LightningModule):
         """Reference texts of a batch: the label list's transcripts, else text recovered
         from the SentencePiece ids."""
         texts = list(batch.get("texts") or [None] * batch["targets"].size(0))
+        if self.text_transform is None and None in texts:
+            idx = int(batch["idxs"][texts.index(None)]) if "idxs" in batch else None
+            raise ValueError(f"utterance {idx} of the label list has no transcript column and no SentencePiece "
+                             "tokenizer (--sp-model-path/--dict-path) was given to recover its text from the ids")
         return [t if t is not None else self.text_transform.post_process(batch["targets"][i])
                 for i, t in enumerate(texts)]
 

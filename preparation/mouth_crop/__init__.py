@@ -1,6 +1,7 @@
-"""Mouth cropping for audio-visual speech data: face landmarks (MediaPipe face mesh) per frame,
-filled and smoothed over time, similarity alignment to a mean face, a 96x96 mouth crop at 25 fps
-(mp4) and the audio as 16 kHz mono (wav).
+"""Mouth cropping for audio-visual speech data with the geometry of Auto-AVSR's preparation:
+face keypoints (MediaPipe face detection) per frame, filled and smoothed over time, similarity
+alignment to Auto-AVSR's mean face, a 96x96 grayscale mouth crop at 25 fps (mp4) and the audio
+as 16 kHz mono (wav).
 
     from preparation.mouth_crop import MouthCropper
 
@@ -10,11 +11,11 @@ filled and smoothed over time, similarity alignment to a mean face, a 96x96 mout
 
 Needs the data-preparation requirements (``preparation/requirements.txt`` and, with
 ``--no-deps``, ``preparation/requirements-nodeps.txt``). Importing this package needs neither:
-``check_face_mesh_models()`` (also run by ``MouthCropper()``) raises an ImportError with the
+``check_face_detection_models()`` (also run by ``MouthCropper()``) raises an ImportError with the
 install command when they are missing, and mediapipe itself is imported on the first frame.
 """
 
 from preparation.mouth_crop.cropper import ClipCrops, CropResult, MouthCropper, MouthTrack
-from preparation.mouth_crop.landmarks import check_face_mesh_models
+from preparation.mouth_crop.landmarks import check_face_detection_models
 
-__all__ = ["ClipCrops", "CropResult", "MouthCropper", "MouthTrack", "check_face_mesh_models"]
+__all__ = ["ClipCrops", "CropResult", "MouthCropper", "MouthTrack", "check_face_detection_models"]

@@ -1,15 +1,23 @@
-"""Alignment to a mean face by a similarity transform, and the affine map to the mouth crop.
+"""Alignment to Auto-AVSR's mean face by a similarity transform, and the affine map to the
+mouth crop.
 
-The mean face is a frontal adult face in millimetres (x to the image's right, y down, origin
-midway between the inner eye corners), from typical anthropometric proportions: outer eye
-corners 90 mm apart, inner eye corners 32 mm apart, the bottom of the nose 42 mm below the
-eyes, mouth corners 50 mm apart and 62 mm below the eyes, lips from 55 mm to 71 mm. Each frame
-is mapped onto it by the least-squares similarity transform (rotation, uniform scale,
-translation: no shear, so the face keeps its shape) fitted on the eye corners, the bottom of the
-nose and the mouth corners; the lip midpoints, which move most when speaking, do not steer the
-fit. The crop is then a square of ``crop_size`` pixels centred on the mouth centre (mean of the
-mouth corners and the lip midpoints) in that aligned frame, scaled so that the mean face's mouth
-is ``mouth_width`` of the crop wide.
+The reference is the geometry of Auto-AVSR's preparation (github mpc001/auto_avsr,
+``preparation/detectors/*/video_process.py``): its "20 words" mean face is a 68-point face in a
+256x256 frame, and a frame is aligned by fitting its four keypoints (eye centres, nose tip,
+mouth centre) onto four points of that face: the centre of each eye's six points, the centre of
+the five lower-nose points and the centre of the twenty lip points. :data:`MEAN_FACE` holds
+those four positions (read from the repository's ``20words_mean_face.npy``). The fit is a
+similarity transform (rotation, uniform scale, translation: the face keeps its shape); the
+crop is then a ``crop_size`` square of that aligned 256x256 frame around the aligned mouth
+centre. Auto-AVSR fits with OpenCV's ``estimateAffinePartial2D`` (LMEDS, then a least-squares
+refinement over the points it keeps); with four points all of them are kept unless one is a
+gross outlier, so the least-squares fit used here is the same transform.
+
+Auto-AVSR cuts the crop from the aligned frame at whole pixels, rows and columns
+``round(c - crop_size / 2) ...`` for a mouth centre at ``c``, which puts the mouth centre at
+crop position ``crop_size / 2`` on average (pixel centres at integers: half a pixel right of
+and below the middle of the crop). The map here puts it exactly there in every frame (one warp,
+no rounding of the window's position).
 """
 
 from typing import Tuple
@@ -18,30 +26,16 @@ import numpy as np
 
 from preparation.mouth_crop.landmarks import KEYPOINTS
 
-#: Mean-face position of each keypoint in millimetres, in :data:`KEYPOINTS` order.
-MEAN_FACE_MM = np.array([
-    [-45.0, 0.0],   # right_eye_outer
-    [-16.0, 0.0],   # right_eye_inner
-    [16.0, 0.0],    # left_eye_inner
-    [45.0, 0.0],    # left_eye_outer
-    [0.0, 42.0],    # nose_bottom
-    [-25.0, 62.0],  # mouth_right
-    [25.0, 62.0],   # mouth_left
-    [0.0, 55.0],    # lip_top
-    [0.0, 71.0],    # lip_bottom
+#: Mean-face position of each keypoint (:data:`KEYPOINTS` order) in the 256x256 aligned frame
+#: (pixel centres at integers): Auto-AVSR's 20-word mean face, eye points 36-41 and 42-47, nose
+#: points 31-35, lip points 48-67 averaged.
+MEAN_FACE = np.array([
+    [102.0739430571, 94.2723035239],   # right eye (image left)
+    [156.3613054162, 93.5781560519],   # left eye
+    [129.0037378702, 135.9034302860],  # nose
+    [129.3133732259, 157.8229963492],  # mouth centre
 ])
-MEAN_MOUTH_WIDTH_MM = 50.0
-#: Keypoints the similarity transform is fitted on.
-ALIGN_POINTS = tuple(KEYPOINTS.index(name) for name in (
-    "right_eye_outer", "right_eye_inner", "left_eye_inner", "left_eye_outer",
-    "nose_bottom", "mouth_right", "mouth_left"))
-#: Keypoints whose mean is the mouth centre.
-MOUTH_POINTS = tuple(KEYPOINTS.index(name) for name in ("mouth_right", "mouth_left", "lip_top", "lip_bottom"))
-
-
-def mouth_centre(landmarks: np.ndarray) -> np.ndarray:
-    """Mouth centre ``(..., 2)`` of keypoints ``(..., K, 2)``."""
-    return landmarks[..., MOUTH_POINTS, :].mean(axis=-2)
+MOUTH = KEYPOINTS.index("mouth_centre")
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -83,39 +77,25 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
     return np.concatenate([linear, shift], axis=-1)
 
 
-def mean_face(crop_size: int, mouth_width: float) -> np.ndarray:
-    """Mean-face keypoints ``(K, 2)`` in crop pixels, before centring on the mouth.
-
-    Args:
-        crop_size: Side of the square crop in pixels.
-        mouth_width: Mouth width of the mean face as a fraction of ``crop_size``.
-    """
-    if not 0.05 <= mouth_width <= 0.95:
-        raise ValueError(f"mouth_width must be a fraction of the crop in [0.05, 0.95], got {mouth_width}")
-    return MEAN_FACE_MM * (mouth_width * crop_size / MEAN_MOUTH_WIDTH_MM)
-
-
-def crop_transforms(landmarks: np.ndarray, crop_size: int, mouth_width: float) -> Tuple[np.ndarray, np.ndarray]:
+def crop_transforms(landmarks: np.ndarray, crop_size: int) -> Tuple[np.ndarray, np.ndarray]:
     """Affine maps from source pixels to crop pixels, one per frame.
 
     Args:
         landmarks: float ``(T, K, 2)`` keypoints in source pixels (already smoothed, no NaN).
-        crop_size: Side of the square crop in pixels.
-        mouth_width: Mouth width of the mean face as a fraction of ``crop_size``.
+        crop_size: Side of the square crop in pixels of the aligned 256x256 frame (96 in
+            Auto-AVSR; another size widens or narrows the view, the face keeps its size).
 
     Returns:
         ``(to_crop, scale)``: float ``(T, 2, 3)`` maps taking a source pixel position to its
-        crop pixel position (pixel centres at integers, the crop centre at
-        ``((crop_size - 1) / 2, (crop_size - 1) / 2)``), and float ``(T,)`` crop pixels per
-        source pixel. The mouth centre of ``landmarks`` maps exactly onto the crop centre.
+        crop pixel position (pixel centres at integers), and float ``(T,)`` crop pixels per
+        source pixel. The mouth centre of ``landmarks`` maps exactly onto crop position
+        ``(crop_size / 2, crop_size / 2)``.
     """
-    reference = mean_face(crop_size, mouth_width)[list(ALIGN_POINTS)]
-    centre = (crop_size - 1) / 2.0
     maps = np.empty((len(landmarks), 2, 3))
     for t, points in enumerate(landmarks):
-        align = similarity_transform(points[list(ALIGN_POINTS)], reference)
-        mouth = apply_affine(align, mouth_centre(points)[None])[0]
-        align[:, 2] += centre - mouth
+        align = similarity_transform(points, MEAN_FACE)
+        mouth = apply_affine(align, points[MOUTH][None])[0]
+        align[:, 2] += crop_size / 2.0 - mouth
         maps[t] = align
     scale = np.sqrt(np.abs(np.linalg.det(maps[:, :, :2])))
     return maps, scale

@@ -1,5 +1,5 @@
 """Warp a source frame into a square mouth crop (bilinear, with area pre-filtering when the
-crop shrinks the face so that it does not alias)."""
+crop shrinks the face so that it does not alias), and the grayscale conversion before it."""
 
 import functools
 
@@ -33,7 +33,7 @@ def _block_mean(image: np.ndarray, factor: int) -> np.ndarray:
     return sums / (row_count[:, None, None] * col_count[None, :, None])
 
 
-def _bilinear(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+def sample_bilinear(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Bilinear samples of ``(H, W, C)`` at ``(N, 2)`` positions ``(x, y)`` (pixel centres at
     integers); neighbours outside the image count as 0. Returns float32 ``(N, C)``."""
     height, width = image.shape[:2]
@@ -50,19 +50,30 @@ def _bilinear(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     return top * (1 - fy) + bottom * fy
 
 
+#: ITU-R BT.601 luma weights of R, G, B (OpenCV's RGB2GRAY and torchvision's Grayscale).
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def to_gray(frame: np.ndarray) -> np.ndarray:
+    """uint8 ``(H, W)`` luma of a uint8 RGB frame ``(H, W, 3)`` (BT.601 weights, rounded)."""
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"expected an RGB frame (H, W, 3), got {frame.shape}")
+    return np.clip(np.round(frame @ LUMA_WEIGHTS), 0, 255).astype(np.uint8)
+
+
 def warp_crop(frame: np.ndarray, to_crop: np.ndarray, crop_size: int) -> np.ndarray:
     """Sample one crop.
 
     Args:
-        frame: uint8 ``(H, W, 3)`` RGB source frame.
+        frame: uint8 source frame, ``(H, W)`` gray or ``(H, W, C)`` (e.g. RGB).
         to_crop: float ``(2, 3)`` affine map from source pixels to crop pixels (pixel centres at
             integer positions), e.g. one of
             :func:`~preparation.mouth_crop.alignment.crop_transforms`.
         crop_size: Side of the square crop in pixels.
 
     Returns:
-        uint8 ``(crop_size, crop_size, 3)``; crop pixels that fall outside the source frame are
-        black.
+        uint8 ``(crop_size, crop_size)`` or ``(crop_size, crop_size, C)`` like ``frame``; crop
+        pixels that fall outside the source frame are black.
 
     Only the source pixels under the crop window (its bounding box plus a margin) are read,
     so the cost does not grow with the frame size. When the map shrinks the source by 2x or
@@ -70,7 +81,10 @@ def warp_crop(frame: np.ndarray, to_crop: np.ndarray, crop_size: int) -> np.ndar
     blocks, ``k = floor(1 / scale)``, so that every crop pixel integrates the source pixels it
     covers instead of picking a few of them.
     """
-    height, width = frame.shape[:2]
+    gray = frame.ndim == 2
+    if gray:
+        frame = frame[:, :, None]
+    height, width, channels = frame.shape
     scale = float(np.sqrt(abs(np.linalg.det(to_crop[:, :2]))))
     factor = max(1, int(np.floor(1.0 / scale)))
     from_crop = invert_affine(to_crop)  # crop pixels -> source pixels
@@ -83,7 +97,7 @@ def warp_crop(frame: np.ndarray, to_crop: np.ndarray, crop_size: int) -> np.ndar
     x1 = min(width, int(np.ceil(window[:, 0].max())) + margin + 1)
     y1 = min(height, int(np.ceil(window[:, 1].max())) + margin + 1)
     if x1 <= x0 or y1 <= y0:  # the window lies outside the frame
-        return np.zeros((crop_size, crop_size, 3), dtype=np.uint8)
+        return np.zeros((crop_size, crop_size) + (() if gray else (channels,)), dtype=np.uint8)
     patch = frame[y0:y1, x0:x1]
     from_crop = from_crop.copy()
     from_crop[:, 2] -= (x0, y0)  # source pixels -> patch pixels
@@ -92,6 +106,7 @@ def warp_crop(frame: np.ndarray, to_crop: np.ndarray, crop_size: int) -> np.ndar
         # patch pixel x -> block (x + 0.5) / k - 0.5
         from_crop = from_crop / factor
         from_crop[:, 2] += 0.5 / factor - 0.5
-    samples = _bilinear(patch, _crop_grid(crop_size) @ from_crop.T)
-    return np.clip(np.round(samples), 0, 255).astype(np.uint8).reshape(crop_size, crop_size, 3)
+    samples = sample_bilinear(patch, _crop_grid(crop_size) @ from_crop.T)
+    crop = np.clip(np.round(samples), 0, 255).astype(np.uint8).reshape(crop_size, crop_size, channels)
+    return crop[:, :, 0] if gray else crop
 

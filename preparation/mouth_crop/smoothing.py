@@ -1,4 +1,4 @@
-"""Landmark tracks over time: fill frames without a face, then smooth."""
+"""Landmark tracks over time: fill frames without a face, then smooth (as Auto-AVSR does)."""
 
 import numpy as np
 
@@ -58,3 +58,24 @@ def smooth(track: np.ndarray, window: int) -> np.ndarray:
     half = np.minimum.reduce([np.full(steps, (window - 1) // 2), t, steps - 1 - t])
     total = cumulative[t + half + 1] - cumulative[t - half]
     return total / (2 * half + 1).reshape((-1,) + (1,) * (track.ndim - 1))
+
+
+def smooth_shape(landmarks: np.ndarray, window: int) -> np.ndarray:
+    """Smooth the keypoints' configuration over time but keep each frame's own position.
+
+    Auto-AVSR's smoothing: every keypoint is averaged over the centred ``window`` (see
+    :func:`smooth`), then the averaged keypoints are shifted so that their centroid is the
+    frame's own (unsmoothed) centroid. Size and rotation, which the alignment reads from the
+    distances between the points, change smoothly; the position follows the head without lag.
+
+    Args:
+        landmarks: float ``(T, K, 2)`` without NaN.
+        window: Odd number of frames averaged (Auto-AVSR: 13, i.e. +-6 frames).
+
+    Returns:
+        float ``(T, K, 2)``.
+    """
+    if landmarks.ndim != 3 or landmarks.shape[2] != 2:
+        raise ValueError(f"expected landmarks of shape (T, K, 2), got {landmarks.shape}")
+    averaged = smooth(landmarks, window)
+    return averaged + (landmarks.mean(axis=1, keepdims=True) - averaged.mean(axis=1, keepdims=True))

@@ -1,7 +1,7 @@
 """Decode a video at a fixed output frame rate by picking source frames by timestamp."""
 
 import os
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
 import numpy as np
 
@@ -16,12 +16,16 @@ class FrameRateReader:
     Output frame ``k`` shows the source frame on screen at the middle of its interval,
     ``start + (k + 0.5) / fps``, where ``start`` is the first frame's presentation time:
     a source frame is shown from its own timestamp to the next one's (the last one for one
-    nominal source frame duration). A 25 fps input comes out unchanged; 29.97 fps input
-    drops about one frame in six, 50 fps every other frame, 12.5 fps shows each frame twice.
-    The output has ``round(duration * fps)`` frames (ties down).
+    nominal source frame duration). Input at the output rate passes through one to one:
+    every frame exactly once and unchanged, even when its timestamps wander by less than half
+    a frame from the regular grid; 29.97 fps input drops about one frame in six, 50 fps every
+    other frame, 12.5 fps shows each frame twice. The output has ``round(duration * fps)``
+    frames (ties down).
 
     After a complete iteration, :attr:`start_time` (s), :attr:`source_frames`,
-    :attr:`source_fps` (nominal) and :attr:`num_frames` (output frames) describe the clip.
+    :attr:`source_fps` (nominal), :attr:`num_frames` (output frames) and
+    :attr:`source_index` (the source frame each output frame shows, counted from 0; a frame
+    whose timestamp does not advance is skipped and not counted) describe the clip.
     Iterating again decodes the file again and yields the same frames.
 
     Args:
@@ -43,6 +47,7 @@ class FrameRateReader:
         self.source_frames = 0
         self.source_fps: Optional[float] = None
         self.num_frames = 0
+        self.source_index: List[int] = []
 
     def __iter__(self) -> Iterator[np.ndarray]:
         import av
@@ -51,6 +56,7 @@ class FrameRateReader:
             raise FileNotFoundError(f"video file not found: {self.path}")
         self.num_frames = 0
         self.source_frames = 0
+        self.source_index = []
         try:
             with av.open(self.path) as container:
                 if not container.streams.video:
@@ -85,4 +91,5 @@ class FrameRateReader:
         """Yield ``frame`` for every output frame whose mid-time lies before ``end_time``."""
         while self.start_time + (self.num_frames + 0.5) / self.fps < end_time:
             self.num_frames += 1
+            self.source_index.append(self.source_frames - 1)
             yield frame

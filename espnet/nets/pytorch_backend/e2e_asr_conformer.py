@@ -36,7 +36,7 @@ class E2E(torch.nn.Module):
         self.modality = config.modality
         self.odim = config.odim
         self.blank = 0
-        self.sos = self.eos = config.odim - 1
+        self.sos = self.eos = config.odim - 1 if config.odim is not None else None
         self.ignore_id = -1
         self.ctc_weight = config.ctc_weight
 
@@ -74,6 +74,37 @@ class E2E(torch.nn.Module):
             from espnet.nets.pytorch_backend.lora.qlora_manager import QLoRAManager
 
             QLoRAManager(config).apply_qlora(self)
+
+    @property
+    def audio_utterance_norm(self) -> bool:
+        """Whether the dataset should layer-norm each utterance's waveform for this
+        model's audio frontend (see ``BaseFrontend.utterance_norm_input``)."""
+        if self.modality == "audiovisual":
+            return bool(self.audio_frontend.utterance_norm_input)
+        return bool(self.frontend.utterance_norm_input) if self.modality == "audio" else True
+
+    def untrained_parts(self) -> List[str]:
+        """Names of the modules used in decoding whose parameters were not loaded from a
+        pretrained model (a Conformer, a projection that is not the identity, a fusion
+        layer, a decoder's input projection, a CTC head used in joint decoding...).
+        Empty when the model can decode zero-shot, straight from ``--*-model-name``."""
+        pretrained = set()
+        for module in self.modules():
+            get = getattr(module, "pretrained_model", None)
+            if module is not self and callable(get):
+                pretrained.update(id(p) for p in get().parameters())
+        used = [n for n, _ in self.named_children() if n != "ctc" or not self.uses_text]
+        owners: List[str] = []
+        for top in used:
+            child = getattr(self, top)
+            has_pretrained = any(id(p) in pretrained for p in child.parameters())
+            for name, param in child.named_parameters():
+                if id(param) in pretrained:
+                    continue
+                owner = top + ("." + name.split(".")[0] if has_pretrained and "." in name else "")
+                if owner not in owners:
+                    owners.append(owner)
+        return owners
 
     def checkpoint_state_dict(self) -> Dict[str, torch.Tensor]:
         """What a checkpoint stores: the full state dict, or for a ``--use-qlora`` model

@@ -11,7 +11,9 @@ class ModelConfig:
     """Component names and sizes. Defaults are the Auto-AVSR sizes.
 
     Attributes:
-        odim: Vocabulary size of the decoder/CTC.
+        odim: Size of the SentencePiece token list (decoder/CTC vocabulary of the
+            Transformer decoder); ``None`` for a decoder with its own tokenizer and no
+            SentencePiece model.
         vision_encoder / audio_encoder: Registered frontend names; at least one is set.
             Only vision -> video model, only audio -> audio model, both -> audio-visual.
         decoder: Registered decoder name.
@@ -21,7 +23,8 @@ class ModelConfig:
         unfreeze_vision / unfreeze_audio: Train pretrained frontends.
         vision_pool: Per-frame pooling of ViT (``cls``/``mean``) or CLIP-ViT
             (``pooled``/``mean``); ``None`` = the frontend's default.
-        whisper_pad_30s: Pad Whisper input to 30 s (what a pretrained Whisper decoder saw).
+        whisper_pad_seconds: Append silence to Whisper input up to this many seconds (30 =
+            what a pretrained Whisper saw; 0 = real length).
         wavlm_layer_weights: Learned weighted sum of all WavLM hidden layers.
         projection: ``linear`` or ``mlp`` when frontend and encoder sizes differ.
         resnet_width: Base channels of the ResNet frontends (64 = Auto-AVSR).
@@ -33,7 +36,8 @@ class ModelConfig:
             identity too (used to pair a pretrained Whisper encoder with its decoder).
         llm_prompt: Instruction of the LLaMA decoder (``None`` = per-modality default).
         llm_downsample: Encoder frames stacked per LLaMA soft-prompt token.
-        decoder_dtype: ``float32`` or ``bfloat16`` weights of a pretrained decoder.
+        pretrained_dtype: ``float32`` or ``bfloat16`` weights of the pretrained components
+            (whatever dtype their checkpoints are stored in).
         use_qlora: Quantise the pretrained components (4-bit NF4) and train LoRA adapters
             on them (applied last, see ``lora/qlora_manager.py``).
         qlora_r / qlora_alpha / qlora_dropout: LoRA rank, scaling numerator, dropout.
@@ -42,7 +46,7 @@ class ModelConfig:
         qlora_compute_dtype: ``float32`` or ``bfloat16`` compute of the 4-bit layers.
     """
 
-    odim: int = 5049
+    odim: Optional[int] = 5049
     vision_encoder: Optional[str] = "resnet"
     audio_encoder: Optional[str] = None
     decoder: str = "transformer"
@@ -53,7 +57,7 @@ class ModelConfig:
     unfreeze_vision: bool = False
     unfreeze_audio: bool = False
     vision_pool: Optional[str] = None
-    whisper_pad_30s: bool = False
+    whisper_pad_seconds: float = 0.0
     wavlm_layer_weights: bool = False
     projection: str = "linear"
     resnet_width: int = 64
@@ -70,7 +74,7 @@ class ModelConfig:
     mask_conv_padding: bool = False
     llm_prompt: Optional[str] = None
     llm_downsample: int = 1
-    decoder_dtype: str = "float32"
+    pretrained_dtype: str = "float32"
     use_qlora: bool = False
     qlora_r: int = 16
     qlora_alpha: int = 32
@@ -85,8 +89,8 @@ class ModelConfig:
             raise ValueError(f"projection must be 'linear' or 'mlp', got {self.projection!r}")
         if self.llm_downsample < 1:
             raise ValueError(f"llm_downsample must be >= 1, got {self.llm_downsample}")
-        if self.decoder_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"decoder_dtype must be 'float32' or 'bfloat16', got {self.decoder_dtype!r}")
+        if self.pretrained_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"pretrained_dtype must be 'float32' or 'bfloat16', got {self.pretrained_dtype!r}")
         if self.qlora_compute_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"qlora_compute_dtype must be 'float32' or 'bfloat16', got {self.qlora_compute_dtype!r}")
         if self.qlora_r < 1:
@@ -111,6 +115,11 @@ class ModelConfig:
             if modality not in LEGACY_MODALITY_ENCODERS:
                 raise ValueError(f"unknown modality {modality!r} in model config")
             values["vision_encoder"], values["audio_encoder"] = LEGACY_MODALITY_ENCODERS[modality]
+        # renamed fields (configs written before the pretrained-checkpoint work)
+        if "decoder_dtype" in values:
+            values["pretrained_dtype"] = values.pop("decoder_dtype")
+        if "whisper_pad_30s" in values:
+            values["whisper_pad_seconds"] = 30.0 if values.pop("whisper_pad_30s") else 0.0
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

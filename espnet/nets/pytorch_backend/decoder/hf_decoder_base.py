@@ -19,15 +19,6 @@ import torch
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder
 from espnet.nets.pytorch_backend.frontend.hf_base import import_transformers, model_not_found, offline
 
-BF16_NAMES = ("bfloat16", "bf16")
-
-
-def decoder_dtype(config) -> torch.dtype:
-    """``torch.bfloat16`` when the config asks for bf16 weights (``--precision
-    bf16-mixed`` / ``bf16-true``), else ``torch.float32``."""
-    return torch.bfloat16 if str(getattr(config, "decoder_dtype", "float32")) in BF16_NAMES else torch.float32
-
-
 def load_tokenizer(name: str, what: str):
     """``AutoTokenizer.from_pretrained(name)`` offline-aware, never running remote code."""
     transformers = import_transformers()

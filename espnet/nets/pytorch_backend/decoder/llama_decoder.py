@@ -23,11 +23,10 @@ import torch
 
 from espnet.nets.pytorch_backend.decoder.hf_decoder_base import (
     HFTextDecoder,
-    decoder_dtype,
     downsample_frames,
     load_tokenizer,
 )
-from espnet.nets.pytorch_backend.frontend.hf_base import load_pretrained
+from espnet.nets.pytorch_backend.frontend.hf_base import load_pretrained, pretrained_dtype
 
 DEFAULT_PROMPTS = {
     "video": "Transcribe the video to text.",
@@ -98,7 +97,7 @@ class LlamaDecoder(HFTextDecoder):
 
         name = config.decoder_model_name or DECODERS["llama"].default_model_name
         prompt = config.llm_prompt or DEFAULT_PROMPTS[config.modality]
-        return cls(name, config.adim, prompt, downsample=config.llm_downsample, dtype=decoder_dtype(config))
+        return cls(name, config.adim, prompt, downsample=config.llm_downsample, dtype=pretrained_dtype(config))
 
     # ---- sequence assembly -----------------------------------------------------------
     def _embed(self, ids: List[int], device) -> torch.Tensor:

@@ -101,6 +101,8 @@ class TransformerDecoder(BaseDecoder, BatchScorerInterface):
 
     @classmethod
     def from_config(cls, config) -> "TransformerDecoder":
+        if config.odim is None:
+            raise ValueError("--decoder transformer predicts SentencePiece tokens: give --sp-model-path and --dict-path")
         return cls(
             odim=config.odim,
             attention_dim=config.adim,

@@ -20,19 +20,26 @@ gives the pretrained model's own transcription.
 """
 
 import contextlib
+from types import SimpleNamespace
 from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from espnet.nets.pytorch_backend.decoder.hf_decoder_base import HFTextDecoder, decoder_dtype, load_tokenizer
-from espnet.nets.pytorch_backend.frontend.hf_base import import_transformers, load_pretrained, valid_mask
+from espnet.nets.pytorch_backend.decoder.hf_decoder_base import HFTextDecoder, load_tokenizer
+from espnet.nets.pytorch_backend.frontend.hf_base import load_pretrained, pretrained_dtype, valid_mask
 from espnet.nets.pytorch_backend.projection.auto_projection import AutoProjection
 
 
 class _DroppedEncoder(torch.nn.Module):
-    """Stands in for the Whisper encoder, which is not kept."""
+    """Stands in for the Whisper encoder, which is not kept. Whisper's ``generate`` reads
+    the strides of its two convolutions (1 and 2) to convert memory frames to mel frames."""
 
     main_input_name = "input_features"
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.conv1 = SimpleNamespace(stride=tuple(encoder.conv1.stride))
+        self.conv2 = SimpleNamespace(stride=tuple(encoder.conv2.stride))
 
     def forward(self, *args, **kwargs):
         raise RuntimeError("the Whisper encoder is not loaded by --decoder whisper-decoder; pass encoder outputs")
@@ -51,7 +58,7 @@ class WhisperTextDecoder(HFTextDecoder):
         full = load_pretrained("WhisperForConditionalGeneration", model_name, "--decoder-model-name",
                                "the Whisper decoder", ("whisper",), dtype=dtype)
         self.tokenizer = load_tokenizer(model_name, "the Whisper decoder")
-        full.model.encoder = _DroppedEncoder()
+        full.model.encoder = _DroppedEncoder(full.model.encoder)
         self.whisper = full
         cfg = full.config
         self.proj = AutoProjection(adim, int(cfg.d_model))
@@ -66,7 +73,9 @@ class WhisperTextDecoder(HFTextDecoder):
         if sot is None:
             sot = int(cfg.decoder_start_token_id)
         prompt = [sot]
-        if getattr(gen, "is_multilingual", True) is not False:
+        self.language = language
+        self.multilingual = getattr(gen, "is_multilingual", True) is not False
+        if self.multilingual:
             prompt += [i for i in (token(f"<|{language}|>"), token("<|transcribe|>")) if i is not None]
         notime = token("<|notimestamps|>")
         if notime is not None:
@@ -87,7 +96,7 @@ class WhisperTextDecoder(HFTextDecoder):
         from espnet.nets.pytorch_backend.registry import DECODERS
 
         name = config.decoder_model_name or DECODERS["whisper-decoder"].default_model_name
-        return cls(name, config.adim, dtype=decoder_dtype(config))
+        return cls(name, config.adim, dtype=pretrained_dtype(config))
 
     def text_ids(self, text: str) -> List[int]:
         text = text.strip()
@@ -151,24 +160,34 @@ class WhisperTextDecoder(HFTextDecoder):
     # ---- decoding --------------------------------------------------------------------
     @torch.no_grad()
     def generate_ids(self, memory, memory_lengths, beam_size: int = 1, max_new_tokens: int = 64) -> List[List[int]]:
-        """Generated token ids after the prompt (up to, without, eos) per utterance."""
-        transformers = import_transformers()
-        from transformers.generation.utils import GenerationMixin
+        """Generated token ids after the prompt (up to, without, eos) per utterance.
+
+        Runs the pretrained model's own ``WhisperForConditionalGeneration.generate`` with
+        the projected memory as ``encoder_outputs`` (its prompt, suppressed tokens,
+        beam search and stopping at ``<|endoftext|>``), so a pretrained Whisper pair
+        gives exactly Whisper's tokens; the memory's padding is masked in every
+        cross-attention."""
         from transformers.modeling_outputs import BaseModelOutput
 
         mem = self.project(memory)
-        b = mem.size(0)
-        prompt = torch.tensor([self.prompt_ids] * b, dtype=torch.long, device=mem.device)
-        gen = transformers.GenerationConfig(
-            max_new_tokens=max_new_tokens, num_beams=beam_size, do_sample=False, eos_token_id=self.eos_id,
-            pad_token_id=self.pad_id, decoder_start_token_id=self.prompt_ids[0],
-            suppress_tokens=getattr(self.whisper.generation_config, "suppress_tokens", None),
-        )
+        max_frames = int(self.whisper.config.max_source_positions)
+        if mem.size(1) > max_frames:
+            raise ValueError(f"--decoder whisper-decoder: the encoder memory has {mem.size(1)} frames, more than "
+                             f"Whisper's {max_frames} (30 s); decode shorter clips")
+        kwargs = dict(encoder_outputs=BaseModelOutput(last_hidden_state=mem), num_beams=beam_size,
+                      do_sample=False, max_new_tokens=max_new_tokens, return_timestamps=False,
+                      return_dict_in_generate=True, force_unique_generate_call=True)  # one short-form pass
+        if self.multilingual:
+            kwargs.update(language=self.language, task="transcribe")
         with self.memory_mask(memory_lengths, mem.size(1), mem.dtype, mem.device):
-            out = GenerationMixin.generate(self.whisper, encoder_outputs=BaseModelOutput(last_hidden_state=mem),
-                                           decoder_input_ids=prompt, generation_config=gen)
+            out = self.whisper.generate(**kwargs).sequences
+        p = len(self.prompt_ids)
         rows = []
-        for row in out[:, len(self.prompt_ids):].tolist():
+        for row in out.tolist():
+            if row[:p] != self.prompt_ids:
+                raise RuntimeError(f"Whisper's generate started with {row[:p]}, not the training prompt "
+                                   f"{self.prompt_ids}")
+            row = row[p:]
             rows.append(row[: row.index(self.eos_id)] if self.eos_id in row else row)
         return rows
 

@@ -12,6 +12,11 @@ class BaseFrontend(torch.nn.Module, ABC):
     Subclasses set:
         output_dim: Feature size D of the output.
         frame_rate: Output frames per second (Hz).
+        utterance_norm_input: Audio frontends only: ``True`` when the frontend expects
+            the waveform layer-normed over the whole utterance by the dataset (Auto-AVSR's
+            normalisation, kept in the data pipeline so that legacy numerics are exact);
+            ``False`` (default) gives the waveform at its recorded level, for frontends
+            that apply their own preprocessing (Whisper's log-mel, WavLM's normalisation).
 
     ``forward(x, lengths) -> (feats (B, T', D), lengths' (B,))``; the lengths are in
     output frames and never guessed from padding.
@@ -19,6 +24,7 @@ class BaseFrontend(torch.nn.Module, ABC):
 
     output_dim: int
     frame_rate: float
+    utterance_norm_input: bool = False
 
     @classmethod
     @abstractmethod

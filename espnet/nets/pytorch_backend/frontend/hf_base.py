@@ -63,12 +63,26 @@ def model_not_found(name: str, flag: str, what: str, reason: str) -> PretrainedM
     return PretrainedModelNotFound(f"cannot load {what} '{name}' (given by {flag}): {reason}. " + _how_to_provide(name, flag))
 
 
-def load_pretrained(model_cls_name: str, name: str, flag: str, what: str, model_types: Iterable[str], **kwargs):
+BF16_NAMES = ("bfloat16", "bf16")
+
+
+def pretrained_dtype(config) -> torch.dtype:
+    """Weight dtype of the pretrained components: ``torch.bfloat16`` when the config asks
+    for it (``--precision bf16-mixed`` / ``bf16-true``), else ``torch.float32``, whatever
+    dtype the checkpoint was stored in."""
+    return torch.bfloat16 if str(getattr(config, "pretrained_dtype", "float32")) in BF16_NAMES else torch.float32
+
+
+def load_pretrained(model_cls_name: str, name: str, flag: str, what: str, model_types: Iterable[str],
+                    dtype: torch.dtype = torch.float32, **kwargs):
     """``transformers.<model_cls_name>.from_pretrained(name)`` with a clear error.
 
     Args:
         model_types: accepted ``config.model_type`` values (guards against, e.g., a
             Whisper directory given as a ViT model).
+        dtype: weight dtype after loading. Checkpoints are often stored in float16 or
+            bfloat16 (Whisper, LLaMA-2) and ``from_pretrained`` would keep that dtype;
+            the weights are cast to ``dtype`` (float32 for 32-bit runs) instead.
         kwargs: passed to ``from_pretrained``.
     """
     transformers = import_transformers()
@@ -100,7 +114,7 @@ def load_pretrained(model_cls_name: str, name: str, flag: str, what: str, model_
     transformers.utils.logging.set_verbosity_error()
     try:
         model, info = model_cls.from_pretrained(
-            name, local_files_only=local_only, output_loading_info=True, **kwargs
+            name, local_files_only=local_only, output_loading_info=True, dtype=dtype, **kwargs
         )
     except (OSError, ValueError) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

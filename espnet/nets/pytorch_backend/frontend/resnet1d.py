@@ -33,9 +33,12 @@ class AudioResNet1D(BaseFrontend):
     Shapes:
         ``x`` ``(B, S, 1)`` or ``(B, S)`` samples at 16 kHz, ``lengths`` ``(B,)`` in
         samples -> ``(B, S // 640, 8 * width)``, ``lengths // 640``.
+
+    Input: each utterance layer-normed over its samples by the dataset (Auto-AVSR).
     """
 
     frame_rate = 25.0
+    utterance_norm_input = True
 
     def __init__(self, width: int = 64) -> None:
         super().__init__()

@@ -61,6 +61,10 @@ def quantize_linears(root: torch.nn.Module, compute_dtype: torch.dtype, keep: It
         if linear.bias is not None:
             q.bias = torch.nn.Parameter(linear.bias.data, requires_grad=False)
         q = q.to(device)  # quantises the weight on its device
+        # bitsandbytes repacks 4-bit weights for an AVX512-BF16 CPU kernel at the first
+        # eval-mode forward (with bf16 block scales, and failing for layers narrower than a
+        # block); keep one format so that results do not depend on the CPU model.
+        q.support_avx512bf16_for_cpu = False
         q.train(linear.training)
         setattr(parent, attr, q)
     return len(layers)

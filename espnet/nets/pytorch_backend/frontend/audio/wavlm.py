@@ -1,7 +1,7 @@
 """WavLM frontend: a pretrained self-supervised speech model on the raw waveform."""
 
 import warnings
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -10,6 +10,7 @@ from espnet.nets.pytorch_backend.frontend.hf_base import (
     load_preprocessor_config,
     load_pretrained,
     mono_waveform,
+    pretrained_dtype,
     valid_mask,
 )
 
@@ -32,11 +33,11 @@ class WavLMFrontend(HFFrontend):
     hidden states (input of the first layer + every layer's output, SUPERB style), the
     weights stay trainable even when the model is frozen. Otherwise the last hidden state.
 
-    Input scale: the dataset gives utterance-layer-normed audio (zero mean, unit RMS).
-    When the model's feature extractor normalises (``do_normalize``), that is what it
-    expects (gain 1); otherwise (raw-scale training, e.g. wavlm-base-plus) it is multiplied
-    by ``input_gain`` (default 0.1, -20 dBFS RMS). A GroupNorm first layer makes the model
-    nearly insensitive to the input scale anyway.
+    Input: the waveform at its recorded level (the dataset does not normalise audio for
+    this frontend). When the model's feature extractor normalises (``do_normalize`` in
+    its ``preprocessor_config.json``), each item is brought to zero mean and unit
+    variance over its valid samples (``(x - mean) / sqrt(var + 1e-7)``, as
+    ``Wav2Vec2FeatureExtractor`` does); otherwise (e.g. wavlm-base-plus) it is used as is.
 
     SpecAugment-style masking of the model config (``mask_time_prob``,
     ``mask_feature_prob``) is applied when unfrozen and training, as in HF fine-tuning
@@ -50,14 +51,16 @@ class WavLMFrontend(HFFrontend):
     qlora_keep_full_precision = ("q_proj", "k_proj", "v_proj", "out_proj")
     qlora_default_targets = ("intermediate_dense", "output_dense")
 
-    def __init__(self, model_name: str, freeze: bool = True, layer_weights: bool = False, input_gain: float = None) -> None:
-        model = load_pretrained("WavLMModel", model_name, "--audio-model-name", "the WavLM frontend", ("wavlm",))
+    def __init__(self, model_name: str, freeze: bool = True, layer_weights: bool = False,
+                 normalize: Optional[bool] = None, dtype: torch.dtype = torch.float32) -> None:
+        model = load_pretrained("WavLMModel", model_name, "--audio-model-name", "the WavLM frontend", ("wavlm",),
+                               dtype=dtype)
         super().__init__(model, freeze)
         cfg = model.config
         self.output_dim = int(cfg.hidden_size)
-        if input_gain is None:
-            input_gain = 1.0 if load_preprocessor_config(model_name).get("do_normalize", False) else 0.1
-        self.input_gain = float(input_gain)
+        if normalize is None:
+            normalize = bool(load_preprocessor_config(model_name).get("do_normalize", False))
+        self.normalize = bool(normalize)
         self.group_norm_first = cfg.feat_extract_norm == "group"
         self.layer_weights = (
             torch.nn.Parameter(torch.zeros(cfg.num_hidden_layers + 1)) if layer_weights else None
@@ -68,7 +71,8 @@ class WavLMFrontend(HFFrontend):
         from espnet.nets.pytorch_backend.registry import AUDIO_ENCODERS
 
         name = cls.model_name(config, "audio_model_name", AUDIO_ENCODERS, "wavlm")
-        return cls(name, freeze=not config.unfreeze_audio, layer_weights=config.wavlm_layer_weights)
+        return cls(name, freeze=not config.unfreeze_audio, layer_weights=config.wavlm_layer_weights,
+                   dtype=pretrained_dtype(config))
 
     def spec_augment_active(self, num_frames: int) -> bool:
         cfg = self.model.config
@@ -109,7 +113,13 @@ class WavLMFrontend(HFFrontend):
         x = mono_waveform(x, "WavLM frontend")
         lengths = lengths.to(torch.long)
         out_len = self.output_lengths(lengths)
-        wave = x * valid_mask(lengths, x.size(1)).to(x.dtype) * self.input_gain
+        valid = valid_mask(lengths, x.size(1)).to(x.dtype)
+        wave = x * valid
+        if self.normalize:
+            count = lengths.clamp(min=1).unsqueeze(1).to(x.dtype)
+            mean = wave.sum(1, keepdim=True) / count
+            var = (((wave - mean) * valid) ** 2).sum(1, keepdim=True) / count
+            wave = (wave - mean) / torch.sqrt(var + 1e-7) * valid
         states: Dict[int, torch.Tensor] = {}  # -1: input of the first layer, i: output of layer i
         hooks = []
         if self.layer_weights is not None:

@@ -11,6 +11,7 @@ from espnet.nets.pytorch_backend.frontend.hf_base import (
     load_preprocessor_config,
     load_pretrained,
     mono_waveform,
+    pretrained_dtype,
     valid_mask,
 )
 
@@ -62,7 +63,7 @@ class WhisperLogMel(torch.nn.Module):
 
     def __init__(self, n_mels: int = 80, n_fft: int = 400, hop_length: int = 160, sampling_rate: int = 16000) -> None:
         super().__init__()
-        self.n_fft, self.hop_length = int(n_fft), int(hop_length)
+        self.n_fft, self.hop_length, self.sampling_rate = int(n_fft), int(hop_length), int(sampling_rate)
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
         self.register_buffer("filters", slaney_mel_filters(self.n_fft, int(n_mels), int(sampling_rate)), persistent=False)
 
@@ -95,24 +96,27 @@ class WhisperLogMel(torch.nn.Module):
 class WhisperFrontend(HFFrontend):
     """Encoder of a pretrained Whisper model (``--audio-encoder whisper``).
 
-    Input ``(B, S, 1)`` 16 kHz audio, lengths in samples. Output ``(B, T', d_model)`` at
-    50 Hz (the encoder's stride-2 convolution over 100 Hz mel frames), lengths
-    ``ceil((samples // 160) / 2)``.
+    Input ``(B, S, 1)`` 16 kHz audio at its recorded level (the dataset does not
+    normalise audio for this frontend: Whisper's log-mel depends on the absolute level),
+    lengths in samples. Output ``(B, T', d_model)`` at 50 Hz (the encoder's stride-2
+    convolution over 100 Hz mel frames).
 
-    Variable length (default): the encoder runs on the batch's longest item only (the
-    positional embedding is sliced, no padding to 30 s); mel frames and first-convolution
-    outputs after an item's end are zeroed (what the convolutions' own zero padding gives
-    an item run alone) and the self-attention masks padded frames, so an item's outputs
-    do not depend on its batch-mates. ``pad_to_30s=True``: every clip is padded with
-    silence to 30 s (3000 mel frames, no attention mask: exactly what Whisper saw in
-    training) and the full 1500-frame output is returned (for a pretrained Whisper
-    decoder); lengths are still the valid lengths. Clips over 30 s are an error.
+    Variable length (default, ``pad_seconds=0``): the encoder runs on the batch's longest
+    item only (the positional embedding is sliced, no padding to 30 s); mel frames and
+    first-convolution outputs after an item's end are zeroed (what the convolutions' own
+    zero padding gives an item run alone) and the self-attention masks padded frames, so
+    an item's outputs do not depend on its batch-mates. Lengths
+    ``ceil((samples // 160) / 2)``. Fastest, and right for a model trained on top of the
+    encoder; a pretrained Whisper *decoder* used as is needs trailing silence to know
+    where the speech ends (without it, it repeats the sentence), so pad for it.
 
-    Input scale: the dataset gives utterance-layer-normed audio (zero mean, unit RMS),
-    while Whisper was trained on raw audio in [-1, 1]. The log-mel features depend on
-    the absolute level, so the input is multiplied by ``input_gain`` (default 0.1, i.e.
-    an RMS of -20 dBFS, typical of normalised speech recordings) before the log-mel.
-    Set ``input_gain=1.0`` for raw-scale input.
+    ``pad_seconds=S`` (``0 < S <= 30``; 30 means the model's whole input window): each clip shorter than S seconds gets silence
+    appended up to S seconds, and the silence is part of the input: its frames are valid
+    (lengths count them), so a decoder cross-attending to them sees where the speech
+    ends. ``S = 30`` (``--whisper-pad-30s``) is exactly what ``WhisperFeatureExtractor``
+    + the pretrained encoder compute (3000 mel frames, no attention mask, 1500 output
+    frames); a smaller S is a cheaper approximation (see ``benchmarks/whisper_zero_shot.py``).
+    Clips over 30 s are an error.
 
     Only the encoder is kept in memory: the checkpoint is loaded as ``WhisperModel`` and
     its decoder is dropped right away.
@@ -120,8 +124,10 @@ class WhisperFrontend(HFFrontend):
 
     frame_rate = 50.0
 
-    def __init__(self, model_name: str, freeze: bool = True, pad_to_30s: bool = False, input_gain: float = 0.1) -> None:
-        full = load_pretrained("WhisperModel", model_name, "--audio-model-name", "the Whisper frontend", ("whisper",))
+    def __init__(self, model_name: str, freeze: bool = True, pad_seconds: float = 0.0,
+                 dtype: torch.dtype = torch.float32) -> None:
+        full = load_pretrained("WhisperModel", model_name, "--audio-model-name", "the Whisper frontend", ("whisper",),
+                               dtype=dtype)
         encoder = full.get_encoder()
         del full
         super().__init__(encoder, freeze)
@@ -135,15 +141,19 @@ class WhisperFrontend(HFFrontend):
         )
         self.output_dim = int(cfg.d_model)
         self.max_positions = int(cfg.max_source_positions)
-        self.pad_to_30s = bool(pad_to_30s)
-        self.input_gain = float(input_gain)
+        self.max_samples = 2 * self.max_positions * self.mel.hop_length  # 30 s
+        if not 0.0 <= float(pad_seconds) <= 30.0:
+            raise ValueError(f"--whisper-pad-seconds must be in [0, 30], got {pad_seconds}")
+        # 30 s = the model's whole input window (3000 mel frames for every released Whisper)
+        self.pad_samples = min(int(round(float(pad_seconds) * self.mel.sampling_rate)), self.max_samples)
 
     @classmethod
     def from_config(cls, config) -> "WhisperFrontend":
         from espnet.nets.pytorch_backend.registry import AUDIO_ENCODERS
 
         name = cls.model_name(config, "audio_model_name", AUDIO_ENCODERS, "whisper")
-        return cls(name, freeze=not config.unfreeze_audio, pad_to_30s=config.whisper_pad_30s)
+        return cls(name, freeze=not config.unfreeze_audio, pad_seconds=config.whisper_pad_seconds,
+                   dtype=pretrained_dtype(config))
 
     def output_lengths(self, samples: torch.Tensor) -> torch.Tensor:
         frames = self.mel.num_frames(samples.to(torch.long))
@@ -182,21 +192,20 @@ class WhisperFrontend(HFFrontend):
         return enc.layer_norm(h)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        x = mono_waveform(x, "Whisper frontend")
+        wave = mono_waveform(x, "Whisper frontend")
         lengths = lengths.to(torch.long)
+        if self.pad_samples:
+            if int(lengths.max()) > self.max_samples:
+                raise ValueError(f"Whisper frontend: a clip of {int(lengths.max())} samples is longer than the "
+                                 f"model's {self.max_samples}-sample (30 s) window")
+            wave = wave * valid_mask(lengths, wave.size(1)).to(wave.dtype)  # what follows an item is silence
+            lengths = lengths.clamp(min=self.pad_samples)
+            wave = torch.nn.functional.pad(wave, (0, max(0, int(lengths.max()) - wave.size(1))))
         out_len = self.output_lengths(lengths)
-        wave = x * self.input_gain
-        if self.pad_to_30s:
-            n_samples = 2 * self.max_positions * self.mel.hop_length
-            if wave.size(1) > n_samples:
-                raise ValueError(f"Whisper frontend: {wave.size(1)} samples are longer than 30 s")
-            wave = torch.nn.functional.pad(wave, (0, n_samples - wave.size(1)))
+        mel_len = self.mel.num_frames(lengths)
         with self.model_context():
             mel = self.mel(wave, lengths)
-            if self.pad_to_30s:
-                feats = self.encode(mel)
-            else:
-                feats = self.encode(mel, self.mel.num_frames(lengths))
-        if not self.pad_to_30s:
-            feats = feats * valid_mask(out_len, feats.size(1)).unsqueeze(-1).to(feats.dtype)
+            # a batch of equal lengths needs no mask (30 s padding: Whisper's own computation)
+            feats = self.encode(mel, None if bool((mel_len == mel.size(-1)).all()) else mel_len)
+        feats = feats * valid_mask(out_len, feats.size(1)).unsqueeze(-1).to(feats.dtype)
         return feats, out_len

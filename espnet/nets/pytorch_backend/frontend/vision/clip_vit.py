@@ -3,7 +3,7 @@
 import torch
 
 from espnet.nets.pytorch_backend.frontend.vision.vit import PerFrameFrontend
-from espnet.nets.pytorch_backend.frontend.hf_base import image_mean_std, load_pretrained
+from espnet.nets.pytorch_backend.frontend.hf_base import image_mean_std, load_pretrained, pretrained_dtype
 
 # OpenAI CLIP pixel statistics (used when the model directory has no preprocessor config).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -21,9 +21,11 @@ class CLIPViTFrontend(PerFrameFrontend):
 
     pools = ("pooled", "mean")
 
-    def __init__(self, model_name: str, freeze: bool = True, pool: str = "pooled", chunk_size: int = 256) -> None:
+    def __init__(self, model_name: str, freeze: bool = True, pool: str = "pooled", chunk_size: int = 256,
+                 dtype: torch.dtype = torch.float32) -> None:
         model = load_pretrained(
-            "CLIPVisionModel", model_name, "--vision-model-name", "the CLIP-ViT frontend", ("clip", "clip_vision_model")
+            "CLIPVisionModel", model_name, "--vision-model-name", "the CLIP-ViT frontend", ("clip", "clip_vision_model"),
+            dtype=dtype,
         )
         mean, std = image_mean_std(model_name, CLIP_MEAN, CLIP_STD)
         super().__init__(model, mean, std, pool, freeze, chunk_size)
@@ -33,7 +35,8 @@ class CLIPViTFrontend(PerFrameFrontend):
         from espnet.nets.pytorch_backend.registry import VISION_ENCODERS
 
         name = cls.model_name(config, "vision_model_name", VISION_ENCODERS, "clip-vit")
-        return cls(name, freeze=not config.unfreeze_vision, pool=config.vision_pool or "pooled")
+        return cls(name, freeze=not config.unfreeze_vision, pool=config.vision_pool or "pooled",
+                   dtype=pretrained_dtype(config))
 
     def embed_frames(self, pixels: torch.Tensor) -> torch.Tensor:
         out = self.model(pixel_values=pixels)

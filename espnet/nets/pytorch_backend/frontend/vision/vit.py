@@ -11,6 +11,7 @@ from espnet.nets.pytorch_backend.frontend.hf_base import (
     image_mean_std,
     load_pretrained,
     pair,
+    pretrained_dtype,
     valid_mask,
     video_to_pixels,
 )
@@ -79,9 +80,11 @@ class ViTFrontend(PerFrameFrontend):
 
     pools = ("cls", "mean")
 
-    def __init__(self, model_name: str, freeze: bool = True, pool: str = "cls", chunk_size: int = 256) -> None:
+    def __init__(self, model_name: str, freeze: bool = True, pool: str = "cls", chunk_size: int = 256,
+                 dtype: torch.dtype = torch.float32) -> None:
         model = load_pretrained(
-            "ViTModel", model_name, "--vision-model-name", "the ViT frontend", ("vit",), add_pooling_layer=False
+            "ViTModel", model_name, "--vision-model-name", "the ViT frontend", ("vit",), dtype=dtype,
+            add_pooling_layer=False,
         )
         mean, std = image_mean_std(model_name, IMAGENET_MEAN, IMAGENET_STD)
         super().__init__(model, mean, std, pool, freeze, chunk_size)
@@ -91,7 +94,8 @@ class ViTFrontend(PerFrameFrontend):
         from espnet.nets.pytorch_backend.registry import VISION_ENCODERS
 
         name = cls.model_name(config, "vision_model_name", VISION_ENCODERS, "vit")
-        return cls(name, freeze=not config.unfreeze_vision, pool=config.vision_pool or "cls")
+        return cls(name, freeze=not config.unfreeze_vision, pool=config.vision_pool or "cls",
+                   dtype=pretrained_dtype(config))
 
     def embed_frames(self, pixels: torch.Tensor) -> torch.Tensor:
         hidden = self.model(pixel_values=pixels).last_hidden_state  # (N, 1 + P, D)

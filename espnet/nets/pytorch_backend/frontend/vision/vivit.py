@@ -12,6 +12,7 @@ from espnet.nets.pytorch_backend.frontend.hf_base import (
     image_mean_std,
     load_pretrained,
     pair,
+    pretrained_dtype,
     valid_mask,
     video_to_pixels,
 )
@@ -35,9 +36,11 @@ class ViViTFrontend(HFFrontend):
     ``ceil(len / tubelet_t)``, padded steps zero.
     """
 
-    def __init__(self, model_name: str, freeze: bool = True, chunks_per_call: int = 8) -> None:
+    def __init__(self, model_name: str, freeze: bool = True, chunks_per_call: int = 8,
+                 dtype: torch.dtype = torch.float32) -> None:
         model = load_pretrained(
-            "VivitModel", model_name, "--vision-model-name", "the ViViT frontend", ("vivit",), add_pooling_layer=False
+            "VivitModel", model_name, "--vision-model-name", "the ViViT frontend", ("vivit",), dtype=dtype,
+            add_pooling_layer=False,
         )
         super().__init__(model, freeze)
         cfg = model.config
@@ -57,7 +60,7 @@ class ViViTFrontend(HFFrontend):
         from espnet.nets.pytorch_backend.registry import VISION_ENCODERS
 
         name = cls.model_name(config, "vision_model_name", VISION_ENCODERS, "vivit")
-        return cls(name, freeze=not config.unfreeze_vision)
+        return cls(name, freeze=not config.unfreeze_vision, dtype=pretrained_dtype(config))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if x.dim() == 4:
