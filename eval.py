@@ -80,7 +80,8 @@ def decode(args: argparse.Namespace) -> int:
     if args.precision is not None:
         config.pretrained_dtype = "bfloat16" if args.precision == "bf16-mixed" else "float32"
     skip_lines = run_preflight(args.root_dir, [(args.test_file, label_path(args.root_dir, args.test_file), None)],
-                               config.modality, odim, skip_invalid=args.skip_invalid)
+                               config.modality, odim, skip_invalid=args.skip_invalid,
+                               need_transcript=tokenizer is None)
     if state is None:
         model = E2E(config).eval()
         untrained = model.untrained_parts()

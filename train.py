@@ -138,7 +138,8 @@ def train(args: argparse.Namespace) -> int:
     resolve_noise_file(args.root_dir, args.noise_file)
     lists = [(args.train_file, args.max_frames), (args.val_file, args.max_frames), (args.test_file, None)]
     skip_lines = run_preflight(args.root_dir, [(f, label_path(args.root_dir, f), n) for f, n in lists if f],
-                               config.modality, odim, skip_invalid=args.skip_invalid)
+                               config.modality, odim, skip_invalid=args.skip_invalid,
+                               need_transcript=tokenizer is None)
     hparams = {
         "model_config": config.to_dict(),
         "sp_model_path": os.path.abspath(args.sp_model_path) if args.sp_model_path else None,

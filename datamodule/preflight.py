@@ -190,7 +190,7 @@ def check_line_media(facts: MediaFacts, video_path: str, input_length: int, moda
 
 def check_label_list(root_dir: str, label_path: str, modality: str, odim: Optional[int] = None,
                      max_frames: Optional[int] = None, av_tolerance: float = AV_TOLERANCE_SECONDS,
-                     use_cache: bool = True) -> ListCheck:
+                     use_cache: bool = True, need_transcript: bool = False) -> ListCheck:
     """Check every line of ``label_path`` (see the module docstring); nothing is raised for
     bad data, every problem is collected in the returned :class:`ListCheck`.
 
@@ -202,6 +202,8 @@ def check_label_list(root_dir: str, label_path: str, modality: str, odim: Option
         max_frames: ``--max-frames`` of the batches the list goes into, if any.
         av_tolerance: Allowed length mismatch in seconds.
         use_cache: Read and write ``<label_path>.preflight.json``.
+        need_transcript: Every line needs the transcript column (no SentencePiece tokenizer
+            to recover the text from the token ids).
     """
     start = time.perf_counter()
     result = ListCheck(label_path)
@@ -228,6 +230,9 @@ def check_label_list(root_dir: str, label_path: str, modality: str, odim: Option
                         f"{'none' if has_text else 'one'} (the column must be in every line or in none)")
             if has_text and not utt.transcript.strip():
                 problem("empty transcript column")
+            if need_transcript and not has_text and not first_transcript[1]:  # else: reported as inconsistent
+                problem("no transcript column, and without --sp-model-path/--dict-path the text cannot be "
+                        "recovered from the token ids")
             if odim is not None:
                 bad = [int(t) for t in utt.token_ids if not 0 < int(t) < odim - 1]
                 if bad:
@@ -252,13 +257,13 @@ def check_label_list(root_dir: str, label_path: str, modality: str, odim: Option
 
 def run_preflight(root_dir: str, lists: Sequence[Tuple[str, str, Optional[int]]], modality: str,
                   odim: Optional[int], skip_invalid: bool = False, use_cache: bool = True,
-                  log: Callable[[str], None] = print) -> Dict[str, AbstractSet[int]]:
+                  need_transcript: bool = False, log: Callable[[str], None] = print) -> Dict[str, AbstractSet[int]]:
     """Check label lists before any work starts.
 
     Args:
         root_dir: Dataset root.
         lists: ``(name as given, path, max_frames or None)`` per list.
-        modality, odim: As :func:`check_label_list`.
+        modality, odim, need_transcript: As :func:`check_label_list`.
         skip_invalid: Leave invalid lines out (reported) instead of stopping.
         log: Where the summary and notes go.
 
@@ -270,7 +275,8 @@ def run_preflight(root_dir: str, lists: Sequence[Tuple[str, str, Optional[int]]]
             list has invalid lines and ``skip_invalid`` is off, or a list as a whole is bad
             (missing, empty, or nothing valid left).
     """
-    checks = [(name, check_label_list(root_dir, path, modality, odim, max_frames, use_cache=use_cache))
+    checks = [(name, check_label_list(root_dir, path, modality, odim, max_frames, use_cache=use_cache,
+                                      need_transcript=need_transcript))
               for name, path, max_frames in lists]
     details = [line for _, c in checks if c.invalid_lines for line in c.listing()]
     list_errors = [p.message for _, c in checks for p in c.list_problems]

@@ -111,3 +111,12 @@ def test_averaging_refuses_non_finite_checkpoints(tmp_path):
                                          r"refusing to average it \(no model_avg written\)"):
         average_last_checkpoints(str(tmp_path), 2)
     assert not [f for f in os.listdir(tmp_path) if f.startswith("model_avg")]
+
+
+def test_transcripts_needed_without_a_tokenizer(corpus):
+    lines = [line.rsplit(",", 1)[0] for line in corpus.lines["train"][:2]]  # legacy 4 columns
+    path = corpus.label_path(corpus.write("l.csv", lines))
+    assert check_label_list(corpus.root, path, "audio", odim=corpus.odim()).problems == []
+    problems = check_label_list(corpus.root, path, "audio", need_transcript=True).problems
+    assert [p.line for p in problems] == [1, 2]
+    assert problems[0].message.startswith("no transcript column, and without --sp-model-path/--dict-path")
