@@ -6,7 +6,7 @@ import sys
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from espnet.training.cli_args import add_generate_args, add_model_args, add_tokenizer_args
+    from espnet.training.cli_args import add_failure_args, add_generate_args, add_model_args, add_tokenizer_args
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--root-dir", required=True, help="Root of the preprocessed dataset.")
@@ -35,10 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--wer-normalizer", default="lower", choices=["lower", "whisper"],
                    help="Text normalisation before scoring: lower = case-insensitive words (Auto-AVSR); whisper = "
                         "Whisper's English normaliser (punctuation, numbers, spellings). (Default: lower)")
-    p.add_argument("--skip-invalid", action="store_true",
-                   help="Leave out the test-list lines that fail the pre-flight check (they are listed; the WER "
-                        "covers the rest) instead of stopping before decoding.")
-    p.add_argument("--debug", action="store_true", help="Debug-level logging; tracebacks on errors.")
+    add_failure_args(p, "decoding")
     add_model_args(p)
     add_tokenizer_args(p)
     add_generate_args(p)

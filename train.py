@@ -8,7 +8,7 @@ import warnings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from espnet.training.cli_args import add_generate_args, add_model_args, add_tokenizer_args
+    from espnet.training.cli_args import add_failure_args, add_generate_args, add_model_args, add_tokenizer_args
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--exp-dir", default="./exp", help="Directory for checkpoints and logs. (Default: ./exp)")
@@ -46,13 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--merge-lora", action="store_true",
                    help="With --use-qlora: also write model_avg_N_merged.pth, the averaged model with the LoRA "
                         "adapters folded into dequantised full-precision weights (loads without --use-qlora).")
-    p.add_argument("--skip-invalid", action="store_true",
-                   help="Leave out the label-list lines that fail the pre-flight check (they are listed) instead "
-                        "of stopping before training.")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="Skip the update of a batch whose loss or gradient norm is NaN/inf (counted and reported) "
                         "instead of stopping training.")
-    p.add_argument("--debug", action="store_true", help="Debug-level logging; tracebacks on errors.")
+    add_failure_args(p, "training")
     add_model_args(p)
     add_tokenizer_args(p)
     add_generate_args(p)
