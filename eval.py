@@ -6,7 +6,7 @@ import sys
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from espnet.training.cli_args import add_generate_args, add_model_args, add_tokenizer_args
+    from espnet.training.cli_args import add_failure_args, add_generate_args, add_model_args, add_tokenizer_args
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--root-dir", required=True, help="Root of the preprocessed dataset.")
@@ -35,7 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--wer-normalizer", default="lower", choices=["lower", "whisper"],
                    help="Text normalisation before scoring: lower = case-insensitive words (Auto-AVSR); whisper = "
                         "Whisper's English normaliser (punctuation, numbers, spellings). (Default: lower)")
-    p.add_argument("--debug", action="store_true", help="Debug-level logging.")
+    add_failure_args(p, "decoding")
     add_model_args(p)
     add_tokenizer_args(p)
     add_generate_args(p)
@@ -50,48 +50,52 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
+    from espnet.training.cli_errors import run_cli
+
+    return run_cli(lambda: decode(args), debug=args.debug)
+
+
+def decode(args: argparse.Namespace) -> int:
+    """Decode ``--test-file`` and print the WER; raises on bad input (see ``run_cli``)."""
     import torch
 
+    from datamodule.data_module import label_path
+    from datamodule.preflight import run_preflight
     from espnet.asr.evaluate import evaluate, load_model, write_json
     from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
     from espnet.training.checkpoints import load_checkpoint
     from espnet.training.cli_args import load_tokenizer, resolve_model_config
 
-    try:
-        state, stored_config, meta = None, None, {}
-        if args.pretrained_model_path:
-            state, stored_config, meta = load_checkpoint(args.pretrained_model_path)
-        tokenizer = load_tokenizer(args.sp_model_path or meta.get("sp_model_path"),
-                                   args.dict_path or meta.get("dict_path"))
-        config = resolve_model_config(args, tokenizer.odim if tokenizer is not None else None, stored_config,
-                                      source=args.pretrained_model_path or "model flags",
-                                      state_keys=state.keys() if state is not None else None)
-        if args.precision is not None:
-            config.pretrained_dtype = "bfloat16" if args.precision == "bf16-mixed" else "float32"
-        if state is None:
-            model = E2E(config).eval()
-            untrained = model.untrained_parts()
-            if untrained:
-                raise ValueError(
-                    "without --pretrained-model-path every part of the model must be pretrained, but these are "
-                    f"not: {', '.join(untrained)}; train the model first (train.py) and pass its checkpoint")
-        else:
-            model = load_model(config, state, args.pretrained_model_path)
-    except (FileNotFoundError, ValueError, NotImplementedError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    state, stored_config, meta = None, None, {}
+    if args.pretrained_model_path:
+        state, stored_config, meta = load_checkpoint(args.pretrained_model_path)
+    tokenizer = load_tokenizer(args.sp_model_path or meta.get("sp_model_path"),
+                               args.dict_path or meta.get("dict_path"))
+    odim = tokenizer.odim if tokenizer is not None else None
+    config = resolve_model_config(args, odim, stored_config, source=args.pretrained_model_path or "model flags",
+                                  state_keys=state.keys() if state is not None else None)
+    if args.precision is not None:
+        config.pretrained_dtype = "bfloat16" if args.precision == "bf16-mixed" else "float32"
+    skip_lines = run_preflight(args.root_dir, [(args.test_file, label_path(args.root_dir, args.test_file), None)],
+                               config.modality, odim, skip_invalid=args.skip_invalid,
+                               need_transcript=tokenizer is None)
+    if state is None:
+        model = E2E(config).eval()
+        untrained = model.untrained_parts()
+        if untrained:
+            raise ValueError(
+                "without --pretrained-model-path every part of the model must be pretrained, but these are "
+                f"not: {', '.join(untrained)}; train the model first (train.py) and pass its checkpoint")
+    else:
+        model = load_model(config, state, args.pretrained_model_path)
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        print("error: --accelerator gpu requested but no CUDA device is available", file=sys.stderr)
-        return 2
+        raise ValueError("--accelerator gpu requested but no CUDA device is available")
     device = "cuda" if args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available()) else "cpu"
-    try:
-        result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
-                          ctc_weight=args.ctc_weight, snr_target=args.decode_snr_target,
-                          noise_file=args.noise_file, seed=args.seed, num_workers=args.num_workers, device=device,
-                          max_new_tokens=args.max_new_tokens, wer_normalizer=args.wer_normalizer)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
+                      ctc_weight=args.ctc_weight, snr_target=args.decode_snr_target,
+                      noise_file=args.noise_file, seed=args.seed, num_workers=args.num_workers, device=device,
+                      max_new_tokens=args.max_new_tokens, wer_normalizer=args.wer_normalizer,
+                      skip_lines=skip_lines.get(args.test_file, frozenset()))
     print(f"decoded {result.num_utterances} utterances in {result.seconds:.1f} s "
           f"({result.num_utterances / max(result.seconds, 1e-9):.2f} utt/s); "
           f"{result.errors} errors / {result.ref_words} words")

@@ -4,10 +4,11 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from espnet.training.cli_args import add_generate_args, add_model_args, add_tokenizer_args
+    from espnet.training.cli_args import add_failure_args, add_generate_args, add_model_args, add_tokenizer_args
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--exp-dir", default="./exp", help="Directory for checkpoints and logs. (Default: ./exp)")
@@ -45,7 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--merge-lora", action="store_true",
                    help="With --use-qlora: also write model_avg_N_merged.pth, the averaged model with the LoRA "
                         "adapters folded into dequantised full-precision weights (loads without --use-qlora).")
-    p.add_argument("--debug", action="store_true", help="Debug-level logging.")
+    p.add_argument("--skip-nonfinite", action="store_true",
+                   help="Skip the update of a batch whose loss or gradient norm is NaN/inf (counted and reported) "
+                        "instead of stopping training.")
+    add_failure_args(p, "training")
     add_model_args(p)
     add_tokenizer_args(p)
     add_generate_args(p)
@@ -74,12 +78,12 @@ def build_logger(args: argparse.Namespace, run_dir: str):
             try:
                 import tensorboardX  # noqa: F401
             except ImportError:
-                raise SystemExit("--logger tensorboard needs the tensorboard package: pip install tensorboard") from None
+                raise ImportError("--logger tensorboard needs the tensorboard package: pip install tensorboard") from None
         return loggers.TensorBoardLogger(save_dir=run_dir, name=name)
     try:
         import wandb  # noqa: F401
     except ImportError:
-        raise SystemExit("--logger wandb needs the wandb package: pip install wandb") from None
+        raise ImportError("--logger wandb needs the wandb package: pip install wandb") from None
     return loggers.WandbLogger(name=args.exp_name, project="avsr", group=args.group_name, save_dir=run_dir)
 
 
@@ -87,33 +91,52 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s %(message)s" if args.debug else "%(message)s")
+    from espnet.training.cli_errors import run_cli
+
+    return run_cli(lambda: train(args), debug=args.debug)
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train (and optionally decode ``--test-file``); raises on bad input (see ``run_cli``)."""
+    import pickle
+
     import torch
     from pytorch_lightning import Trainer, seed_everything
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
-    from datamodule.data_module import DataModule
+    from datamodule.data_module import DataModule, label_path
     from datamodule.noise import resolve_noise_file
+    from datamodule.preflight import run_preflight
     from espnet.asr.evaluate import evaluate, write_json
-    from espnet.training.checkpoints import average_last_checkpoints
+    from espnet.training.checkpoints import average_last_checkpoints, checkpoint_load_error
     from espnet.training.cli_args import load_tokenizer, resolve_model_config
+    from espnet.training.distributed import RanksAgree, ddp_settings, uses_cuda
+    from espnet.training.interrupt import SaveOnSignal, TrainingInterrupted
     from espnet.training.model_module import ModelModule
 
-    if args.precision.startswith("16") and (args.accelerator == "cpu" or not torch.cuda.is_available()):
-        print("error: --precision 16-mixed needs a GPU (none found); use bf16-mixed on CPU", file=sys.stderr)
-        return 2
+    if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--accelerator {args.accelerator} requested but no CUDA device is available")
+    if args.precision.startswith("16") and not uses_cuda(args.accelerator):
+        raise ValueError("--precision 16-mixed needs a GPU (none found); use bf16-mixed on CPU")
+    if args.ckpt_path and args.ckpt_path not in ("last", "best", "hpc") and not os.path.isfile(args.ckpt_path):
+        raise FileNotFoundError(f"--ckpt-path: checkpoint not found: {args.ckpt_path}")
+    # A mid-epoch checkpoint resumes at the right batch: the DataModule's state holds the sampler
+    # position (Lightning only knows about loaders with their own state_dict, and warns).
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     seed_everything(args.seed, workers=True)
-    try:
-        tokenizer = load_tokenizer(args.sp_model_path, args.dict_path)
-        config = resolve_model_config(args, tokenizer.odim if tokenizer is not None else None)
-        config.ctc_weight = args.ctc_weight
-        if args.precision in ("bf16-mixed", "bf16-true"):
-            config.pretrained_dtype = "bfloat16"  # load pretrained weights in bf16 (else float32)
-        if config.use_qlora and args.precision in ("bf16-mixed", "bf16-true"):
-            config.qlora_compute_dtype = "bfloat16"
-        resolve_noise_file(args.root_dir, args.noise_file)
-    except (FileNotFoundError, ValueError, NotImplementedError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    tokenizer = load_tokenizer(args.sp_model_path, args.dict_path)
+    odim = tokenizer.odim if tokenizer is not None else None
+    config = resolve_model_config(args, odim)
+    config.ctc_weight = args.ctc_weight
+    if args.precision in ("bf16-mixed", "bf16-true"):
+        config.pretrained_dtype = "bfloat16"  # load pretrained weights in bf16 (else float32)
+    if config.use_qlora and args.precision in ("bf16-mixed", "bf16-true"):
+        config.qlora_compute_dtype = "bfloat16"
+    resolve_noise_file(args.root_dir, args.noise_file)
+    lists = [(args.train_file, args.max_frames), (args.val_file, args.max_frames), (args.test_file, None)]
+    skip_lines = run_preflight(args.root_dir, [(f, label_path(args.root_dir, f), n) for f, n in lists if f],
+                               config.modality, odim, skip_invalid=args.skip_invalid,
+                               need_transcript=tokenizer is None)
     hparams = {
         "model_config": config.to_dict(),
         "sp_model_path": os.path.abspath(args.sp_model_path) if args.sp_model_path else None,
@@ -130,41 +153,47 @@ def main(argv=None) -> int:
         "val_file": args.val_file,
         "max_frames": args.max_frames,
         "seed": args.seed,
+        "skip_nonfinite": args.skip_nonfinite,
     }
-    try:
-        module = ModelModule(hparams)
-    except (FileNotFoundError, ValueError, NotImplementedError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    module = ModelModule(hparams)
     from espnet.nets.pytorch_backend.lora.qlora_manager import parameter_table
 
     print(parameter_table(module.model))
     datamodule = DataModule(args.root_dir, args.train_file, args.val_file, config.modality,
                             max_frames=args.max_frames, train_num_buckets=args.train_num_buckets,
                             num_workers=args.num_workers, noise_file=args.noise_file, seed=args.seed,
-                            audio_utterance_norm=module.model.audio_utterance_norm)
+                            skip_lines=skip_lines, audio_utterance_norm=module.model.audio_utterance_norm)
     run_dir = os.path.join(args.exp_dir, args.exp_name)
     os.makedirs(run_dir, exist_ok=True)
     checkpoint = ModelCheckpoint(dirpath=run_dir, filename="{epoch}", monitor="monitoring_step", mode="max",
                                  save_top_k=10, save_last=True)
-    devices = args.gpus if args.gpus is not None else "auto"
-    multi = (args.num_nodes > 1) or (isinstance(devices, int) and devices > 1)
+    on_signal = SaveOnSignal(os.path.join(run_dir, "last.ckpt"))
     trainer = Trainer(
         default_root_dir=run_dir,
         max_epochs=args.max_epochs,
-        num_nodes=args.num_nodes,
-        devices=devices,
         accelerator=args.accelerator,
         precision=args.precision,
-        strategy="ddp" if multi else "auto",
-        sync_batchnorm=multi,
+        **ddp_settings(args.gpus, args.num_nodes, args.accelerator),
         use_distributed_sampler=False,
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step")],
+        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step"), on_signal, RanksAgree()],
         logger=build_logger(args, run_dir),
         gradient_clip_val=10.0,
         num_sanity_val_steps=0,
     )
-    trainer.fit(model=module, datamodule=datamodule, ckpt_path=args.ckpt_path)
+    try:
+        trainer.fit(model=module, datamodule=datamodule, ckpt_path=args.ckpt_path, weights_only=True)
+    except TrainingInterrupted as stop:
+        print(f"stopped: {stop}", file=sys.stderr)
+        return stop.exit_code
+    except pickle.UnpicklingError as err:
+        raise checkpoint_load_error(f"--ckpt-path {args.ckpt_path}", err) from err
+    if module.skipped_batches:
+        print(f"note: skipped {module.skipped_batches} batch(es) with a non-finite loss or gradient norm "
+              f"(--skip-nonfinite); see the log for their utterances")
+    if on_signal.signum is not None:
+        print(f"stopped: signal {on_signal.signum} received after the last batch; checkpoints are in {run_dir}",
+              file=sys.stderr)
+        return 128 + on_signal.signum
     if trainer.global_rank != 0:
         return 0
     avg_path = average_last_checkpoints(run_dir, 10, meta={k: hparams[k] for k in ("model_config", "sp_model_path", "dict_path")})
@@ -185,7 +214,7 @@ def main(argv=None) -> int:
             print("note: --noise-file is used for training augmentation only; --test-file is decoded clean")
         result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
                           ctc_weight=args.ctc_weight, seed=args.seed, device=device,
-                          max_new_tokens=args.max_new_tokens)
+                          max_new_tokens=args.max_new_tokens, skip_lines=skip_lines.get(args.test_file, frozenset()))
         out = os.path.join(run_dir, "test_results.json")
         write_json(result, out)
         print(f"test results: {out}")

@@ -12,8 +12,8 @@ def collate_pad(batch: List[Dict[str, object]]) -> Dict[str, torch.Tensor]:
 
     ``video`` -> ``videos (B, T, 1, H, W)`` + ``video_lengths``; ``audio`` -> ``audios
     (B, S, 1)`` + ``audio_lengths``; ``target`` -> ``targets (B, L)`` padded with -1 +
-    ``target_lengths``; ``idx`` -> ``idxs (B,)``; ``text`` (str or ``None``) -> ``texts``, a
-    list of B entries.
+    ``target_lengths``; ``idx`` -> ``idxs (B,)``; ``text`` (str or ``None``) -> ``texts`` and
+    ``path`` -> ``paths``, lists of B entries.
     """
     out: Dict[str, torch.Tensor] = {}
     for key in batch[0]:
@@ -21,8 +21,8 @@ def collate_pad(batch: List[Dict[str, object]]) -> Dict[str, torch.Tensor]:
         if key == "idx":
             out["idxs"] = torch.tensor(values, dtype=torch.long)
             continue
-        if key == "text":
-            out["texts"] = list(values)
+        if key in ("text", "path"):
+            out[key + "s"] = list(values)
             continue
         lengths = torch.tensor([v.size(0) for v in values], dtype=torch.long)
         padded = values[0].new_full((len(values), int(lengths.max()), *values[0].shape[1:]), PAD_VALUES.get(key, 0))

@@ -1,7 +1,8 @@
 """LightningDataModule: label CSVs -> bucketed, padded batches."""
 
 import os
-from typing import Optional
+import signal
+from typing import AbstractSet, Any, Dict, Optional
 
 import torch
 from pytorch_lightning import LightningDataModule
@@ -22,10 +23,12 @@ def label_path(root_dir: str, name: str) -> str:
 
 def build_dataset(root_dir: str, file: str, subset: str, modality: str, noise: Optional[torch.Tensor] = None,
                   snr_target: Optional[float] = None, seed: Optional[int] = None,
+                  augment_seed: Optional[int] = None, skip_lines: AbstractSet[int] = frozenset(),
                   audio_utterance_norm: bool = True) -> AVDataset:
-    """Dataset of one split with the legacy transforms of that split;
-    ``audio_utterance_norm``: see :class:`AudioTransform` (the model's
-    ``audio_utterance_norm``)."""
+    """Dataset of one split with the legacy transforms of that split. ``seed`` keys test-time
+    noise by utterance; ``augment_seed`` keys training augmentation by (epoch, utterance);
+    ``skip_lines`` are label-list lines to leave out; ``audio_utterance_norm``: see
+    :class:`AudioTransform` (the model's ``audio_utterance_norm``)."""
     return AVDataset(
         root_dir=root_dir,
         label_path=label_path(root_dir, file),
@@ -33,11 +36,24 @@ def build_dataset(root_dir: str, file: str, subset: str, modality: str, noise: O
         video_transform=VideoTransform(subset),
         audio_transform=AudioTransform(subset, noise=noise, snr_target=snr_target, seed=seed,
                                        utterance_norm=audio_utterance_norm),
+        seed=augment_seed,
+        skip_lines=skip_lines,
     )
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers leave SIGINT/SIGTERM to the main process, which
+    stops training cleanly (Ctrl+C reaches every process of the terminal's group)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class DataModule(LightningDataModule):
     """Train/val loaders for ``train.py``.
+
+    Training batches are keyed by (epoch, utterance) so that augmentation is reproducible
+    (see :class:`AVDataset`); the checkpoint records the epoch and how many of its batches
+    were trained on (:meth:`state_dict`), so a resumed run continues with the next batch.
 
     Args:
         root_dir, train_file, val_file: Data location (label files under ``root_dir/labels``).
@@ -47,7 +63,8 @@ class DataModule(LightningDataModule):
         num_workers: DataLoader workers.
         noise_file: Babble/noise wav for training augmentation (default: ``ROOT/babble.wav``
             when present, else the built-in babble).
-        seed: Base seed of the batch order.
+        seed: Base seed of the batch order and the augmentation.
+        skip_lines: Label-list lines to leave out, by file name as given (``--skip-invalid``).
         audio_utterance_norm: Layer-norm audio over each utterance (the model's
             ``audio_utterance_norm``: the legacy 1D-ResNet wants it, pretrained audio
             frontends get the recorded level).
@@ -55,7 +72,8 @@ class DataModule(LightningDataModule):
 
     def __init__(self, root_dir: str, train_file: str, val_file: Optional[str], modality: str,
                  max_frames: int = 1600, train_num_buckets: int = 400, num_workers: int = 0,
-                 noise_file: Optional[str] = None, seed: int = 42, audio_utterance_norm: bool = True) -> None:
+                 noise_file: Optional[str] = None, seed: int = 42,
+                 skip_lines: Optional[Dict[str, AbstractSet[int]]] = None, audio_utterance_norm: bool = True) -> None:
         super().__init__()
         self.root_dir = root_dir
         self.train_file = train_file
@@ -66,8 +84,10 @@ class DataModule(LightningDataModule):
         self.num_workers = num_workers
         self.noise_file = noise_file
         self.seed = seed
+        self.skip_lines = skip_lines or {}
         self.audio_utterance_norm = audio_utterance_norm
         self.train_sampler: Optional[BucketBatchSampler] = None
+        self._resume: Optional[Dict[str, int]] = None
 
     def _loader(self, dataset: AVDataset, sampler: BucketBatchSampler) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
@@ -76,6 +96,7 @@ class DataModule(LightningDataModule):
             collate_fn=collate_pad,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=ignore_stop_signals if self.num_workers > 0 else None,
         )
 
     def _rank_world(self):
@@ -89,20 +110,40 @@ class DataModule(LightningDataModule):
         if self.modality != "video":
             noise = load_noise(resolve_noise_file(self.root_dir, self.noise_file))
         dataset = build_dataset(self.root_dir, self.train_file, "train", self.modality, noise=noise,
+                                augment_seed=self.seed, skip_lines=self.skip_lines.get(self.train_file, frozenset()),
                                 audio_utterance_norm=self.audio_utterance_norm)
         rank, world = self._rank_world()
         self.train_sampler = BucketBatchSampler(
             dataset.input_lengths, self.max_frames, self.train_num_buckets, shuffle=True,
-            seed=self.seed, source=dataset.label_path, rank=rank, world_size=world,
+            seed=self.seed, source=dataset.label_path, rank=rank, world_size=world, keyed=True,
         )
+        if self._resume is not None:
+            self.train_sampler.resume_at(self._resume["epoch"], self._resume["start"])
+            self._resume = None
         return self._loader(dataset, self.train_sampler)
 
     def val_dataloader(self):
         if not self.val_file:
             return []
         dataset = build_dataset(self.root_dir, self.val_file, "val", self.modality,
+                                skip_lines=self.skip_lines.get(self.val_file, frozenset()),
                                 audio_utterance_norm=self.audio_utterance_norm)
         rank, world = self._rank_world()
         sampler = BucketBatchSampler(dataset.input_lengths, self.max_frames, 1, shuffle=False,
                                      source=dataset.label_path, rank=rank, world_size=world)
         return self._loader(dataset, sampler)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Where training stands in the batch order: ``{"train_sampler": {"epoch", "start"}}``
+        (at the end of an epoch: the next epoch, from its first batch)."""
+        trainer = getattr(self, "trainer", None)
+        if self.train_sampler is None or trainer is None:
+            return {}
+        epoch = trainer.current_epoch
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= len(self.train_sampler):
+            epoch, done = epoch + 1, 0
+        return {"train_sampler": {"epoch": epoch, "start": done}}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self._resume = state.get("train_sampler")

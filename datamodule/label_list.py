@@ -7,7 +7,7 @@ One utterance per line: ``dataset,rel_path,input_length,token_ids[,transcript]``
 
 import os
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import AbstractSet, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -19,42 +19,54 @@ class Utterance:
     input_length: int
     token_ids: torch.Tensor
     transcript: Optional[str] = None
+    line_no: int = 0
 
 
-def read_label_list(path: str) -> List[Utterance]:
-    """Parse a label CSV; errors name the file and the 1-based line number."""
+def iter_label_lines(path: str) -> Iterator[Tuple[int, str]]:
+    """``(1-based line number, line)`` of every non-blank line of a label CSV."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"label list not found: {path}")
-    items: List[Utterance] = []
     with open(path, encoding="utf8") as handle:
         for line_no, line in enumerate(handle, 1):
             line = line.rstrip("\n\r")
-            if not line.strip():
-                continue
-            parts = line.split(",", 4)
-            where = f"{path}:{line_no}"
-            if len(parts) < 4:
-                raise ValueError(
-                    f"{where}: expected 'dataset,rel_path,input_length,token_ids[,transcript]', "
-                    f"got {len(parts)} field(s): {line!r}"
-                )
-            dataset, rel_path, length, ids = parts[:4]
-            try:
-                input_length = int(length)
-            except ValueError:
-                raise ValueError(f"{where}: input_length must be an integer, got {length!r}") from None
-            if input_length <= 0:
-                raise ValueError(f"{where}: input_length must be positive, got {input_length}")
-            try:
-                token_ids = [int(t) for t in ids.split()]
-            except ValueError:
-                raise ValueError(f"{where}: token_ids must be space-separated integers, got {ids!r}") from None
-            if not token_ids:
-                raise ValueError(f"{where}: empty token_ids")
-            transcript = parts[4] if len(parts) == 5 else None
-            items.append(Utterance(dataset, rel_path, input_length, torch.tensor(token_ids), transcript))
+            if line.strip():
+                yield line_no, line
+
+
+def parse_label_line(line: str, where: str, line_no: int = 0) -> Utterance:
+    """One CSV line -> :class:`Utterance`; a malformed line is a ``ValueError`` starting with
+    ``where`` (``FILE:LINE``)."""
+    parts = line.split(",", 4)
+    if len(parts) < 4:
+        raise ValueError(
+            f"{where}: expected 'dataset,rel_path,input_length,token_ids[,transcript]', "
+            f"got {len(parts)} field(s): {line!r}"
+        )
+    dataset, rel_path, length, ids = parts[:4]
+    try:
+        input_length = int(length)
+    except ValueError:
+        raise ValueError(f"{where}: input_length must be an integer, got {length!r}") from None
+    if input_length <= 0:
+        raise ValueError(f"{where}: input_length must be positive, got {input_length}")
+    try:
+        token_ids = [int(t) for t in ids.split()]
+    except ValueError:
+        raise ValueError(f"{where}: token_ids must be space-separated integers, got {ids!r}") from None
+    if not token_ids:
+        raise ValueError(f"{where}: empty token_ids")
+    transcript = parts[4] if len(parts) == 5 else None
+    return Utterance(dataset, rel_path, input_length, torch.tensor(token_ids), transcript, line_no)
+
+
+def read_label_list(path: str, skip_lines: AbstractSet[int] = frozenset()) -> List[Utterance]:
+    """Parse a label CSV; errors name the file and the 1-based line number. Lines whose
+    numbers are in ``skip_lines`` (the pre-flight check's invalid lines under
+    ``--skip-invalid``) are left out unread."""
+    items = [parse_label_line(line, f"{path}:{line_no}", line_no)
+             for line_no, line in iter_label_lines(path) if line_no not in skip_lines]
     if not items:
-        raise ValueError(f"{path}: the label list is empty")
+        raise ValueError(f"{path}: the label list is empty" + (" after leaving out the invalid lines" if skip_lines else ""))
     return items
 
 

@@ -1,6 +1,9 @@
-"""Media decoding with PyAV: mp4 frames and 16 kHz mono waveforms."""
+"""Media decoding with PyAV: mp4 frames and 16 kHz mono waveforms; header probes (no decoding)."""
 
 import os
+import struct
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -13,6 +16,132 @@ def _require_file(path: str, what: str) -> None:
         raise FileNotFoundError(f"{what} file not found: {path}")
 
 
+def decode_error(path: str, what: str, err: Exception) -> ValueError:
+    """A PyAV/FFmpeg error (e.g. ``InvalidDataError`` for a truncated mp4) as a
+    ``ValueError`` that names the file."""
+    reason = getattr(err, "strerror", None) or str(err)
+    return ValueError(f"{path}: cannot read the {what} ({reason}; a truncated or damaged file?)")
+
+
+@dataclass
+class VideoInfo:
+    """Facts from a video container's header: ``frames`` (0 when unknown), ``fps``, pixel size."""
+
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+
+@dataclass
+class AudioInfo:
+    """Facts from an audio file's header: duration in seconds, sample rate in Hz, channels."""
+
+    seconds: float
+    sample_rate: int
+    channels: int
+
+
+def probe_video(path: str) -> VideoInfo:
+    """Read the header of a video file (no decoding): frame count from the container
+    (``nb_frames``; else duration x rate), frame rate and size.
+
+    Raises:
+        FileNotFoundError, or ValueError naming the file (no video stream, unreadable).
+    """
+    import av
+
+    _require_file(path, "video")
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise ValueError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
+            frames = int(stream.frames or 0)
+            if not frames and fps:
+                if stream.duration and stream.time_base:
+                    frames = round(float(stream.duration * stream.time_base) * fps)
+                elif container.duration:
+                    frames = round(container.duration / 1e6 * fps)
+            return VideoInfo(frames, fps, int(stream.codec_context.width or 0), int(stream.codec_context.height or 0))
+    except av.error.FFmpegError as err:
+        raise decode_error(path, "video", err) from err
+
+
+_WAV_TAGS_PCM = (1, 3, 0xFFFE)  # integer PCM, float PCM, WAVE_FORMAT_EXTENSIBLE
+
+
+def probe_audio(path: str) -> AudioInfo:
+    """Read the header of an audio file (no decoding). A RIFF/WAVE file with PCM samples is
+    parsed directly (about 20 us); other files go through PyAV's header probe.
+
+    A wav whose ``data`` chunk announces more bytes than the file holds is an error
+    (truncated file).
+
+    Raises:
+        FileNotFoundError, or ValueError naming the file.
+    """
+    _require_file(path, "audio")
+    info = _probe_pcm_wav(path)
+    return info if info is not None else _probe_audio_av(path)
+
+
+def _probe_pcm_wav(path: str) -> Optional[AudioInfo]:
+    """:class:`AudioInfo` of a PCM RIFF/WAVE file, or ``None`` when it is something else."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        fmt = None
+        while True:
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                return None
+            chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if chunk_id == b"fmt ":
+                body = handle.read(chunk_size + (chunk_size & 1))
+                if len(body) < 16:
+                    return None
+                tag, channels, rate, _, block_align, _ = struct.unpack("<HHIIHH", body[:16])
+                if tag not in _WAV_TAGS_PCM or not channels or not rate or not block_align:
+                    return None
+                fmt = (channels, rate, block_align)
+            elif chunk_id == b"data":
+                if fmt is None:
+                    return None
+                channels, rate, block_align = fmt
+                available = size - handle.tell()
+                if chunk_size in (0, 0xFFFFFFFF):  # size left open by an interrupted writer
+                    chunk_size = available
+                if chunk_size > available:
+                    raise ValueError(f"{path}: the wav header announces {chunk_size // block_align / rate:.3f} s but "
+                                     f"the file holds {available // block_align / rate:.3f} s (truncated file?)")
+                return AudioInfo(chunk_size // block_align / rate, rate, channels)
+            else:
+                handle.seek(chunk_size + (chunk_size & 1), 1)
+
+
+def _probe_audio_av(path: str) -> AudioInfo:
+    import av
+
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                raise ValueError(f"{path} has no audio stream")
+            stream = container.streams.audio[0]
+            if stream.duration and stream.time_base:
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration:
+                seconds = container.duration / 1e6
+            else:
+                seconds = 0.0
+            return AudioInfo(seconds, int(stream.sample_rate or 0), int(stream.channels or 0))
+    except av.error.FFmpegError as err:
+        raise decode_error(path, "audio", err) from err
+
+
 def load_video(path: str) -> torch.Tensor:
     """Decode every frame of a video as RGB.
 
@@ -22,10 +151,13 @@ def load_video(path: str) -> torch.Tensor:
     import av
 
     _require_file(path, "video")
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise ValueError(f"{path} has no video stream")
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise ValueError(f"{path} has no video stream")
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except av.error.FFmpegError as err:
+        raise decode_error(path, "video", err) from err
     if not frames:
         raise ValueError(f"{path} contains no decodable video frames")
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
@@ -41,15 +173,18 @@ def load_audio(path: str, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
 
     _require_file(path, "audio")
     chunks = []
-    with av.open(path) as container:
-        if not container.streams.audio:
-            raise ValueError(f"{path} has no audio stream")
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        for frame in container.decode(audio=0):
-            for out in resampler.resample(frame):
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                raise ValueError(f"{path} has no audio stream")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
+    except av.error.FFmpegError as err:
+        raise decode_error(path, "audio", err) from err
     if not chunks:
         raise ValueError(f"{path} contains no audio samples")
     return torch.from_numpy(np.concatenate(chunks).astype(np.float32)).unsqueeze(1)

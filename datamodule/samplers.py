@@ -1,6 +1,6 @@
 """Length-bucketed batching under a frame budget (``--max-frames``)."""
 
-from typing import Iterator, List, Sequence
+from typing import Any, Iterator, List, Sequence
 
 import torch
 
@@ -13,6 +13,13 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     order and then, when shuffling, visited in a random order. Deterministic for a given
     ``seed`` and epoch (:meth:`set_epoch`).
 
+    Resuming: :meth:`resume_at` makes iterations start at batch ``start`` of an epoch's
+    batch list until the epoch changes (the batches an interrupted run had already trained
+    on are left out; a DataLoader with workers calls ``iter()`` twice); ``len()`` stays the
+    whole epoch, as Lightning counts.
+    With ``keyed``, a batch is a list of ``(epoch, index)`` pairs, which the dataset uses to
+    seed the item's augmentation.
+
     Args:
         lengths: Frames per utterance (25 Hz).
         max_frames: Frame budget per batch; an utterance longer than this is an error.
@@ -22,6 +29,7 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         source: Name used in error messages (the label file).
         rank, world_size: Distributed shard; each rank gets every ``world_size``-th batch
             (the batch list is truncated to a multiple of ``world_size``).
+        keyed: Yield ``(epoch, index)`` pairs instead of indices.
     """
 
     def __init__(
@@ -34,6 +42,7 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         source: str = "dataset",
         rank: int = 0,
         world_size: int = 1,
+        keyed: bool = False,
     ) -> None:
         if max_frames <= 0:
             raise ValueError(f"--max-frames must be positive, got {max_frames}")
@@ -54,11 +63,26 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         self.epoch = 0
         self.rank = rank
         self.world_size = world_size
+        self.keyed = keyed
+        self.start = 0
         self._batches = self._make_batches()
 
     def set_epoch(self, epoch: int) -> None:
+        """Batches of ``epoch`` from the first one (nothing changes when the sampler is at
+        that epoch already, e.g. resumed into its middle)."""
+        if epoch == self.epoch:
+            return
         self.epoch = epoch
+        self.start = 0
         self._batches = self._make_batches()
+
+    def resume_at(self, epoch: int, start: int) -> None:
+        """Make the next iteration begin at batch ``start`` of ``epoch``'s batches."""
+        self.set_epoch(epoch)
+        if not 0 <= start <= len(self._batches):
+            raise ValueError(f"cannot resume at batch {start} of an epoch of {len(self._batches)} batches; "
+                             f"the label list or --max-frames changed since the checkpoint was written")
+        self.start = start
 
     def _make_batches(self) -> List[List[int]]:
         gen = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -87,8 +111,11 @@ class BucketBatchSampler(torch.utils.data.Sampler):
             batches = batches[self.rank : usable : self.world_size]
         return batches
 
-    def __iter__(self) -> Iterator[List[int]]:
-        return iter(self._batches)
+    def __iter__(self) -> Iterator[List[Any]]:
+        batches = self._batches[self.start:]  # the resume position holds until the next epoch
+        if self.keyed:
+            batches = [[(self.epoch, i) for i in batch] for batch in batches]
+        return iter(batches)
 
     def __len__(self) -> int:
         return len(self._batches)

@@ -15,23 +15,38 @@ TRAIN_SNRS = (-5, 0, 5, 10, 15, 20, 999999)
 
 class AdaptiveTimeMask(torch.nn.Module):
     """Zero random spans along time: ``length // stride`` (rounded) spans, each shorter
-    than ``window`` steps. ``(T, ...) -> (T, ...)``."""
+    than ``window`` steps. ``(T, ...) -> (T, ...)``. Draws from ``generator`` when given,
+    else from the global torch / Python generators (as Auto-AVSR)."""
 
     def __init__(self, window: int, stride: int) -> None:
         super().__init__()
         self.window = window
         self.stride = stride
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         out = x.clone()
         length = out.size(0)
         n_mask = int((length + self.stride - 0.1) // self.stride)
-        for width in torch.randint(0, self.window, (n_mask,)).tolist():
+        for width in torch.randint(0, self.window, (n_mask,), generator=generator).tolist():
             if length - width <= 0 or width == 0:
                 continue
-            start = random.randrange(0, length - width)
+            if generator is None:
+                start = random.randrange(0, length - width)
+            else:
+                start = int(torch.randint(0, length - width, (1,), generator=generator))
             out[start : start + width] = 0
         return out
+
+
+def random_crop(frames: torch.Tensor, size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """The same random ``size`` x ``size`` window of every frame: ``(T, C, H, W) -> (T, C, size, size)``
+    (drawn like torchvision's ``RandomCrop``: top, then left)."""
+    height, width = frames.shape[-2:]
+    if height < size or width < size:
+        raise ValueError(f"frames of {width}x{height} pixels are smaller than the {size}x{size} crop")
+    top = int(torch.randint(0, height - size + 1, (1,), generator=generator))
+    left = int(torch.randint(0, width - size + 1, (1,), generator=generator))
+    return frames[..., top : top + size, left : left + size]
 
 
 class AddNoise(torch.nn.Module):
@@ -60,18 +75,23 @@ def _utterance_norm(x: torch.Tensor) -> torch.Tensor:
 
 class VideoTransform:
     """``uint8 (T, 3, H, W) -> float (T, 1, 88, 88)``: /255, crop (random for train,
-    centre otherwise), ITU-R 601 grayscale, time masking (train), normalise."""
+    centre otherwise), ITU-R 601 grayscale, time masking (train), normalise. The train-time
+    randomness comes from ``generator`` when one is passed."""
 
     def __init__(self, subset: str) -> None:
-        crop = torchvision.transforms.RandomCrop(CROP_SIZE) if subset == "train" else torchvision.transforms.CenterCrop(CROP_SIZE)
-        steps = [crop, torchvision.transforms.Grayscale()]
-        if subset == "train":
-            steps.append(AdaptiveTimeMask(10, 25))
-        steps.append(torchvision.transforms.Normalize(VIDEO_MEAN, VIDEO_STD))
-        self.pipeline = torch.nn.Sequential(*steps)
+        self.train = subset == "train"
+        self.center_crop = torchvision.transforms.CenterCrop(CROP_SIZE)
+        self.gray = torchvision.transforms.Grayscale()
+        self.mask = AdaptiveTimeMask(10, 25) if self.train else None
+        self.normalize = torchvision.transforms.Normalize(VIDEO_MEAN, VIDEO_STD)
 
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.pipeline(frames.float() / 255.0)
+    def __call__(self, frames: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        x = frames.float() / 255.0
+        x = random_crop(x, CROP_SIZE, generator) if self.train else self.center_crop(x)
+        x = self.gray(x)
+        if self.mask is not None:
+            x = self.mask(x, generator)
+        return self.normalize(x)
 
 
 class AudioTransform:
@@ -107,10 +127,14 @@ class AudioTransform:
         self.seed = seed
         self.utterance_norm = bool(utterance_norm)
 
-    def __call__(self, audio: torch.Tensor, key: int = 0) -> torch.Tensor:
+    def __call__(self, audio: torch.Tensor, key: int = 0, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``generator`` (training: keyed by epoch and utterance) drives the masking and the
+        noise; without it the noise of a seeded transform comes from (``seed``, ``key``)."""
         if self.mask is not None:
-            audio = self.mask(audio)
+            audio = self.mask(audio, generator)
         if self.noise is not None:
-            gen = None if self.seed is None else torch.Generator().manual_seed(self.seed * 1_000_003 + key)
+            gen = generator
+            if gen is None and self.seed is not None:
+                gen = torch.Generator().manual_seed(self.seed * 1_000_003 + key)
             audio = self.noise(audio, gen)
         return _utterance_norm(audio) if self.utterance_norm else audio

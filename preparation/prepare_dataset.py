@@ -237,11 +237,11 @@ def make_cropper(already_cropped: bool, crop_size: int = CROP_SIZE):
 
 
 def import_mouth_cropper() -> type:
-    """``preparation.mouth_crop.MouthCropper``, or a RuntimeError that says how to install it."""
+    """``preparation.mouth_crop.MouthCropper``, or an ImportError that says how to install it."""
     try:
         from preparation.mouth_crop import MouthCropper
     except ImportError as err:
-        raise RuntimeError(
+        raise ImportError(
             f"the mouth cropper could not be imported ({err}); install its packages with "
             "'pip install -r preparation/requirements.txt' and 'pip install --no-deps -r "
             "preparation/requirements-nodeps.txt' (tutorials/env.sh does both), or pass --already-cropped for "
@@ -592,23 +592,25 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--skip-missing-transcripts", action="store_true",
                    help="Leave out clips with a missing/empty transcript (listed) instead of stopping.")
     p.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    p.add_argument("--debug", action="store_true", help="Tracebacks on errors.")
     return p.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from espnet.training.cli_errors import run_cli
+
     args = parse_args(argv)
+    return run_cli(lambda: _run(args), debug=args.debug)
+
+
+def _run(args: argparse.Namespace) -> int:
     split_files = dict(args.split_file) if args.split_file else None
     if split_files is not None and len(split_files) != len(args.split_file):
-        print("error: --split-file: a split name is given twice", file=sys.stderr)
-        return 2
-    try:
-        summary = prepare(args.input_dir, args.out_dir, args.dataset, args.layout, args.split_name, args.splits,
-                          split_files, args.already_cropped, args.sp_model_path, args.dict_path, args.vocab_size,
-                          args.tokenizer_splits, args.max_seconds, args.workers, args.overwrite,
-                          args.skip_missing_transcripts, args.crop_size, progress=not args.no_progress)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise ValueError("--split-file: a split name is given twice")
+    summary = prepare(args.input_dir, args.out_dir, args.dataset, args.layout, args.split_name, args.splits,
+                      split_files, args.already_cropped, args.sp_model_path, args.dict_path, args.vocab_size,
+                      args.tokenizer_splits, args.max_seconds, args.workers, args.overwrite,
+                      args.skip_missing_transcripts, args.crop_size, progress=not args.no_progress)
     print(format_summary(summary, args.input_dir))
     return 1 if summary.count("failed") else 0
 

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import AbstractSet, Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 from tqdm import tqdm
@@ -102,6 +102,7 @@ def evaluate(
     progress: bool = True,
     max_new_tokens: int = 64,
     wer_normalizer: str = "lower",
+    skip_lines: AbstractSet[int] = frozenset(),
 ) -> EvalResult:
     """Decode every utterance of ``test_file`` one at a time and score it.
 
@@ -110,7 +111,8 @@ def evaluate(
     ``max_new_tokens``); the reference is the transcript column, else the text recovered
     from the SentencePiece ids (``text_transform``; ``None`` needs transcripts).
     ``ctc_weight`` is then unused. A model whose pretrained weights are bfloat16
-    (``pretrained_dtype``) decodes under bf16 autocast."""
+    (``pretrained_dtype``) decodes under bf16 autocast. ``skip_lines``: label-list lines
+    left out (``--skip-invalid``)."""
     if snr_target is not None and model.modality == "video":
         raise ValueError("--decode-snr-target adds noise to audio, but this model is video-only")
     uses_text = getattr(model, "uses_text", False)
@@ -119,7 +121,8 @@ def evaluate(
     normalize = text_normalizer(wer_normalizer, [model.config.decoder_model_name, model.config.audio_model_name])
     noise = load_noise(resolve_noise_file(root_dir, noise_file)) if snr_target is not None else None
     dataset = build_dataset(root_dir, test_file, "test", model.modality, noise=noise,
-                            snr_target=snr_target, seed=seed, audio_utterance_norm=model.audio_utterance_norm)
+                            snr_target=snr_target, seed=seed, audio_utterance_norm=model.audio_utterance_norm,
+                            skip_lines=skip_lines)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers)
     model = model.to(device).eval()
     if uses_text:

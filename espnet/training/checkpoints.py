@@ -4,6 +4,7 @@ import argparse
 import glob
 import json
 import os
+import pickle
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -17,8 +18,27 @@ def _safe_load(path: str) -> Any:
     ``Namespace`` in ``hyper_parameters``, which is the one class allow-listed here."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - arbitrary bytes fail in arbitrary ways (IndexError, EOFError, ...)
+        raise checkpoint_load_error(path, err) from err
+
+
+def checkpoint_load_error(path: str, err: BaseException) -> ValueError:
+    """A ``ValueError`` naming ``path`` for a ``torch.load`` failure: a file that weights-only
+    loading refuses (it holds Python objects, which could run code when unpickled) is "not a
+    safe checkpoint" -- PyTorch's advice to retry with ``weights_only=False`` is left out on
+    purpose; anything else is an unreadable (truncated, corrupt, not PyTorch) file."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in text:
+        reasons = [part.strip() for part in text.split("\n\n") if part.strip()
+                   and "weights_only" not in part and "Weights only load failed" not in part]
+        reason = f" ({reasons[0].splitlines()[0]})" if reasons else ""
+        return ValueError(f"{path}: not a safe checkpoint: it holds Python objects that weights-only loading "
+                          f"refuses{reason}; use a checkpoint written by train.py, or a plain state dict")
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return ValueError(f"{path}: not a readable PyTorch checkpoint ({first})")
 
 
 def strip_lightning_prefix(state_dict: Dict[str, torch.Tensor], path: str) -> Dict[str, torch.Tensor]:
@@ -88,7 +108,8 @@ def average_state_dicts(paths: List[str]) -> Dict[str, torch.Tensor]:
     ``num_batches_tracked`` counters are summed and floor-divided (as the original recipe
     does). Anything else -- 4-bit quantised weights with their quantisation state, other
     integer tensors such as the QLoRA base-weight fingerprint -- is frozen: it must be
-    identical in every checkpoint and is copied, never averaged.
+    identical in every checkpoint and is copied, never averaged. A checkpoint with NaN/inf
+    values is refused (:func:`check_finite`).
     """
     if not paths:
         raise ValueError("no checkpoints to average")
@@ -96,6 +117,7 @@ def average_state_dicts(paths: List[str]) -> Dict[str, torch.Tensor]:
     frozen: set = set()
     for path in paths:
         state, _, _ = load_checkpoint(path)
+        check_finite(state, path)
         if not total:
             frozen = quantized_keys(state) | {k for k, v in state.items()
                                               if not v.is_floating_point() and not k.endswith("num_batches_tracked")}
@@ -111,6 +133,14 @@ def average_state_dicts(paths: List[str]) -> Dict[str, torch.Tensor]:
                 total[key] += value
     n = len(paths)
     return {k: (v if k in frozen else v / n if v.is_floating_point() else v // n) for k, v in total.items()}
+
+
+def check_finite(state: Dict[str, torch.Tensor], path: str) -> None:
+    """``ValueError`` naming ``path`` when a floating tensor of ``state`` holds NaN or inf."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"{path}: {len(bad)} of {len(state)} tensors hold NaN or inf values (e.g. {bad[0]}); "
+                         f"refusing to average it (no model_avg written)")
 
 
 def epoch_checkpoints(ckpt_dir: str) -> List[str]:

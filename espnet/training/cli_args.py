@@ -90,6 +90,15 @@ def add_generate_args(parser: argparse.ArgumentParser) -> None:
                         help="Most tokens generated per utterance by --decoder llama / whisper-decoder. (Default: 64)")
 
 
+def add_failure_args(parser: argparse.ArgumentParser, work: str) -> None:
+    """``--skip-invalid`` (pre-flight check of the label lists) and ``--debug``; ``work`` is
+    what the check comes before (``training`` / ``decoding``)."""
+    parser.add_argument("--skip-invalid", action="store_true",
+                        help="Leave out the label-list lines that fail the pre-flight check (they are listed) "
+                             f"instead of stopping before {work}.")
+    parser.add_argument("--debug", action="store_true", help="Debug-level logging; tracebacks on errors.")
+
+
 def add_tokenizer_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("tokenizer")
     g.add_argument("--sp-model-path", default=None, help="SentencePiece model (e.g. unigram5000.model).")

@@ -1,17 +1,22 @@
 """LightningModule wrapping :class:`E2E`: hybrid-loss training, AdamW + warm-up cosine."""
 
+import logging
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from pytorch_lightning import LightningModule
 
+from datamodule.seeding import derive_seed
 from datamodule.text_transform import TextTransform
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.nets.pytorch_backend.model_config import ModelConfig
 from espnet.training.checkpoints import load_checkpoint, load_state_checked
 from espnet.training.cli_args import infer_legacy_modality
+from espnet.training.rng_state import capture_rng_states, restore_rng_states
 from espnet.training.scheduler import build_warmup_cosine
+
+log = logging.getLogger(__name__)
 
 TRANSFER_PREFIXES = {"frontend": ("frontend.",), "encoder": ("frontend.", "proj_encoder.", "encoder.")}
 
@@ -43,6 +48,12 @@ def select_for_transfer(state: Dict[str, torch.Tensor], what: str, modality: str
     return out
 
 
+class NonFiniteError(RuntimeError):
+    """A training step produced a NaN/inf loss or gradient norm (exit status 1)."""
+
+    exit_code = 1
+
+
 class ModelModule(LightningModule):
     """Args (a plain dict, saved as hyper-parameters):
         model_config: :class:`ModelConfig` as a dict.
@@ -50,6 +61,12 @@ class ModelModule(LightningModule):
             with its own tokenizer).
         lr, weight_decay, warmup_epochs, max_epochs: Optimisation.
         pretrained_model_path, transfer_frontend, transfer_encoder: Initialisation.
+        seed: Base seed; the dropout of each training step is seeded from (seed, rank,
+            epoch, batch), so an interrupted and resumed run draws the same numbers.
+        skip_nonfinite: Skip (no update) a batch whose loss or gradient norm is not finite
+            instead of stopping with :class:`NonFiniteError`; :attr:`skipped_batches` counts them.
+
+    Checkpoints also carry the RNG states of torch, NumPy and Python (``rng_states``).
     """
 
     def __init__(self, hparams: Dict[str, Any]) -> None:
@@ -73,6 +90,10 @@ class ModelModule(LightningModule):
         path: Optional[str] = hparams.get("pretrained_model_path")
         if path:
             self._initialise_from(path, hparams.get("transfer_frontend"), hparams.get("transfer_encoder"))
+        self.skipped_batches = 0
+        self._step_loss: Optional[torch.Tensor] = None
+        self._step_paths: List[str] = []
+        self._buffer_backup: Dict[str, torch.Tensor] = {}
 
     def _initialise_from(self, path: str, frontend_only: bool, encoder_only: bool) -> None:
         state, _, _ = load_checkpoint(path)
@@ -115,16 +136,59 @@ class ModelModule(LightningModule):
         loss, loss_ctc, loss_att, acc = self.forward_batch(batch)
         bsz = batch["targets"].size(0)
         on_step = prefix == ""
-        self.log(f"loss{prefix}", loss, on_step=on_step, on_epoch=True, batch_size=bsz, prog_bar=True)
-        self.log(f"loss_ctc{prefix}", loss_ctc, on_step=False, on_epoch=True, batch_size=bsz)
-        self.log(f"loss_att{prefix}", loss_att, on_step=False, on_epoch=True, batch_size=bsz)
-        self.log(f"decoder_acc{prefix}", acc, on_step=on_step, on_epoch=True, batch_size=bsz)
+        # epoch-only values are averaged over the DDP ranks (one reduction at the epoch end)
+        self.log(f"loss{prefix}", loss, on_step=on_step, on_epoch=True, batch_size=bsz, prog_bar=True,
+                 sync_dist=not on_step)
+        self.log(f"loss_ctc{prefix}", loss_ctc, on_step=False, on_epoch=True, batch_size=bsz, sync_dist=True)
+        self.log(f"loss_att{prefix}", loss_att, on_step=False, on_epoch=True, batch_size=bsz, sync_dist=True)
+        self.log(f"decoder_acc{prefix}", acc, on_step=on_step, on_epoch=True, batch_size=bsz, sync_dist=not on_step)
         if on_step:
             self.log("monitoring_step", float(self.global_step))
         return loss
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "")
+        loss = self._step(batch, "")
+        self._step_loss = loss.detach()
+        self._step_paths = list(batch.get("paths") or [])
+        return loss
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        torch.manual_seed(derive_seed(self.hparams.get("seed", 0), self.global_rank, self.current_epoch, batch_idx))
+        if self.hparams.get("skip_nonfinite"):  # a skipped batch must not leave its BatchNorm statistics
+            self._buffer_backup = {n: b.detach().clone() for n, b in self.model.named_buffers()}
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Stop (or skip the batch) at the first non-finite loss, gradient norm or buffer
+        (BatchNorm statistics). Under DDP the decision is shared, so every rank stops or
+        skips at the same step."""
+        loss = self._step_loss if self._step_loss is not None else torch.zeros(())
+        grads = [p.grad.detach() for p in self.model.parameters() if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])) \
+            if grads else torch.zeros((), device=loss.device)
+        found = []
+        if not bool(torch.isfinite(loss)):
+            found.append(f"loss {float(loss):g}")
+        # fp16 mixed precision: inf gradients are routine; GradScaler skips those steps itself
+        if not str(self.trainer.precision).startswith("16") and not bool(torch.isfinite(norm)):
+            found.append(f"gradient norm {float(norm):g}")
+        bad_buffers = [n for n, b in self.model.named_buffers() if b.is_floating_point() and not bool(torch.isfinite(b).all())]
+        if bad_buffers:
+            found.append(f"buffer {bad_buffers[0]}")
+        if not self.trainer.strategy.reduce_boolean_decision(bool(found), all=False):
+            return
+        where = (f"epoch {self.current_epoch}, step {self.global_step}: non-finite {', '.join(found) or 'value on another rank'}"
+                 f" on the batch of {len(self._step_paths)} utterance(s) {', '.join(self._step_paths)}")
+        if self.hparams.get("skip_nonfinite"):
+            self.skipped_batches += 1
+            log.info("skipped (--skip-nonfinite): %s", where)
+            for p in self.model.parameters():
+                p.grad = None
+            with torch.no_grad():
+                for name, buffer in self.model.named_buffers():
+                    buffer.copy_(self._buffer_backup[name])
+            return
+        raise NonFiniteError(f"{where}; training stopped, no model_avg written. Lower --lr, check these "
+                             f"utterances, or pass --skip-nonfinite to skip such batches")
 
     def validation_step(self, batch, batch_idx):
         return self._step(batch, "_val")
@@ -147,10 +211,13 @@ class ModelModule(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint["model_config"] = self.config.to_dict()
+        checkpoint["rng_states"] = capture_rng_states()
         if self.model.qlora_applied:
             checkpoint["state_dict"] = {f"model.{k}": v for k, v in self.model.checkpoint_state_dict().items()}
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        if "rng_states" in checkpoint:
+            restore_rng_states(checkpoint["rng_states"])
         if self.model.qlora_applied:  # resuming: the same subset must come back (Lightning then loads it)
             from espnet.training.checkpoints import check_state, strip_lightning_prefix
 
