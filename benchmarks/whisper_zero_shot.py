@@ -55,9 +55,9 @@ def main(argv=None) -> int:
     with open(os.path.join(args.model_dir, "config.json"), encoding="utf8") as handle:
         d_model = int(json.load(handle)["d_model"])  # identity projections: Whisper's own pair
     for pad in args.pad_seconds:
-        config = ModelConfig(odim=None, vision_encoder=None, audio_encoder="whisper", audio_model_name=args.model_dir,
-                             decoder="whisper-decoder", decoder_model_name=args.model_dir, elayers=0,
-                             adim=d_model, whisper_pad_seconds=pad)
+        config = ModelConfig(odim=None, vision_encoder=None, audio_encoder="whisper", decoder="whisper-decoder",
+                             audio_encoder_conf={"model_name": args.model_dir, "pad_seconds": pad},
+                             decoder_conf={"model_name": args.model_dir}, elayers=0, adim=d_model)
         model = E2E(config).eval()
         assert not model.untrained_parts()
         dataset = build_dataset(args.root_dir, args.test_file, "test", "audio",

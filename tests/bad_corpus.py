@@ -77,12 +77,12 @@ def train_args(corpus: BadCorpus, exp_dir: str, train_file: str, *extra: str, mo
 def write_untrained_model(corpus: BadCorpus, path: str, modality: str = "audio") -> str:
     """An untrained tiny model as ``model_avg_*.pth`` + sidecar (what ``eval.py`` reads)."""
     from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
-    from espnet.nets.pytorch_backend.model_config import ModelConfig
+    from flag_config import model_config
     from espnet.training.checkpoints import write_sidecar
 
     odim = corpus.odim()
     sizes = dict(zip(TINY_DIMS[::2], TINY_DIMS[1::2]))
-    config = ModelConfig(odim=odim, vision_encoder="resnet" if modality != "audio" else None,
+    config = model_config(odim=odim, vision_encoder="resnet" if modality != "audio" else None,
                          audio_encoder="resnet1d" if modality != "video" else None, resnet_width=8,
                          **{k.lstrip("-"): int(v) for k, v in sizes.items()})
     torch.manual_seed(0)

@@ -13,7 +13,8 @@ if REPO not in sys.path:
 
 LEGACY = os.path.join(os.path.dirname(REPO), "shared", "legacy")
 
-TINY_DIMS = ["--adim", "32", "--aheads", "2", "--eunits", "64", "--elayers", "1", "--dunits", "64", "--dlayers", "1"]
+TINY_ENCODER_DIMS = ["--adim", "32", "--aheads", "2", "--eunits", "64", "--elayers", "1"]
+TINY_DIMS = TINY_ENCODER_DIMS + ["--dunits", "64", "--dlayers", "1"]  # + the Transformer decoder's size options
 
 
 @pytest.fixture(scope="session", autouse=True)

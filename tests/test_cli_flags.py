@@ -55,3 +55,50 @@ def test_registry_choices_in_argparse(capsys):
     err = capsys.readouterr().err
     assert "invalid choice: 'resnet50'" in err and "'vit'" in err and "'clip-vit'" in err
     assert parse("--decoder", "llm").decoder == "llm"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--vision-encoder", "resnet", "--fusion-type", "gated"], "--fusion-type gated applies to audio-visual models only"),
+    (["--vision-encoder", "resnet", "--vision-pool", "mean"],
+     "--vision-pool does not apply to this model (vision encoder resnet, decoder transformer): it is an option of "
+     "vision encoder vit, vision encoder clip-vit"),
+    (["--audio-encoder", "resnet1d", "--whisper-pad-seconds", "5"], "it is an option of audio encoder whisper"),
+    (["--audio-encoder", "resnet1d", "--whisper-pad-30s"], "--whisper-pad-seconds does not apply"),
+    (["--vision-encoder", "resnet", "--llm-prompt", "Say it."], "--llm-prompt does not apply"),
+    (["--vision-encoder", "resnet", "--llm-downsample", "2"], "it is an option of decoder llama"),
+    (["--audio-encoder", "whisper", "--wavlm-layer-weights"], "it is an option of audio encoder wavlm"),
+    (["--vision-encoder", "resnet", "--unfreeze-vision"],
+     "it is an option of vision encoder vit, vision encoder vivit, vision encoder clip-vit"),
+    (["--audio-encoder", "resnet1d", "--unfreeze-audio"], "--unfreeze-audio does not apply"),
+    (["--vision-encoder", "resnet", "--decoder", "llama", "--dlayers", "2"], "it is an option of decoder transformer"),
+    (["--vision-encoder", "resnet", "--audio-encoder", "resnet1d", "--projection", "mlp"],
+     "--projection applies to single-stream models"),
+    (["--vision-encoder", "vit", "--vision-pool", "pooled"], "--vision-pool (vit): pool must be one of cls, mean"),
+])
+def test_flags_that_do_not_apply_are_errors(argv, message):
+    with pytest.raises(ValueError) as err:
+        resolve_model_config(parse(*argv), 10)
+    assert message in str(err.value)
+
+
+def test_option_flags_reach_the_chosen_components():
+    config = resolve_model_config(parse("--vision-encoder", "resnet", "--audio-encoder", "resnet1d", "--resnet-width", "8",
+                                        "--dlayers", "2"), 10)
+    assert config.vision_encoder_conf == config.audio_encoder_conf == {"width": 8}  # one flag, both ResNets
+    assert config.decoder_conf == {"dunits": 3072, "dlayers": 2}
+    config = resolve_model_config(parse("--audio-encoder", "whisper", "--whisper-pad-30s", "--audio-model-name", "/m/w",
+                                        "--decoder", "whisper-decoder"), None)
+    assert config.audio_encoder_conf == {"model_name": "/m/w", "unfreeze": False, "pad_seconds": 30.0}
+    assert config.decoder_conf == {"model_name": None}
+
+
+def test_option_flags_checked_against_a_checkpoint(capsys):
+    stored = resolve_model_config(parse("--vision-encoder", "vit", "--vision-model-name", "/old/vit"), 10).to_dict()
+    with pytest.raises(ValueError, match="--vision-pool mean contradicts the checkpoint, which was trained with "
+                                         "--vision-pool cls"):
+        resolve_model_config(parse("--vision-pool", "mean"), 10, stored)
+    with pytest.raises(ValueError, match="--resnet-width does not apply to the checkpoint's model"):
+        resolve_model_config(parse("--resnet-width", "8"), 10, stored)
+    moved = resolve_model_config(parse("--vision-model-name", "/new/vit"), 10, stored)  # a moved model: allowed
+    assert moved.vision_encoder_conf["model_name"] == "/new/vit"
+    assert "note: --vision-model-name /new/vit replaces the checkpoint's /old/vit" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from conftest import TINY_DIMS
+from conftest import TINY_ENCODER_DIMS
 
 transformers = pytest.importorskip("transformers")
 
@@ -30,12 +30,12 @@ def overfit_list(toy_corpus, tmp_path_factory):
 
 
 def _config(kind: str, model_dir: str):
-    from espnet.nets.pytorch_backend.model_config import ModelConfig
+    from flag_config import model_config
 
-    dims = dict(zip([f[2:] for f in TINY_DIMS[::2]], map(int, TINY_DIMS[1::2])))
+    dims = dict(zip([f[2:] for f in TINY_ENCODER_DIMS[::2]], map(int, TINY_ENCODER_DIMS[1::2])))
     # no SentencePiece tokenizer (odim None): these decoders bring their own
-    return ModelConfig(odim=None, vision_encoder=None, audio_encoder="resnet1d", resnet_width=8, decoder=kind,
-                       decoder_model_name=model_dir, ctc_weight=0.0, **dims)
+    return model_config(odim=None, audio_encoder="resnet1d", resnet_width=8, decoder=kind, decoder_model_name=model_dir,
+                        ctc_weight=0.0, **dims)
 
 
 def _overfit(model, batch, transcripts, max_steps=400):

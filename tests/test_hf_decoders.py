@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from conftest import TINY_DIMS
+from conftest import TINY_ENCODER_DIMS
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
@@ -27,12 +27,14 @@ def whisper_dir(tmp_path_factory):
 
 
 def _config(decoder, name, **kw):
-    from espnet.nets.pytorch_backend.model_config import ModelConfig
+    from flag_config import model_config
 
-    base = dict(odim=10, vision_encoder=None, audio_encoder="resnet1d", resnet_width=8, adim=32, aheads=2, eunits=64,
+    base = dict(odim=10, vision_encoder=None, audio_encoder="resnet1d", adim=32, aheads=2, eunits=64,
                 elayers=1, decoder=decoder, decoder_model_name=name, dropout_rate=0.0, mask_conv_padding=True)
     base.update(kw)
-    return ModelConfig(**base)
+    if base["audio_encoder"] == "resnet1d":
+        base["resnet_width"] = 8
+    return model_config(**base)
 
 
 def _decoder(decoder, name, **kw):
@@ -112,7 +114,8 @@ def test_llama_loss_counts_target_tokens_only(llama_dir):
 
 @pytest.mark.parametrize("kind", ["llama", "whisper-decoder"])
 def test_per_utterance_loss_is_padding_invariant(kind, llama_dir, whisper_dir):
-    dec = _decoder(kind, llama_dir if kind == "llama" else whisper_dir, llm_downsample=2)
+    options = {"llm_downsample": 2} if kind == "llama" else {}
+    dec = _decoder(kind, llama_dir if kind == "llama" else whisper_dir, **options)
     torch.manual_seed(2)
     mem = torch.randn(3, 9, 32)
     lens = torch.tensor([9, 4, 6])
@@ -186,9 +189,9 @@ def test_train_and_eval_cli(kind, toy_corpus, llama_dir, whisper_dir, tmp_path, 
     code = train_cli.main(["--exp-dir", exp, "--exp-name", "run", "--root-dir", toy_corpus["root"],
                            "--train-file", "train.csv", *encoder, "--resnet-width", "8", "--decoder", kind,
                            "--decoder-model-name", name, "--sp-model-path", toy_corpus["sp_model_path"],
-                           "--dict-path", toy_corpus["dict_path"], *TINY_DIMS, "--max-epochs", "1",
+                           "--dict-path", toy_corpus["dict_path"], *TINY_ENCODER_DIMS, "--max-epochs", "1",
                            "--warmup-epochs", "1", "--max-frames", "300", "--num-workers", "0",
-                           "--llm-downsample", "2", "--accelerator", "cpu"])
+                           *(["--llm-downsample", "2"] if kind == "llama" else []), "--accelerator", "cpu"])
     assert code == 0
     avg = os.path.join(exp, "run", "model_avg_1.pth")
     assert os.path.isfile(avg)

@@ -11,7 +11,7 @@ import transformers
 
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.nets.pytorch_backend.factories.frontend_factory import FrontendFactory
-from espnet.nets.pytorch_backend.model_config import ModelConfig
+from flag_config import model_config
 from tiny_hf import save_tiny_vit
 
 TINY = dict(odim=12, adim=16, aheads=2, eunits=32, elayers=1, dunits=32, dlayers=1)
@@ -254,7 +254,7 @@ def test_frozen_and_unfrozen(model_dirs, kind):
 
 
 def test_from_config_reads_names_and_flags(model_dirs):
-    config = ModelConfig(vision_encoder="vit", audio_encoder="whisper", vision_model_name=model_dirs["vit"],
+    config = model_config(vision_encoder="vit", audio_encoder="whisper", vision_model_name=model_dirs["vit"],
                          audio_model_name=model_dirs["whisper"], unfreeze_audio=True, **TINY)
     vision = FrontendFactory.create_vision_encoder("vit", config)
     audio_front = FrontendFactory.create_audio_encoder("whisper", config)
@@ -272,7 +272,7 @@ def test_missing_model_gives_clear_error(tmp_path):
         build("whisper", "someone/absent-whisper")
     # default model name (not in the offline cache) via the config
     with pytest.raises(PretrainedModelNotFound, match=r"google/vit-base-patch16-224-in21k"):
-        FrontendFactory.create_vision_encoder("vit", ModelConfig(vision_encoder="vit", **TINY))
+        FrontendFactory.create_vision_encoder("vit", model_config(vision_encoder="vit", **TINY))
 
 
 def test_wrong_model_type_is_rejected(model_dirs):
@@ -298,7 +298,7 @@ def e2e_inputs(vision, audio_enc):
                                               (None, "wavlm"), ("vit", "whisper")])
 def test_e2e_forward_backward(model_dirs, vision, audio_enc):
     torch.manual_seed(0)
-    config = ModelConfig(vision_encoder=vision, audio_encoder=audio_enc,
+    config = model_config(vision_encoder=vision, audio_encoder=audio_enc,
                          vision_model_name=model_dirs.get(vision), audio_model_name=model_dirs.get(audio_enc),
                          unfreeze_vision=vision == "vit", **TINY)
     model = E2E(config)
@@ -325,7 +325,7 @@ def test_qlora_on_pretrained_frontends(model_dirs, vision, audio_enc):
     its attention projections, which receive gradients; its own weights stay frozen."""
     bnb = pytest.importorskip("bitsandbytes")
     torch.manual_seed(0)
-    config = ModelConfig(vision_encoder=vision, audio_encoder=audio_enc, vision_model_name=model_dirs.get(vision),
+    config = model_config(vision_encoder=vision, audio_encoder=audio_enc, vision_model_name=model_dirs.get(vision),
                          audio_model_name=model_dirs.get(audio_enc), use_qlora=True, **TINY)
     model = E2E(config).train()
     inputs = e2e_inputs(vision, audio_enc)
@@ -350,12 +350,12 @@ def test_qlora_wavlm_keeps_directly_read_attention_weights(model_dirs):
     bnb = pytest.importorskip("bitsandbytes")
     config = dict(audio_encoder="wavlm", vision_encoder=None, audio_model_name=model_dirs["wavlm"], use_qlora=True,
                   **TINY)
-    model = E2E(ModelConfig(**config))
+    model = E2E(model_config(**config))
     attn = model.frontend.model.encoder.layers[0].attention
     assert all(type(getattr(attn, n)) is torch.nn.Linear for n in ("q_proj", "k_proj", "v_proj", "out_proj"))
     assert isinstance(model.frontend.model.encoder.layers[0].feed_forward.output_dense.base_layer, bnb.nn.Linear4bit)
     with pytest.raises(ValueError, match="reads these layers' weights directly"):
-        E2E(ModelConfig(**config, qlora_target_modules="q_proj,v_proj"))
+        E2E(model_config(**config, qlora_target_modules="q_proj,v_proj"))
 
 
 CLI_RUNS = {
@@ -390,7 +390,11 @@ def test_train_and_eval_cli_with_pretrained_frontend(run, model_dirs, toy_corpus
     ckpt = os.path.join(str(tmp_path), "m", "model_avg_1.pth")
     with open(ckpt[:-4] + ".json") as handle:
         config = json.load(handle)["model_config"]
-    assert config["vision_model_name"] == (model_dirs.get(run.split("+")[0]) if "--vision-encoder" in flags else None)
+    stored_names = {conf: config[conf]["model_name"] for conf in ("vision_encoder_conf", "audio_encoder_conf")
+                    if config[conf]}
+    expected = {("vision_encoder_conf" if name in ("vit", "clip-vit", "vivit") else "audio_encoder_conf"): model_dirs[name]
+                for name in run.split("+")}
+    assert stored_names == expected
     capsys.readouterr()
     out = str(tmp_path / "res.json")
     assert eval_cli.main(["--root-dir", toy_corpus["root"], "--test-file", "test.csv", "--pretrained-model-path", ckpt,

@@ -8,12 +8,13 @@ import torch
 
 from espnet.asr.recognizer import build_beam_search
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
-from espnet.nets.pytorch_backend.model_config import LEGACY_MODALITY_ENCODERS, ModelConfig
+from espnet.nets.pytorch_backend.model_config import LEGACY_MODALITY_ENCODERS
+from flag_config import model_config
 
 
 def legacy_config(modality, **sizes):
     vision, audio = LEGACY_MODALITY_ENCODERS[modality]
-    return ModelConfig(vision_encoder=vision, audio_encoder=audio, decoder="transformer", **sizes)
+    return model_config(vision_encoder=vision, audio_encoder=audio, decoder="transformer", **sizes)
 
 
 def tiny_model(cfg, modality):

@@ -13,6 +13,7 @@ from espnet.nets.pytorch_backend.factories.frontend_factory import FrontendFacto
 from espnet.nets.pytorch_backend.factories.fusion_factory import FusionFactory
 from espnet.nets.pytorch_backend.fusion.temporal_alignment import resample_stream
 from espnet.nets.pytorch_backend.model_config import ModelConfig
+from flag_config import model_config
 from espnet.nets.pytorch_backend.projection.auto_projection import AutoProjection
 from espnet.nets.pytorch_backend.registry import AUDIO_ENCODERS, DECODERS, FUSIONS, MODEL_REGISTRY, VISION_ENCODERS
 
@@ -25,12 +26,12 @@ def combos():
     """Every combination of the components that need no pretrained weights (those with a
     ``default_model_name`` are covered by tests/test_hf_frontends.py with tiny local models)."""
     def scratch(registry, names):
-        return [n for n in names if n is None or not registry[n].default_model_name]
+        return [n for n in names if n is None or not getattr(registry.resolve_class(n), "default_model_name", "")]
 
     for v, a in itertools.product(scratch(VISION_ENCODERS, VISION), scratch(AUDIO_ENCODERS, AUDIO)):
         if v is None and a is None:
             continue
-        for fusion in (FUSIONS.available() if v and a else ["concat"]):
+        for fusion in (FUSIONS.available() if v and a else [None]):
             for dec in scratch(DECODERS, DECODERS.available()):
                 yield v, a, fusion, dec
 
@@ -49,7 +50,7 @@ def make_inputs(model, lengths=(10, 7)):
 @pytest.mark.parametrize("vision,audio,fusion,decoder", list(combos()))
 def test_every_combination_trains_and_decodes(vision, audio, fusion, decoder):
     torch.manual_seed(0)
-    config = ModelConfig(vision_encoder=vision, audio_encoder=audio, fusion_type=fusion, decoder=decoder, **TINY)
+    config = model_config(vision_encoder=vision, audio_encoder=audio, fusion_type=fusion, decoder=decoder, **TINY)
     model = E2E(config)
     assert model.modality == ("audiovisual" if vision and audio else "video" if vision else "audio")
     inputs = make_inputs(model)
@@ -71,7 +72,7 @@ def test_every_combination_trains_and_decodes(vision, audio, fusion, decoder):
 @pytest.mark.parametrize("fusion", FUSIONS.available())
 def test_fusion_output_ignores_padding(fusion):
     torch.manual_seed(0)
-    config = ModelConfig(vision_encoder="resnet", audio_encoder="resnet1d", fusion_type=fusion, **TINY)
+    config = model_config(vision_encoder="resnet", audio_encoder="resnet1d", fusion_type=fusion, **TINY)
     layer = FusionFactory.create_fusion(fusion, 24, 40, config).eval()
     v, a = torch.randn(2, 9, 24), torch.randn(2, 18, 40)  # video 25 Hz, audio 50 Hz
     v_len, a_len = torch.tensor([9, 6]), torch.tensor([18, 12])
@@ -127,29 +128,49 @@ def test_registries_and_factories():
     assert set(AUDIO_ENCODERS.choices()) == {"resnet1d", "whisper", "wavlm"}
     assert set(DECODERS.choices()) == {"transformer", "llama", "whisper-decoder", "llm"}
     assert DECODERS.canonical("llm") == "llama"
-    assert VISION_ENCODERS["resnet"].output_dim == 512 and AUDIO_ENCODERS["whisper"].frame_rate == 50.0
-    config = ModelConfig(**TINY)
+    # static facts live on the classes; the CLI, the model and the tests read them there
+    assert VISION_ENCODERS.resolve_class("resnet").frame_rate == 25.0
+    assert AUDIO_ENCODERS.resolve_class("whisper").frame_rate == 50.0
+    assert AUDIO_ENCODERS.resolve_class("whisper").default_model_name == "openai/whisper-base"
+    config = model_config(**TINY)
     front = FrontendFactory.create_vision_encoder("resnet", config)
-    assert front.output_dim == 8 * TINY["resnet_width"] and front.frame_rate == 25.0
+    assert front.output_dim == 8 * TINY["resnet_width"] and front.frame_rate == type(front).frame_rate == 25.0
     assert type(DecoderFactory.create_decoder("transformer", config)).__name__ == "TransformerDecoder"
     with pytest.raises(ValueError, match=r"unknown vision encoder 'resnet50' for --vision-encoder; registered: resnet, vit"):
         FrontendFactory.create_vision_encoder("resnet50", config)
     assert DECODERS.available() == ["transformer", "llama", "whisper-decoder"]
-    from dataclasses import replace
-
     from espnet.nets.pytorch_backend.frontend.hf_base import PretrainedModelNotFound
 
-    missing = replace(config, decoder_model_name="/nonexistent/model")
-    with pytest.raises(PretrainedModelNotFound, match=r"cannot load the Whisper decoder '/nonexistent/model'"):
-        DecoderFactory.create_decoder("whisper-decoder", missing)
-    with pytest.raises(PretrainedModelNotFound, match=r"cannot load the LLaMA decoder '/nonexistent/model'"):
-        DecoderFactory.create_decoder("llm", missing)
+    no_transformer = {k: v for k, v in TINY.items() if k not in ("dunits", "dlayers")}  # its options only
+    for name, what in (("whisper-decoder", "Whisper"), ("llm", "LLaMA")):
+        missing = model_config(**no_transformer, decoder=name, decoder_model_name="/nonexistent/model")
+        with pytest.raises(PretrainedModelNotFound, match=rf"cannot load the {what} decoder '/nonexistent/model'"):
+            DecoderFactory.create_decoder(name, missing)
 
 
 def test_model_config_validation_and_modality():
     with pytest.raises(ValueError, match="needs a vision encoder, an audio encoder, or both"):
         ModelConfig(vision_encoder=None, audio_encoder=None)
     assert ModelConfig.from_dict({"modality": "audio"}).audio_encoder == "resnet1d"
-    assert ModelConfig(vision_encoder="resnet", audio_encoder="resnet1d").modality == "audiovisual"
+    av = ModelConfig(vision_encoder="resnet", audio_encoder="resnet1d")
+    assert av.modality == "audiovisual" and av.fusion_type == "concat"
     with pytest.raises(ValueError, match="unknown model config keys: colour"):
         ModelConfig.from_dict({"colour": "red"})
+
+
+def test_model_config_holds_the_chosen_components_options():
+    config = ModelConfig(vision_encoder="vit", audio_encoder="resnet1d", fusion_type="gated",
+                         vision_encoder_conf={"pool": "mean"}, audio_encoder_conf={"width": 8})
+    # every option of each chosen component, defaults filled in; nothing of other components
+    assert config.vision_encoder_conf == {"model_name": None, "unfreeze": False, "pool": "mean"}
+    assert config.audio_encoder_conf == {"width": 8}
+    assert config.decoder_conf == {"dunits": 3072, "dlayers": 6} and config.fusion_conf == {}
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match=r"vision encoder resnet has no option pool \(its options: width\)"):
+        ModelConfig(vision_encoder="resnet", vision_encoder_conf={"pool": "mean"})
+    with pytest.raises(ValueError, match="vision encoder vit: pool must be one of cls, mean, got 'pooled'"):
+        ModelConfig(vision_encoder="vit", vision_encoder_conf={"pool": "pooled"})
+    with pytest.raises(ValueError, match="audio_encoder_conf is set but the model has no audio encoder"):
+        ModelConfig(vision_encoder="resnet", audio_encoder_conf={"width": 8})
+    with pytest.raises(ValueError, match="--fusion-type gated applies to audio-visual models only"):
+        ModelConfig(vision_encoder="resnet", fusion_type="gated")

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import TINY_DIMS
+from conftest import TINY_ENCODER_DIMS
 
 pytest.importorskip("transformers")
 bnb = pytest.importorskip("bitsandbytes")
@@ -24,6 +24,7 @@ from espnet.nets.pytorch_backend.lora.qlora_manager import (  # noqa: E402
     parameter_table,
 )
 from espnet.nets.pytorch_backend.model_config import ModelConfig  # noqa: E402
+from flag_config import model_config
 from tiny_hf import save_tiny_llama, save_tiny_vit  # noqa: E402
 
 TEXTS = ["bin blue at one now", "lay green by two soon"]
@@ -40,11 +41,15 @@ def hf_dirs(tmp_path_factory):
 
 
 def _config(hf_dirs, **kw):
-    base = dict(odim=10, vision_encoder="resnet", resnet_width=8, adim=32, aheads=2, eunits=64, elayers=1,
-                dunits=64, dlayers=1, decoder="llama", decoder_model_name=hf_dirs["llama"], use_qlora=True,
+    base = dict(odim=10, vision_encoder="resnet", adim=32, aheads=2, eunits=64, elayers=1,
+                decoder="llama", decoder_model_name=hf_dirs["llama"], use_qlora=True,
                 dropout_rate=0.0, mask_conv_padding=True, qlora_dropout=0.0)
     base.update(kw)
-    return ModelConfig(**base)
+    if base["vision_encoder"] == "resnet":
+        base["resnet_width"] = 8
+    if base["decoder"] == "transformer":
+        base.update(dunits=64, dlayers=1)
+    return model_config(**base)
 
 
 def _model(hf_dirs, seed=0, **kw):
@@ -242,7 +247,7 @@ def test_train_and_eval_cli_vit_llama_qlora(hf_dirs, toy_corpus, tmp_path, capsy
             "--train-file", "train.csv", "--vision-encoder", "vit", "--vision-model-name",
             hf_dirs["vit"], "--decoder", "llama", "--decoder-model-name", hf_dirs["llama"],
             "--use-qlora", "--qlora-r", "4", "--merge-lora", "--sp-model-path",
-            toy_corpus["sp_model_path"], "--dict-path", toy_corpus["dict_path"], *TINY_DIMS,
+            toy_corpus["sp_model_path"], "--dict-path", toy_corpus["dict_path"], *TINY_ENCODER_DIMS,
             "--warmup-epochs", "1", "--max-frames", "300", "--num-workers", "0", "--accelerator", "cpu"]
     assert train_cli.main(args + ["--max-epochs", "1"]) == 0
     out = capsys.readouterr().out

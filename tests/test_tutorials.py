@@ -75,6 +75,9 @@ def check_new_encoder(out, stdout):
     assert report["padding_max_abs_diff"] < 1e-5
     assert report["av_vision_grad_norm"] > 0
     assert report["checkpoint_config"]["vision_encoder"] == "tiny-lip"
+    # the tutorial's own option: --tiny-lip-width 8 reached the component (its default is 16)
+    assert report["checkpoint_config"]["vision_encoder_conf"] == {"width": 8}
+    assert report["trained_frontend_output_dim"] == 4 * 8
     assert "TinyLipEncoder" in stdout and "registered --vision-encoder tiny-lip" in stdout
     assert f"reference:  {report['reference']}" in stdout and report["reference"]
 

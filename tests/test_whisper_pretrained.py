@@ -55,11 +55,10 @@ def clips(speech):
 @pytest.fixture(scope="module")
 def pair(whisper_dir):
     from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
-    from espnet.nets.pytorch_backend.model_config import ModelConfig
+    from flag_config import model_config
 
-    config = ModelConfig(odim=None, vision_encoder=None, audio_encoder="whisper", audio_model_name=whisper_dir,
-                         decoder="whisper-decoder", decoder_model_name=whisper_dir, elayers=0, adim=384,
-                         whisper_pad_seconds=30.0)
+    config = model_config(odim=None, audio_encoder="whisper", audio_model_name=whisper_dir, decoder="whisper-decoder",
+                          decoder_model_name=whisper_dir, elayers=0, adim=384, whisper_pad_seconds=30.0)
     return E2E(config).eval()
 
 

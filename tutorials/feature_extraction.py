@@ -132,7 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     index = {"checkpoint": checkpoint, "modality": model.modality, "frame_rate": rates, "format": args.format,
              "clips": []}
     for clip in clips:
-        feats = extract(model, load_clip(clip, model.modality))
+        feats = extract(model, load_clip(clip, model))
         stem = os.path.join(feature_dir, os.path.splitext(os.path.relpath(os.path.abspath(clip), common))[0])
         os.makedirs(os.path.dirname(stem), exist_ok=True)
         if args.format == "pt":

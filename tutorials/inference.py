@@ -71,12 +71,14 @@ def load_recognizer(checkpoint: str, sp_model_path: Optional[str] = None, dict_p
     return model, tokenizer
 
 
-def load_clip(video_path: str, modality: str, audio_path: Optional[str] = None) -> Dict[str, torch.Tensor]:
+def load_clip(video_path: str, model, audio_path: Optional[str] = None) -> Dict[str, torch.Tensor]:
     """Unbatched model inputs of one clip, prepared as ``eval.py`` prepares a test utterance.
 
     Args:
         video_path: 25 fps mp4 of 96×96 mouth crops.
-        modality: ``audio``, ``video`` or ``audiovisual`` (the model's).
+        model: The recogniser: its modality says which streams to load, and its audio
+            frontend whether the waveform is layer-normed (the 1D-ResNet) or kept at its
+            recorded level (Whisper, WavLM).
         audio_path: 16 kHz audio; default: the ``.wav`` next to the video, else the video's
             own audio stream.
 
@@ -88,6 +90,7 @@ def load_clip(video_path: str, modality: str, audio_path: Optional[str] = None) 
     from datamodule.transforms import AudioTransform, VideoTransform
 
     inputs: Dict[str, torch.Tensor] = {}
+    modality = model.modality
     if modality in ("video", "audiovisual"):
         inputs["video"] = VideoTransform("test")(load_video(video_path))
     if modality in ("audio", "audiovisual"):
@@ -97,7 +100,7 @@ def load_clip(video_path: str, modality: str, audio_path: Optional[str] = None) 
         audio = load_audio(audio_path)
         if "video" in inputs:
             audio = cut_or_pad(audio, inputs["video"].size(0) * SAMPLES_PER_FRAME)
-        inputs["audio"] = AudioTransform("test")(audio)
+        inputs["audio"] = AudioTransform("test", utterance_norm=model.audio_utterance_norm)(audio)
     return inputs
 
 
@@ -168,7 +171,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"reference: {reference}")
     for checkpoint in checkpoints:
         model, tokenizer = load_recognizer(checkpoint)
-        inputs = load_clip(clip, model.modality)
+        inputs = load_clip(clip, model)
         start = time.perf_counter()
         text = transcribe(model, tokenizer, inputs, beam_size=args.beam_size, ctc_weight=args.ctc_weight)
         seconds = time.perf_counter() - start

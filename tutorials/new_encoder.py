@@ -5,28 +5,29 @@
 Steps:
 
 1. The encoder lives in one file: ``tutorials/examples/tiny_lip_encoder.py`` (printed
-   below). It subclasses ``BaseFrontend``, sets ``output_dim`` and ``frame_rate``, and
-   implements ``forward(x (B, T, 1, H, W), lengths) -> (feats (B, T', D), lengths')`` and
-   ``from_config(config)``.
-2. One registry entry makes it a ``--vision-encoder`` choice. Permanently, that is one line
-   in ``espnet/nets/pytorch_backend/registry.py``::
+   below). It subclasses ``BaseFrontend``, declares its option ``width`` next to the class
+   (``options = (Option("width", 16, ..., flag="--tiny-lip-width"),)``), sets ``output_dim``
+   and ``frame_rate``, and implements ``forward(x (B, T, 1, H, W), lengths) -> (feats
+   (B, T', D), lengths')``.
+2. One registry entry makes it a ``--vision-encoder`` choice and its option a flag.
+   Permanently, that is one line in ``espnet/nets/pytorch_backend/registry.py``::
 
-       VISION_ENCODERS.add("tiny-lip", "tutorials.examples.tiny_lip_encoder:TinyLipEncoder",
-                           output_dim=256, frame_rate=25.0)
+       VISION_ENCODERS.add("tiny-lip", "tutorials.examples.tiny_lip_encoder:TinyLipEncoder")
 
    This tutorial makes the same call at run time (``VISION_ENCODERS.add`` in this process),
    which is enough for everything below; ``train.py``/``eval.py`` started as separate
    commands only see entries in ``registry.py``.
-3. Build a video model with it (``ModelConfig(vision_encoder="tiny-lip", ...)`` → ``E2E``),
+3. Build a video model with it (``ModelConfig(vision_encoder="tiny-lip",
+   vision_encoder_conf={"width": 8}, ...)`` → ``E2E``),
    check that padding a batch does not change an utterance's features (eval mode), and take
    30 optimiser steps on one batch of a generated corpus (``OUT/data``): the loss falls.
 4. Decode an utterance of that batch with joint CTC/attention beam search.
 5. Fuse it with the 1D-ResNet audio encoder (``audio_encoder="resnet1d"``, gated fusion):
    one forward/backward; gradients reach the new encoder.
 6. Train with ``train.py`` (called in this process, so the run-time entry is known) with
-   ``--vision-encoder tiny-lip`` for 1 epoch; the checkpoint's stored config names
-   ``tiny-lip``, and it loads and decodes a test clip like any other checkpoint
-   (``inference.load_recognizer`` / ``transcribe``).
+   ``--vision-encoder tiny-lip --tiny-lip-width 8`` for 1 epoch; the checkpoint's stored
+   config names ``tiny-lip`` and its width, and it loads and decodes a test clip like any
+   other checkpoint (``inference.load_recognizer`` / ``transcribe``).
 
 Writes ``OUT/new_encoder.json`` (losses, hypothesis, checks) and the run in ``OUT/exp``.
 """
@@ -45,7 +46,9 @@ import torch  # noqa: E402
 
 NAME = "tiny-lip"
 TARGET = "tutorials.examples.tiny_lip_encoder:TinyLipEncoder"
-SIZES = dict(adim=32, aheads=2, eunits=64, elayers=1, dunits=64, dlayers=1, resnet_width=8)
+SIZES = dict(adim=32, aheads=2, eunits=64, elayers=1)
+DECODER_CONF = {"dunits": 64, "dlayers": 1}
+WIDTH = 8
 
 
 def register() -> None:
@@ -53,7 +56,7 @@ def register() -> None:
     from espnet.nets.pytorch_backend.registry import VISION_ENCODERS
 
     if NAME not in VISION_ENCODERS:
-        VISION_ENCODERS.add(NAME, TARGET, output_dim=4 * 64, frame_rate=25.0)  # facts for the default width 64
+        VISION_ENCODERS.add(NAME, TARGET)
 
 
 def batch_of(corpus, modality: str, n: int = 4):
@@ -102,7 +105,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # 3. a model with it; padding check; a few optimiser steps on one batch
     corpus = make_corpus(os.path.join(args.out, "data"))
     tokenizer = TextTransform(corpus["sp_model_path"], corpus["dict_path"])
-    config = ModelConfig(odim=tokenizer.odim, vision_encoder=NAME, audio_encoder=None, **SIZES)
+    config = ModelConfig(odim=tokenizer.odim, vision_encoder=NAME, vision_encoder_conf={"width": WIDTH},
+                         decoder_conf=DECODER_CONF, **SIZES)
     model = E2E(config)
     print(f"\n== 3. video model: frontend {type(model.frontend).__name__} (output {model.frontend.output_dim}-d, "
           f"{model.frontend.frame_rate:g} Hz), {sum(p.numel() for p in model.parameters()):,} parameters")
@@ -138,7 +142,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     # 5. audio-visual: the new encoder fused with the 1D ResNet audio encoder
     av_config = ModelConfig(odim=tokenizer.odim, vision_encoder=NAME, audio_encoder="resnet1d", fusion_type="gated",
-                            **SIZES)
+                            vision_encoder_conf={"width": WIDTH}, audio_encoder_conf={"width": WIDTH},
+                            decoder_conf=DECODER_CONF, **SIZES)
     av_model = E2E(av_config).train()
     av_inputs, av_targets, _ = batch_of(corpus, "audiovisual")
     av_loss = av_model(av_inputs, av_targets)[0]
@@ -151,12 +156,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # 6. train.py with --vision-encoder tiny-lip
     import train
 
-    size_flags = []
-    for key, value in SIZES.items():
-        size_flags += [f"--{key.replace('_', '-')}", str(value)]
-    assert size_flags == TINY_MODEL  # the same toy size as the other tutorials
+    size_flags = [flag for key, value in {**SIZES, **DECODER_CONF}.items() for flag in (f"--{key}", str(value))]
+    assert size_flags + ["--resnet-width", str(WIDTH)] == TINY_MODEL  # the same toy size as the other tutorials
     exp = os.path.join(args.out, "exp")
-    argv = ["--exp-dir", exp, "--exp-name", NAME, "--vision-encoder", NAME, "--root-dir", corpus["root"],
+    argv = ["--exp-dir", exp, "--exp-name", NAME, "--vision-encoder", NAME, "--tiny-lip-width", str(WIDTH),
+            "--root-dir", corpus["root"],
             "--train-file", "train.csv", "--sp-model-path", corpus["sp_model_path"], "--dict-path", corpus["dict_path"],
             *size_flags, "--max-epochs", str(args.epochs), "--warmup-epochs", "1", "--lr", "2e-3", "--max-frames", "400",
             "--num-workers", "0"]
@@ -168,14 +172,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with open(os.path.splitext(checkpoint)[0] + ".json", encoding="utf8") as handle:
         report["checkpoint_config"] = json.load(handle)["model_config"]
     print(f"train.py with --vision-encoder {NAME}: {time.perf_counter() - start:.1f} s; stored vision_encoder = "
-          f"{report['checkpoint_config']['vision_encoder']!r}")
+          f"{report['checkpoint_config']['vision_encoder']!r} with options "
+          f"{report['checkpoint_config']['vision_encoder_conf']}")
     from datamodule.label_list import read_label_list
     from inference import load_clip, load_recognizer, transcribe
 
     trained, trained_tokenizer = load_recognizer(checkpoint)
+    report["trained_frontend_output_dim"] = trained.frontend.output_dim  # 4 * --tiny-lip-width
     test = read_label_list(corpus["test"])[0]
     clip = os.path.join(corpus["root"], test.dataset, test.rel_path)
-    report["trained_hypothesis"] = transcribe(trained, trained_tokenizer, load_clip(clip, trained.modality), beam_size=2)
+    report["trained_hypothesis"] = transcribe(trained, trained_tokenizer, load_clip(clip, trained), beam_size=2)
     print(f"decoded {os.path.relpath(clip, args.out)} with {os.path.relpath(checkpoint, args.out)} "
           f"(frontend {type(trained.frontend).__name__}): {report['trained_hypothesis']!r}")
 

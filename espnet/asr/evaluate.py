@@ -118,7 +118,7 @@ def evaluate(
     uses_text = getattr(model, "uses_text", False)
     if text_transform is None and not uses_text:
         raise ValueError("decoding SentencePiece tokens needs the tokenizer: give --sp-model-path and --dict-path")
-    normalize = text_normalizer(wer_normalizer, [model.config.decoder_model_name, model.config.audio_model_name])
+    normalize = text_normalizer(wer_normalizer, list(model.config.model_names().values()))
     noise = load_noise(resolve_noise_file(root_dir, noise_file)) if snr_target is not None else None
     dataset = build_dataset(root_dir, test_file, "test", model.modality, noise=noise,
                             snr_target=snr_target, seed=seed, audio_utterance_norm=model.audio_utterance_norm,

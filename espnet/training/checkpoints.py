@@ -197,9 +197,7 @@ def check_state(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: 
         config = getattr(model, "config", None)
         described = "the model"
         if config is not None:
-            described = (f"a {config.modality} model ({config.vision_encoder or '-'} / {config.audio_encoder or '-'} / "
-                         f"{config.decoder}) with adim={config.adim}, aheads={config.aheads}, elayers={config.elayers}, "
-                         f"dlayers={config.dlayers}, odim={config.odim}")
+            described = config.describe()
         raise ValueError(
             f"{source} does not match {described}: {len(missing)} missing key(s) {missing[:3]}, "
             f"{len(unexpected)} unexpected key(s) {unexpected[:3]}, {len(wrong)} shape mismatch(es) "

@@ -1,74 +1,113 @@
 """Model flags shared by ``train.py`` and ``eval.py`` and their resolution into a
-:class:`ModelConfig` (from flags, from a checkpoint, or inferred from legacy weights)."""
+:class:`ModelConfig` (from flags, from a checkpoint, or inferred from legacy weights).
+
+Component options are not listed here: every registered component declares its own
+(``options`` next to its class), and their flags are built from the registries. A flag
+sets the option of every chosen component that declares it; a flag that no chosen
+component declares is an error.
+"""
 
 import argparse
 import sys
-from typing import Any, Dict, Iterable, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from espnet.nets.pytorch_backend.model_config import LEGACY_MODALITY_ENCODERS, ModelConfig
-from espnet.nets.pytorch_backend.registry import AUDIO_ENCODERS, DECODERS, FUSIONS, VISION_ENCODERS
+from espnet.nets.pytorch_backend.component_options import Option
+from espnet.nets.pytorch_backend.model_config import FAMILIES, LEGACY_MODALITY_ENCODERS, ModelConfig
+from espnet.nets.pytorch_backend.registry import MODEL_REGISTRY, Registry
 
-SIZE_FLAGS = ("adim", "aheads", "eunits", "elayers", "dunits", "dlayers", "resnet_width")
-NAME_FLAGS = ("vision_model_name", "audio_model_name", "decoder_model_name")
-CHOICE_FLAGS = ("vision_encoder", "audio_encoder", "decoder", "fusion_type", "projection", "vision_pool")
-LLM_FLAGS = ("llm_prompt", "llm_downsample")
-QLORA_FLAGS = ("use_qlora", "qlora_r", "qlora_alpha", "qlora_dropout", "qlora_target_modules")
-SWITCH_FLAGS = ("unfreeze_vision", "unfreeze_audio", "mask_conv_padding", "wavlm_layer_weights")
-OPTION_FLAGS = ("whisper_pad_seconds",)
+NAME_FIELDS = ("vision_encoder", "audio_encoder", "decoder", "fusion_type")
+SIZE_FIELDS = ("adim", "aheads", "eunits", "elayers")
+MODEL_FIELDS = SIZE_FIELDS + ("projection", "mask_conv_padding")
+QLORA_FIELDS = ("use_qlora", "qlora_r", "qlora_alpha", "qlora_dropout", "qlora_target_modules")
 
 
-def _flag(field: str) -> str:
-    return "--" + field.replace("_", "-")
+def _flag(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+@dataclass
+class ComponentFlag:
+    """A command-line flag of component options: ``users`` are the ``(registry, component,
+    option)`` that declare it (several components may share one flag)."""
+
+    flag: str
+    dest: str
+    users: List[Tuple[Registry, str, Option]] = field(default_factory=list)
+
+    @property
+    def option(self) -> Option:
+        return self.users[0][2]
+
+    def help(self) -> str:
+        first = self.users[0]
+        text = first[2].help.replace("{family}", first[0].word)
+        parts = []
+        for registry, name, option in self.users:
+            choices = f" of {'|'.join(map(str, option.choices))}" if option.choices else ""
+            default = option.default
+            if default is None and option.name == "model_name":
+                default = registry.resolve_class(name).default_model_name
+            parts.append(f"{registry.family} {name}: default {default}{choices}")
+        return f"{text} [{'; '.join(parts)}]"
+
+
+def component_flags() -> Dict[str, ComponentFlag]:
+    """Every flag of every available registered component's options, in registry order."""
+    flags: Dict[str, ComponentFlag] = {}
+    for registry in MODEL_REGISTRY.values():
+        for name in registry.available():
+            for option in registry.options(name):
+                flag = option.flag_for(name, registry.word)
+                entry = flags.setdefault(flag, ComponentFlag(flag, flag[2:].replace("-", "_")))
+                if entry.users and entry.option.type is not option.type:
+                    raise TypeError(f"{flag}: {registry.family} {name} declares it as {option.type.__name__}, "
+                                    f"{entry.users[0][0].family} {entry.users[0][1]} as "
+                                    f"{entry.option.type.__name__}")
+                entry.users.append((registry, name, option))
+    return flags
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """Component and size flags; every default is ``None`` so that explicitly given flags
-    can be told apart (and checked against a checkpoint's config)."""
+    """Component, size and option flags; every default is ``None`` so that explicitly given
+    flags can be told apart (and checked against a checkpoint's config)."""
     d = ModelConfig()
+    reg = {key: MODEL_REGISTRY[key] for key in MODEL_REGISTRY}
     g = parser.add_argument_group("model")
-    g.add_argument("--vision-encoder", choices=VISION_ENCODERS.choices(), default=None,
+    g.add_argument("--vision-encoder", choices=reg["vision_encoder"].choices(), default=None,
                    help="Vision frontend (input: 88x88 mouth crops at 25 fps).")
-    g.add_argument("--audio-encoder", choices=AUDIO_ENCODERS.choices(), default=None,
+    g.add_argument("--audio-encoder", choices=reg["audio_encoder"].choices(), default=None,
                    help="Audio frontend (input: 16 kHz waveform).")
-    g.add_argument("--decoder", choices=DECODERS.choices(), default=None,
+    g.add_argument("--decoder", choices=reg["decoder"].choices(), default=None,
                    help="Decoder ('llm' = 'llama'). (Default: transformer)")
-    g.add_argument("--fusion-type", choices=FUSIONS.choices(), default=None,
-                   help="How audio-visual models fuse the two streams. (Default: concat)")
+    g.add_argument("--fusion-type", choices=reg["fusion"].choices(), default=None,
+                   help="How audio-visual models fuse the two streams (both encoders given). (Default: concat)")
     g.add_argument("--modality", choices=sorted(LEGACY_MODALITY_ENCODERS), default=None,
                    help="Deprecated: video = --vision-encoder resnet, audio = --audio-encoder resnet1d "
                         "(with --decoder transformer).")
-    for field, what in zip(NAME_FLAGS, ("vision", "audio", "decoder")):
-        g.add_argument(_flag(field), default=None,
-                       help=f"Hugging Face id or local directory of the pretrained {what} model.")
-    g.add_argument("--unfreeze-vision", action="store_const", const=True, default=None,
-                   help="Train the pretrained vision frontend (frozen by default).")
-    g.add_argument("--unfreeze-audio", action="store_const", const=True, default=None,
-                   help="Train the pretrained audio frontend (frozen by default).")
-    g.add_argument("--vision-pool", choices=["cls", "mean", "pooled"], default=None,
-                   help="Per-frame pooling: vit cls|mean (default cls), clip-vit pooled|mean (default pooled).")
-    g.add_argument("--whisper-pad-seconds", type=float, default=None, metavar="S",
-                   help="Append silence to each clip up to S seconds before the Whisper encoder (0 < S <= 30; "
-                        "the silence counts as input). A pretrained Whisper decoder needs it to see where speech "
-                        "ends. (Default: 0 = real length)")
-    g.add_argument("--whisper-pad-30s", dest="whisper_pad_seconds", action="store_const", const=30.0,
-                   help="= --whisper-pad-seconds 30: exactly Whisper's own input (WhisperFeatureExtractor).")
-    g.add_argument("--wavlm-layer-weights", action="store_const", const=True, default=None,
-                   help="Use a learned weighted sum of all WavLM hidden layers (default: last layer).")
     g.add_argument("--projection", choices=["linear", "mlp"], default=None,
-                   help="Frontend-to-encoder projection when sizes differ. (Default: linear)")
+                   help="Frontend-to-encoder projection of a single-stream model when sizes differ. (Default: linear)")
     g.add_argument("--mask-conv-padding", action="store_const", const=True, default=None,
                    help="Zero padded frames before the Conformer convolution (exact padding invariance; "
                         "off by default to reproduce Auto-AVSR numerics).")
-    for field in SIZE_FLAGS:
-        g.add_argument(_flag(field), type=int, default=None,
-                       help=f"Model size {field} (default {getattr(d, field)}, the Auto-AVSR size)."
-                       + (" 0 = no Conformer (frontend output goes to the decoder)." if field == "elayers" else ""))
-    g.add_argument("--llm-prompt", default=None,
-                   help="Instruction after the soft prompt of --decoder llama. (Default per modality: "
-                        "'Transcribe the video to text.' / 'Transcribe the audio to text.' / "
-                        "'Transcribe the audio and video to text.')")
-    g.add_argument("--llm-downsample", type=int, default=None,
-                   help="Stack K encoder frames per LLM soft-prompt token (lengths ceil(len/K)). (Default: 1)")
+    for name in SIZE_FIELDS:
+        g.add_argument(_flag(name), type=int, default=None,
+                       help=f"Model size {name} (default {getattr(d, name)}, the Auto-AVSR size)."
+                       + (" 0 = no Conformer (frontend output goes to the decoder)." if name == "elayers" else ""))
+
+    o = parser.add_argument_group("component options (each applies only when its component is chosen)")
+    for entry in component_flags().values():
+        option = entry.option
+        if option.type is bool:
+            o.add_argument(entry.flag, dest=entry.dest, action="store_const", const=True, default=None,
+                           help=entry.help())
+        else:
+            choices = sorted({c for _, _, opt in entry.users for c in (opt.choices or ())}) or None
+            o.add_argument(entry.flag, dest=entry.dest, type=option.type, choices=choices, default=None,
+                           metavar=None if choices else option.type.__name__.upper(), help=entry.help())
+        for alias, value in option.aliases:
+            o.add_argument(alias, dest=entry.dest, action="store_const", const=value,
+                           help=f"= {entry.flag} {value}")
 
     q = parser.add_argument_group("QLoRA (4-bit NF4 pretrained components + LoRA adapters)")
     q.add_argument("--use-qlora", action="store_const", const=True, default=None,
@@ -82,7 +121,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--qlora-target-modules", default=None,
                    help="Comma-separated linear layer names that get adapters, e.g. q_proj,v_proj. (Default: the "
                         "attention projections of each pretrained model: q_proj,k_proj,v_proj,o_proj for LLaMA "
-                        "and ViT; q_proj,k_proj,v_proj,out_proj for Whisper, WavLM, CLIP)")
+                        "and ViT; q_proj,k_proj,v_proj,out_proj for Whisper and CLIP; the feed-forward layers "
+                        "of WavLM)")
 
 
 def add_generate_args(parser: argparse.ArgumentParser) -> None:
@@ -119,18 +159,20 @@ def load_tokenizer(sp_model_path: Optional[str], dict_path: Optional[str]):
     return TextTransform(sp_model_path, dict_path)
 
 
-def given_model_fields(args: argparse.Namespace) -> Tuple[Dict[str, Any], Optional[str]]:
-    """ModelConfig fields set by explicit flags, and the deprecated ``--modality`` (checked
-    against the encoder flags, with a deprecation notice)."""
-    fields = {f: getattr(args, f) for f in SIZE_FLAGS + NAME_FLAGS + CHOICE_FLAGS + SWITCH_FLAGS + OPTION_FLAGS
-              + LLM_FLAGS + QLORA_FLAGS if getattr(args, f, None) is not None}
-    for key, registry in (("vision_encoder", VISION_ENCODERS), ("audio_encoder", AUDIO_ENCODERS),
-                          ("decoder", DECODERS), ("fusion_type", FUSIONS)):
+def given_model_fields(args: argparse.Namespace) -> Tuple[Dict[str, Any], Dict[str, Any], Optional[str]]:
+    """Explicitly given flags: model config fields, component option flags (flag ->
+    value), and the deprecated ``--modality`` (checked against the encoder flags, with a
+    deprecation notice)."""
+    fields = {f: getattr(args, f) for f in NAME_FIELDS + MODEL_FIELDS + QLORA_FIELDS
+              if getattr(args, f, None) is not None}
+    for key, registry_key in zip(NAME_FIELDS, ("vision_encoder", "audio_encoder", "decoder", "fusion")):
         if key in fields:
-            fields[key] = registry.canonical(fields[key])
+            fields[key] = MODEL_REGISTRY[registry_key].canonical(fields[key])
+    options = {entry.flag: getattr(args, entry.dest) for entry in component_flags().values()
+               if getattr(args, entry.dest, None) is not None}
     modality = getattr(args, "modality", None)
     if modality is None:
-        return fields, None
+        return fields, options, None
     vision, audio = LEGACY_MODALITY_ENCODERS[modality]
     print(f"note: --modality is deprecated; --modality {modality} means "
           f"{_flag('vision_encoder') + ' ' + vision if vision else _flag('audio_encoder') + ' ' + audio} "
@@ -139,7 +181,7 @@ def given_model_fields(args: argparse.Namespace) -> Tuple[Dict[str, Any], Option
     if (modality == "video" and has_audio) or (modality == "audio" and has_vision):
         other = "--audio-encoder" if modality == "video" else "--vision-encoder"
         raise ValueError(f"--modality {modality} contradicts {other} {fields[other[2:].replace('-', '_')]}")
-    return fields, modality
+    return fields, options, modality
 
 
 def infer_legacy_modality(state_keys: Iterable[str]) -> Optional[str]:
@@ -157,37 +199,48 @@ def resolve_model_config(args: argparse.Namespace, odim: Optional[int], stored: 
     """The model config to build. ``odim``: size of the SentencePiece tokenizer, ``None``
     without one (allowed for a decoder with its own tokenizer).
 
-    * ``stored`` (a checkpoint of ours): that config; an explicit flag that disagrees is an error.
+    * ``stored`` (a checkpoint of ours): that config; an explicit flag that disagrees is an
+      error, except the directory of a pretrained model (it may have moved: a note says so).
     * otherwise from the flags; with no encoder flag, the modality of legacy weights
       (``state_keys``) is used, else an error asks for encoder flags.
+
+    A component option flag that no chosen component has is an error.
     """
-    given, modality = given_model_fields(args)
-    config = _resolve(given, modality, odim, stored, source, state_keys)
-    extra = [_flag(f) for f in QLORA_FLAGS[1:] if f in given]
+    given, options, modality = given_model_fields(args)
+    if stored is not None:
+        config = _from_checkpoint(given, options, modality, odim, stored, source)
+    else:
+        config = _from_flags(given, options, modality, odim, state_keys)
+    extra = [_flag(f) for f in QLORA_FIELDS[1:] if f in given]
     if extra and not config.use_qlora:
         raise ValueError(f"{', '.join(extra)} only apply with --use-qlora")
     return config
 
 
-def _resolve(given: Dict[str, Any], modality: Optional[str], odim: Optional[int], stored: Optional[Dict[str, Any]],
-             source: str, state_keys: Optional[Iterable[str]]) -> ModelConfig:
-    if stored is not None:
-        config = ModelConfig.from_dict(dict(stored))
-        if modality is not None and modality != config.modality:
-            raise ValueError(f"--modality {modality} contradicts the {source}, which is a {config.modality} model")
-        for field, value in given.items():
-            if field in NAME_FLAGS and getattr(config, field) != value:
-                # the pretrained model moved (another machine / directory): use the new
-                # place; a --use-qlora checkpoint still checks that the weights are the same
-                print(f"note: {_flag(field)} {value} replaces the {source}'s {getattr(config, field)}",
-                      file=sys.stderr)
-                setattr(config, field, value)
-            elif getattr(config, field) != value:
-                raise ValueError(f"{_flag(field)} {value} contradicts the {source}, which was trained with "
-                                 f"{field}={getattr(config, field)}")
-        if odim is not None and config.odim is not None and config.odim != odim:
-            raise ValueError(f"the tokenizer has {odim} tokens but the {source} model has odim {config.odim}")
-        return config
+def _option_targets(flag: str, names: Dict[str, Optional[str]], describe: str) -> List[Tuple[str, str, Option]]:
+    """``(conf field, component, option)`` of the chosen components that the flag sets."""
+    entry = component_flags()[flag]
+    conf_of = {registry_key: conf_key for name_key, conf_key, registry_key in FAMILIES}
+    name_of = {registry_key: name_key for name_key, _, registry_key in FAMILIES}
+    chosen = []
+    for registry, name, option in entry.users:
+        key = next(k for k, r in MODEL_REGISTRY.items() if r is registry)
+        picked = names.get(name_of[key])
+        if picked and registry.canonical(picked) == name:
+            chosen.append((conf_of[key], name, option))
+    if not chosen:
+        owners = ", ".join(f"{registry.family} {name}" for registry, name, _ in entry.users)
+        raise ValueError(f"{flag} does not apply to {describe}: it is an option of {owners}")
+    return chosen
+
+
+def _describe_choice(names: Dict[str, Optional[str]]) -> str:
+    picked = [f"{key.replace('_', ' ')} {value}" for key, value in names.items() if value]
+    return "this model (" + ", ".join(picked) + ")"
+
+
+def _from_flags(given: Dict[str, Any], options: Dict[str, Any], modality: Optional[str], odim: Optional[int],
+                state_keys: Optional[Iterable[str]]) -> ModelConfig:
     if modality is not None and "vision_encoder" not in given and "audio_encoder" not in given:
         given["vision_encoder"], given["audio_encoder"] = LEGACY_MODALITY_ENCODERS[modality]
     if "vision_encoder" not in given and "audio_encoder" not in given:
@@ -197,4 +250,46 @@ def _resolve(given: Dict[str, Any], modality: Optional[str], odim: Optional[int]
         given["vision_encoder"], given["audio_encoder"] = LEGACY_MODALITY_ENCODERS[legacy]
     given.setdefault("vision_encoder", None)
     given.setdefault("audio_encoder", None)
-    return ModelConfig(odim=odim, **given)
+    names = {key: given.get(key, ModelConfig.decoder if key == "decoder" else None) for key in NAME_FIELDS}
+    if names["vision_encoder"] and names["audio_encoder"]:
+        names["fusion_type"] = names["fusion_type"] or "concat"
+    elif names["fusion_type"]:
+        raise ValueError(f"--fusion-type {names['fusion_type']} applies to audio-visual models only: give both "
+                         "--vision-encoder and --audio-encoder to fuse two streams")
+    if "projection" in given and names["vision_encoder"] and names["audio_encoder"]:
+        raise ValueError("--projection applies to single-stream models; an audio-visual model's --fusion-type "
+                         "maps the streams to --adim")
+    confs: Dict[str, Dict[str, Any]] = {}
+    for flag, value in options.items():
+        for conf_key, name, option in _option_targets(flag, names, _describe_choice(names)):
+            confs.setdefault(conf_key, {})[option.name] = option.check(value, f"{flag} ({name})")
+    return ModelConfig(odim=odim, **given, **confs)
+
+
+def _from_checkpoint(given: Dict[str, Any], options: Dict[str, Any], modality: Optional[str], odim: Optional[int],
+                     stored: Dict[str, Any], source: str) -> ModelConfig:
+    config = ModelConfig.from_dict(dict(stored))
+    if modality is not None and modality != config.modality:
+        raise ValueError(f"--modality {modality} contradicts the {source}, which is a {config.modality} model")
+    for name, value in given.items():
+        if getattr(config, name) != value:
+            raise ValueError(f"{_flag(name)} {value} contradicts the {source}, which was trained with "
+                             f"{name}={getattr(config, name)}")
+    names = {key: getattr(config, key) for key in NAME_FIELDS}
+    for flag, value in options.items():
+        for conf_key, component, option in _option_targets(flag, names, f"the {source}'s model "
+                                                            f"({config.describe()})"):
+            conf = getattr(config, conf_key)
+            value = option.check(value, f"{flag} ({component})")
+            if conf[option.name] == value:
+                continue
+            if not option.replaceable:
+                raise ValueError(f"{flag} {value} contradicts the {source}, which was trained with "
+                                 f"{flag} {conf[option.name]}")
+            # e.g. the pretrained model moved (another machine / directory): use the new place;
+            # a --use-qlora checkpoint still checks that the weights are the same
+            print(f"note: {flag} {value} replaces the {source}'s {conf[option.name]}", file=sys.stderr)
+            conf[option.name] = value
+    if odim is not None and config.odim is not None and config.odim != odim:
+        raise ValueError(f"the tokenizer has {odim} tokens but the {source} model has odim {config.odim}")
+    return config

@@ -117,18 +117,15 @@ class ModelModule(LightningModule):
         for key in ("video", "audio"):
             if f"{key}s" in batch:
                 inputs[key], inputs[f"{key}_lengths"] = batch[f"{key}s"], batch[f"{key}_lengths"]
-        if getattr(self.model, "uses_text", False):
-            return self.model(inputs, batch["targets"], texts=self.batch_texts(batch))
-        return self.model(inputs, batch["targets"])
+        return self.model(inputs, batch["targets"], texts=self.batch_texts(batch))
 
-    def batch_texts(self, batch: Dict[str, Any]):
+    def batch_texts(self, batch: Dict[str, Any]) -> List[Optional[str]]:
         """Reference texts of a batch: the label list's transcripts, else text recovered
-        from the SentencePiece ids."""
+        from the SentencePiece ids (``None`` where neither exists: a decoder trained on
+        text says so; the pre-flight check reports such lists before training)."""
         texts = list(batch.get("texts") or [None] * batch["targets"].size(0))
-        if self.text_transform is None and None in texts:
-            idx = int(batch["idxs"][texts.index(None)]) if "idxs" in batch else None
-            raise ValueError(f"utterance {idx} of the label list has no transcript column and no SentencePiece "
-                             "tokenizer (--sp-model-path/--dict-path) was given to recover its text from the ids")
+        if self.text_transform is None:
+            return texts
         return [t if t is not None else self.text_transform.post_process(batch["targets"][i])
                 for i, t in enumerate(texts)]
 

@@ -1,14 +1,17 @@
 """An example vision encoder in one file (used by ``tutorials/new_encoder.py``).
 
 A small per-frame 2-D CNN followed by a temporal 1-D convolution. Everything a vision
-encoder needs is here: subclass ``BaseFrontend``, set ``output_dim`` and ``frame_rate``,
-implement ``forward(x, lengths) -> (feats, lengths)`` and ``from_config(config)``.
+encoder needs is here: subclass ``BaseFrontend``, declare its ``options`` (here one,
+``width``, which becomes the flag ``--tiny-lip-width``), set ``output_dim`` and
+``frame_rate``, and implement ``forward(x, lengths) -> (feats, lengths)``. The default
+``from_config`` passes the options to the constructor.
 """
 
 from typing import Tuple
 
 import torch
 
+from espnet.nets.pytorch_backend.component_options import Option
 from espnet.nets.pytorch_backend.frontend.base_frontend import BaseFrontend
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask
 
@@ -30,6 +33,7 @@ class TinyLipEncoder(BaseFrontend):
         -> ``(B, T, 4 * width)``, ``lengths``.
     """
 
+    options = (Option("width", 16, "Channels of the first convolution of the tiny-lip encoder.", flag="--tiny-lip-width"),)
     frame_rate = 25.0
 
     def __init__(self, width: int = 16) -> None:
@@ -42,11 +46,6 @@ class TinyLipEncoder(BaseFrontend):
             channels = out
         self.per_frame = torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1))
         self.temporal = torch.nn.Conv1d(self.output_dim, self.output_dim, 3, padding=1)
-
-    @classmethod
-    def from_config(cls, config) -> "TinyLipEncoder":
-        """Width from ``--resnet-width`` (the model's frontend width flag)."""
-        return cls(width=config.resnet_width)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if x.dim() != 5:

@@ -64,11 +64,8 @@ class E2E(torch.nn.Module):
             mask_conv_padding=config.mask_conv_padding,
         ) if config.elayers > 0 else None
         self.decoder = DecoderFactory.create_decoder(config.decoder, config)
-        # A decoder with its own tokenizer (uses_text): the CTC head covers that
-        # vocabulary shifted by one (CTC blank = 0, token id i -> i + 1).
         self.uses_text = bool(getattr(self.decoder, "uses_text", False))
-        ctc_odim = self.decoder.vocab_size + 1 if self.uses_text else config.odim
-        self.ctc = CTC(ctc_odim, config.adim, config.dropout_rate, self.ignore_id)
+        self.ctc = CTC(self.decoder.ctc_vocab_size, config.adim, config.dropout_rate, self.ignore_id)
         self.qlora_applied = False
         if config.use_qlora:  # last step: every component exists now
             from espnet.nets.pytorch_backend.lora.qlora_manager import QLoRAManager
@@ -141,30 +138,23 @@ class E2E(torch.nn.Module):
         return self.encoder(x, lengths)
 
     def forward(
-        self, inputs: Inputs, label: torch.Tensor, texts: Optional[List[str]] = None
+        self, inputs: Inputs, label: torch.Tensor, texts: Optional[List[Optional[str]]] = None
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
         """Hybrid loss ``ctc_weight * ctc + (1 - ctc_weight) * att``.
 
-        ``texts`` (reference transcripts) are required by a ``uses_text`` decoder, which
-        tokenizes them itself (``label``, the SentencePiece ids, is then unused).
+        The reference comes in both forms, ``label`` (SentencePiece ids ``(B, L)``, padded
+        with -1) and ``texts`` (transcripts); the decoder and its CTC targets use the one
+        the decoder's vocabulary needs.
 
         Returns:
             ``loss, loss_ctc, loss_att, acc``.
         """
         enc, enc_lengths = self.encode(inputs)
-        if self.uses_text:
-            if texts is None:
-                raise ValueError(f"--decoder {self.config.decoder} is trained on text: the batch has no 'texts'")
-            out = self.decoder.forward_train(enc, enc_lengths, label, texts=texts)
-            if self.ctc_weight > 0:
-                ids, _ = self.decoder.tokenize(texts)
-                ids = torch.where(ids >= 0, ids + 1, ids).to(enc.device)
-                loss_ctc, _ = self.ctc(enc, enc_lengths, ids)
-            else:
-                loss_ctc = enc.new_zeros(())
-        else:
-            loss_ctc, _ = self.ctc(enc, enc_lengths, label)
-            out = self.decoder.forward_train(enc, enc_lengths, label)
+        out = self.decoder.forward_train(enc, enc_lengths, label, texts)
+        if self.ctc_weight > 0:
+            loss_ctc, _ = self.ctc(enc, enc_lengths, self.decoder.ctc_targets(label, texts))
+        else:  # not computed (a pretrained decoder's vocabulary makes a large CTC head)
+            loss_ctc = enc.new_zeros(())
         loss_att = out["loss_att"]
         loss = self.ctc_weight * loss_ctc + (1 - self.ctc_weight) * loss_att
         return loss, loss_ctc, loss_att, out["acc"]

@@ -1,8 +1,9 @@
 """One registry per component family: the single place where a name maps to a class and
 its static facts.
 
-Adding a component = one new file with a class that has ``from_config(config)`` + one
-``add(...)`` line below. Classes are imported lazily (by ``"module:Class"`` path) so that
+Adding a component = one new file with a class that has ``from_config(config, options)``
+(and, if it has any, its ``options``: see ``component_options.py``) + one ``add(...)`` line
+below. Classes are imported lazily (by ``"module:Class"`` path) so that
 heavy optional dependencies load only when the component is used. Names registered without
 a target are planned components: they are valid choices on the command line, and selecting
 one gives a clear "not available yet" error.
@@ -10,28 +11,28 @@ one gives a clear "not available yet" error.
 
 import importlib
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from espnet.nets.pytorch_backend.component_options import Option, resolve_options
 
 
 @dataclass(frozen=True)
 class ComponentSpec:
-    """Static facts of a registered component.
+    """A registered component.
+
+    Its static facts live on its class, the single place they are written: ``options``
+    (what it can be configured with), and for frontends ``frame_rate`` and, for pretrained
+    components, ``default_model_name``. A fact that depends on the loaded model (a
+    frontend's ``output_dim``, ViViT's frame rate) is read from the built instance.
 
     Attributes:
         name: Registry name (the flag value).
         target: ``"package.module:Class"``; ``None`` for a planned component.
-        output_dim: Feature size of the output with default settings (frontends).
-        frame_rate: Output frames per second (frontends).
-        default_model_name: Hugging Face id or local directory used when no
-            ``--*-model-name`` is given (pretrained components).
         planned: Where a planned component is tracked.
     """
 
     name: str
     target: Optional[str]
-    output_dim: Optional[int] = None
-    frame_rate: Optional[float] = None
-    default_model_name: Optional[str] = None
     planned: str = ""
 
     @property
@@ -46,18 +47,28 @@ class ComponentSpec:
 
 
 class Registry:
-    """Name -> :class:`ComponentSpec` for one family, with aliases."""
+    """Name -> :class:`ComponentSpec` for one family, with aliases.
 
-    def __init__(self, family: str, flag: str) -> None:
+    Args:
+        family: What the components are, for messages (``vision encoder``).
+        flag: The flag that chooses one (``--vision-encoder``).
+        word: Short family word in option flags (``{family}`` in ``--{family}-model-name``).
+        config_key: The model config fields: ``<key>`` holds the name, ``<key>_conf`` the
+            chosen component's options.
+    """
+
+    def __init__(self, family: str, flag: str, word: str, config_key: str) -> None:
         self.family = family
         self.flag = flag
+        self.word = word
+        self.config_key = config_key
         self._specs: Dict[str, ComponentSpec] = {}
         self._aliases: Dict[str, str] = {}
 
-    def add(self, name: str, target: Optional[str], **facts) -> ComponentSpec:
+    def add(self, name: str, target: Optional[str], planned: str = "") -> ComponentSpec:
         if name in self._specs or name in self._aliases:
             raise ValueError(f"{self.family} {name!r} is registered twice")
-        spec = ComponentSpec(name=name, target=target, **facts)
+        spec = ComponentSpec(name=name, target=target, planned=planned)
         self._specs[name] = spec
         return spec
 
@@ -95,15 +106,25 @@ class Registry:
             )
         return spec.load_class()
 
-    def create(self, name: str, config) -> object:
-        """Instantiate ``name`` with ``Class.from_config(config)``."""
-        return self.resolve_class(name).from_config(config)
+    def options(self, name: str) -> Tuple[Option, ...]:
+        """The options ``name`` declares (``options`` of its class)."""
+        return tuple(getattr(self.resolve_class(name), "options", ()))
+
+    def resolve_options(self, name: str, values: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+        """All options of ``name``: ``values`` checked, the rest defaults."""
+        return resolve_options(self.options(name), values, f"{self.family} {self.canonical(name)}")
+
+    def create(self, name: str, config, *args) -> object:
+        """Instantiate ``name`` with ``Class.from_config(config, options, *args)``, its
+        options taken from ``config.<config_key>_conf``."""
+        options = self.resolve_options(name, getattr(config, f"{self.config_key}_conf", None))
+        return self.resolve_class(name).from_config(config, options, *args)
 
 
-VISION_ENCODERS = Registry("vision encoder", "--vision-encoder")
-AUDIO_ENCODERS = Registry("audio encoder", "--audio-encoder")
-DECODERS = Registry("decoder", "--decoder")
-FUSIONS = Registry("fusion", "--fusion-type")
+VISION_ENCODERS = Registry("vision encoder", "--vision-encoder", "vision", "vision_encoder")
+AUDIO_ENCODERS = Registry("audio encoder", "--audio-encoder", "audio", "audio_encoder")
+DECODERS = Registry("decoder", "--decoder", "decoder", "decoder")
+FUSIONS = Registry("fusion", "--fusion-type", "fusion", "fusion")
 
 MODEL_REGISTRY: Dict[str, Registry] = {
     "vision_encoder": VISION_ENCODERS,
@@ -113,31 +134,25 @@ MODEL_REGISTRY: Dict[str, Registry] = {
 }
 
 _FRONTEND = "espnet.nets.pytorch_backend.frontend"
+_DECODER = "espnet.nets.pytorch_backend.decoder"
 _FUSION = "espnet.nets.pytorch_backend.fusion"
 
 # ---- vision encoders (input: (B, T, 1, 88, 88) mouth crops at 25 fps) ----------------
-VISION_ENCODERS.add("resnet", f"{_FRONTEND}.resnet:VideoResNet", output_dim=512, frame_rate=25.0)
-VISION_ENCODERS.add("vit", f"{_FRONTEND}.vision.vit:ViTFrontend", output_dim=768, frame_rate=25.0,
-                    default_model_name="google/vit-base-patch16-224-in21k")
-VISION_ENCODERS.add("vivit", f"{_FRONTEND}.vision.vivit:ViViTFrontend", output_dim=768, frame_rate=12.5,
-                    default_model_name="google/vivit-b-16x2-kinetics400")
-VISION_ENCODERS.add("clip-vit", f"{_FRONTEND}.vision.clip_vit:CLIPViTFrontend", output_dim=768, frame_rate=25.0,
-                    default_model_name="openai/clip-vit-base-patch32")
+VISION_ENCODERS.add("resnet", f"{_FRONTEND}.resnet:VideoResNet")
+VISION_ENCODERS.add("vit", f"{_FRONTEND}.vision.vit:ViTFrontend")
+VISION_ENCODERS.add("vivit", f"{_FRONTEND}.vision.vivit:ViViTFrontend")
+VISION_ENCODERS.add("clip-vit", f"{_FRONTEND}.vision.clip_vit:CLIPViTFrontend")
 
 # ---- audio encoders (input: (B, S, 1) waveform at 16 kHz) -----------------------------
-AUDIO_ENCODERS.add("resnet1d", f"{_FRONTEND}.resnet1d:AudioResNet1D", output_dim=512, frame_rate=25.0)
-AUDIO_ENCODERS.add("whisper", f"{_FRONTEND}.audio.whisper:WhisperFrontend", output_dim=512, frame_rate=50.0,
-                   default_model_name="openai/whisper-base")
-AUDIO_ENCODERS.add("wavlm", f"{_FRONTEND}.audio.wavlm:WavLMFrontend", output_dim=768, frame_rate=50.0,
-                   default_model_name="microsoft/wavlm-base-plus")
+AUDIO_ENCODERS.add("resnet1d", f"{_FRONTEND}.resnet1d:AudioResNet1D")
+AUDIO_ENCODERS.add("whisper", f"{_FRONTEND}.audio.whisper:WhisperFrontend")
+AUDIO_ENCODERS.add("wavlm", f"{_FRONTEND}.audio.wavlm:WavLMFrontend")
 
 # ---- decoders ----------------------------------------------------------------------------
-DECODERS.add("transformer", "espnet.nets.pytorch_backend.decoder.transformer_decoder:TransformerDecoder")
-DECODERS.add("llama", "espnet.nets.pytorch_backend.decoder.llama_decoder:LlamaDecoder",
-             default_model_name="meta-llama/Llama-3.2-1B")
+DECODERS.add("transformer", f"{_DECODER}.transformer_decoder:TransformerDecoder")
+DECODERS.add("llama", f"{_DECODER}.llama_decoder:LlamaDecoder")
 DECODERS.alias("llm", "llama")
-DECODERS.add("whisper-decoder", "espnet.nets.pytorch_backend.decoder.whisper_decoder:WhisperTextDecoder",
-             default_model_name="openai/whisper-base")
+DECODERS.add("whisper-decoder", f"{_DECODER}.whisper_decoder:WhisperTextDecoder")
 
 # ---- fusions (two aligned streams -> (B, T, adim)) -------------------------------------
 FUSIONS.add("concat", f"{_FUSION}.concat_fusion:ConcatFusion")

@@ -1,9 +1,9 @@
 """Shared machinery of the decoders that wrap a pretrained Hugging Face language model
 with its own tokenizer (``--decoder llama`` / ``--decoder whisper-decoder``).
 
-Such a decoder declares ``uses_text = True``: it is trained on reference *text* (the
-5th label CSV column, else text recovered from the SentencePiece ids) which it tokenizes
-itself; SentencePiece ids are never fed to the pretrained embedding table. Decoding uses
+Such a decoder is trained on reference *text* (the 5th label CSV column, else text
+recovered from the SentencePiece ids) which it tokenizes itself; SentencePiece ids are
+never fed to the pretrained embedding table. Decoding uses
 the Hugging Face ``generate`` (KV cache, beam search, batched), see :meth:`decode`.
 
 Loading reuses the offline-aware helpers of the pretrained frontends
@@ -12,10 +12,11 @@ directory / id is a clear ``FileNotFoundError`` naming ``--decoder-model-name``.
 """
 
 import os
-from typing import List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 
+from espnet.nets.pytorch_backend.component_options import Option
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder
 from espnet.nets.pytorch_backend.frontend.hf_base import import_transformers, model_not_found, offline
 
@@ -49,9 +50,19 @@ def downsample_frames(x: torch.Tensor, lengths: torch.Tensor, k: int) -> Tuple[t
 
 class HFTextDecoder(BaseDecoder):
     """Base of the text decoders. Subclasses set ``self.tokenizer`` and implement
-    :meth:`forward_text` and :meth:`decode`."""
+    :meth:`forward_text` and :meth:`decode`.
+
+    Option of every such decoder: ``model_name`` (``--decoder-model-name``; ``None`` = the
+    class's ``default_model_name``)."""
 
     uses_text = True
+    default_model_name: str = ""
+    options = (Option("model_name", None, "Hugging Face id or local directory of the pretrained decoder "
+                      "(model + tokenizer).", type=str, flag="--decoder-model-name", replaceable=True),)
+
+    @classmethod
+    def model_dir(cls, options: Dict[str, Any]) -> str:
+        return options["model_name"] or cls.default_model_name
 
     def pretrained_model(self) -> torch.nn.Module:
         """The wrapped pretrained network: what ``--use-qlora`` quantises and adapts."""
@@ -78,13 +89,32 @@ class HFTextDecoder(BaseDecoder):
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def forward_train(self, memory, memory_lengths, targets, texts=None):
-        if texts is None:
-            raise ValueError(f"{type(self).__name__} is trained on text: pass the reference texts")
-        return self.forward_text(memory, memory_lengths, texts)
+        """Loss on the reference ``texts`` (``targets``, SentencePiece ids, unused)."""
+        return self.forward_text(memory, memory_lengths, self._require_texts(texts))
+
+    def _require_texts(self, texts) -> List[str]:
+        if texts is None or any(t is None for t in texts):
+            raise ValueError(f"{type(self).__name__} is trained on text: every utterance needs its transcript")
+        return list(texts)
+
+    @property
+    def ctc_vocab_size(self) -> int:
+        return self.vocab_size + 1  # blank = 0, token i -> i + 1
+
+    def ctc_targets(self, targets, texts) -> torch.Tensor:
+        ids, _ = self.tokenize(self._require_texts(texts))
+        return torch.where(ids >= 0, ids + 1, ids).to(targets.device)
 
     @staticmethod
-    def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-        mask = labels != -100
-        if not bool(mask.any()):
-            return 0.0
-        return float((logits.argmax(-1)[mask] == labels[mask]).float().mean())
+    def masked_loss(logits: torch.Tensor, labels: torch.Tensor) -> Dict[str, Any]:
+        """Cross-entropy of ``logits (B, S, V)`` against ``labels (B, S)`` (-100 = not
+        counted): the mean over counted tokens (``loss_att``), per utterance
+        (``loss_per_utt``) and the token accuracy (``acc``)."""
+        logits = logits.float()
+        nll = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100, reduction="none"
+        ).view(labels.shape)
+        counted = labels != -100
+        acc = float((logits.argmax(-1)[counted] == labels[counted]).float().mean()) if bool(counted.any()) else 0.0
+        return {"loss_att": nll.sum() / counted.sum().clamp(min=1), "acc": acc,
+                "loss_per_utt": nll.sum(1) / counted.sum(1).clamp(min=1), "labels": labels}

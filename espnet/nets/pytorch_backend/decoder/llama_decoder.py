@@ -21,6 +21,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 
+from espnet.nets.pytorch_backend.component_options import Option, merge
 from espnet.nets.pytorch_backend.decoder.hf_decoder_base import (
     HFTextDecoder,
     downsample_frames,
@@ -45,6 +46,15 @@ class LlamaDecoder(HFTextDecoder):
         downsample: Stack this many encoder frames per soft-prompt token.
         dtype: Weight dtype of the language model.
     """
+
+    default_model_name = "meta-llama/Llama-3.2-1B"
+    options = merge(HFTextDecoder.options, (
+        Option("prompt", None, "Instruction after the soft prompt. (Default per modality: 'Transcribe the video to "
+               "text.' / 'Transcribe the audio to text.' / 'Transcribe the audio and video to text.')", type=str,
+               flag="--llm-prompt"),
+        Option("downsample", 1, "Stack K encoder frames per LLM soft-prompt token (lengths ceil(len/K)).",
+               flag="--llm-downsample"),
+    ))
 
     def __init__(self, model_name: str, adim: int, prompt: str, downsample: int = 1,
                  dtype: torch.dtype = torch.float32) -> None:
@@ -92,12 +102,10 @@ class LlamaDecoder(HFTextDecoder):
         return self.llm
 
     @classmethod
-    def from_config(cls, config) -> "LlamaDecoder":
-        from espnet.nets.pytorch_backend.registry import DECODERS
-
-        name = config.decoder_model_name or DECODERS["llama"].default_model_name
-        prompt = config.llm_prompt or DEFAULT_PROMPTS[config.modality]
-        return cls(name, config.adim, prompt, downsample=config.llm_downsample, dtype=pretrained_dtype(config))
+    def from_config(cls, config, options) -> "LlamaDecoder":
+        prompt = options["prompt"] or DEFAULT_PROMPTS[config.modality]
+        return cls(cls.model_dir(options), config.adim, prompt, downsample=options["downsample"],
+                   dtype=pretrained_dtype(config))
 
     # ---- sequence assembly -----------------------------------------------------------
     def _embed(self, ids: List[int], device) -> torch.Tensor:
@@ -139,15 +147,9 @@ class LlamaDecoder(HFTextDecoder):
     def forward_text(self, memory, memory_lengths, texts: Sequence[str]) -> Dict[str, torch.Tensor]:
         embeds, mask, labels = self.build_train_batch(memory, memory_lengths, texts)
         logits = self.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits
-        logits, targets = logits[:, :-1].float(), labels[:, 1:]
-        nll = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="none"
-        ).view(targets.shape)
-        counted = (targets != -100)
-        per_utt = nll.sum(1) / counted.sum(1).clamp(min=1)
-        loss = nll.sum() / counted.sum().clamp(min=1)
-        return {"loss_att": loss, "acc": self.token_accuracy(logits, targets), "loss_per_utt": per_utt,
-                "labels": labels}
+        out = self.masked_loss(logits[:, :-1], labels[:, 1:])
+        out["labels"] = labels
+        return out
 
     # ---- decoding --------------------------------------------------------------------
     @torch.no_grad()

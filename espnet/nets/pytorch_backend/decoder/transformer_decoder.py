@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+from espnet.nets.pytorch_backend.component_options import Option
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, th_accuracy
 from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
@@ -99,19 +100,31 @@ class TransformerDecoder(BaseDecoder, BatchScorerInterface):
         self.output_layer = torch.nn.Linear(attention_dim, odim)
         self.criterion = LabelSmoothingLoss(odim, ignore_id, lsm_weight)
 
+    options = (
+        Option("dunits", 3072, "Feed-forward units of the Transformer decoder (3072 = Auto-AVSR).", flag="--dunits"),
+        Option("dlayers", 6, "Blocks of the Transformer decoder (6 = Auto-AVSR).", flag="--dlayers"),
+    )
+
     @classmethod
-    def from_config(cls, config) -> "TransformerDecoder":
+    def from_config(cls, config, options: Dict[str, Any]) -> "TransformerDecoder":
         if config.odim is None:
             raise ValueError("--decoder transformer predicts SentencePiece tokens: give --sp-model-path and --dict-path")
         return cls(
             odim=config.odim,
             attention_dim=config.adim,
             attention_heads=config.aheads,
-            linear_units=config.dunits,
-            num_blocks=config.dlayers,
+            linear_units=options["dunits"],
+            num_blocks=options["dlayers"],
             dropout_rate=config.dropout_rate,
             lsm_weight=config.lsm_weight,
         )
+
+    @property
+    def ctc_vocab_size(self) -> int:
+        return self.odim
+
+    def ctc_targets(self, targets: torch.Tensor, texts=None) -> torch.Tensor:
+        return targets
 
     def forward(
         self,
@@ -125,8 +138,9 @@ class TransformerDecoder(BaseDecoder, BatchScorerInterface):
         return self.output_layer(self.after_norm(x)), tgt_mask
 
     def forward_train(
-        self, memory: torch.Tensor, memory_lengths: torch.Tensor, targets: torch.Tensor
+        self, memory: torch.Tensor, memory_lengths: torch.Tensor, targets: torch.Tensor, texts=None
     ) -> Dict[str, Any]:
+        """Teacher-forced attention loss on the SentencePiece ``targets`` (``texts`` unused)."""
         ys_in, ys_out = add_sos_eos(targets, self.sos, self.eos, self.ignore_id)
         ys_mask = target_mask(ys_in, self.ignore_id)
         memory_mask = make_non_pad_mask(memory_lengths.to(memory.device), memory.size(1)).unsqueeze(1)

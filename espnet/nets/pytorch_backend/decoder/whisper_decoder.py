@@ -53,6 +53,8 @@ class WhisperTextDecoder(HFTextDecoder):
         dtype: Weight dtype.
     """
 
+    default_model_name = "openai/whisper-base"
+
     def __init__(self, model_name: str, adim: int, language: str = "en", dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         full = load_pretrained("WhisperForConditionalGeneration", model_name, "--decoder-model-name",
@@ -92,11 +94,8 @@ class WhisperTextDecoder(HFTextDecoder):
         return self.whisper
 
     @classmethod
-    def from_config(cls, config) -> "WhisperTextDecoder":
-        from espnet.nets.pytorch_backend.registry import DECODERS
-
-        name = config.decoder_model_name or DECODERS["whisper-decoder"].default_model_name
-        return cls(name, config.adim, dtype=pretrained_dtype(config))
+    def from_config(cls, config, options) -> "WhisperTextDecoder":
+        return cls(cls.model_dir(options), config.adim, dtype=pretrained_dtype(config))
 
     def text_ids(self, text: str) -> List[int]:
         text = text.strip()
@@ -149,13 +148,7 @@ class WhisperTextDecoder(HFTextDecoder):
         with self.memory_mask(memory_lengths, mem.size(1), mem.dtype, device):
             hidden = self.whisper.model.decoder(input_ids=inputs, attention_mask=attn, encoder_hidden_states=mem,
                                                 use_cache=False).last_hidden_state
-        logits = self.whisper.proj_out(hidden).float()
-        nll = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100, reduction="none"
-        ).view(labels.shape)
-        counted = labels != -100
-        return {"loss_att": nll.sum() / counted.sum().clamp(min=1), "acc": self.token_accuracy(logits, labels),
-                "loss_per_utt": nll.sum(1) / counted.sum(1).clamp(min=1), "labels": labels}
+        return self.masked_loss(self.whisper.proj_out(hidden), labels)
 
     # ---- decoding --------------------------------------------------------------------
     @torch.no_grad()

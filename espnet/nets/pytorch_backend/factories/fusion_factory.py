@@ -8,6 +8,7 @@ class FusionFactory:
     """Static factory: fusion name + stream sizes -> :class:`MultimodalFusion`."""
 
     @staticmethod
-    def create_fusion(name: str, vision_dim: int, audio_dim: int, args) -> MultimodalFusion:
-        layer = FUSIONS.resolve_class(name).from_dims(vision_dim, audio_dim, args.adim, args)
-        return MultimodalFusion(layer)
+    def create_fusion(name: str, vision_dim: int, audio_dim: int, config) -> MultimodalFusion:
+        """The registered fusion layer (options from ``config.fusion_conf``), wrapped in the
+        rate/length alignment."""
+        return MultimodalFusion(FUSIONS.create(name, config, vision_dim, audio_dim))

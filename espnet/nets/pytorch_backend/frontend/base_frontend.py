@@ -1,17 +1,23 @@
 """Contract shared by every vision and audio frontend."""
 
 from abc import ABC, abstractmethod
-from typing import Tuple
+from typing import Any, Dict, Tuple
 
 import torch
+
+from espnet.nets.pytorch_backend.component_options import Option
 
 
 class BaseFrontend(torch.nn.Module, ABC):
     """A frontend turns raw input into a feature sequence and returns its true lengths.
 
     Subclasses set:
-        output_dim: Feature size D of the output.
-        frame_rate: Output frames per second (Hz).
+        options: The component's own options (class attribute, see
+            ``component_options.py``), passed to ``from_config``.
+        output_dim: Feature size D of the output (on the instance: it may depend on the
+            options or on the loaded pretrained model).
+        frame_rate: Output frames per second (Hz); a class attribute (read by the CLI
+            and the tests without building the model), which an instance may refine.
         utterance_norm_input: Audio frontends only: ``True`` when the frontend expects
             the waveform layer-normed over the whole utterance by the dataset (Auto-AVSR's
             normalisation, kept in the data pipeline so that legacy numerics are exact);
@@ -22,15 +28,16 @@ class BaseFrontend(torch.nn.Module, ABC):
     output frames and never guessed from padding.
     """
 
+    options: Tuple[Option, ...] = ()
     output_dim: int
     frame_rate: float
     utterance_norm_input: bool = False
 
     @classmethod
-    @abstractmethod
-    def from_config(cls, config) -> "BaseFrontend":
-        """Build from a :class:`ModelConfig` (sizes, model names, freezing)."""
-        raise NotImplementedError
+    def from_config(cls, config, options: Dict[str, Any]) -> "BaseFrontend":
+        """Build from the model config and this component's resolved ``options`` (by
+        default: the options are the constructor's keyword arguments)."""
+        return cls(**options)
 
     @abstractmethod
     def forward(

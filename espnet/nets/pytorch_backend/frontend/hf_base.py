@@ -16,10 +16,11 @@ import contextlib
 import json
 import os
 import warnings
-from typing import Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import torch
 
+from espnet.nets.pytorch_backend.component_options import Option
 from espnet.nets.pytorch_backend.frontend.base_frontend import BaseFrontend
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask
 
@@ -161,7 +162,21 @@ def image_mean_std(name: str, default_mean, default_std) -> Tuple[Tuple[float, .
 
 
 class HFFrontend(BaseFrontend):
-    """Base of the pretrained frontends: holds ``self.model`` and handles freezing."""
+    """Base of the pretrained frontends: holds ``self.model`` and handles freezing.
+
+    Options (every pretrained frontend): ``model_name`` (``--vision-model-name`` /
+    ``--audio-model-name``; ``None`` = the class's ``default_model_name``) and ``unfreeze``
+    (``--unfreeze-vision`` / ``--unfreeze-audio``). Subclasses add theirs; ``from_config``
+    passes every option to the constructor, with the weight dtype of the config.
+    """
+
+    default_model_name: str = ""
+    options = (
+        Option("model_name", None, "Hugging Face id or local directory of the pretrained {family} model "
+               "(default: the encoder's own default).", type=str, flag="--{family}-model-name", replaceable=True),
+        Option("unfreeze", False, "Train the pretrained {family} frontend (frozen by default).",
+               flag="--unfreeze-{family}"),
+    )
 
     def __init__(self, model: torch.nn.Module, freeze: bool = True) -> None:
         super().__init__()
@@ -196,10 +211,12 @@ class HFFrontend(BaseFrontend):
         """``torch.no_grad()`` for a frozen model, a no-op otherwise."""
         return torch.no_grad() if self.frozen else contextlib.nullcontext()
 
-    @staticmethod
-    def model_name(config, attr: str, registry, key: str) -> str:
-        name: Optional[str] = getattr(config, attr, None)
-        return name or registry[key].default_model_name
+    @classmethod
+    def from_config(cls, config, options: Dict[str, Any]) -> "HFFrontend":
+        options = dict(options)
+        name = options.pop("model_name") or cls.default_model_name
+        freeze = not options.pop("unfreeze")
+        return cls(name, freeze=freeze, dtype=pretrained_dtype(config), **options)
 
 
 def mono_waveform(x: torch.Tensor, what: str) -> torch.Tensor:

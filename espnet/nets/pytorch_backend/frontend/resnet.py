@@ -5,7 +5,7 @@ from typing import Tuple
 import torch
 
 from espnet.nets.pytorch_backend.frontend.base_frontend import BaseFrontend
-from espnet.nets.pytorch_backend.frontend.resnet_blocks import ResNetLayers
+from espnet.nets.pytorch_backend.frontend.resnet_blocks import RESNET_WIDTH, ResNetLayers
 
 
 class VideoTrunk(ResNetLayers):
@@ -35,6 +35,7 @@ class VideoResNet(BaseFrontend):
         frames -> ``(B, T, 8 * width)``, ``lengths``.
     """
 
+    options = (RESNET_WIDTH,)
     frame_rate = 25.0
 
     def __init__(self, width: int = 64) -> None:
@@ -47,10 +48,6 @@ class VideoResNet(BaseFrontend):
             torch.nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
         )
         self.trunk = VideoTrunk(width)
-
-    @classmethod
-    def from_config(cls, config) -> "VideoResNet":
-        return cls(width=config.resnet_width)
 
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor

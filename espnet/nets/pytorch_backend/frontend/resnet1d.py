@@ -5,7 +5,7 @@ from typing import Tuple
 import torch
 
 from espnet.nets.pytorch_backend.frontend.base_frontend import BaseFrontend
-from espnet.nets.pytorch_backend.frontend.resnet_blocks import ResNetLayers
+from espnet.nets.pytorch_backend.frontend.resnet_blocks import RESNET_WIDTH, ResNetLayers
 
 SAMPLES_PER_FRAME = 640  # 16 kHz / 25 Hz
 
@@ -37,6 +37,7 @@ class AudioResNet1D(BaseFrontend):
     Input: each utterance layer-normed over its samples by the dataset (Auto-AVSR).
     """
 
+    options = (RESNET_WIDTH,)
     frame_rate = 25.0
     utterance_norm_input = True
 
@@ -44,10 +45,6 @@ class AudioResNet1D(BaseFrontend):
         super().__init__()
         self.output_dim = 8 * width
         self.trunk = AudioTrunk(width)
-
-    @classmethod
-    def from_config(cls, config) -> "AudioResNet1D":
-        return cls(width=config.resnet_width)
 
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor

@@ -29,8 +29,8 @@ class AttentionFusion(BaseFusion):
         self.out = torch.nn.Linear(2 * out_dim, out_dim)
 
     @classmethod
-    def from_dims(cls, vision_dim: int, audio_dim: int, out_dim: int, config) -> "AttentionFusion":
-        return cls(vision_dim, audio_dim, out_dim, heads=config.aheads)
+    def from_config(cls, config, options, vision_dim: int, audio_dim: int) -> "AttentionFusion":
+        return cls(vision_dim, audio_dim, config.adim, heads=config.aheads, **options)
 
     def fuse(self, v: torch.Tensor, a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         pv, pa = self.proj_vision(v), self.proj_audio(a)

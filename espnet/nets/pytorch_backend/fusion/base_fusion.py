@@ -1,8 +1,11 @@
 """Contract of a fusion layer that mixes two aligned streams."""
 
 from abc import ABC, abstractmethod
+from typing import Any, Dict, Tuple
 
 import torch
+
+from espnet.nets.pytorch_backend.component_options import Option
 
 
 class BaseFusion(torch.nn.Module, ABC):
@@ -16,13 +19,17 @@ class BaseFusion(torch.nn.Module, ABC):
         out_dim: Output size (the encoder size ``adim``).
     """
 
+    options: Tuple[Option, ...] = ()
+
     def __init__(self, vision_dim: int, audio_dim: int, out_dim: int) -> None:
         super().__init__()
         self.vision_dim, self.audio_dim, self.out_dim = vision_dim, audio_dim, out_dim
 
     @classmethod
-    def from_dims(cls, vision_dim: int, audio_dim: int, out_dim: int, config) -> "BaseFusion":
-        return cls(vision_dim, audio_dim, out_dim)
+    def from_config(cls, config, options: Dict[str, Any], vision_dim: int, audio_dim: int) -> "BaseFusion":
+        """Build for streams of ``vision_dim``/``audio_dim`` features and output ``config.adim``
+        (by default the fusion's ``options`` are extra constructor keywords)."""
+        return cls(vision_dim, audio_dim, config.adim, **options)
 
     @abstractmethod
     def fuse(self, v: torch.Tensor, a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -216,9 +216,8 @@ def check_fingerprint(model: torch.nn.Module, state: Dict[str, torch.Tensor], so
         return
     if not torch.equal(mine.cpu(), theirs.cpu()):
         config = getattr(model, "config", None)
-        names = ", ".join(f"--{f.replace('_', '-')} {getattr(config, f)}" for f in
-                          ("vision_model_name", "audio_model_name", "decoder_model_name")
-                          if config is not None and getattr(config, f, None))
+        names = ", ".join(f"{key.replace('_', ' ')} model {name}"
+                          for key, name in (config.model_names().items() if config is not None else ()))
         raise ValueError(
             f"{source}: its LoRA adapters were trained on other pretrained weights than the ones loaded now "
             f"({names or 'default model names'}); point the model-name flags at the models used in training"

@@ -5,12 +5,12 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from espnet.nets.pytorch_backend.component_options import Option, merge
 from espnet.nets.pytorch_backend.frontend.hf_base import (
     HFFrontend,
     load_preprocessor_config,
     load_pretrained,
     mono_waveform,
-    pretrained_dtype,
     valid_mask,
 )
 
@@ -45,6 +45,11 @@ class WavLMFrontend(HFFrontend):
     """
 
     frame_rate = 50.0
+    default_model_name = "microsoft/wavlm-base-plus"
+    options = merge(HFFrontend.options, (
+        Option("layer_weights", False, "Use a learned weighted sum of all WavLM hidden layers (default: the last "
+               "layer).", flag="--wavlm-layer-weights"),
+    ))
     # --use-qlora: HF's WavLM attention hands the q/k/v/out projection weights straight to
     # F.multi_head_attention_forward (the layers are never called), so they stay full
     # precision and adapters go on the feed-forward layers instead.
@@ -65,14 +70,6 @@ class WavLMFrontend(HFFrontend):
         self.layer_weights = (
             torch.nn.Parameter(torch.zeros(cfg.num_hidden_layers + 1)) if layer_weights else None
         )
-
-    @classmethod
-    def from_config(cls, config) -> "WavLMFrontend":
-        from espnet.nets.pytorch_backend.registry import AUDIO_ENCODERS
-
-        name = cls.model_name(config, "audio_model_name", AUDIO_ENCODERS, "wavlm")
-        return cls(name, freeze=not config.unfreeze_audio, layer_weights=config.wavlm_layer_weights,
-                   dtype=pretrained_dtype(config))
 
     def spec_augment_active(self, num_frames: int) -> bool:
         cfg = self.model.config

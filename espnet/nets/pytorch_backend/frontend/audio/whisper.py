@@ -6,12 +6,12 @@ from typing import Tuple
 
 import torch
 
+from espnet.nets.pytorch_backend.component_options import Option, merge
 from espnet.nets.pytorch_backend.frontend.hf_base import (
     HFFrontend,
     load_preprocessor_config,
     load_pretrained,
     mono_waveform,
-    pretrained_dtype,
     valid_mask,
 )
 
@@ -123,6 +123,13 @@ class WhisperFrontend(HFFrontend):
     """
 
     frame_rate = 50.0
+    default_model_name = "openai/whisper-base"
+    options = merge(HFFrontend.options, (
+        Option("pad_seconds", 0.0, "Append silence to each clip up to S seconds before the Whisper encoder "
+               "(0 < S <= 30; the silence counts as input). A pretrained Whisper decoder needs it to see where "
+               "speech ends. 0 = real length.", flag="--whisper-pad-seconds",
+               aliases=(("--whisper-pad-30s", 30.0),)),
+    ))
 
     def __init__(self, model_name: str, freeze: bool = True, pad_seconds: float = 0.0,
                  dtype: torch.dtype = torch.float32) -> None:
@@ -146,14 +153,6 @@ class WhisperFrontend(HFFrontend):
             raise ValueError(f"--whisper-pad-seconds must be in [0, 30], got {pad_seconds}")
         # 30 s = the model's whole input window (3000 mel frames for every released Whisper)
         self.pad_samples = min(int(round(float(pad_seconds) * self.mel.sampling_rate)), self.max_samples)
-
-    @classmethod
-    def from_config(cls, config) -> "WhisperFrontend":
-        from espnet.nets.pytorch_backend.registry import AUDIO_ENCODERS
-
-        name = cls.model_name(config, "audio_model_name", AUDIO_ENCODERS, "whisper")
-        return cls(name, freeze=not config.unfreeze_audio, pad_seconds=config.whisper_pad_seconds,
-                   dtype=pretrained_dtype(config))
 
     def output_lengths(self, samples: torch.Tensor) -> torch.Tensor:
         frames = self.mel.num_frames(samples.to(torch.long))

@@ -3,7 +3,8 @@
 import torch
 
 from espnet.nets.pytorch_backend.frontend.vision.vit import PerFrameFrontend
-from espnet.nets.pytorch_backend.frontend.hf_base import image_mean_std, load_pretrained, pretrained_dtype
+from espnet.nets.pytorch_backend.component_options import Option, merge
+from espnet.nets.pytorch_backend.frontend.hf_base import HFFrontend, image_mean_std, load_pretrained
 
 # OpenAI CLIP pixel statistics (used when the model directory has no preprocessor config).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -20,6 +21,11 @@ class CLIPViTFrontend(PerFrameFrontend):
     """
 
     pools = ("pooled", "mean")
+    default_model_name = "openai/clip-vit-base-patch32"
+    options = merge(HFFrontend.options, (
+        Option("pool", "pooled", "Per-frame vector: CLIP's pooled output or the mean of the patch tokens.",
+               choices=pools, flag="--vision-pool"),
+    ))
 
     def __init__(self, model_name: str, freeze: bool = True, pool: str = "pooled", chunk_size: int = 256,
                  dtype: torch.dtype = torch.float32) -> None:
@@ -29,14 +35,6 @@ class CLIPViTFrontend(PerFrameFrontend):
         )
         mean, std = image_mean_std(model_name, CLIP_MEAN, CLIP_STD)
         super().__init__(model, mean, std, pool, freeze, chunk_size)
-
-    @classmethod
-    def from_config(cls, config) -> "CLIPViTFrontend":
-        from espnet.nets.pytorch_backend.registry import VISION_ENCODERS
-
-        name = cls.model_name(config, "vision_model_name", VISION_ENCODERS, "clip-vit")
-        return cls(name, freeze=not config.unfreeze_vision, pool=config.vision_pool or "pooled",
-                   dtype=pretrained_dtype(config))
 
     def embed_frames(self, pixels: torch.Tensor) -> torch.Tensor:
         out = self.model(pixel_values=pixels)

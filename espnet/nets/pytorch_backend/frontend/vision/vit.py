@@ -4,6 +4,7 @@ from typing import Tuple
 
 import torch
 
+from espnet.nets.pytorch_backend.component_options import Option, merge
 from espnet.nets.pytorch_backend.frontend.hf_base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -11,7 +12,6 @@ from espnet.nets.pytorch_backend.frontend.hf_base import (
     image_mean_std,
     load_pretrained,
     pair,
-    pretrained_dtype,
     valid_mask,
     video_to_pixels,
 )
@@ -79,6 +79,11 @@ class ViTFrontend(PerFrameFrontend):
     """
 
     pools = ("cls", "mean")
+    default_model_name = "google/vit-base-patch16-224-in21k"
+    options = merge(HFFrontend.options, (
+        Option("pool", "cls", "Per-frame vector: the CLS token or the mean of the patch tokens.", choices=pools,
+               flag="--vision-pool"),
+    ))
 
     def __init__(self, model_name: str, freeze: bool = True, pool: str = "cls", chunk_size: int = 256,
                  dtype: torch.dtype = torch.float32) -> None:
@@ -88,14 +93,6 @@ class ViTFrontend(PerFrameFrontend):
         )
         mean, std = image_mean_std(model_name, IMAGENET_MEAN, IMAGENET_STD)
         super().__init__(model, mean, std, pool, freeze, chunk_size)
-
-    @classmethod
-    def from_config(cls, config) -> "ViTFrontend":
-        from espnet.nets.pytorch_backend.registry import VISION_ENCODERS
-
-        name = cls.model_name(config, "vision_model_name", VISION_ENCODERS, "vit")
-        return cls(name, freeze=not config.unfreeze_vision, pool=config.vision_pool or "cls",
-                   dtype=pretrained_dtype(config))
 
     def embed_frames(self, pixels: torch.Tensor) -> torch.Tensor:
         hidden = self.model(pixel_values=pixels).last_hidden_state  # (N, 1 + P, D)

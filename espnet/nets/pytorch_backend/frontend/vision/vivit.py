@@ -12,7 +12,6 @@ from espnet.nets.pytorch_backend.frontend.hf_base import (
     image_mean_std,
     load_pretrained,
     pair,
-    pretrained_dtype,
     valid_mask,
     video_to_pixels,
 )
@@ -36,6 +35,9 @@ class ViViTFrontend(HFFrontend):
     ``ceil(len / tubelet_t)``, padded steps zero.
     """
 
+    frame_rate = 12.5  # 25 fps / tubelet_t 2 of the default model; the instance reads its own tubelet
+    default_model_name = "google/vivit-b-16x2-kinetics400"
+
     def __init__(self, model_name: str, freeze: bool = True, chunks_per_call: int = 8,
                  dtype: torch.dtype = torch.float32) -> None:
         model = load_pretrained(
@@ -54,13 +56,6 @@ class ViViTFrontend(HFFrontend):
         self.steps_per_chunk = self.num_frames // self.tubelet[0]
         self.chunks_per_call = int(chunks_per_call)
         self.mean, self.std = image_mean_std(model_name, IMAGENET_MEAN, IMAGENET_STD)
-
-    @classmethod
-    def from_config(cls, config) -> "ViViTFrontend":
-        from espnet.nets.pytorch_backend.registry import VISION_ENCODERS
-
-        name = cls.model_name(config, "vision_model_name", VISION_ENCODERS, "vivit")
-        return cls(name, freeze=not config.unfreeze_vision, dtype=pretrained_dtype(config))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if x.dim() == 4:
