@@ -134,28 +134,37 @@ class TransformerDecoder(BaseDecoder, BatchScorerInterface):
         return {"loss_att": loss, "acc": acc, "logits": logits, "ys_in": ys_in}
 
     # ---- batched scorer interface (incremental decoding with key/value caches) ----------
-    def batch_init_state(self, x: torch.Tensor) -> Dict[str, Any]:
-        """Project the encoder output ``x`` ``(T, D)`` to source-attention keys/values once
-        per utterance; the per-hypothesis self-attention caches start empty."""
-        memory = x.unsqueeze(0)
+    def batch_init_state(self, memory: torch.Tensor, memory_lengths: torch.Tensor) -> Dict[str, Any]:
+        """Project the encoder outputs ``memory`` ``(B, T, D)`` to source-attention
+        keys/values once per utterance; the per-hypothesis self-attention caches start empty.
+        Frames after ``memory_lengths`` ``(B,)`` are masked out of the source attention."""
         mem = [
             (layer.src_attn._split_heads(layer.src_attn.linear_k(memory)),
              layer.src_attn._split_heads(layer.src_attn.linear_v(memory)))
             for layer in self.decoders
         ]
-        return {"mem": mem, "self": None}
+        lengths = memory_lengths.to(memory.device)
+        return {"mem": mem, "mask": self._memory_mask(lengths, memory.size(1)), "lengths": lengths,
+                "self": None, "width": 1}
 
-    def batch_score(
-        self, ys: torch.Tensor, state: Dict[str, Any], xs: torch.Tensor
-    ) -> Tuple[torch.Tensor, Dict[str, Any]]:
-        """Log-probabilities ``(n, V)`` of the token after prefixes ``ys`` ``(n, L)``.
+    @staticmethod
+    def _memory_mask(lengths: torch.Tensor, frames: int) -> Optional[torch.Tensor]:
+        """``(B, 1, T)`` bool mask of real frames, ``None`` when nothing is padded."""
+        if int(lengths.min()) == frames:
+            return None
+        return make_non_pad_mask(lengths, frames).unsqueeze(1)
+
+    def batch_score(self, ys: torch.Tensor, state: Dict[str, Any]) -> Tuple[torch.Tensor, Dict[str, Any]]:
+        """Log-probabilities ``(B, W, V)`` of the token after prefixes ``ys`` ``(B, W, L)``.
 
         Only the newest position is computed: its keys/values are appended to the cached
         ones of the earlier positions (the same values a full causal pass would produce).
+        The ``W`` hypotheses of an utterance attend to its memory together, as ``W`` queries.
         """
-        n, length = ys.shape
+        b, w, length = ys.shape
+        n = b * w
         emb_layer, pos_layer = self.embed[0], self.embed[1]
-        x = emb_layer(ys[:, -1:]) * pos_layer.xscale
+        x = emb_layer(ys[:, :, -1].reshape(n, 1)) * pos_layer.xscale
         pe = pos_layer._table_for(x, length, length)
         x = x + pe[:, length - 1 : length]
         caches = state["self"]
@@ -171,16 +180,26 @@ class TransformerDecoder(BaseDecoder, BatchScorerInterface):
             q = att._split_heads(att.linear_q(h))
             x = x + att.forward_attention(v_new, torch.matmul(q, k_new.transpose(-2, -1)) / math.sqrt(att.d_k), None)
             src = layer.src_attn
-            h = layer.norm2(x)
-            q = src._split_heads(src.linear_q(h))
-            mem_k, mem_v = (t.expand(n, -1, -1, -1) for t in state["mem"][i])
-            x = x + src.forward_attention(mem_v, torch.matmul(q, mem_k.transpose(-2, -1)) / math.sqrt(src.d_k), None)
+            q = src._split_heads(src.linear_q(layer.norm2(x)).view(b, w, -1))  # (B, H, W, d_k)
+            mem_k, mem_v = state["mem"][i]
+            scores = torch.matmul(q, mem_k.transpose(-2, -1)) / math.sqrt(src.d_k)
+            x = x + src.forward_attention(mem_v, scores, state["mask"]).view(n, 1, -1)
             x = x + layer.feed_forward(layer.norm3(x))
         logits = self.output_layer(self.after_norm(x[:, -1]))
-        return torch.log_softmax(logits, dim=-1), {"mem": state["mem"], "self": new_caches}
+        return torch.log_softmax(logits, dim=-1).view(b, w, -1), {**state, "self": new_caches, "width": w}
 
-    def select_state(self, state: Dict[str, Any], prev_ids: torch.Tensor, token_ids: torch.Tensor) -> Dict[str, Any]:
+    def select_state(self, state: Dict[str, Any], utts: torch.Tensor, prev_ids: torch.Tensor,
+                     token_ids: torch.Tensor) -> Dict[str, Any]:
+        rows = (utts.view(-1, 1) * state["width"] + prev_ids).view(-1)
         caches = state["self"]
         if caches is not None:
-            caches = [(k[prev_ids], v[prev_ids]) for k, v in caches]
-        return {"mem": state["mem"], "self": caches}
+            caches = [(torch.index_select(k, 0, rows), torch.index_select(v, 0, rows)) for k, v in caches]
+        out = {**state, "self": caches, "width": prev_ids.size(1)}
+        if utts.numel() < state["lengths"].numel():  # finished utterances leave the batch
+            lengths = state["lengths"][utts]
+            frames = int(lengths.max())
+            out["mem"] = [(k[utts, :, :frames].contiguous(), v[utts, :, :frames].contiguous())
+                          for k, v in state["mem"]]
+            out["mask"] = self._memory_mask(lengths, frames)
+            out["lengths"] = lengths
+        return out
