@@ -12,7 +12,7 @@ from tqdm import tqdm
 from datamodule.data_module import build_dataset
 from datamodule.noise import load_noise, resolve_noise_file
 from datamodule.text_transform import TextTransform
-from espnet.asr.recognizer import STREAMS, build_beam_search, recognize, recognize_text
+from espnet.asr.recognizer import STREAMS, build_beam_search, recognize_batch, recognize_text
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.nets.pytorch_backend.model_config import ModelConfig
 from espnet.training.checkpoints import load_state_checked
@@ -26,6 +26,12 @@ class EvalResult:
     ref_words: int
     seconds: float
     utterances: List[Dict[str, Any]] = field(default_factory=list)
+    audio_seconds: float = 0.0
+
+    @property
+    def real_time_factor(self) -> float:
+        """Decode seconds per second of input media."""
+        return self.seconds / self.audio_seconds if self.audio_seconds > 0 else float("nan")
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -34,6 +40,8 @@ class EvalResult:
             "word_errors": self.errors,
             "reference_words": self.ref_words,
             "decode_seconds": self.seconds,
+            "audio_seconds": self.audio_seconds,
+            "real_time_factor": self.real_time_factor,
             "utterances": self.utterances,
         }
 
@@ -55,6 +63,24 @@ def load_model(config: ModelConfig, state: Dict[str, torch.Tensor], source: str)
     return model.eval()
 
 
+DEFAULT_BATCH_SIZE = 8
+
+
+def length_sorted_batches(lengths: List[int], batch_size: int) -> List[List[int]]:
+    """Indices in batches of ``batch_size`` utterances of similar length (longest first)."""
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def media_seconds(item: Dict[str, Any]) -> float:
+    """Duration of one utterance: audio samples at 16 kHz, else video frames at 25 fps."""
+    if "audio" in item:
+        return item["audio"].size(0) / 16000
+    return item["video"].size(0) / 25
+
+
 def evaluate(
     model: E2E,
     text_transform: TextTransform,
@@ -69,8 +95,13 @@ def evaluate(
     device: str = "cpu",
     progress: bool = True,
     max_new_tokens: int = 64,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> EvalResult:
-    """Decode every utterance of ``test_file`` one at a time and score it.
+    """Decode every utterance of ``test_file`` and score it.
+
+    Utterances are decoded ``batch_size`` at a time, in batches of similar length (see
+    :func:`espnet.asr.recognizer.recognize_batch`: the hypotheses equal one-at-a-time
+    decoding); the results keep the order of ``test_file``.
 
     A decoder with its own tokenizer (``uses_text``: ``--decoder llama`` /
     ``whisper-decoder``) decodes with its HF ``generate`` (beam ``beam_size``, at most
@@ -81,35 +112,38 @@ def evaluate(
     noise = load_noise(resolve_noise_file(root_dir, noise_file)) if snr_target is not None else None
     dataset = build_dataset(root_dir, test_file, "test", model.modality, noise=noise,
                             snr_target=snr_target, seed=seed)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers)
+    batches = length_sorted_batches(dataset.input_lengths, batch_size)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=list, num_workers=num_workers)
     model = model.to(device).eval()
     if getattr(model, "uses_text", False):
         if beam_size < 1:
             raise ValueError(f"--beam-size must be >= 1, got {beam_size}")
 
-        def decode(inputs, item):
-            hyp_text = recognize_text(model, inputs, beam_size=beam_size, max_new_tokens=max_new_tokens)[0]
-            ref_text = item.get("text") or text_transform.post_process(item["target"])
-            return ref_text, hyp_text, {}
+        def decode(inputs, items):
+            texts = recognize_text(model, inputs, beam_size=beam_size, max_new_tokens=max_new_tokens)
+            return [(item.get("text") or text_transform.post_process(item["target"]), text, {})
+                    for item, text in zip(items, texts)]
     else:
         search = build_beam_search(model, beam_size=beam_size, ctc_weight=ctc_weight)
 
-        def decode(inputs, item):
-            hyp = recognize(model, search, inputs)
-            return (text_transform.post_process(item["target"]), text_transform.post_process(hyp.yseq[1:]),
-                    {"score": hyp.score})
+        def decode(inputs, items):
+            return [(text_transform.post_process(item["target"]), text_transform.post_process(hyp.yseq[1:]),
+                     {"score": hyp.score}) for item, hyp in zip(items, recognize_batch(model, search, inputs))]
 
-    refs, hyps, rows = [], [], []
+    rows: List[Optional[Dict[str, Any]]] = [None] * len(dataset)
+    audio_seconds = 0.0
     start = time.perf_counter()
-    for item in tqdm(loader, total=len(dataset), desc="decoding", disable=not progress, unit="utt"):
-        ref_text, hyp_text, extra = decode({k: item[k].to(device) for k in STREAMS if k in item}, item)
-        refs.append(ref_text)
-        hyps.append(hyp_text)
-        rows.append({"path": dataset.media_path(int(item["idx"])), "reference": ref_text,
-                     "hypothesis": hyp_text, **extra})
+    with tqdm(total=len(dataset), desc="decoding", disable=not progress, unit="utt") as bar:
+        for items in loader:
+            inputs = [{k: item[k].to(device) for k in STREAMS if k in item} for item in items]
+            for item, (ref_text, hyp_text, extra) in zip(items, decode(inputs, items)):
+                rows[int(item["idx"])] = {"path": dataset.media_path(int(item["idx"])), "reference": ref_text,
+                                          "hypothesis": hyp_text, **extra}
+                audio_seconds += media_seconds(item)
+            bar.update(len(items))
     seconds = time.perf_counter() - start
-    scores = corpus_wer(refs, hyps)
-    return EvalResult(scores["wer"], len(rows), scores["errors"], scores["ref_words"], seconds, rows)
+    scores = corpus_wer([r["reference"] for r in rows], [r["hypothesis"] for r in rows])
+    return EvalResult(scores["wer"], len(rows), scores["errors"], scores["ref_words"], seconds, rows, audio_seconds)
 
 
 def write_json(result: EvalResult, path: str) -> None:

@@ -1,6 +1,7 @@
-"""Utterance decoding with joint CTC/attention beam search."""
+"""Utterance decoding with joint CTC/attention beam search, one utterance or many at once."""
 
-from typing import Dict, List
+from collections import defaultdict
+from typing import Dict, List, Sequence, Tuple, Union
 
 import torch
 
@@ -8,6 +9,8 @@ from espnet.nets.beam_search import BatchBeamSearch, Hypothesis
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.nets.scorers.ctc import CTCPrefixScorer
 from espnet.nets.scorers.length_bonus import LengthBonus
+
+Item = Dict[str, torch.Tensor]
 
 
 def build_beam_search(
@@ -39,7 +42,7 @@ def build_beam_search(
 STREAMS = ("video", "audio")
 
 
-def batch_of_one(item: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def batch_of_one(item: Item) -> Dict[str, torch.Tensor]:
     """Unbatched ``video`` ``(T, 1, H, W)`` / ``audio`` ``(S, 1)`` -> model inputs of batch 1."""
     inputs = {}
     for key in STREAMS:
@@ -50,22 +53,64 @@ def batch_of_one(item: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return inputs
 
 
+def stack_equal(items: Sequence[Item]) -> Dict[str, torch.Tensor]:
+    """Model inputs of a batch of utterances whose streams all have equal lengths (no padding)."""
+    inputs = {}
+    for key in STREAMS:
+        if key in items[0]:
+            inputs[key] = torch.stack([item[key] for item in items])
+            inputs[f"{key}_lengths"] = torch.full((len(items),), items[0][key].size(0), device=inputs[key].device)
+    return inputs
+
+
 @torch.no_grad()
-def recognize(model: E2E, search: BatchBeamSearch, item: Dict[str, torch.Tensor]) -> Hypothesis:
+def encode_utterances(model: E2E, items: Sequence[Item]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Encoder outputs ``(B, T, D)`` (zero after each length) and lengths ``(B,)`` (frames)
+    of unbatched utterances (``video`` ``(T, 1, H, W)`` / ``audio`` ``(S, 1)``).
+
+    Utterances whose inputs have the same length are encoded together; no utterance is
+    ever padded, so each one's encoding is the one it gets alone: the legacy frontends and
+    Conformer (``mask_conv_padding`` off) are not padding-invariant, and decoding must not
+    depend on the batch an utterance lands in.
+    """
+    if not items:
+        raise ValueError("no utterance to encode")
+    groups: Dict[Tuple[int, ...], List[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        groups[tuple(item[key].size(0) for key in STREAMS if key in item)].append(i)
+    outputs: List[torch.Tensor] = [torch.empty(0)] * len(items)
+    for members in groups.values():
+        enc, enc_len = model.encode(stack_equal([items[i] for i in members]))
+        for row, i in enumerate(members):
+            outputs[i] = enc[row, : int(enc_len[row])]
+    lengths = torch.tensor([x.size(0) for x in outputs], device=outputs[0].device)
+    return torch.nn.utils.rnn.pad_sequence(outputs, batch_first=True), lengths
+
+
+@torch.no_grad()
+def recognize_batch(model: E2E, search: BatchBeamSearch, items: Sequence[Item]) -> List[Hypothesis]:
+    """Best hypothesis of each utterance, decoded together; each equals what
+    :func:`recognize` gives for the utterance alone."""
+    memory, lengths = encode_utterances(model, items)
+    best = []
+    for i, hyps in enumerate(search.batch_forward(memory, lengths)):
+        if not hyps:
+            raise RuntimeError(f"beam search returned no hypothesis for utterance {i} of the batch")
+        best.append(hyps[0])
+    return best
+
+
+@torch.no_grad()
+def recognize(model: E2E, search: BatchBeamSearch, item: Item) -> Hypothesis:
     """Best hypothesis for one utterance (its ``video`` and/or ``audio``), decoded alone
     (no padding), as the original recipe does."""
-    enc, enc_len = model.encode(batch_of_one(item))
-    hyps: List[Hypothesis] = search(enc[0, : int(enc_len[0])])
-    if not hyps:
-        raise RuntimeError("beam search returned no hypothesis")
-    return hyps[0]
+    return recognize_batch(model, search, [item])[0]
 
 
 @torch.no_grad()
-def recognize_text(model: E2E, item: Dict[str, torch.Tensor], beam_size: int = 1,
+def recognize_text(model: E2E, items: Union[Item, Sequence[Item]], beam_size: int = 1,
                    max_new_tokens: int = 64) -> List[str]:
-    """Texts decoded by a ``uses_text`` decoder (its own ``generate``) for one utterance
-    (unbatched ``item``) or a batch (``item`` already holds model inputs with lengths)."""
-    inputs = item if any(k.endswith("_lengths") for k in item) else batch_of_one(item)
-    enc, enc_len = model.encode(inputs)
-    return model.decoder.decode(enc, enc_len, beam_size=beam_size, max_new_tokens=max_new_tokens)
+    """Texts decoded by a ``uses_text`` decoder (its own batched ``generate``) for one
+    unbatched utterance or a list of them."""
+    memory, lengths = encode_utterances(model, [items] if isinstance(items, dict) else items)
+    return model.decoder.decode(memory, lengths, beam_size=beam_size, max_new_tokens=max_new_tokens)
