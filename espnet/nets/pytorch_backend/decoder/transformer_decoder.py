@@ -16,6 +16,7 @@ from espnet.nets.pytorch_backend.transformer.mask import target_mask
 from espnet.nets.pytorch_backend.transformer.positionwise_feed_forward import (
     PositionwiseFeedForward,
 )
+from espnet.nets.pytorch_backend.transformer.prefix_cache import PrefixCache
 from espnet.nets.pytorch_backend.transformer.repeat import repeat
 from espnet.nets.scorer_interface import BatchScorerInterface
 
@@ -160,6 +161,7 @@ class TransformerDecoder(BaseDecoder, BatchScorerInterface):
         Only the newest position is computed: its keys/values are appended to the cached
         ones of the earlier positions (the same values a full causal pass would produce).
         The ``W`` hypotheses of an utterance attend to its memory together, as ``W`` queries.
+        The cache is updated in place: a state is used once, then replaced by the returned one.
         """
         b, w, length = ys.shape
         n = b * w
@@ -167,18 +169,19 @@ class TransformerDecoder(BaseDecoder, BatchScorerInterface):
         x = emb_layer(ys[:, :, -1].reshape(n, 1)) * pos_layer.xscale
         pe = pos_layer._table_for(x, length, length)
         x = x + pe[:, length - 1 : length]
-        caches = state["self"]
-        new_caches = []
+        cache = state["self"]
+        if cache is None:
+            first = self.decoders[0].self_attn
+            cache = PrefixCache(len(self.decoders), first.h, first.d_k, x.dtype, x.device)
+        if cache.length != length - 1:
+            raise ValueError(f"the cache holds {cache.length} positions but the prefixes have {length}")
+        cache.start_step(n)
         for i, layer in enumerate(self.decoders):
             att = layer.self_attn
             h = layer.norm1(x)
-            k_new, v_new = att._split_heads(att.linear_k(h)), att._split_heads(att.linear_v(h))
-            if caches is not None:
-                k_new = torch.cat([caches[i][0], k_new], dim=2)
-                v_new = torch.cat([caches[i][1], v_new], dim=2)
-            new_caches.append((k_new, v_new))
+            keys, values = cache.append(i, att._split_heads(att.linear_k(h)), att._split_heads(att.linear_v(h)))
             q = att._split_heads(att.linear_q(h))
-            x = x + att.forward_attention(v_new, torch.matmul(q, k_new.transpose(-2, -1)) / math.sqrt(att.d_k), None)
+            x = x + att.forward_attention(values, torch.matmul(q, keys.transpose(-2, -1)) / math.sqrt(att.d_k), None)
             src = layer.src_attn
             q = src._split_heads(src.linear_q(layer.norm2(x)).view(b, w, -1))  # (B, H, W, d_k)
             mem_k, mem_v = state["mem"][i]
@@ -186,15 +189,13 @@ class TransformerDecoder(BaseDecoder, BatchScorerInterface):
             x = x + src.forward_attention(mem_v, scores, state["mask"]).view(n, 1, -1)
             x = x + layer.feed_forward(layer.norm3(x))
         logits = self.output_layer(self.after_norm(x[:, -1]))
-        return torch.log_softmax(logits, dim=-1).view(b, w, -1), {**state, "self": new_caches, "width": w}
+        return torch.log_softmax(logits, dim=-1).view(b, w, -1), {**state, "self": cache, "width": w}
 
     def select_state(self, state: Dict[str, Any], utts: torch.Tensor, prev_ids: torch.Tensor,
                      token_ids: torch.Tensor) -> Dict[str, Any]:
         rows = (utts.view(-1, 1) * state["width"] + prev_ids).view(-1)
-        caches = state["self"]
-        if caches is not None:
-            caches = [(torch.index_select(k, 0, rows), torch.index_select(v, 0, rows)) for k, v in caches]
-        out = {**state, "self": caches, "width": prev_ids.size(1)}
+        state["self"].select(rows)
+        out = {**state, "width": prev_ids.size(1)}
         if utts.numel() < state["lengths"].numel():  # finished utterances leave the batch
             lengths = state["lengths"][utts]
             frames = int(lengths.max())
