@@ -79,8 +79,9 @@ def test_audio_visual_batch_equals_one_at_a_time():
     torch.manual_seed(0)
     model = E2E(ModelConfig(odim=30, **TINY_AV)).eval()
     items = [{"video": torch.randn(n, 1, 88, 88), "audio": torch.randn(n * 640, 1)} for n in (9, 14, 9, 5)]
-    for beam, bias in ((1, 0.0), (4, 0.0), (4, 3.0)):
-        search = build_beam_search(model, beam_size=beam, ctc_weight=0.3)
+    # CTC on the pre-beam; CTC alone (every token scored); decoder alone
+    for beam, bias, ctc_weight in ((1, 0.0, 0.3), (4, 0.0, 0.3), (4, 3.0, 0.3), (3, 3.0, 1.0), (3, 3.0, 0.0)):
+        search = build_beam_search(model, beam_size=beam, ctc_weight=ctc_weight)
         with EosBias(model, bias):
             best = recognize_batch(model, search, items)
             for item, hyp in zip(items, best):

@@ -37,9 +37,10 @@ class CTCPrefixScorer:
         self.B, self.T, self.V = logp.shape
         if self.lengths.shape != (self.B,) or int(self.lengths.min()) < 1 or int(self.lengths.max()) > self.T:
             raise ValueError(f"CTC lengths {self.lengths.tolist()} do not fit log-posteriors of shape {tuple(logp.shape)}")
-        # (2, T, B, V): row 0 = token log-probs, row 1 = blank log-prob for every column
-        x = torch.stack([logp, logp[:, :, blank : blank + 1].expand(-1, -1, self.V)])
-        self.x = x.transpose(1, 2).contiguous()
+        # (B * V, 2, T), token-major so that gathering candidate tokens copies whole rows:
+        # [:, 0] = the token's log-probs, [:, 1] = the blank log-prob, over time
+        x = torch.stack([logp, logp[:, :, blank : blank + 1].expand(-1, -1, self.V)], dim=2)  # (B, T, 2, V)
+        self.x = x.permute(0, 3, 2, 1).reshape(self.B * self.V, 2, self.T)
         frames = torch.arange(self.T, device=logp.device).unsqueeze(1)
         padding = frames >= self.lengths.unsqueeze(0)  # (T, B)
         self.padding = padding if bool(padding.any()) else None
@@ -81,11 +82,12 @@ class CTCPrefixScorer:
         if ids is not None:
             k = ids.size(2)
             columns = ids + (torch.arange(B, device=device) * V).view(B, 1, 1)
-            x_ = torch.index_select(self.x.view(2, T, B * V), 2, columns.view(-1)).view(2, T, B, W, k)
+            x_ = torch.index_select(self.x, 0, columns.view(-1)).view(B, W, k, 2, T)
+            x_ = x_.permute(3, 4, 0, 1, 2).contiguous()  # (2, T, B, W, K)
             has, pos = (ids == last.unsqueeze(2)).max(dim=2)  # column of the last token, if scored
         else:
             k = V
-            x_ = self.x.unsqueeze(3)  # (2, T, B, 1, V): the same for every hypothesis
+            x_ = self.x.view(B, V, 2, T).permute(2, 3, 0, 1).unsqueeze(3)  # (2, T, B, 1, V): for every hypothesis
             has, pos = torch.ones_like(last, dtype=torch.bool), last
 
         start = max(out_len, 1)
