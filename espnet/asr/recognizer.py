@@ -63,28 +63,38 @@ def stack_equal(items: Sequence[Item]) -> Dict[str, torch.Tensor]:
     return inputs
 
 
+def pad_frames(frames: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(T_i, D)`` tensors -> zero-padded ``(B, T, D)`` and lengths ``(B,)``."""
+    lengths = torch.tensor([x.size(0) for x in frames], device=frames[0].device)
+    return torch.nn.utils.rnn.pad_sequence(list(frames), batch_first=True), lengths
+
+
 @torch.no_grad()
 def encode_utterances(model: E2E, items: Sequence[Item]) -> Tuple[torch.Tensor, torch.Tensor]:
     """Encoder outputs ``(B, T, D)`` (zero after each length) and lengths ``(B,)`` (frames)
-    of unbatched utterances (``video`` ``(T, 1, H, W)`` / ``audio`` ``(S, 1)``).
+    of unbatched utterances (``video`` ``(T, 1, H, W)`` / ``audio`` ``(S, 1)``), each equal
+    to the utterance's encoding alone (up to float rounding).
 
-    Utterances whose inputs have the same length are encoded together; no utterance is
-    ever padded, so each one's encoding is the one it gets alone: the legacy frontends and
-    Conformer (``mask_conv_padding`` off) are not padding-invariant, and decoding must not
-    depend on the batch an utterance lands in.
+    The frontends (and fusion) see no padding: utterances whose inputs have the same
+    length go through them together, the others separately (the legacy audio ResNet is
+    not padding-invariant). The Conformer then encodes the padded batch with padded frames
+    masked everywhere, its convolutions included
+    (:meth:`~espnet.nets.pytorch_backend.encoder.conformer_encoder.ConformerEncoder.forward_padding_invariant`).
     """
     if not items:
         raise ValueError("no utterance to encode")
     groups: Dict[Tuple[int, ...], List[int]] = defaultdict(list)
     for i, item in enumerate(items):
         groups[tuple(item[key].size(0) for key in STREAMS if key in item)].append(i)
-    outputs: List[torch.Tensor] = [torch.empty(0)] * len(items)
+    features: List[torch.Tensor] = [torch.empty(0)] * len(items)
     for members in groups.values():
-        enc, enc_len = model.encode(stack_equal([items[i] for i in members]))
+        feats, lengths = model.fuse_frontends(stack_equal([items[i] for i in members]))
         for row, i in enumerate(members):
-            outputs[i] = enc[row, : int(enc_len[row])]
-    lengths = torch.tensor([x.size(0) for x in outputs], device=outputs[0].device)
-    return torch.nn.utils.rnn.pad_sequence(outputs, batch_first=True), lengths
+            features[i] = feats[row, : int(lengths[row])]
+    xs, lengths = pad_frames(features)
+    if model.encoder is None:
+        return xs, lengths
+    return model.encoder.forward_padding_invariant(xs, lengths)
 
 
 @torch.no_grad()
