@@ -160,3 +160,27 @@ def test_evaluate_batched_equals_one_at_a_time(toy_corpus):
     assert two.wer == one.wer
     assert two.audio_seconds == pytest.approx(one.audio_seconds) and two.audio_seconds > 0
     assert two.real_time_factor == pytest.approx(two.seconds / two.audio_seconds)
+
+
+def test_prefix_cache_appends_and_reorders():
+    """Against plain concatenation + indexing, through buffer growth and changing row counts."""
+    from espnet.nets.pytorch_backend.transformer.prefix_cache import PrefixCache
+
+    torch.manual_seed(0)
+    cache = PrefixCache(layers=2, heads=2, d_k=3, dtype=torch.float32, device=torch.device("cpu"))
+    ref = [None, None]  # per layer: (keys, values) (N, H, L, d_k)
+    rows = 2
+    for step in range(6):
+        cache.start_step(rows)
+        for layer in range(2):
+            k, v = torch.randn(rows, 2, 1, 3), torch.randn(rows, 2, 1, 3)
+            keys, values = cache.append(layer, k, v)
+            old = ref[layer]
+            ref[layer] = (k, v) if old is None else (torch.cat([old[0], k], 2), torch.cat([old[1], v], 2))
+            assert torch.equal(keys, ref[layer][0]) and torch.equal(values, ref[layer][1])
+        keep = torch.randint(0, rows, (rows + step % 3 - 1 if step else 5,))
+        cache.select(keep)
+        ref = [(k[keep], v[keep]) for k, v in ref]
+        rows = keep.numel()
+    with pytest.raises(ValueError, match="the cache holds 6 hypotheses, the step has 7"):
+        cache.start_step(7)
