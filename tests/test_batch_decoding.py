@@ -81,20 +81,23 @@ def test_audio_visual_batch_equals_one_at_a_time():
     torch.manual_seed(0)
     model = E2E(ModelConfig(odim=30, **TINY_AV)).eval()
     items = [{"video": torch.randn(n, 1, 88, 88), "audio": torch.randn(n * 640, 1)} for n in (9, 14, 9, 5)]
+    longest_first = sorted(items, key=lambda item: -item["video"].size(0))  # as evaluate() orders a batch
     # CTC on the pre-beam; CTC alone (every token scored); decoder alone
     for beam, bias, ctc_weight in ((1, 0.0, 0.3), (4, 0.0, 0.3), (4, 3.0, 0.3), (3, 3.0, 1.0), (3, 3.0, 0.0)):
         search = build_beam_search(model, beam_size=beam, ctc_weight=ctc_weight)
         with EosBias(model, bias):
-            best = recognize_batch(model, search, items)
-            for item, hyp in zip(items, best):
-                assert_same_nbest([hyp], [recognize(model, search, item)])
+            for batch in (items, longest_first):
+                best = recognize_batch(model, search, batch)
+                for item, hyp in zip(batch, best):
+                    assert_same_nbest([hyp], [recognize(model, search, item)])
 
 
-def test_ctc_prefix_scores_batched_over_utterances():
+@pytest.mark.parametrize("lengths", [[9, 5, 7], [9, 7, 5]])  # longest first: finished frames skipped
+def test_ctc_prefix_scores_batched_over_utterances(lengths):
     """The CTC forward variables of utterances of different lengths, padded together, are
     those of each utterance alone, over several steps of extension and selection."""
     torch.manual_seed(0)
-    V, W, K, lengths = 11, 3, 4, [9, 5, 7]
+    V, W, K = 11, 3, 4
     logp = torch.randn(3, 9, V).log_softmax(-1)
     batched = CTCPrefixScorer(logp, torch.tensor(lengths), blank=0, eos=V - 1)
     alone = [CTCPrefixScorer(logp[b : b + 1, :n], torch.tensor([n]), blank=0, eos=V - 1) for b, n in enumerate(lengths)]
@@ -184,3 +187,13 @@ def test_prefix_cache_appends_and_reorders():
         rows = keep.numel()
     with pytest.raises(ValueError, match="the cache holds 6 hypotheses, the step has 7"):
         cache.start_step(7)
+
+
+def test_eval_batch_size_flag(capsys):
+    import eval as eval_cli
+
+    base = ["--root-dir", "root", "--test-file", "test.csv", "--pretrained-model-path", "model.pth"]
+    assert eval_cli.parse_args(base + ["--batch-size", "3"]).batch_size == 3
+    with pytest.raises(SystemExit):
+        eval_cli.parse_args(base + ["--batch-size", "0"])
+    assert "--batch-size must be >= 1, got 0" in capsys.readouterr().err

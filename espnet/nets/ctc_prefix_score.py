@@ -45,6 +45,11 @@ class CTCPrefixScorer:
         padding = frames >= self.lengths.unsqueeze(0)  # (T, B)
         self.padding = padding if bool(padding.any()) else None
         self.min_length = int(self.lengths.min())
+        # utterances still running at each frame: with the longest first (as evaluation
+        # batches come), those are the first ``active[t]``, and the others are skipped
+        lengths = self.lengths.tolist()
+        longest_first = all(a >= b for a, b in zip(lengths, lengths[1:]))
+        self.active = [sum(n > t for n in lengths) if longest_first else self.B for t in range(self.T)]
 
     def utterances(self, utts: torch.Tensor) -> "CTCPrefixScorer":
         """The scorer of the utterances ``utts`` only, cut to the longest of them."""
@@ -91,8 +96,11 @@ class CTCPrefixScorer:
             has, pos = torch.ones_like(last, dtype=torch.bool), last
 
         start = max(out_len, 1)
-        r = torch.empty((T, 2, B, W, k), dtype=dtype, device=device)
-        r[:start].fill_(LOG_ZERO)  # r[start:] is written below
+        if self.padding is None:
+            r = torch.empty((T, 2, B, W, k), dtype=dtype, device=device)
+            r[:start].fill_(LOG_ZERO)  # r[start:] is written below
+        else:  # frames after an utterance's end keep LOG_ZERO where they are skipped
+            r = torch.full((T, 2, B, W, k), LOG_ZERO, dtype=dtype, device=device)
         if out_len == 0:
             r[0, 0] = x_[0, 0]
 
@@ -104,9 +112,10 @@ class CTCPrefixScorer:
             log_phi[:, b_idx, w_idx, pos[b_idx, w_idx]] = r_prev[:, 1, b_idx, w_idx]
 
         for t in range(start, T):
-            rp = r[t - 1]
-            rr = torch.stack([rp[0], log_phi[t - 1], rp[0], rp[1]]).view(2, 2, B, W, k)
-            r[t] = torch.logsumexp(rr, 1) + x_[:, t]
+            b = self.active[t]
+            rp = r[t - 1, :, :b]
+            rr = torch.stack([rp[0], log_phi[t - 1, :b], rp[0], rp[1]]).view(2, 2, b, W, k)
+            r[t, :, :b] = torch.logsumexp(rr, 1) + x_[:, t, :b]
 
         log_phi_x = torch.cat((log_phi[0].unsqueeze(0), log_phi[:-1]), dim=0) + x_[0]  # (T, B, W, K)
         last_r = r[min(start, T) - 1, 0].unsqueeze(0)  # (1, B, W, K)
