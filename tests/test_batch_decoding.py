@@ -197,3 +197,16 @@ def test_eval_batch_size_flag(capsys):
     with pytest.raises(SystemExit):
         eval_cli.parse_args(base + ["--batch-size", "0"])
     assert "--batch-size must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_search_timings_per_scorer():
+    """``timings`` (what benchmarks/eval_speed.py reports) splits the search's time by scorer."""
+    torch.manual_seed(0)
+    model = E2E(ModelConfig(odim=30, **TINY_AV)).eval()
+    search = build_beam_search(model, beam_size=3)
+    assert search.timings is None
+    search.timings = {}
+    with torch.no_grad():
+        search.batch_forward(torch.randn(2, 6, 16), torch.tensor([6, 4]))
+    assert set(search.timings) == {"decoder", "ctc", "search"}
+    assert all(seconds > 0 for seconds in search.timings.values())

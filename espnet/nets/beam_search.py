@@ -117,13 +117,17 @@ class BatchBeamSearch(torch.nn.Module):
     def scorers(self) -> Dict[str, Any]:
         return {**self.full_scorers, **self.part_scorers}
 
+    def _now(self, device: torch.device) -> float:
+        """Wall clock, after the device's queued work when profiling on CUDA."""
+        if self.timings is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
     def _tick(self, name: str, since: float, device: torch.device) -> float:
         """Add the seconds since ``since`` to ``timings[name]`` (when profiling); now."""
         if self.timings is None:
             return since
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        now = time.perf_counter()
+        now = self._now(device)
         self.timings[name] = self.timings.get(name, 0.0) + now - since
         return now
 
@@ -157,7 +161,7 @@ class BatchBeamSearch(torch.nn.Module):
             raise ValueError(f"memory lengths {lengths.tolist()} do not fit memory of shape {tuple(memory.shape)}")
         limits = [length_limits(t, maxlenratio, minlenratio) for t in lengths.tolist()]
         device, dtype, beam, n_vocab = memory.device, memory.dtype, self.beam_size, self.n_vocab
-        clock = self._tick("search", time.perf_counter(), device)
+        clock = self._now(device)
         states = {}
         for name, scorer in self.scorers.items():
             states[name] = scorer.batch_init_state(memory, lengths)
