@@ -4,7 +4,8 @@ Implements Algorithm 2 of Watanabe et al., "Hybrid CTC/Attention Architecture fo
 End-to-End Speech Recognition" (2017), batched over utterances, hypotheses and candidate
 tokens as in Seki et al. (Interspeech 2019). Log-probabilities use ``LOG_ZERO`` instead
 of -inf. Utterances are padded to the longest one; the forward variables of the frames
-after an utterance's length are computed but never read.
+after an utterance's length are never read (and not computed when the utterances come
+longest first).
 """
 
 from typing import Optional, Tuple
