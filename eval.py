@@ -21,6 +21,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="Noise wav for --decode-snr-target. (Default: ROOT/babble.wav if present, else the "
                         "built-in procedural babble)")
     p.add_argument("--beam-size", type=int, default=40, help="Beam size. (Default: 40)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="Utterances of similar length decoded together; hypotheses and scores equal one-at-a-time "
+                        "decoding. Memory grows with N (beam x N hypotheses with their attention caches); on a "
+                        "2-core CPU the speed-up is flat from 4 to 16. (Default: 8)")
     p.add_argument("--ctc-weight", type=float, default=0.1,
                    help="CTC weight in joint decoding (transformer decoder; --decoder llama / whisper-decoder "
                         "decode with their own generate). (Default: 0.1)")
@@ -42,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.beam_size < 1:
         p.error(f"--beam-size must be >= 1, got {args.beam_size}")
+    if args.batch_size is not None and args.batch_size < 1:
+        p.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if not 0.0 <= args.ctc_weight <= 1.0:
         p.error(f"--ctc-weight must be in [0, 1], got {args.ctc_weight}")
     return args
@@ -61,7 +67,7 @@ def decode(args: argparse.Namespace) -> int:
 
     from datamodule.data_module import label_path
     from datamodule.preflight import run_preflight
-    from espnet.asr.evaluate import evaluate, load_model, write_json
+    from espnet.asr.evaluate import DEFAULT_BATCH_SIZE, evaluate, load_model, write_json
     from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
     from espnet.training.checkpoints import load_checkpoint
     from espnet.training.cli_args import load_tokenizer, resolve_model_config
@@ -95,9 +101,11 @@ def decode(args: argparse.Namespace) -> int:
                       ctc_weight=args.ctc_weight, snr_target=args.decode_snr_target,
                       noise_file=args.noise_file, seed=args.seed, num_workers=args.num_workers, device=device,
                       max_new_tokens=args.max_new_tokens, wer_normalizer=args.wer_normalizer,
-                      skip_lines=skip_lines.get(args.test_file, frozenset()))
+                      skip_lines=skip_lines.get(args.test_file, frozenset()),
+                      batch_size=args.batch_size or DEFAULT_BATCH_SIZE)
     print(f"decoded {result.num_utterances} utterances in {result.seconds:.1f} s "
-          f"({result.num_utterances / max(result.seconds, 1e-9):.2f} utt/s); "
+          f"({result.num_utterances / max(result.seconds, 1e-9):.2f} utt/s, real-time factor "
+          f"{result.real_time_factor:.3f} for {result.audio_seconds:.1f} s of media); "
           f"{result.errors} errors / {result.ref_words} words")
     if args.output_json:
         write_json(result, args.output_json)

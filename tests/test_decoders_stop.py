@@ -52,7 +52,8 @@ def _overfit(model, batch, transcripts, max_steps=400):
             model.eval()
             with torch.no_grad():
                 enc, enc_len = model.encode(inputs)
-                if model.decoder.decode(enc, enc_len, beam_size=1, max_new_tokens=40) == transcripts:
+                texts = [model.decoder.ids_to_text(ids, None) for ids in model.decoder.generate_ids(enc, enc_len, 1, 40)]
+                if texts == transcripts:
                     return step
     raise AssertionError(f"the decoder did not learn the {len(transcripts)} transcripts in {max_steps} steps")
 

@@ -106,13 +106,11 @@ def load_clip(video_path: str, model, audio_path: Optional[str] = None) -> Dict[
 
 def transcribe(model, tokenizer, inputs: Dict[str, torch.Tensor], beam_size: int = 5, ctc_weight: float = 0.3) -> str:
     """The best hypothesis for one clip's ``inputs`` (from :func:`load_clip`)."""
-    from espnet.asr.recognizer import build_beam_search, recognize, recognize_text
+    from espnet.asr.recognizer import DecodeOptions, transcribe as decode
 
-    if getattr(model, "uses_text", False):  # LLaMA / Whisper decoders: their own generate
-        return recognize_text(model, inputs, beam_size=beam_size)[0]
-    search = build_beam_search(model, beam_size=beam_size, ctc_weight=ctc_weight)
-    best = recognize(model, search, inputs)
-    return tokenizer.post_process(best.yseq[1:])  # drop <sos>; post_process drops <eos>
+    # every decoder decodes the same way: joint CTC/attention beam search for the Transformer
+    # decoder, generate for LLaMA / Whisper decoders (ctc_weight unused there)
+    return decode(model, [inputs], DecodeOptions(beam_size=beam_size, ctc_weight=ctc_weight), tokenizer)[0]
 
 
 def default_clip(corpus: Dict[str, str]) -> Tuple[str, str]:

@@ -84,7 +84,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     from datamodule.text_transform import TextTransform
-    from espnet.asr.recognizer import build_beam_search, recognize
+    from espnet.asr.recognizer import DecodeOptions, recognize
     from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
     from espnet.nets.pytorch_backend.model_config import ModelConfig
 
@@ -135,8 +135,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # 4. decode one utterance of the batch
     model.eval()
     n0 = int(inputs["video_lengths"][0])
-    best = recognize(model, build_beam_search(model, beam_size=5, ctc_weight=0.3), {"video": inputs["video"][0, :n0]})
-    report["hypothesis"] = tokenizer.post_process(best.yseq[1:])
+    best = recognize(model, {"video": inputs["video"][0, :n0]}, DecodeOptions(beam_size=5, ctc_weight=0.3))
+    report["hypothesis"] = model.decoder.ids_to_text(best.token_ids, tokenizer)
     report["reference"] = tokenizer.post_process(targets[0])
     print(f"\n== 4. decoding utterance 0 of the batch\nreference:  {report['reference']}\nhypothesis: {report['hypothesis']}")
 

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from datamodule.data_module import build_dataset
 from datamodule.noise import load_noise, resolve_noise_file
 from datamodule.text_transform import TextTransform
-from espnet.asr.recognizer import STREAMS, build_beam_search, recognize, recognize_text
+from espnet.asr.recognizer import STREAMS, DecodeOptions, recognize_batch
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.nets.pytorch_backend.model_config import ModelConfig
 from espnet.training.checkpoints import load_state_checked
@@ -28,6 +28,12 @@ class EvalResult:
     ref_words: int
     seconds: float
     utterances: List[Dict[str, Any]] = field(default_factory=list)
+    audio_seconds: float = 0.0
+
+    @property
+    def real_time_factor(self) -> float:
+        """Decode seconds per second of input media."""
+        return self.seconds / self.audio_seconds if self.audio_seconds > 0 else float("nan")
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -36,6 +42,8 @@ class EvalResult:
             "word_errors": self.errors,
             "reference_words": self.ref_words,
             "decode_seconds": self.seconds,
+            "audio_seconds": self.audio_seconds,
+            "real_time_factor": self.real_time_factor,
             "utterances": self.utterances,
         }
 
@@ -87,6 +95,24 @@ def load_model(config: ModelConfig, state: Dict[str, torch.Tensor], source: str)
     return model.eval()
 
 
+DEFAULT_BATCH_SIZE = 8
+
+
+def length_sorted_batches(lengths: List[int], batch_size: int) -> List[List[int]]:
+    """Indices in batches of ``batch_size`` utterances of similar length (longest first)."""
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def media_seconds(item: Dict[str, Any]) -> float:
+    """Duration of one utterance: audio samples at 16 kHz, else video frames at 25 fps."""
+    if "audio" in item:
+        return item["audio"].size(0) / 16000
+    return item["video"].size(0) / 25
+
+
 def evaluate(
     model: E2E,
     text_transform: Optional[TextTransform],
@@ -103,65 +129,59 @@ def evaluate(
     max_new_tokens: int = 64,
     wer_normalizer: str = "lower",
     skip_lines: AbstractSet[int] = frozenset(),
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> EvalResult:
-    """Decode every utterance of ``test_file`` one at a time and score it.
+    """Decode every utterance of ``test_file`` and score it.
 
-    A decoder with its own tokenizer (``uses_text``: ``--decoder llama`` /
-    ``whisper-decoder``) decodes with its HF ``generate`` (beam ``beam_size``, at most
-    ``max_new_tokens``); the reference is the transcript column, else the text recovered
-    from the SentencePiece ids (``text_transform``; ``None`` needs transcripts).
-    ``ctc_weight`` is then unused. A model whose pretrained weights are bfloat16
+    Utterances are decoded ``batch_size`` at a time, in batches of similar length, by the
+    model's decoder (:func:`espnet.asr.recognizer.recognize_batch`: the joint CTC/attention
+    beam search of the Transformer decoder, ``generate`` of a pretrained decoder; each
+    utterance gets the hypothesis it gets alone); the results keep the order of
+    ``test_file``. The reference is the transcript column, else the text of the
+    SentencePiece ids (``text_transform``). A model whose pretrained weights are bfloat16
     (``pretrained_dtype``) decodes under bf16 autocast. ``skip_lines``: label-list lines
     left out (``--skip-invalid``)."""
     if snr_target is not None and model.modality == "video":
         raise ValueError("--decode-snr-target adds noise to audio, but this model is video-only")
-    uses_text = getattr(model, "uses_text", False)
-    if text_transform is None and not uses_text:
-        raise ValueError("decoding SentencePiece tokens needs the tokenizer: give --sp-model-path and --dict-path")
+    model.decoder.check_tokenizer(text_transform)
+    options = DecodeOptions(beam_size=beam_size, ctc_weight=ctc_weight, max_new_tokens=max_new_tokens)
     normalize = text_normalizer(wer_normalizer, list(model.config.model_names().values()))
     noise = load_noise(resolve_noise_file(root_dir, noise_file)) if snr_target is not None else None
     dataset = build_dataset(root_dir, test_file, "test", model.modality, noise=noise,
                             snr_target=snr_target, seed=seed, audio_utterance_norm=model.audio_utterance_norm,
                             skip_lines=skip_lines)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers)
+    batches = length_sorted_batches(dataset.input_lengths, batch_size)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=list, num_workers=num_workers)
     model = model.to(device).eval()
-    if uses_text:
-        if beam_size < 1:
-            raise ValueError(f"--beam-size must be >= 1, got {beam_size}")
 
-        def reference(item) -> str:
-            if item.get("text") is not None:
-                return item["text"]
-            if text_transform is None:
-                raise ValueError(f"{dataset.media_path(int(item['idx']))}: the label list has no transcript for "
-                                 "this utterance and no --sp-model-path/--dict-path was given to recover it")
-            return text_transform.post_process(item["target"])
-
-        def decode(inputs, item):
-            hyp_text = recognize_text(model, inputs, beam_size=beam_size, max_new_tokens=max_new_tokens)[0]
-            return reference(item), hyp_text, {}
-    else:
-        search = build_beam_search(model, beam_size=beam_size, ctc_weight=ctc_weight)
-
-        def decode(inputs, item):
-            hyp = recognize(model, search, inputs)
-            return (text_transform.post_process(item["target"]), text_transform.post_process(hyp.yseq[1:]),
-                    {"score": hyp.score})
+    def reference(item: Dict[str, Any]) -> str:
+        if item.get("text") is not None:
+            return item["text"]
+        if text_transform is None:
+            raise ValueError(f"{dataset.media_path(int(item['idx']))}: the label list has no transcript for this "
+                             "utterance and no --sp-model-path/--dict-path was given to recover it")
+        return text_transform.post_process(item["target"])
 
     bf16 = model.config.pretrained_dtype == "bfloat16"
-    refs, hyps, rows = [], [], []
+    rows: List[Optional[Dict[str, Any]]] = [None] * len(dataset)
+    audio_seconds = 0.0
     start = time.perf_counter()
-    for item in tqdm(loader, total=len(dataset), desc="decoding", disable=not progress, unit="utt"):
-        inputs = {k: item[k].to(device) for k in STREAMS if k in item}
-        with torch.autocast(device_type=device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-            ref_text, hyp_text, extra = decode(inputs, item)
-        refs.append(ref_text)
-        hyps.append(hyp_text)
-        rows.append({"path": dataset.media_path(int(item["idx"])), "reference": ref_text,
-                     "hypothesis": hyp_text, **extra})
+    with tqdm(total=len(dataset), desc="decoding", disable=not progress, unit="utt") as bar:
+        for items in loader:
+            inputs = [{k: item[k].to(device) for k in STREAMS if k in item} for item in items]
+            with torch.autocast(device_type=device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+                hyps = recognize_batch(model, inputs, options)
+            for item, hyp in zip(items, hyps):
+                row = {"path": dataset.media_path(int(item["idx"])), "reference": reference(item),
+                       "hypothesis": model.decoder.ids_to_text(hyp.token_ids, text_transform)}
+                if hyp.score is not None:
+                    row["score"] = hyp.score
+                rows[int(item["idx"])] = row
+                audio_seconds += media_seconds(item)
+            bar.update(len(items))
     seconds = time.perf_counter() - start
-    scores = corpus_wer(refs, hyps, normalize)
-    return EvalResult(scores["wer"], len(rows), scores["errors"], scores["ref_words"], seconds, rows)
+    scores = corpus_wer([r["reference"] for r in rows], [r["hypothesis"] for r in rows], normalize)
+    return EvalResult(scores["wer"], len(rows), scores["errors"], scores["ref_words"], seconds, rows, audio_seconds)
 
 
 def write_json(result: EvalResult, path: str) -> None:

@@ -1,12 +1,16 @@
-"""Joint CTC/attention beam search, vectorised over the beam.
+"""Joint CTC/attention beam search, vectorised over the beam and over utterances.
 
-Every running hypothesis of an utterance is scored in one call per scorer; the CTC
-prefix scorer only scores the ``pre_beam`` best tokens of the decoder (the Auto-AVSR
-default). Search order, pruning, end detection and tie handling follow ESPnet's
-``BatchBeamSearch`` so that legacy checkpoints decode to the same token ids.
+The running hypotheses of ``B`` utterances live in one ``(B, W)`` layout (utterance x
+hypothesis slot) and every scorer scores them in one call per step; the CTC prefix scorer
+only scores the ``pre_beam`` best tokens of the decoder (the Auto-AVSR default). Each
+utterance keeps its own maximum length, end detection and finished list, and leaves the
+batch when it is done. Search order, pruning, end detection and tie handling follow
+ESPnet's ``BatchBeamSearch`` so that legacy checkpoints decode to the same token ids, and
+an utterance decodes to the same hypotheses alone or in a batch.
 """
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -37,18 +41,34 @@ def end_detect(ended: List[Hypothesis], i: int, m_window: int = 3, d_end: float 
     return count == m_window
 
 
+def length_limits(frames: int, maxlenratio: float, minlenratio: float) -> tuple:
+    """``(maxlen, minlen)`` in tokens for an utterance of ``frames`` encoder frames:
+    ``maxlenratio == 0`` -> ``frames``; negative -> ``-maxlenratio`` tokens; positive ->
+    ``max(1, int(maxlenratio * frames))``."""
+    if maxlenratio == 0:
+        maxlen = frames
+    elif maxlenratio < 0:
+        maxlen = -int(maxlenratio)
+    else:
+        maxlen = max(1, int(maxlenratio * frames))
+    return maxlen, int(minlenratio * frames)
+
+
 class BatchBeamSearch(torch.nn.Module):
-    """Beam search over one utterance's encoder output ``x`` ``(T, D)``.
+    """Beam search over the encoder outputs of one or many utterances.
 
     Args:
         scorers: Name -> scorer (``decoder``, ``ctc``, ``length_bonus`` ...).
         weights: Name -> weight; scorers with weight 0 are dropped.
-        beam_size: Hypotheses kept per step.
+        beam_size: Hypotheses kept per step and utterance.
         vocab_size: V.
         sos, eos: Start/end ids.
         pre_beam_ratio: Pre-beam size = ``int(pre_beam_ratio * beam_size)``.
         pre_beam_score_key: Full scorer whose scores choose the tokens that partial
             scorers (CTC) evaluate; ``None`` scores every token.
+
+    ``timings``: set it to a dict to accumulate wall seconds per scorer name (plus
+    ``search`` for the rest of the step) over the following calls (synchronising CUDA).
     """
 
     def __init__(
@@ -63,6 +83,8 @@ class BatchBeamSearch(torch.nn.Module):
         pre_beam_score_key: Optional[str] = "decoder",
     ) -> None:
         super().__init__()
+        if not 1 <= beam_size <= vocab_size:
+            raise ValueError(f"beam size must be in [1, vocabulary size {vocab_size}], got {beam_size}")
         self.weights = weights
         self.full_scorers: Dict[str, BatchScorerInterface] = {}
         self.part_scorers: Dict[str, BatchPartialScorerInterface] = {}
@@ -89,78 +111,133 @@ class BatchBeamSearch(torch.nn.Module):
             and self.pre_beam_size < self.n_vocab
             and len(self.part_scorers) > 0
         )
+        self.timings: Optional[Dict[str, float]] = None
 
     @property
     def scorers(self) -> Dict[str, Any]:
         return {**self.full_scorers, **self.part_scorers}
 
+    def _now(self, device: torch.device) -> float:
+        """Wall clock, after the device's queued work when profiling on CUDA."""
+        if self.timings is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
+    def _tick(self, name: str, since: float, device: torch.device) -> float:
+        """Add the seconds since ``since`` to ``timings[name]`` (when profiling); now."""
+        if self.timings is None:
+            return since
+        now = self._now(device)
+        self.timings[name] = self.timings.get(name, 0.0) + now - since
+        return now
+
     @torch.no_grad()
     def forward(self, x: torch.Tensor, maxlenratio: float = 0.0, minlenratio: float = 0.0) -> List[Hypothesis]:
-        """N-best list (best first) for encoder output ``x`` ``(T, D)``.
+        """N-best list (best first) for one utterance's encoder output ``x`` ``(T, D)``.
 
         ``maxlenratio == 0`` sets ``maxlen = T`` and enables end detection; a negative
         value is an absolute maximum length.
         """
-        if maxlenratio == 0:
-            maxlen = x.size(0)
-        elif maxlenratio < 0:
-            maxlen = -int(maxlenratio)
-        else:
-            maxlen = max(1, int(maxlenratio * x.size(0)))
-        minlen = int(minlenratio * x.size(0))
+        lengths = torch.tensor([x.size(0)], device=x.device)
+        return self.batch_forward(x.unsqueeze(0), lengths, maxlenratio, minlenratio)[0]
 
-        device = x.device
-        states = {name: s.batch_init_state(x) for name, s in self.scorers.items()}
-        yseq = torch.full((1, 1), self.sos, dtype=torch.long, device=device)
-        score = torch.zeros(1, dtype=x.dtype, device=device)
-        ended: List[Hypothesis] = []
+    @torch.no_grad()
+    def batch_forward(
+        self, memory: torch.Tensor, memory_lengths: torch.Tensor, maxlenratio: float = 0.0, minlenratio: float = 0.0
+    ) -> List[List[Hypothesis]]:
+        """N-best lists (best first), one per utterance, decoded together.
 
-        for i in range(maxlen):
-            n = yseq.size(0)
-            weighted = torch.zeros(n, self.n_vocab, dtype=x.dtype, device=device)
+        Args:
+            memory: Encoder outputs ``(B, T, D)``, each padded after its length.
+            memory_lengths: ``(B,)`` frames; each utterance's maximum/minimum length
+                follows from its own length as in :meth:`forward`.
+
+        Returns:
+            For each utterance the hypotheses :meth:`forward` gives for it alone.
+        """
+        n_utts, frames = memory.shape[:2]
+        lengths = memory_lengths.to(memory.device).long()
+        if lengths.shape != (n_utts,) or n_utts == 0 or int(lengths.min()) < 1 or int(lengths.max()) > frames:
+            raise ValueError(f"memory lengths {lengths.tolist()} do not fit memory of shape {tuple(memory.shape)}")
+        limits = [length_limits(t, maxlenratio, minlenratio) for t in lengths.tolist()]
+        device, dtype, beam, n_vocab = memory.device, memory.dtype, self.beam_size, self.n_vocab
+        clock = self._now(device)
+        states = {}
+        for name, scorer in self.scorers.items():
+            states[name] = scorer.batch_init_state(memory, lengths)
+            clock = self._tick(name, clock, device)
+        ended: List[List[Hypothesis]] = [[] for _ in range(n_utts)]
+        alive = list(range(n_utts))  # utterance of each batch row
+        yseq = torch.full((n_utts, 1, 1), self.sos, dtype=torch.long, device=device)  # (B, W, L)
+        score = torch.zeros(n_utts, 1, dtype=dtype, device=device)  # (B, W)
+        live: Optional[torch.Tensor] = None  # (B, W) False for empty slots; None = all live
+
+        for i in range(max(maxlen for maxlen, _ in limits)):
+            n_rows, width = yseq.shape[:2]
+            weighted = torch.zeros(n_rows, width, n_vocab, dtype=dtype, device=device)
             full_scores, full_states = {}, {}
-            xs = x.unsqueeze(0).expand(n, *x.shape)
             for name, scorer in self.full_scorers.items():
-                full_scores[name], full_states[name] = scorer.batch_score(yseq, states[name], xs)
+                full_scores[name], full_states[name] = scorer.batch_score(yseq, states[name])
                 weighted += self.weights[name] * full_scores[name]
+                clock = self._tick(name, clock, device)
             part_ids = None
             if self.do_pre_beam:
                 part_ids = torch.topk(full_scores[self.pre_beam_score_key], self.pre_beam_size, dim=-1)[1]
             part_states = {}
             for name, scorer in self.part_scorers.items():
-                part_score, part_states[name] = scorer.batch_score_partial(yseq, part_ids, states[name], x)
+                part_score, part_states[name] = scorer.batch_score_partial(yseq, part_ids, states[name])
                 weighted += self.weights[name] * part_score
-            weighted += score.unsqueeze(1)
-            if i < minlen:
-                weighted[:, self.eos] = -math.inf
+                clock = self._tick(name, clock, device)
+            weighted += score.unsqueeze(2)
+            short = [row for row, u in enumerate(alive) if i < limits[u][1]]
+            if short:
+                weighted[short, :, self.eos] = -math.inf
+            if live is not None:
+                weighted.masked_fill_(~live.unsqueeze(2), -math.inf)
 
-            top = weighted.view(-1).topk(self.beam_size)[1]
-            prev_ids = torch.div(top, self.n_vocab, rounding_mode="trunc")
-            tok_ids = top % self.n_vocab
-            score = weighted[prev_ids, tok_ids]
-            yseq = torch.cat([yseq[prev_ids], tok_ids.unsqueeze(1)], dim=1)
+            score, top = weighted.view(n_rows, -1).topk(beam, dim=1)  # (B, beam), best first
+            prev_ids = torch.div(top, n_vocab, rounding_mode="trunc")
+            tok_ids = top % n_vocab
+            rows = torch.arange(n_rows, device=device).unsqueeze(1)
+            yseq = torch.cat([yseq[rows, prev_ids], tok_ids.unsqueeze(2)], dim=2)
+            is_eos = tok_ids == self.eos
 
-            if i == maxlen - 1:  # force an end so that at least one hypothesis finishes
-                yseq = torch.cat([yseq, yseq.new_full((yseq.size(0), 1), self.eos)], dim=1)
-            is_eos = yseq[:, -1] == self.eos
-            for b in torch.nonzero(is_eos).view(-1).tolist():
-                ended.append(Hypothesis(yseq=yseq[b].clone(), score=float(score[b])))
-            if maxlenratio == 0.0 and end_detect(ended, i):
+            # finished hypotheses; an utterance at its maximum length ends all of its own
+            forced = [row for row, u in enumerate(alive) if i == limits[u][0] - 1]
+            if forced:
+                is_eos[forced] = True
+            eos_rows, eos_slots = torch.nonzero(is_eos, as_tuple=True)
+            eos_scores = score[eos_rows, eos_slots].tolist()
+            forced_set = set(forced)
+            for row, slot, value in zip(eos_rows.tolist(), eos_slots.tolist(), eos_scores):
+                seq = yseq[row, slot]
+                if row in forced_set:
+                    seq = torch.cat([seq, seq.new_full((1,), self.eos)])
+                ended[alive[row]].append(Hypothesis(yseq=seq.clone(), score=value))
+            all_eos = is_eos.all(dim=1).tolist()
+            going = [
+                row for row, u in enumerate(alive)
+                if not (row in forced_set or (maxlenratio == 0.0 and end_detect(ended[u], i)) or all_eos[row])
+            ]
+            if not going:
                 break
-            keep = torch.nonzero(~is_eos).view(-1)
-            if keep.numel() == 0:
-                break
-            prev_ids, tok_ids = prev_ids[keep], tok_ids[keep]
-            yseq, score = yseq[keep], score[keep]
-            states = {
-                name: self.full_scorers[name].select_state(st, prev_ids, tok_ids)
-                for name, st in full_states.items()
-            }
-            states.update(
-                {
-                    name: self.part_scorers[name].select_state(st, prev_ids, tok_ids)
-                    for name, st in part_states.items()
-                }
-            )
 
-        return sorted(ended, key=lambda h: h.score, reverse=True)
+            # keep the unfinished hypotheses of the unfinished utterances, in score order
+            utts = torch.tensor(going, device=device)
+            keep = ~is_eos[utts]  # (B', beam)
+            counts = keep.sum(dim=1)
+            new_width = int(counts.max())
+            order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True)[1][:, :new_width]
+            live = torch.arange(new_width, device=device).unsqueeze(0) < counts.unsqueeze(1)
+            if bool(live.all()):
+                live = None
+            prev_ids, tok_ids = prev_ids[utts].gather(1, order), tok_ids[utts].gather(1, order)
+            score = score[utts].gather(1, order)
+            yseq = yseq[utts.unsqueeze(1), order]
+            clock = self._tick("search", clock, device)
+            for name, st in {**full_states, **part_states}.items():
+                states[name] = self.scorers[name].select_state(st, utts, prev_ids, tok_ids)
+                clock = self._tick(name, clock, device)
+            alive = [alive[row] for row in going]
+
+        return [sorted(hyps, key=lambda h: h.score, reverse=True) for hyps in ended]

@@ -1,7 +1,8 @@
 """Batched scorer interface used by :class:`espnet.nets.beam_search.BatchBeamSearch`.
 
-All states are batched over the running hypotheses ``n``; selection takes index tensors
-so that no Python loop over hypotheses is needed.
+Scorers see the running hypotheses of ``B`` utterances at once, laid out as ``(B, W)``
+(utterance x hypothesis slot, ``W <= beam``). States are batched the same way, and
+selection takes index tensors, so no Python loop over utterances or hypotheses is needed.
 """
 
 from typing import Any, Optional, Tuple
@@ -12,23 +13,26 @@ import torch
 class BatchScorerInterface:
     """A scorer that scores every vocabulary entry for each running hypothesis."""
 
-    def batch_init_state(self, x: torch.Tensor) -> Any:
-        """Initial state for encoder output ``x`` ``(T, D)`` of one utterance."""
+    def batch_init_state(self, memory: torch.Tensor, memory_lengths: torch.Tensor) -> Any:
+        """Initial state for encoder outputs ``memory`` ``(B, T, D)`` (padded after each
+        utterance's length) and ``memory_lengths`` ``(B,)`` (frames)."""
         return None
 
-    def batch_score(
-        self, ys: torch.Tensor, state: Any, xs: torch.Tensor
-    ) -> Tuple[torch.Tensor, Any]:
-        """Scores ``(n, V)`` of the next token for prefixes ``ys`` ``(n, L)``.
-
-        ``xs`` is the encoder output expanded to ``(n, T, D)``.
-        """
+    def batch_score(self, ys: torch.Tensor, state: Any) -> Tuple[torch.Tensor, Any]:
+        """Scores ``(B, W, V)`` of the next token for prefixes ``ys`` ``(B, W, L)`` and the
+        state that :meth:`select_state` picks from."""
         raise NotImplementedError
 
     def select_state(
-        self, state: Any, prev_ids: torch.Tensor, token_ids: torch.Tensor
+        self, state: Any, utts: torch.Tensor, prev_ids: torch.Tensor, token_ids: torch.Tensor
     ) -> Any:
-        """State of the hypotheses that extend ``prev_ids`` with ``token_ids`` (both ``(k,)``)."""
+        """State of the next step: slot ``(b, w)`` extends hypothesis ``prev_ids[b, w]`` of
+        the scored utterance ``utts[b]`` with ``token_ids[b, w]``.
+
+        Args:
+            utts: ``(B',)`` indices of the utterances that go on (finished ones dropped).
+            prev_ids, token_ids: ``(B', W')``.
+        """
         raise NotImplementedError
 
 
@@ -36,8 +40,8 @@ class BatchPartialScorerInterface(BatchScorerInterface):
     """A scorer that only scores a pre-selected subset of tokens (e.g. CTC prefix score)."""
 
     def batch_score_partial(
-        self, ys: torch.Tensor, ids: Optional[torch.Tensor], state: Any, x: torch.Tensor
+        self, ys: torch.Tensor, ids: Optional[torch.Tensor], state: Any
     ) -> Tuple[torch.Tensor, Any]:
-        """Scores ``(n, V)`` where only ``ids`` ``(n, K)`` (all tokens if ``None``) carry
-        real values; ``x`` is ``(T, D)``."""
+        """Scores ``(B, W, V)`` where only ``ids`` ``(B, W, K)`` (all tokens if ``None``)
+        carry real values."""
         raise NotImplementedError

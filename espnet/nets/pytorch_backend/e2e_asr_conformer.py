@@ -64,7 +64,6 @@ class E2E(torch.nn.Module):
             mask_conv_padding=config.mask_conv_padding,
         ) if config.elayers > 0 else None
         self.decoder = DecoderFactory.create_decoder(config.decoder, config)
-        self.uses_text = bool(getattr(self.decoder, "uses_text", False))
         self.ctc = CTC(self.decoder.ctc_vocab_size, config.adim, config.dropout_rate, self.ignore_id)
         self.qlora_applied = False
         if config.use_qlora:  # last step: every component exists now
@@ -90,7 +89,7 @@ class E2E(torch.nn.Module):
             get = getattr(module, "pretrained_model", None)
             if module is not self and callable(get):
                 pretrained.update(id(p) for p in get().parameters())
-        used = [n for n, _ in self.named_children() if n != "ctc" or not self.uses_text]
+        used = [n for n, _ in self.named_children() if n != "ctc" or self.decoder.joint_ctc_decoding]
         owners: List[str] = []
         for top in used:
             child = getattr(self, top)

@@ -1,11 +1,16 @@
 """CTC prefix scorer for joint CTC/attention beam search."""
 
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 
+from espnet.nets.ctc_prefix_score import CTCFullState, CTCState
 from espnet.nets.ctc_prefix_score import CTCPrefixScorer as _PrefixScore
 from espnet.nets.scorer_interface import BatchPartialScorerInterface
+
+# (the utterances' prefix scorer, the hypotheses' forward variables)
+State = Tuple[_PrefixScore, Optional[CTCState]]
+FullState = Tuple[_PrefixScore, CTCFullState]
 
 
 class CTCPrefixScorer(BatchPartialScorerInterface):
@@ -21,19 +26,23 @@ class CTCPrefixScorer(BatchPartialScorerInterface):
         self.ctc = ctc
         self.eos = eos
         self.blank = blank
-        self.impl: Optional[_PrefixScore] = None
 
-    def batch_init_state(self, x: torch.Tensor) -> Any:
-        logp = self.ctc.log_softmax(x.unsqueeze(0)).squeeze(0)
-        self.impl = _PrefixScore(logp, self.blank, self.eos)
-        return None
+    def batch_init_state(self, memory: torch.Tensor, memory_lengths: torch.Tensor) -> State:
+        logp = self.ctc.log_softmax(memory)
+        return _PrefixScore(logp, memory_lengths, self.blank, self.eos), None
 
     def batch_score_partial(
-        self, ys: torch.Tensor, ids: Optional[torch.Tensor], state: Any, x: torch.Tensor
-    ) -> Tuple[torch.Tensor, Any]:
-        if self.impl is None:
-            raise RuntimeError("batch_init_state must be called before scoring")
-        return self.impl.score(ys, state, ids)
+        self, ys: torch.Tensor, ids: Optional[torch.Tensor], state: State
+    ) -> Tuple[torch.Tensor, FullState]:
+        impl, hyp_state = state
+        delta, full = impl.score(ys, hyp_state, ids)
+        return delta, (impl, full)
 
-    def select_state(self, state: Any, prev_ids: torch.Tensor, token_ids: torch.Tensor) -> Any:
-        return _PrefixScore.select(state, prev_ids, token_ids)
+    def select_state(self, state: FullState, utts: torch.Tensor, prev_ids: torch.Tensor,
+                     token_ids: torch.Tensor) -> State:
+        impl, full = state
+        r, s = _PrefixScore.select(full, utts, prev_ids, token_ids)
+        if utts.numel() < impl.B:  # finished utterances leave the batch
+            impl = impl.utterances(utts)
+            r = r[: impl.T]
+        return impl, (r, s)

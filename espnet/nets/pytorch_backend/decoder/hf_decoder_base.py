@@ -12,12 +12,12 @@ directory / id is a clear ``FileNotFoundError`` naming ``--decoder-model-name``.
 """
 
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
-from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder
+from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, DecodeOptions, Decoded
 from espnet.nets.pytorch_backend.frontend.hf_base import import_transformers, model_not_found, offline
 
 def load_tokenizer(name: str, what: str):
@@ -50,12 +50,11 @@ def downsample_frames(x: torch.Tensor, lengths: torch.Tensor, k: int) -> Tuple[t
 
 class HFTextDecoder(BaseDecoder):
     """Base of the text decoders. Subclasses set ``self.tokenizer`` and implement
-    :meth:`forward_text` and :meth:`decode`.
+    :meth:`forward_text` and :meth:`generate_ids`.
 
     Option of every such decoder: ``model_name`` (``--decoder-model-name``; ``None`` = the
     class's ``default_model_name``)."""
 
-    uses_text = True
     default_model_name: str = ""
     options = (Option("model_name", None, "Hugging Face id or local directory of the pretrained decoder "
                       "(model + tokenizer).", type=str, flag="--decoder-model-name", replaceable=True),)
@@ -96,6 +95,24 @@ class HFTextDecoder(BaseDecoder):
         if texts is None or any(t is None for t in texts):
             raise ValueError(f"{type(self).__name__} is trained on text: every utterance needs its transcript")
         return list(texts)
+
+    def generate_ids(self, memory: torch.Tensor, memory_lengths: torch.Tensor, beam_size: int = 1,
+                     max_new_tokens: int = 64) -> List[List[int]]:
+        """The model's own ``generate`` on a padded batch of encoder outputs: each
+        utterance's generated token ids up to (without) the end token."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def decode(self, memory, memory_lengths, ctc=None, options: Optional[DecodeOptions] = None) -> List[Decoded]:
+        """``generate`` with ``options.beam_size`` beams, at most ``options.max_new_tokens``
+        tokens (the CTC head is not used: it is trained as an auxiliary loss only)."""
+        options = options or DecodeOptions(beam_size=1)
+        rows = self.generate_ids(memory, memory_lengths, options.beam_size, options.max_new_tokens)
+        return [Decoded(row) for row in rows]
+
+    def ids_to_text(self, token_ids, sentencepiece=None) -> str:
+        """Text of generated ids with the decoder's own tokenizer (``sentencepiece`` unused)."""
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True).strip()
 
     @property
     def ctc_vocab_size(self) -> int:

@@ -153,9 +153,10 @@ class LlamaDecoder(HFTextDecoder):
 
     # ---- decoding --------------------------------------------------------------------
     @torch.no_grad()
-    def decode(self, memory: torch.Tensor, memory_lengths: torch.Tensor, beam_size: int = 1,
-               max_new_tokens: int = 64) -> List[str]:
-        """Batched ``generate`` (KV cache) on left-padded prompts -> one text per utterance."""
+    def generate_ids(self, memory: torch.Tensor, memory_lengths: torch.Tensor, beam_size: int = 1,
+                     max_new_tokens: int = 64) -> List[List[int]]:
+        """Batched ``generate`` (KV cache) on left-padded prompts -> the generated ids of each
+        utterance, up to (without) eos."""
         device = memory.device
         soft, lengths = self.soft_prompt(memory, memory_lengths)
         prompts = [self.prompt_pieces(soft[i], int(lengths[i]), device) for i in range(memory.size(0))]
@@ -168,10 +169,7 @@ class LlamaDecoder(HFTextDecoder):
         out = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
                                 num_beams=beam_size, do_sample=False, eos_token_id=self.eos_id,
                                 pad_token_id=self.pad_id)
-        return [self.ids_to_text(row) for row in out]
-
-    def ids_to_text(self, ids) -> str:
-        ids = [int(i) for i in ids]
-        if self.eos_id in ids:
-            ids = ids[: ids.index(self.eos_id)]
-        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        rows = []
+        for row in out.tolist():
+            rows.append(row[: row.index(self.eos_id)] if self.eos_id in row else row)
+        return rows

@@ -1,12 +1,11 @@
 """Transformer decoder (ESPnet / Auto-AVSR layout) with the batched scorer interface."""
 
-import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
-from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder
+from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, DecodeOptions, Decoded
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, th_accuracy
 from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
@@ -17,6 +16,7 @@ from espnet.nets.pytorch_backend.transformer.mask import target_mask
 from espnet.nets.pytorch_backend.transformer.positionwise_feed_forward import (
     PositionwiseFeedForward,
 )
+from espnet.nets.pytorch_backend.transformer.prefix_cache import PrefixCache
 from espnet.nets.pytorch_backend.transformer.repeat import repeat
 from espnet.nets.scorer_interface import BatchScorerInterface
 
@@ -47,12 +47,18 @@ class DecoderLayer(torch.nn.Module):
         memory: torch.Tensor,
         memory_mask: Optional[torch.Tensor],
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
-        h = self.norm1(tgt)
-        x = tgt + self.dropout(self.self_attn(h, h, h, tgt_mask))
-        h = self.norm2(x)
-        x = x + self.dropout(self.src_attn(h, memory, memory, memory_mask))
-        x = x + self.dropout(self.feed_forward(self.norm3(x)))
+        x = self.block(tgt, lambda h: self.self_attn(h, h, h, tgt_mask),
+                       lambda h: self.src_attn(h, memory, memory, memory_mask))
         return x, tgt_mask, memory, memory_mask
+
+    def block(self, x: torch.Tensor, self_attention: Callable[[torch.Tensor], torch.Tensor],
+              source_attention: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The layer's computation around its two attentions (pre-norm residual blocks and
+        the FFN), shared by full passes and incremental decoding: ``self_attention`` /
+        ``source_attention`` map the normalised ``(N, L, D)`` input to its attention output."""
+        x = x + self.dropout(self_attention(self.norm1(x)))
+        x = x + self.dropout(source_attention(self.norm2(x)))
+        return x + self.dropout(self.feed_forward(self.norm3(x)))
 
 
 class TransformerDecoder(BaseDecoder, BatchScorerInterface):
@@ -119,12 +125,52 @@ class TransformerDecoder(BaseDecoder, BatchScorerInterface):
             lsm_weight=config.lsm_weight,
         )
 
+    joint_ctc_decoding = True
+
     @property
     def ctc_vocab_size(self) -> int:
         return self.odim
 
     def ctc_targets(self, targets: torch.Tensor, texts=None) -> torch.Tensor:
         return targets
+
+    # ---- decoding: joint CTC/attention beam search ------------------------------------------
+    def check_tokenizer(self, sentencepiece) -> None:
+        if sentencepiece is None:
+            raise ValueError("--decoder transformer decodes SentencePiece tokens: give --sp-model-path and --dict-path")
+
+    def ids_to_text(self, token_ids: Sequence[int], sentencepiece) -> str:
+        self.check_tokenizer(sentencepiece)
+        return sentencepiece.post_process(token_ids)
+
+    def beam_search(self, ctc: torch.nn.Module, options: DecodeOptions):
+        """The Auto-AVSR search: decoder weight ``1 - ctc_weight``, CTC prefix scores of
+        ``ctc`` on the decoder's pre-beam, length bonus ``penalty``."""
+        from espnet.nets.beam_search import BatchBeamSearch
+        from espnet.nets.scorers.ctc import CTCPrefixScorer
+        from espnet.nets.scorers.length_bonus import LengthBonus
+
+        scorers = {"decoder": self, "ctc": CTCPrefixScorer(ctc, self.eos, 0), "length_bonus": LengthBonus(self.odim)}
+        weights = {"decoder": 1.0 - options.ctc_weight, "ctc": options.ctc_weight, "length_bonus": options.penalty}
+        return BatchBeamSearch(scorers, weights, beam_size=options.beam_size, vocab_size=self.odim, sos=self.sos,
+                               eos=self.eos, pre_beam_score_key=None if options.ctc_weight == 1.0 else "decoder")
+
+    @torch.no_grad()
+    def decode(self, memory: torch.Tensor, memory_lengths: torch.Tensor, ctc: Optional[torch.nn.Module],
+               options: DecodeOptions) -> List[Decoded]:
+        """Joint CTC/attention beam search over the whole batch (each utterance up to its own
+        encoder length, with end detection); the best hypothesis per utterance."""
+        if ctc is None:
+            raise ValueError("joint CTC/attention decoding needs the model's CTC head")
+        best = []
+        for i, hyps in enumerate(self.beam_search(ctc, options).batch_forward(memory, memory_lengths)):
+            if not hyps:
+                raise RuntimeError(f"beam search returned no hypothesis for utterance {i} of the batch")
+            ids = hyps[0].yseq.tolist()[1:]  # without <sos>
+            if ids and ids[-1] == self.eos:
+                ids = ids[:-1]
+            best.append(Decoded(ids, float(hyps[0].score)))
+        return best
 
     def forward(
         self,
@@ -150,53 +196,73 @@ class TransformerDecoder(BaseDecoder, BatchScorerInterface):
         return {"loss_att": loss, "acc": acc, "logits": logits, "ys_in": ys_in}
 
     # ---- batched scorer interface (incremental decoding with key/value caches) ----------
-    def batch_init_state(self, x: torch.Tensor) -> Dict[str, Any]:
-        """Project the encoder output ``x`` ``(T, D)`` to source-attention keys/values once
-        per utterance; the per-hypothesis self-attention caches start empty."""
-        memory = x.unsqueeze(0)
+    def batch_init_state(self, memory: torch.Tensor, memory_lengths: torch.Tensor) -> Dict[str, Any]:
+        """Project the encoder outputs ``memory`` ``(B, T, D)`` to source-attention
+        keys/values once per utterance; the per-hypothesis self-attention caches start empty.
+        Frames after ``memory_lengths`` ``(B,)`` are masked out of the source attention."""
         mem = [
             (layer.src_attn._split_heads(layer.src_attn.linear_k(memory)),
              layer.src_attn._split_heads(layer.src_attn.linear_v(memory)))
             for layer in self.decoders
         ]
-        return {"mem": mem, "self": None}
+        lengths = memory_lengths.to(memory.device)
+        return {"mem": mem, "mask": self._memory_mask(lengths, memory.size(1)), "lengths": lengths,
+                "self": None, "width": 1}
 
-    def batch_score(
-        self, ys: torch.Tensor, state: Dict[str, Any], xs: torch.Tensor
-    ) -> Tuple[torch.Tensor, Dict[str, Any]]:
-        """Log-probabilities ``(n, V)`` of the token after prefixes ``ys`` ``(n, L)``.
+    @staticmethod
+    def _memory_mask(lengths: torch.Tensor, frames: int) -> Optional[torch.Tensor]:
+        """``(B, 1, T)`` bool mask of real frames, ``None`` when nothing is padded."""
+        if int(lengths.min()) == frames:
+            return None
+        return make_non_pad_mask(lengths, frames).unsqueeze(1)
+
+    def batch_score(self, ys: torch.Tensor, state: Dict[str, Any]) -> Tuple[torch.Tensor, Dict[str, Any]]:
+        """Log-probabilities ``(B, W, V)`` of the token after prefixes ``ys`` ``(B, W, L)``.
 
         Only the newest position is computed: its keys/values are appended to the cached
         ones of the earlier positions (the same values a full causal pass would produce).
+        The ``W`` hypotheses of an utterance attend to its memory together, as ``W`` queries.
+        The cache is updated in place: a state is used once, then replaced by the returned one.
         """
-        n, length = ys.shape
+        b, w, length = ys.shape
+        n = b * w
         emb_layer, pos_layer = self.embed[0], self.embed[1]
-        x = emb_layer(ys[:, -1:]) * pos_layer.xscale
+        x = emb_layer(ys[:, :, -1].reshape(n, 1)) * pos_layer.xscale
         pe = pos_layer._table_for(x, length, length)
         x = x + pe[:, length - 1 : length]
-        caches = state["self"]
-        new_caches = []
+        cache = state["self"]
+        if cache is None:
+            first = self.decoders[0].self_attn
+            cache = PrefixCache(len(self.decoders), first.h, first.d_k, x.dtype, x.device)
+        if cache.length != length - 1:
+            raise ValueError(f"the cache holds {cache.length} positions but the prefixes have {length}")
+        cache.start_step(n)
         for i, layer in enumerate(self.decoders):
-            att = layer.self_attn
-            h = layer.norm1(x)
-            k_new, v_new = att._split_heads(att.linear_k(h)), att._split_heads(att.linear_v(h))
-            if caches is not None:
-                k_new = torch.cat([caches[i][0], k_new], dim=2)
-                v_new = torch.cat([caches[i][1], v_new], dim=2)
-            new_caches.append((k_new, v_new))
-            q = att._split_heads(att.linear_q(h))
-            x = x + att.forward_attention(v_new, torch.matmul(q, k_new.transpose(-2, -1)) / math.sqrt(att.d_k), None)
-            src = layer.src_attn
-            h = layer.norm2(x)
-            q = src._split_heads(src.linear_q(h))
-            mem_k, mem_v = (t.expand(n, -1, -1, -1) for t in state["mem"][i])
-            x = x + src.forward_attention(mem_v, torch.matmul(q, mem_k.transpose(-2, -1)) / math.sqrt(src.d_k), None)
-            x = x + layer.feed_forward(layer.norm3(x))
-        logits = self.output_layer(self.after_norm(x[:, -1]))
-        return torch.log_softmax(logits, dim=-1), {"mem": state["mem"], "self": new_caches}
+            att, src = layer.self_attn, layer.src_attn
 
-    def select_state(self, state: Dict[str, Any], prev_ids: torch.Tensor, token_ids: torch.Tensor) -> Dict[str, Any]:
-        caches = state["self"]
-        if caches is not None:
-            caches = [(k[prev_ids], v[prev_ids]) for k, v in caches]
-        return {"mem": state["mem"], "self": caches}
+            def self_attention(h: torch.Tensor) -> torch.Tensor:  # the new position over the cached prefix
+                keys, values = cache.append(i, att._split_heads(att.linear_k(h)), att._split_heads(att.linear_v(h)))
+                return att.attend(att._split_heads(att.linear_q(h)), keys, values, None)
+
+            def source_attention(h: torch.Tensor) -> torch.Tensor:  # an utterance's W hypotheses as W queries
+                mem_k, mem_v = state["mem"][i]
+                q = src._split_heads(src.linear_q(h).view(b, w, -1))  # (B, H, W, d_k)
+                return src.attend(q, mem_k, mem_v, state["mask"]).view(n, 1, -1)
+
+            x = layer.block(x, self_attention, source_attention)
+        logits = self.output_layer(self.after_norm(x[:, -1]))
+        return torch.log_softmax(logits, dim=-1).view(b, w, -1), {**state, "self": cache, "width": w}
+
+    def select_state(self, state: Dict[str, Any], utts: torch.Tensor, prev_ids: torch.Tensor,
+                     token_ids: torch.Tensor) -> Dict[str, Any]:
+        rows = (utts.view(-1, 1) * state["width"] + prev_ids).view(-1)
+        state["self"].select(rows)
+        out = {**state, "width": prev_ids.size(1)}
+        if utts.numel() < state["lengths"].numel():  # finished utterances leave the batch
+            lengths = state["lengths"][utts]
+            frames = int(lengths.max())
+            out["mem"] = [(k[utts, :, :frames].contiguous(), v[utts, :, :frames].contiguous())
+                          for k, v in state["mem"]]
+            out["mask"] = self._memory_mask(lengths, frames)
+            out["lengths"] = lengths
+        return out

@@ -184,6 +184,3 @@ class WhisperTextDecoder(HFTextDecoder):
             rows.append(row[: row.index(self.eos_id)] if self.eos_id in row else row)
         return rows
 
-    def decode(self, memory, memory_lengths, beam_size: int = 1, max_new_tokens: int = 64) -> List[str]:
-        return [self.tokenizer.decode(r, skip_special_tokens=True).strip()
-                for r in self.generate_ids(memory, memory_lengths, beam_size, max_new_tokens)]

@@ -133,3 +133,21 @@ class ConformerEncoder(torch.nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         mask = make_non_pad_mask(lengths.to(xs.device), xs.size(1)).unsqueeze(1)
         return self.forward_masked(xs, mask), lengths
+
+    def forward_padding_invariant(
+        self, xs: torch.Tensor, lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` with padded frames zeroed before every depthwise convolution,
+        whatever ``mask_conv_padding`` says: each utterance's output frames equal those of
+        its encoding alone (up to float rounding), because the convolution's own zero
+        padding sees zeros there too. Lets a model trained without the masking (the legacy
+        Auto-AVSR ones) encode a padded batch for decoding."""
+        convs = [block.conv_module for block in self.encoders]
+        saved = [conv.mask_padding for conv in convs]
+        try:
+            for conv in convs:
+                conv.mask_padding = True
+            return self.forward(xs, lengths)
+        finally:
+            for conv, flag in zip(convs, saved):
+                conv.mask_padding = flag

@@ -43,6 +43,13 @@ class MultiHeadedAttention(torch.nn.Module):
         v = self._split_heads(self.linear_v(value))
         return q, k, v
 
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """Attention of projected, head-split queries ``(B, H, T1, d_k)`` over keys/values
+        ``(B, H, T2, d_k)`` -> ``(B, T1, D)`` (used by :meth:`forward` and by incremental
+        decoding with cached keys/values)."""
+        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k)
+        return self.forward_attention(v, scores, mask)
+
     def forward_attention(
         self, value: torch.Tensor, scores: torch.Tensor, mask: Optional[torch.Tensor]
     ) -> torch.Tensor:
@@ -64,9 +71,7 @@ class MultiHeadedAttention(torch.nn.Module):
         value: torch.Tensor,
         mask: Optional[torch.Tensor],
     ) -> torch.Tensor:
-        q, k, v = self.forward_qkv(query, key, value)
-        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k)
-        return self.forward_attention(v, scores, mask)
+        return self.attend(*self.forward_qkv(query, key, value), mask)
 
 
 class RelPositionMultiHeadedAttention(MultiHeadedAttention):
