@@ -55,3 +55,13 @@ def test_registry_choices_in_argparse(capsys):
     err = capsys.readouterr().err
     assert "invalid choice: 'resnet50'" in err and "'vit'" in err and "'clip-vit'" in err
     assert parse("--decoder", "llm").decoder == "llm"
+
+
+def test_bottleneck_fusion_flags():
+    av = ("--vision-encoder", "resnet", "--audio-encoder", "resnet1d")
+    config = resolve_model_config(parse(*av, "--fusion-type", "bottleneck", "--bottleneck-tokens", "8",
+                                        "--bottleneck-layers", "3"), 10)
+    assert (config.fusion_type, config.bottleneck_tokens, config.bottleneck_layers) == ("bottleneck", 8, 3)
+    with pytest.raises(ValueError, match="--bottleneck-tokens only apply to an audio-visual model with "
+                                         "--fusion-type bottleneck"):
+        resolve_model_config(parse(*av, "--fusion-type", "gated", "--bottleneck-tokens", "8"), 10)

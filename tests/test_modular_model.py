@@ -153,3 +153,39 @@ def test_model_config_validation_and_modality():
     assert ModelConfig(vision_encoder="resnet", audio_encoder="resnet1d").modality == "audiovisual"
     with pytest.raises(ValueError, match="unknown model config keys: colour"):
         ModelConfig.from_dict({"colour": "red"})
+
+
+def _bottleneck_streams(layers, v, a, mask):
+    """The vision and audio frames of a bottleneck fusion after its last layer."""
+    from espnet.nets.pytorch_backend.fusion.bottleneck_fusion import BottleneckFusion
+
+    torch.manual_seed(0)
+    fusion = BottleneckFusion(24, 40, 16, num_tokens=3, num_layers=layers, heads=2, linear_units=32).eval()
+    seen = {}
+    fusion.norm_vision.register_forward_hook(lambda m, args, out: seen.__setitem__("v", args[0]))
+    fusion.norm_audio.register_forward_hook(lambda m, args, out: seen.__setitem__("a", args[0]))
+    out = fusion(v, a, mask)
+    return out, seen["v"], seen["a"]
+
+
+def test_bottleneck_fusion_exchanges_only_through_its_tokens():
+    """One layer: each stream sees only itself and the learned tokens, so neither stream
+    depends on the other yet; from the second layer on, the averaged tokens carry the other
+    stream's information into both."""
+    torch.manual_seed(1)
+    v, a, a_other = torch.randn(2, 9, 24), torch.randn(2, 9, 40), torch.randn(2, 9, 40)
+    mask = torch.tensor([[True] * 9, [True] * 6 + [False] * 3])
+    out1, v1, a1 = _bottleneck_streams(1, v, a, mask)
+    out1b, v1b, a1b = _bottleneck_streams(1, v, a_other, mask)
+    assert out1.shape == (2, 9, 16) and out1[1, 6:].abs().sum() == 0
+    assert torch.equal(v1, v1b)  # the vision stream ignores the audio after one layer
+    assert not torch.allclose(out1, out1b)  # the per-frame output combines both streams
+    _, v2, _ = _bottleneck_streams(2, v, a, mask)
+    _, v2b, _ = _bottleneck_streams(2, v, a_other, mask)
+    assert (v2[:, :6] - v2b[:, :6]).abs().min() > 0  # every valid vision frame now hears the audio
+    fusion = FusionFactory.create_fusion("bottleneck", 24, 40, ModelConfig(
+        vision_encoder="resnet", audio_encoder="resnet1d", fusion_type="bottleneck", bottleneck_tokens=5,
+        bottleneck_layers=3, **TINY)).layer
+    assert tuple(fusion.bottleneck.shape) == (5, 16) and len(fusion.vision_layers) == len(fusion.audio_layers) == 3
+    with pytest.raises(ValueError, match="--bottleneck-tokens and --bottleneck-layers must be >= 1, got 0 and 2"):
+        ModelConfig(bottleneck_tokens=0)

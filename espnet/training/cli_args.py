@@ -14,7 +14,8 @@ CHOICE_FLAGS = ("vision_encoder", "audio_encoder", "decoder", "fusion_type", "pr
 LLM_FLAGS = ("llm_prompt", "llm_downsample")
 QLORA_FLAGS = ("use_qlora", "qlora_r", "qlora_alpha", "qlora_dropout", "qlora_target_modules")
 SWITCH_FLAGS = ("unfreeze_vision", "unfreeze_audio", "mask_conv_padding", "wavlm_layer_weights")
-OPTION_FLAGS = ("whisper_pad_seconds",)
+OPTION_FLAGS = ("whisper_pad_seconds", "bottleneck_tokens", "bottleneck_layers")
+BOTTLENECK_FLAGS = ("bottleneck_tokens", "bottleneck_layers")
 
 
 def _flag(field: str) -> str:
@@ -34,6 +35,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                    help="Decoder ('llm' = 'llama'). (Default: transformer)")
     g.add_argument("--fusion-type", choices=FUSIONS.choices(), default=None,
                    help="How audio-visual models fuse the two streams. (Default: concat)")
+    g.add_argument("--bottleneck-tokens", type=int, default=None,
+                   help=f"Shared tokens of --fusion-type bottleneck. (Default: {d.bottleneck_tokens})")
+    g.add_argument("--bottleneck-layers", type=int, default=None,
+                   help=f"Fusion layers of --fusion-type bottleneck. (Default: {d.bottleneck_layers})")
     g.add_argument("--modality", choices=sorted(LEGACY_MODALITY_ENCODERS), default=None,
                    help="Deprecated: video = --vision-encoder resnet, audio = --audio-encoder resnet1d "
                         "(with --decoder transformer).")
@@ -166,6 +171,9 @@ def resolve_model_config(args: argparse.Namespace, odim: Optional[int], stored: 
     extra = [_flag(f) for f in QLORA_FLAGS[1:] if f in given]
     if extra and not config.use_qlora:
         raise ValueError(f"{', '.join(extra)} only apply with --use-qlora")
+    extra = [_flag(f) for f in BOTTLENECK_FLAGS if f in given]
+    if extra and not (config.modality == "audiovisual" and config.fusion_type == "bottleneck"):
+        raise ValueError(f"{', '.join(extra)} only apply to an audio-visual model with --fusion-type bottleneck")
     return config
 
 

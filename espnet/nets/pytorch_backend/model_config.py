@@ -18,6 +18,8 @@ class ModelConfig:
             Only vision -> video model, only audio -> audio model, both -> audio-visual.
         decoder: Registered decoder name.
         fusion_type: Registered fusion (audio-visual models only).
+        bottleneck_tokens / bottleneck_layers: Shared tokens and layers of the
+            ``bottleneck`` fusion.
         vision_model_name / audio_model_name / decoder_model_name: Pretrained model ids or
             local directories for pretrained components.
         unfreeze_vision / unfreeze_audio: Train pretrained frontends.
@@ -51,6 +53,8 @@ class ModelConfig:
     audio_encoder: Optional[str] = None
     decoder: str = "transformer"
     fusion_type: str = "concat"
+    bottleneck_tokens: int = 4
+    bottleneck_layers: int = 2
     vision_model_name: Optional[str] = None
     audio_model_name: Optional[str] = None
     decoder_model_name: Optional[str] = None
@@ -87,6 +91,9 @@ class ModelConfig:
             raise ValueError("a model needs a vision encoder, an audio encoder, or both")
         if self.projection not in ("linear", "mlp"):
             raise ValueError(f"projection must be 'linear' or 'mlp', got {self.projection!r}")
+        if self.bottleneck_tokens < 1 or self.bottleneck_layers < 1:
+            raise ValueError(f"--bottleneck-tokens and --bottleneck-layers must be >= 1, got "
+                             f"{self.bottleneck_tokens} and {self.bottleneck_layers}")
         if self.llm_downsample < 1:
             raise ValueError(f"llm_downsample must be >= 1, got {self.llm_downsample}")
         if self.pretrained_dtype not in ("float32", "bfloat16"):
