@@ -2,7 +2,6 @@
 counts optimiser steps, stopping on a signal only between optimiser steps; and the
 throughput/memory values of the progress bar."""
 
-import csv
 import os
 
 import pytest
@@ -10,6 +9,7 @@ import torch
 
 import train as train_cli
 from bad_corpus import BadCorpus, train_args
+from conftest import read_metrics
 from toy_lightning import LinearToy, fit_toy
 
 
@@ -35,11 +35,6 @@ def test_last_incomplete_accumulation_still_steps_and_is_scheduled(tmp_path):
     # 4 batches per epoch, K = 3: steps after batches 3 and 4 -> 2 per epoch, ceil(4 / 3)
     weight, steps, scheduled, _ = toy_run(tmp_path, "odd", batch_size=2, accumulate=3)
     assert steps == scheduled == 6
-
-
-def read_metrics(run_dir):
-    with open(os.path.join(run_dir, "logs", "version_0", "metrics.csv")) as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_train_cli_accumulates_and_shows_throughput(toy_corpus, tmp_path, capsys):

@@ -2,7 +2,6 @@
 --keep-last, --average-last, early stopping, the checkpoints.json index, and a decoding
 validation (--val-wer-every) whose WER is eval.py's."""
 
-import csv
 import json
 import os
 
@@ -13,6 +12,7 @@ from pytorch_lightning import Callback
 import eval as eval_cli
 import train as train_cli
 from bad_corpus import BadCorpus, train_args
+from conftest import read_metrics
 from espnet.asr.evaluate import load_model
 from espnet.nets.pytorch_backend.model_config import ModelConfig
 from espnet.training.checkpoint_policy import CheckpointPolicy, read_index
@@ -72,8 +72,7 @@ def test_policy_flag_errors(capsys):
 
 
 def metric_by_epoch(run_dir, name):
-    with open(os.path.join(run_dir, "logs", "version_0", "metrics.csv")) as handle:
-        return {int(r["epoch"]): float(r[name]) for r in csv.DictReader(handle) if r.get(name)}
+    return {int(r["epoch"]): float(r[name]) for r in read_metrics(run_dir) if r.get(name)}
 
 
 def test_train_cli_policy_with_decoding_validation(toy_corpus, tmp_path, capsys):

@@ -2,12 +2,11 @@
 learning rate in the logger; a frozen pretrained frontend shows zero updates, its LoRA
 adapters (--use-qlora) do not."""
 
-import csv
 import os
 
 import pytest
 
-from conftest import TINY_DIMS
+from conftest import TINY_DIMS, read_metrics
 from espnet.training.param_updates import component_of
 
 pytest.importorskip("transformers")
@@ -35,8 +34,7 @@ def test_frozen_frontend_zero_adapters_and_new_modules_nonzero(toy_corpus, tmp_p
             "--max-epochs", "1", "--warmup-epochs", "1", "--max-frames", "150", "--num-workers", "0",
             "--accelerator", "cpu", "--log-param-updates", "2", "--log-every-n-steps", "1", "--average-last", "0"]
     assert train_cli.main(args) == 0
-    with open(os.path.join(exp, "run", "logs", "version_0", "metrics.csv")) as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_metrics(os.path.join(exp, "run"))
     logged = [r for r in rows if r.get("updates/lr")]
     steps = sorted(int(r["step"]) for r in logged)
     lr_monitor = {int(r["step"]): float(r["lr-AdamW"]) for r in rows if r.get("lr-AdamW")}
