@@ -280,8 +280,10 @@ def train(args: argparse.Namespace) -> int:
         print(f"note: skipped {module.skipped_batches} {what} with a non-finite loss or gradient norm "
               f"(--skip-nonfinite); see the log for their utterances")
     if policy.stopped_early:
+        best = f"best {monitor} {policy.best_score:.4g} in epoch {policy.best_epoch}" if policy.best_epoch is not None \
+            else f"no finite {monitor}"
         print(f"early stop after epoch {policy.last_epoch}: {monitor} did not improve in {args.early_stop_patience} "
-              f"check(s); best {monitor} {policy.best_score:.4g} in epoch {policy.best_epoch}")
+              f"check(s); {best}")
     if on_signal.signum is not None:
         print(f"stopped: signal {on_signal.signum} received after the last batch; checkpoints are in {run_dir}",
               file=sys.stderr)
@@ -298,12 +300,15 @@ def finish_run(args: argparse.Namespace, run_dir: str, config, tokenizer, hparam
 
     from espnet.asr.evaluate import evaluate, load_model, write_json
     from espnet.training.checkpoint_policy import BEST, FINAL, read_index, update_index
-    from espnet.training.checkpoints import average_last_checkpoints, load_checkpoint
+    from espnet.training.checkpoints import average_last_checkpoints, epoch_checkpoints, load_checkpoint
 
     print(f"checkpoints: {run_dir} (index: {os.path.join(run_dir, 'checkpoints.json')})")
     index = read_index(run_dir)
     model_path = os.path.join(run_dir, BEST if index.get("best") else FINAL)
-    if args.average_last:
+    if args.average_last and not epoch_checkpoints(run_dir):
+        print(f"note: no epoch=E.ckpt to average (--save-every {args.save_every}, stopped after epoch "
+              f"{index.get('final', {}).get('epoch')}); using {os.path.basename(model_path)}")
+    elif args.average_last:
         meta = {k: hparams[k] for k in ("model_config", "sp_model_path", "dict_path")}
         model_path = average_last_checkpoints(run_dir, args.average_last, meta=meta)
         averaged = load_checkpoint(model_path)[2]["averaged"]

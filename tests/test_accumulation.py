@@ -41,9 +41,11 @@ def test_train_cli_accumulates_and_shows_throughput(toy_corpus, tmp_path, capsys
     corpus = BadCorpus(toy_corpus, str(tmp_path / "root"))
     exp = str(tmp_path / "exp")
     args = train_args(corpus, exp, "train.csv", "--max-frames", "150", "--accumulate-grad-batches", "4",
-                      "--log-every-n-steps", "1", "--average-last", "0")
+                      "--log-every-n-steps", "1", "--save-every", "2", "--average-last", "1")
     assert train_cli.main(args) == 0
     shown = capsys.readouterr()
+    # (1 epoch, --save-every 2: no epoch checkpoint to average, which is said)
+    assert "note: no epoch=E.ckpt to average (--save-every 2, stopped after epoch 0); using final.ckpt" in shown.out
     shown = shown.out + shown.err  # the progress bar (rich on stdout, or tqdm on stderr) shows both
     assert "frames_per_s" in shown and "rss_gb" in shown
     ckpt = torch.load(os.path.join(exp, "run", "final.ckpt"), weights_only=True)
