@@ -200,7 +200,7 @@ def train(args: argparse.Namespace) -> int:
     from espnet.training.interrupt import SaveOnSignal, TrainingInterrupted
     from espnet.training.model_module import ModelModule
     from espnet.training.throughput import ThroughputMonitor
-    from espnet.training.tokenizer_files import copy_tokenizer
+    from espnet.training.tokenizer_files import copy_tokenizer, tokenizer_names
 
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError(f"--accelerator {args.accelerator} requested but no CUDA device is available")
@@ -225,9 +225,8 @@ def train(args: argparse.Namespace) -> int:
     skip_lines = run_preflight(args.root_dir, [(f, label_path(args.root_dir, f), n) for f, n in lists if f],
                                config.modality, odim, skip_invalid=args.skip_invalid,
                                need_transcript=tokenizer is None)
-    os.makedirs(run_dir, exist_ok=True)
-    # the run directory holds its tokenizer; checkpoints name it relative to themselves
-    tokenizer_files = copy_tokenizer(args.sp_model_path, args.dict_path, run_dir)
+    # the run directory will hold its tokenizer; checkpoints name it relative to themselves
+    tokenizer_files = tokenizer_names(args.sp_model_path, args.dict_path)
     hparams = {
         "model_config": config.to_dict(),
         **tokenizer_files,
@@ -248,10 +247,12 @@ def train(args: argparse.Namespace) -> int:
         "val_wer_every": args.val_wer_every,
         "max_new_tokens": args.max_new_tokens,
     }
-    module = ModelModule(hparams, base_dir=run_dir)
+    module = ModelModule(hparams, text_transform=tokenizer)
     from espnet.nets.pytorch_backend.lora.qlora_manager import parameter_table
 
     print(parameter_table(module.model))
+    os.makedirs(run_dir, exist_ok=True)
+    copy_tokenizer(args.sp_model_path, args.dict_path, run_dir)
     datamodule = DataModule(args.root_dir, args.train_file, args.val_file, config.modality,
                             max_frames=args.max_frames, train_num_buckets=args.train_num_buckets,
                             num_workers=args.num_workers, noise_file=args.noise_file, seed=args.seed,

@@ -1,7 +1,6 @@
 """LightningModule wrapping :class:`E2E`: hybrid-loss training, AdamW + warm-up cosine."""
 
 import logging
-import os
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -59,8 +58,8 @@ class ModelModule(LightningModule):
     """Args (a plain dict, saved as hyper-parameters):
         model_config: :class:`ModelConfig` as a dict.
         sp_model_path, dict_path: SentencePiece tokenizer files (``None`` for a decoder
-            with its own tokenizer); relative paths are relative to ``base_dir`` (the run
-            directory, where ``train.py`` copies them), and are stored so in checkpoints.
+            with its own tokenizer), as checkpoints record them (``train.py``: relative to
+            the run directory, where it copies them).
         lr, weight_decay, warmup_epochs, max_epochs: Optimisation.
         pretrained_model_path, transfer_frontend, transfer_encoder: Initialisation.
         seed: Base seed; the dropout of each training step is seeded from (seed, rank,
@@ -71,19 +70,20 @@ class ModelModule(LightningModule):
         val_wer_every: Every this many epochs, also decode the validation batches (beam 1,
             see :func:`decode_batch`) and log their corpus WER as ``wer_val``; 0 = never.
         max_new_tokens: Generation limit of that decoding for decoders with their own tokenizer.
-    base_dir: Directory that relative tokenizer paths are relative to (default: the current one).
+    text_transform: The tokenizer, when already loaded (else loaded from ``sp_model_path`` /
+        ``dict_path``).
 
     Checkpoints also carry the RNG states of torch, NumPy and Python (``rng_states``).
     """
 
-    def __init__(self, hparams: Dict[str, Any], base_dir: str = ".") -> None:
+    def __init__(self, hparams: Dict[str, Any], text_transform: Optional[TextTransform] = None) -> None:
         super().__init__()
         self.save_hyperparameters(hparams)
         self.config = ModelConfig.from_dict(dict(hparams["model_config"]))
-        self.text_transform: Optional[TextTransform] = None
-        if hparams.get("sp_model_path") or hparams.get("dict_path"):
-            self.text_transform = TextTransform(os.path.join(base_dir, hparams["sp_model_path"]),
-                                                os.path.join(base_dir, hparams["dict_path"]))
+        self.text_transform = text_transform
+        if self.text_transform is None and (hparams.get("sp_model_path") or hparams.get("dict_path")):
+            self.text_transform = TextTransform(hparams["sp_model_path"], hparams["dict_path"])
+        if self.text_transform is not None:
             if self.text_transform.odim != self.config.odim:
                 raise ValueError(
                     f"tokenizer {hparams['dict_path']} gives {self.text_transform.odim} tokens but the "

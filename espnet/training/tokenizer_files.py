@@ -10,21 +10,30 @@ TOKENIZER_KEYS = ("sp_model_path", "dict_path")
 TOKENIZER_SUBDIR = "tokenizer"
 
 
+def tokenizer_names(sp_model_path: Optional[str], dict_path: Optional[str],
+                    subdir: str = TOKENIZER_SUBDIR) -> Dict[str, Optional[str]]:
+    """Where :func:`copy_tokenizer` puts the files, relative to its ``dest_dir``
+    (``subdir/<file name>``; ``None`` for a file not given)."""
+    out = {key: (os.path.join(subdir, os.path.basename(src)) if subdir else os.path.basename(src))
+           if src is not None else None for key, src in zip(TOKENIZER_KEYS, (sp_model_path, dict_path))}
+    if out["sp_model_path"] is not None and out["sp_model_path"] == out["dict_path"]:
+        raise ValueError(f"--sp-model-path and --dict-path have the same file name {out['dict_path']}")
+    return out
+
+
 def copy_tokenizer(sp_model_path: Optional[str], dict_path: Optional[str], dest_dir: str,
                    subdir: str = TOKENIZER_SUBDIR) -> Dict[str, Optional[str]]:
     """Copy the tokenizer files into ``dest_dir/subdir`` (same file names) and return their
     paths relative to ``dest_dir`` (``None`` for a file not given: a decoder with its own
     tokenizer has none). A file already there with the same content is kept; one with
     other content is an error (another tokenizer was used in this directory before)."""
-    out: Dict[str, Optional[str]] = {}
+    names = tokenizer_names(sp_model_path, dict_path, subdir)
     for key, src in zip(TOKENIZER_KEYS, (sp_model_path, dict_path)):
         if src is None:
-            out[key] = None
             continue
         if not os.path.isfile(src):
             raise FileNotFoundError(f"--{key.replace('_', '-')}: file not found: {src}")
-        rel = os.path.join(subdir, os.path.basename(src)) if subdir else os.path.basename(src)
-        dst = os.path.join(dest_dir, rel)
+        dst = os.path.join(dest_dir, names[key])
         if os.path.isfile(dst):
             if not filecmp.cmp(src, dst, shallow=False):
                 raise ValueError(f"{dst} already holds a different tokenizer file than {src}; a directory keeps "
@@ -33,10 +42,7 @@ def copy_tokenizer(sp_model_path: Optional[str], dict_path: Optional[str], dest_
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             shutil.copyfile(src, dst + ".tmp")
             os.replace(dst + ".tmp", dst)  # atomic: DDP ranks may copy at the same time
-        out[key] = rel
-    if out["sp_model_path"] is not None and out["sp_model_path"] == out["dict_path"]:
-        raise ValueError(f"--sp-model-path and --dict-path have the same file name {out['dict_path']}")
-    return out
+    return names
 
 
 def resolve_tokenizer_paths(meta: Dict[str, Any], base_dir: str) -> Dict[str, Any]:
