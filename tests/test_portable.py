@@ -104,3 +104,17 @@ def test_export_without_sentencepiece_and_tokenizer_conflicts(toy_corpus, tmp_pa
     other.write_text("a 1\n")
     with pytest.raises(ValueError, match="already holds a different tokenizer file than"):
         copy_tokenizer(toy_corpus["sp_model_path"], str(other), str(run))
+
+
+def test_tied_weights_are_exported_once_each(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from espnet.training.export import _unshared
+
+    weight = torch.randn(4, 3)
+    state = {"decoder.embed.weight": weight, "decoder.proj_out.weight": weight, "view": weight[1:]}
+    with pytest.raises(RuntimeError):  # what safetensors says about shared storage
+        save_file(state, str(tmp_path / "raw.safetensors"))
+    save_file(_unshared(state), str(tmp_path / "model.safetensors"))
+    loaded = load_file(str(tmp_path / "model.safetensors"))
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
