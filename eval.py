@@ -12,7 +12,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--root-dir", required=True, help="Root of the preprocessed dataset.")
     p.add_argument("--test-file", required=True, help="Test label list (in ROOT/labels, or a path).")
     p.add_argument("--pretrained-model-path", default=None,
-                   help="model_avg_*.pth (plain state dict) or a Lightning .ckpt (original or ours). Without it, "
+                   help="model_avg_*.pth (plain state dict), a Lightning .ckpt (original or ours) or a folder "
+                        "written by python -m espnet.training.export --hf-dir (safetensors). Without it, "
                         "the model is built from the model flags and must be pretrained in every part (zero-shot, "
                         "e.g. --audio-encoder whisper --decoder whisper-decoder --elayers 0).")
     p.add_argument("--decode-snr-target", type=float, default=None,

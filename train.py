@@ -35,7 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=0.03, help="AdamW weight decay. (Default: 0.03)")
     p.add_argument("--ctc-weight", type=float, default=0.1, help="CTC weight in the hybrid loss. (Default: 0.1)")
     p.add_argument("--train-num-buckets", type=int, default=400, help="Length buckets for batching. (Default: 400)")
-    p.add_argument("--ckpt-path", default=None, help="Lightning checkpoint to resume training from.")
+    p.add_argument("--ckpt-path", default=None,
+                   help="Lightning checkpoint to resume training from ('last' / 'best' = that file of this run).")
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers. (Default: 2)")
     p.add_argument("--logger", default="csv", choices=["csv", "tensorboard", "wandb"], help="(Default: csv)")
     p.add_argument("--seed", type=int, default=42, help="Random seed. (Default: 42)")
@@ -44,11 +45,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "else the built-in procedural babble)")
     p.add_argument("--beam-size", type=int, default=40, help="Beam for --test-file decoding. (Default: 40)")
     p.add_argument("--merge-lora", action="store_true",
-                   help="With --use-qlora: also write model_avg_N_merged.pth, the averaged model with the LoRA "
-                        "adapters folded into dequantised full-precision weights (loads without --use-qlora).")
+                   help="With --use-qlora: also write model_avg_N_merged.pth (or best_merged.pth / final_merged.pth "
+                        "with --average-last 0), that model with the LoRA adapters folded into dequantised "
+                        "full-precision weights (loads without --use-qlora).")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="Skip the update of a batch whose loss or gradient norm is NaN/inf (counted and reported) "
                         "instead of stopping training.")
+    add_checkpoint_args(p)
     add_failure_args(p, "training")
     add_model_args(p)
     add_tokenizer_args(p)
@@ -62,7 +65,54 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--transfer-frontend/--transfer-encoder need --pretrained-model-path")
     if not 0.0 <= args.ctc_weight <= 1.0:
         p.error(f"--ctc-weight must be in [0, 1], got {args.ctc_weight}")
+    check_checkpoint_args(p, args)
     return args
+
+
+def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("checkpoints, early stopping, accumulation, diagnostics")
+    g.add_argument("--save-every", type=int, default=1, metavar="N",
+                   help="Write epoch=E.ckpt every N epochs. (Default: 1)")
+    g.add_argument("--keep-last", type=int, default=None, metavar="K",
+                   help="Keep the K most recent epoch=E.ckpt files (-1 = all, 0 = none). (Default: --average-last)")
+    g.add_argument("--average-last", type=int, default=10, metavar="K",
+                   help="At the end, write model_avg_K.pth, the average of the last K epoch checkpoints "
+                        "(fewer if fewer exist); 0 = no averaging. (Default: 10, as Auto-AVSR)")
+    g.add_argument("--val-wer-every", type=int, default=0, metavar="N",
+                   help="Every N epochs also decode --val-file (beam 1) and log its WER as wer_val; best.ckpt and "
+                        "early stopping then follow wer_val instead of loss_val. (Default: 0 = never)")
+    g.add_argument("--early-stop-patience", type=int, default=None, metavar="P",
+                   help="Stop when the validation metric (loss_val, or wer_val) has not improved in P checks in a "
+                        "row (a check per epoch, or per --val-wer-every epochs). (Default: no early stopping)")
+    g.add_argument("--accumulate-grad-batches", type=int, default=1, metavar="K",
+                   help="Accumulate the gradients of K batches per optimiser step; the schedule counts optimiser "
+                        "steps. (Default: 1)")
+    g.add_argument("--log-param-updates", type=int, nargs="?", const=1, default=None, metavar="K",
+                   help="Every K optimiser steps (K omitted: every step), log per component the gradient norm, "
+                        "parameter norm and update/parameter ratio, and the learning rate, to --logger.")
+    g.add_argument("--log-every-n-steps", type=int, default=50, metavar="N",
+                   help="Send the per-step values (loss, learning rate, frames_per_s, memory) to --logger every N "
+                        "optimiser steps. (Default: 50, Lightning's)")
+
+
+def check_checkpoint_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Range and consistency checks of the checkpoint/accumulation flags (``p.error`` exits)."""
+    for flag, value, least in (("--save-every", args.save_every, 1), ("--average-last", args.average_last, 0),
+                               ("--val-wer-every", args.val_wer_every, 0),
+                               ("--accumulate-grad-batches", args.accumulate_grad_batches, 1),
+                               ("--early-stop-patience", args.early_stop_patience, 1),
+                               ("--log-param-updates", args.log_param_updates, 1), ("--keep-last", args.keep_last, -1),
+                               ("--log-every-n-steps", args.log_every_n_steps, 1)):
+        if value is not None and value < least:
+            p.error(f"{flag} must be >= {least}, got {value}")
+    if args.keep_last is None:
+        args.keep_last = args.average_last
+    elif 0 <= args.keep_last < args.average_last:
+        p.error(f"--average-last {args.average_last} averages the last {args.average_last} epoch checkpoints but "
+                f"--keep-last {args.keep_last} keeps only {args.keep_last}")
+    if not args.val_file and (args.early_stop_patience or args.val_wer_every):
+        flag = "--early-stop-patience" if args.early_stop_patience else "--val-wer-every"
+        p.error(f"{flag} needs --val-file (a validation metric)")
 
 
 def build_logger(args: argparse.Namespace, run_dir: str):
@@ -96,30 +146,68 @@ def main(argv=None) -> int:
     return run_cli(lambda: train(args), debug=args.debug)
 
 
+def build_trainer(args: argparse.Namespace, run_dir: str, callbacks, logger):
+    """The Lightning ``Trainer`` of a run (devices, precision, DDP, clipping, accumulation)."""
+    from pytorch_lightning import Trainer
+
+    from espnet.training.distributed import ddp_settings
+
+    return Trainer(
+        default_root_dir=run_dir,
+        max_epochs=args.max_epochs,
+        accelerator=args.accelerator,
+        precision=args.precision,
+        **ddp_settings(args.gpus, args.num_nodes, args.accelerator),
+        use_distributed_sampler=False,
+        callbacks=callbacks,
+        logger=logger,
+        gradient_clip_val=10.0,
+        accumulate_grad_batches=args.accumulate_grad_batches,
+        log_every_n_steps=args.log_every_n_steps,
+        num_sanity_val_steps=0,
+    )
+
+
+def resolve_ckpt_path(ckpt_path: str, run_dir: str) -> str:
+    """``--ckpt-path``: a file, or ``last`` / ``best`` (that checkpoint of this run)."""
+    from espnet.training.checkpoint_policy import BEST, LAST
+
+    if ckpt_path in ("last", "best"):
+        path = os.path.join(run_dir, LAST if ckpt_path == "last" else BEST)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--ckpt-path {ckpt_path}: this run has no {path}")
+        return path
+    if ckpt_path != "hpc" and not os.path.isfile(ckpt_path):
+        raise FileNotFoundError(f"--ckpt-path: checkpoint not found: {ckpt_path}")
+    return ckpt_path
+
+
 def train(args: argparse.Namespace) -> int:
     """Train (and optionally decode ``--test-file``); raises on bad input (see ``run_cli``)."""
     import pickle
 
     import torch
-    from pytorch_lightning import Trainer, seed_everything
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+    from pytorch_lightning import seed_everything
+    from pytorch_lightning.callbacks import LearningRateMonitor
 
     from datamodule.data_module import DataModule, label_path
     from datamodule.noise import resolve_noise_file
     from datamodule.preflight import run_preflight
-    from espnet.asr.evaluate import evaluate, write_json
-    from espnet.training.checkpoints import average_last_checkpoints, checkpoint_load_error
+    from espnet.training.checkpoint_policy import CheckpointPolicy
+    from espnet.training.checkpoints import checkpoint_load_error
     from espnet.training.cli_args import load_tokenizer, resolve_model_config
-    from espnet.training.distributed import RanksAgree, ddp_settings, uses_cuda
+    from espnet.training.distributed import RanksAgree, uses_cuda
     from espnet.training.interrupt import SaveOnSignal, TrainingInterrupted
     from espnet.training.model_module import ModelModule
+    from espnet.training.throughput import ThroughputMonitor
+    from espnet.training.tokenizer_files import copy_tokenizer, tokenizer_names
 
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError(f"--accelerator {args.accelerator} requested but no CUDA device is available")
     if args.precision.startswith("16") and not uses_cuda(args.accelerator):
         raise ValueError("--precision 16-mixed needs a GPU (none found); use bf16-mixed on CPU")
-    if args.ckpt_path and args.ckpt_path not in ("last", "best", "hpc") and not os.path.isfile(args.ckpt_path):
-        raise FileNotFoundError(f"--ckpt-path: checkpoint not found: {args.ckpt_path}")
+    run_dir = os.path.join(args.exp_dir, args.exp_name)
+    ckpt_path = resolve_ckpt_path(args.ckpt_path, run_dir) if args.ckpt_path else None
     # A mid-epoch checkpoint resumes at the right batch: the DataModule's state holds the sampler
     # position (Lightning only knows about loaders with their own state_dict, and warns).
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
@@ -137,10 +225,11 @@ def train(args: argparse.Namespace) -> int:
     skip_lines = run_preflight(args.root_dir, [(f, label_path(args.root_dir, f), n) for f, n in lists if f],
                                config.modality, odim, skip_invalid=args.skip_invalid,
                                need_transcript=tokenizer is None)
+    # the run directory will hold its tokenizer; checkpoints name it relative to themselves
+    tokenizer_files = tokenizer_names(args.sp_model_path, args.dict_path)
     hparams = {
         "model_config": config.to_dict(),
-        "sp_model_path": os.path.abspath(args.sp_model_path) if args.sp_model_path else None,
-        "dict_path": os.path.abspath(args.dict_path) if args.dict_path else None,
+        **tokenizer_files,
         "lr": args.lr,
         "weight_decay": args.weight_decay,
         "warmup_epochs": args.warmup_epochs,
@@ -154,61 +243,85 @@ def train(args: argparse.Namespace) -> int:
         "max_frames": args.max_frames,
         "seed": args.seed,
         "skip_nonfinite": args.skip_nonfinite,
+        "accumulate_grad_batches": args.accumulate_grad_batches,
+        "val_wer_every": args.val_wer_every,
+        "max_new_tokens": args.max_new_tokens,
     }
-    module = ModelModule(hparams)
+    module = ModelModule(hparams, text_transform=tokenizer)
     from espnet.nets.pytorch_backend.lora.qlora_manager import parameter_table
 
     print(parameter_table(module.model))
+    os.makedirs(run_dir, exist_ok=True)
+    copy_tokenizer(args.sp_model_path, args.dict_path, run_dir)
     datamodule = DataModule(args.root_dir, args.train_file, args.val_file, config.modality,
                             max_frames=args.max_frames, train_num_buckets=args.train_num_buckets,
                             num_workers=args.num_workers, noise_file=args.noise_file, seed=args.seed,
                             skip_lines=skip_lines, audio_utterance_norm=module.model.audio_utterance_norm)
-    run_dir = os.path.join(args.exp_dir, args.exp_name)
-    os.makedirs(run_dir, exist_ok=True)
-    checkpoint = ModelCheckpoint(dirpath=run_dir, filename="{epoch}", monitor="monitoring_step", mode="max",
-                                 save_top_k=10, save_last=True)
+    monitor = ("wer_val" if args.val_wer_every else "loss_val") if args.val_file else None
+    policy = CheckpointPolicy(run_dir, save_every=args.save_every, keep_last=args.keep_last, monitor=monitor,
+                              check_every=args.val_wer_every or 1, patience=args.early_stop_patience,
+                              index_extra={"tokenizer": tokenizer_files})
     on_signal = SaveOnSignal(os.path.join(run_dir, "last.ckpt"))
-    trainer = Trainer(
-        default_root_dir=run_dir,
-        max_epochs=args.max_epochs,
-        accelerator=args.accelerator,
-        precision=args.precision,
-        **ddp_settings(args.gpus, args.num_nodes, args.accelerator),
-        use_distributed_sampler=False,
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step"), on_signal, RanksAgree()],
-        logger=build_logger(args, run_dir),
-        gradient_clip_val=10.0,
-        num_sanity_val_steps=0,
-    )
+    callbacks = [policy, LearningRateMonitor(logging_interval="step"), ThroughputMonitor(), on_signal, RanksAgree()]
+    if args.log_param_updates:
+        from espnet.training.param_updates import ParamUpdateLogger
+
+        callbacks.append(ParamUpdateLogger(args.log_param_updates))
+    trainer = build_trainer(args, run_dir, callbacks, build_logger(args, run_dir))
     try:
-        trainer.fit(model=module, datamodule=datamodule, ckpt_path=args.ckpt_path, weights_only=True)
+        trainer.fit(model=module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except TrainingInterrupted as stop:
         print(f"stopped: {stop}", file=sys.stderr)
         return stop.exit_code
     except pickle.UnpicklingError as err:
-        raise checkpoint_load_error(f"--ckpt-path {args.ckpt_path}", err) from err
+        raise checkpoint_load_error(f"--ckpt-path {ckpt_path}", err) from err
     if module.skipped_batches:
-        print(f"note: skipped {module.skipped_batches} batch(es) with a non-finite loss or gradient norm "
+        what = "batch(es)" if args.accumulate_grad_batches == 1 else \
+            f"optimiser step(s) ({args.accumulate_grad_batches} accumulated batches each)"
+        print(f"note: skipped {module.skipped_batches} {what} with a non-finite loss or gradient norm "
               f"(--skip-nonfinite); see the log for their utterances")
+    if policy.stopped_early:
+        best = f"best {monitor} {policy.best_score:.4g} in epoch {policy.best_epoch}" if policy.best_epoch is not None \
+            else f"no finite {monitor}"
+        print(f"early stop after epoch {policy.last_epoch}: {monitor} did not improve in {args.early_stop_patience} "
+              f"check(s); {best}")
     if on_signal.signum is not None:
         print(f"stopped: signal {on_signal.signum} received after the last batch; checkpoints are in {run_dir}",
               file=sys.stderr)
         return 128 + on_signal.signum
     if trainer.global_rank != 0:
         return 0
-    avg_path = average_last_checkpoints(run_dir, 10, meta={k: hparams[k] for k in ("model_config", "sp_model_path", "dict_path")})
-    print(f"checkpoints: {run_dir}")
-    print(f"averaged model: {avg_path}")
+    return finish_run(args, run_dir, config, tokenizer, hparams, skip_lines)
+
+
+def finish_run(args: argparse.Namespace, run_dir: str, config, tokenizer, hparams, skip_lines) -> int:
+    """Rank 0 after training: averaging (``--average-last``), ``--merge-lora``, the index and
+    the ``--test-file`` decoding of the run's model (the average, else best, else final)."""
+    import torch
+
+    from espnet.asr.evaluate import evaluate, load_model, write_json
+    from espnet.training.checkpoint_policy import BEST, FINAL, read_index, update_index
+    from espnet.training.checkpoints import average_last_checkpoints, epoch_checkpoints, load_checkpoint
+
+    print(f"checkpoints: {run_dir} (index: {os.path.join(run_dir, 'checkpoints.json')})")
+    index = read_index(run_dir)
+    model_path = os.path.join(run_dir, BEST if index.get("best") else FINAL)
+    if args.average_last and not epoch_checkpoints(run_dir):
+        print(f"note: no epoch=E.ckpt to average (--save-every {args.save_every}, stopped after epoch "
+              f"{index.get('final', {}).get('epoch')}); using {os.path.basename(model_path)}")
+    elif args.average_last:
+        meta = {k: hparams[k] for k in ("model_config", "sp_model_path", "dict_path")}
+        model_path = average_last_checkpoints(run_dir, args.average_last, meta=meta)
+        averaged = load_checkpoint(model_path)[2]["averaged"]
+        update_index(run_dir, averaged={"file": os.path.basename(model_path), "from": averaged})
+        print(f"averaged model: {model_path}")
     if args.merge_lora:
         from espnet.training.export import export_merged
 
-        print(f"merged full-precision model: {export_merged(avg_path)}")
+        print(f"merged full-precision model: {export_merged(model_path)}")
     if args.test_file:
-        from espnet.asr.evaluate import load_model
-        from espnet.training.checkpoints import load_checkpoint
-
-        state, _, _ = load_checkpoint(avg_path)
-        model = load_model(config, state, avg_path)
+        state, _, _ = load_checkpoint(model_path)
+        model = load_model(config, state, model_path)
         device = "cuda" if torch.cuda.is_available() and args.accelerator != "cpu" else "cpu"
         if args.noise_file:
             print("note: --noise-file is used for training augmentation only; --test-file is decoded clean")
@@ -217,7 +330,7 @@ def train(args: argparse.Namespace) -> int:
                           max_new_tokens=args.max_new_tokens, skip_lines=skip_lines.get(args.test_file, frozenset()))
         out = os.path.join(run_dir, "test_results.json")
         write_json(result, out)
-        print(f"test results: {out}")
+        print(f"test results ({os.path.basename(model_path)}): {out}")
         print(f"WER: {result.wer}")
     return 0
 

@@ -52,3 +52,11 @@ def toy_corpus(tmp_path_factory):
     paths = generate(root, num_utts=18, num_speakers=6, seed=0, progress=False)
     paths["root"] = root
     return paths
+
+
+def read_metrics(run_dir):
+    """Rows of a run's CSV log (``RUN/logs/version_0/metrics.csv``) as dicts."""
+    import csv
+
+    with open(os.path.join(run_dir, "logs", "version_0", "metrics.csv")) as handle:
+        return list(csv.DictReader(handle))

@@ -102,3 +102,15 @@ def test_option_flags_checked_against_a_checkpoint(capsys):
     moved = resolve_model_config(parse("--vision-model-name", "/new/vit"), 10, stored)  # a moved model: allowed
     assert moved.vision_encoder_conf["model_name"] == "/new/vit"
     assert "note: --vision-model-name /new/vit replaces the checkpoint's /old/vit" in capsys.readouterr().err
+
+
+def test_bottleneck_fusion_flags():
+    av = ("--vision-encoder", "resnet", "--audio-encoder", "resnet1d")
+    config = resolve_model_config(parse(*av, "--fusion-type", "bottleneck", "--bottleneck-tokens", "8",
+                                        "--bottleneck-layers", "3"), 10)
+    assert (config.fusion_type, config.fusion_conf) == ("bottleneck", {"num_tokens": 8, "num_layers": 3})
+    with pytest.raises(ValueError, match="--bottleneck-tokens does not apply to this model .*: it is an option of "
+                                         "fusion bottleneck"):
+        resolve_model_config(parse(*av, "--fusion-type", "gated", "--bottleneck-tokens", "8"), 10)
+    with pytest.raises(ValueError, match=r"--bottleneck-tokens \(bottleneck\): num_tokens must be >= 1, got 0"):
+        resolve_model_config(parse(*av, "--fusion-type", "bottleneck", "--bottleneck-tokens", "0"), 10)

@@ -6,7 +6,7 @@ import itertools
 import pytest
 import torch
 
-from espnet.asr.recognizer import build_beam_search, recognize
+from espnet.asr.recognizer import DecodeOptions, recognize
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.nets.pytorch_backend.factories.decoder_factory import DecoderFactory
 from espnet.nets.pytorch_backend.factories.frontend_factory import FrontendFactory
@@ -64,9 +64,8 @@ def test_every_combination_trains_and_decodes(vision, audio, fusion, decoder):
     enc, enc_len = model.encode(inputs)
     assert enc.shape == (2, 10, TINY["adim"]) and enc_len.tolist() == [10, 7]
     item = {k: inputs[k][1, : int(inputs[f"{k}_lengths"][1])] for k in ("video", "audio") if k in inputs}
-    hyp = recognize(model, build_beam_search(model, beam_size=3), item)
-    assert hyp.yseq[0].item() == model.sos and hyp.yseq[-1].item() == model.eos
-    assert len(hyp.yseq) <= 7 + 2
+    hyp = recognize(model, item, DecodeOptions(beam_size=3))
+    assert len(hyp.token_ids) <= 7 and model.eos not in hyp.token_ids and hyp.score < 0
 
 
 @pytest.mark.parametrize("fusion", FUSIONS.available())
@@ -174,3 +173,40 @@ def test_model_config_holds_the_chosen_components_options():
         ModelConfig(vision_encoder="resnet", audio_encoder_conf={"width": 8})
     with pytest.raises(ValueError, match="--fusion-type gated applies to audio-visual models only"):
         ModelConfig(vision_encoder="resnet", fusion_type="gated")
+
+
+def _bottleneck_streams(layers, v, a, mask):
+    """The vision and audio frames of a bottleneck fusion after its last layer."""
+    from espnet.nets.pytorch_backend.fusion.bottleneck_fusion import BottleneckFusion
+
+    torch.manual_seed(0)
+    fusion = BottleneckFusion(24, 40, 16, num_tokens=3, num_layers=layers, heads=2, linear_units=32).eval()
+    seen = {}
+    fusion.norm_vision.register_forward_hook(lambda m, args, out: seen.__setitem__("v", args[0]))
+    fusion.norm_audio.register_forward_hook(lambda m, args, out: seen.__setitem__("a", args[0]))
+    out = fusion(v, a, mask)
+    return out, seen["v"], seen["a"]
+
+
+def test_bottleneck_fusion_exchanges_only_through_its_tokens():
+    """One layer: each stream sees only itself and the learned tokens, so neither stream
+    depends on the other yet; from the second layer on, the averaged tokens carry the other
+    stream's information into both."""
+    torch.manual_seed(1)
+    v, a, a_other = torch.randn(2, 9, 24), torch.randn(2, 9, 40), torch.randn(2, 9, 40)
+    mask = torch.tensor([[True] * 9, [True] * 6 + [False] * 3])
+    out1, v1, a1 = _bottleneck_streams(1, v, a, mask)
+    out1b, v1b, a1b = _bottleneck_streams(1, v, a_other, mask)
+    assert out1.shape == (2, 9, 16) and out1[1, 6:].abs().sum() == 0
+    assert torch.equal(v1, v1b)  # the vision stream ignores the audio after one layer
+    assert not torch.allclose(out1, out1b)  # the per-frame output combines both streams
+    _, v2, _ = _bottleneck_streams(2, v, a, mask)
+    _, v2b, _ = _bottleneck_streams(2, v, a_other, mask)
+    assert (v2[:, :6] - v2b[:, :6]).abs().min() > 0  # every valid vision frame now hears the audio
+    fusion = FusionFactory.create_fusion("bottleneck", 24, 40, model_config(
+        vision_encoder="resnet", audio_encoder="resnet1d", fusion_type="bottleneck", bottleneck_tokens=5,
+        bottleneck_layers=3, **TINY)).layer
+    assert tuple(fusion.bottleneck.shape) == (5, 16) and len(fusion.vision_layers) == len(fusion.audio_layers) == 3
+    with pytest.raises(ValueError, match="fusion bottleneck: num_layers must be >= 1, got 0"):
+        ModelConfig(vision_encoder="resnet", audio_encoder="resnet1d", fusion_type="bottleneck",
+                    fusion_conf={"num_layers": 0})

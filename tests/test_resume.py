@@ -83,3 +83,16 @@ def test_sigint_then_resume_and_resume_from_an_epoch_checkpoint(setup, monkeypat
     # an end-of-epoch checkpoint of the uninterrupted run, continued elsewhere
     assert train_cli.main(args("from_epoch0", 0, "--ckpt-path", str(tmp / "full" / "run" / "epoch=0.ckpt"))) == 0
     assert max_abs_diff(full, final_weights(tmp / "from_epoch0" / "run")) <= 1e-6
+
+
+def test_sigterm_inside_an_accumulation_stops_after_its_optimiser_step(setup, monkeypatch, capsys):
+    tmp, args = setup
+    accumulate = ("--accumulate-grad-batches", "2")
+    assert train_cli.main(args("acc_full", 0, *accumulate)) == 0
+    send_at(monkeypatch, signal.SIGTERM, epoch=1, batch=1)  # seen after batch 1; batches 2+3 form one step
+    assert train_cli.main(args("acc_term", 0, *accumulate)) == 143
+    last = str(tmp / "acc_term" / "run" / "last.ckpt")
+    assert torch.load(last, weights_only=True)["DataModule"]["train_sampler"] == {"epoch": 1, "start": 4}
+    monkeypatch.undo()
+    assert train_cli.main(args("acc_term", 0, *accumulate, "--ckpt-path", "last")) == 0
+    assert max_abs_diff(final_weights(tmp / "acc_full" / "run"), final_weights(tmp / "acc_term" / "run")) <= 1e-6

@@ -1,4 +1,4 @@
-"""Loading legacy and Lightning checkpoints safely, and checkpoint averaging."""
+"""Loading legacy and Lightning checkpoints and export folders safely, and checkpoint averaging."""
 
 import argparse
 import glob
@@ -10,7 +10,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from espnet.training.tokenizer_files import resolve_tokenizer_paths
+
 LIGHTNING_PREFIX = "model."
+EXPORT_CONFIG, EXPORT_WEIGHTS = "config.json", "model.safetensors"
 
 
 def _safe_load(path: str) -> Any:
@@ -62,12 +65,21 @@ def write_sidecar(path: str, meta: Dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]], Dict[str, Any]]:
-    """Read a plain state dict (``model_avg_*.pth``) or a Lightning ``.ckpt``.
+    """Read a plain state dict (``model_avg_*.pth``), a Lightning ``.ckpt`` or an export
+    folder (:func:`load_export_folder`).
 
     Returns:
         ``(state_dict, model_config or None, hyper_parameters)``; the config is present in
-        checkpoints written by this project.
+        checkpoints written by this project. Relative tokenizer paths in the
+        hyper-parameters are relative to the checkpoint's directory and returned absolute.
     """
+    if os.path.isdir(path):
+        return load_export_folder(path)
+    state, config, meta = _load_file(path)
+    return state, config, resolve_tokenizer_paths(meta, os.path.dirname(path))
+
+
+def _load_file(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]], Dict[str, Any]]:
     obj = _safe_load(path)
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a state dict or a Lightning checkpoint, got {type(obj).__name__}")
@@ -87,6 +99,34 @@ def load_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[s
         with open(sidecar_path(path), encoding="utf8") as handle:
             meta = json.load(handle)
     return obj, meta.get("model_config"), meta
+
+
+def load_export_folder(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]], Dict[str, Any]]:
+    """Read a Hugging Face-style folder written by ``python -m espnet.training.export
+    --hf-dir``: ``config.json`` (model config, tokenizer file names) and ``model.safetensors``
+    (weights; read with safetensors, never unpickled)."""
+    config_path, weights_path = os.path.join(path, EXPORT_CONFIG), os.path.join(path, EXPORT_WEIGHTS)
+    missing = [name for name, p in ((EXPORT_CONFIG, config_path), (EXPORT_WEIGHTS, weights_path)) if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"{path} is a directory but not an export folder: it has no {' and no '.join(missing)} "
+                                "(pass a checkpoint file, or a folder written by python -m espnet.training.export --hf-dir)")
+    try:
+        with open(config_path, encoding="utf8") as handle:
+            exported = json.load(handle)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{config_path}: not valid JSON ({err})") from err
+    if not isinstance(exported, dict) or not isinstance(exported.get("model_config"), dict):
+        raise ValueError(f"{config_path}: no 'model_config' entry (not written by espnet.training.export --hf-dir)")
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ImportError("reading model.safetensors needs the safetensors package: pip install safetensors") from None
+    try:
+        state = load_file(weights_path, device="cpu")
+    except Exception as err:  # noqa: BLE001 - safetensors reports a bad header/file in several exception types
+        raise ValueError(f"{weights_path}: not a readable safetensors file ({err})") from err
+    meta = {key: exported.get("tokenizer", {}).get(key) for key in ("sp_model_path", "dict_path")}
+    return state, exported["model_config"], resolve_tokenizer_paths(meta, path)
 
 
 QUANT_STATE_MARK = ".quant_state.bitsandbytes__"

@@ -28,15 +28,18 @@ class SaveOnSignal(Callback):
 
     The handlers are installed when training starts (replacing Lightning's own SIGTERM
     handler, which stops without a checkpoint and exits 0) and restored when it ends. A
-    second Ctrl+C stops at once. Under DDP the ranks agree after every batch, so all of them
-    stop at the same step even when only one process got the signal. A signal that comes
-    after the last batch leaves :attr:`signum` set for the caller to report.
+    second Ctrl+C stops at once. With gradient accumulation the run stops after the batch
+    of the next optimiser step (a checkpoint cannot hold half-accumulated gradients). Under
+    DDP the ranks agree after every optimiser step, so all of them stop at the same step
+    even when only one process got the signal. A signal that comes after the last batch
+    leaves :attr:`signum` set for the caller to report.
     """
 
     def __init__(self, checkpoint: str) -> None:
         self.checkpoint = checkpoint
         self.signum: Optional[int] = None
         self._previous: Dict[int, object] = {}
+        self._stepped = False
 
     def _handle(self, signum: int, frame) -> None:
         if self.signum is not None and signum == signal.SIGINT:
@@ -48,8 +51,12 @@ class SaveOnSignal(Callback):
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
 
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
+        self._stepped = True
+
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx) -> None:
-        if not trainer.strategy.reduce_boolean_decision(self.signum is not None, all=False):
+        stepped, self._stepped = self._stepped, False
+        if not stepped or not trainer.strategy.reduce_boolean_decision(self.signum is not None, all=False):
             return
         trainer.save_checkpoint(self.checkpoint)
         self._restore()

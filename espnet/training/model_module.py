@@ -1,7 +1,6 @@
 """LightningModule wrapping :class:`E2E`: hybrid-loss training, AdamW + warm-up cosine."""
 
 import logging
-import math
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -14,7 +13,8 @@ from espnet.nets.pytorch_backend.model_config import ModelConfig
 from espnet.training.checkpoints import load_checkpoint, load_state_checked
 from espnet.training.cli_args import infer_legacy_modality
 from espnet.training.rng_state import capture_rng_states, restore_rng_states
-from espnet.training.scheduler import build_warmup_cosine
+from espnet.training.scheduler import adamw_warmup_cosine
+from espnet.training.val_decoding import batch_inputs, decode_batch
 
 log = logging.getLogger(__name__)
 
@@ -58,24 +58,32 @@ class ModelModule(LightningModule):
     """Args (a plain dict, saved as hyper-parameters):
         model_config: :class:`ModelConfig` as a dict.
         sp_model_path, dict_path: SentencePiece tokenizer files (``None`` for a decoder
-            with its own tokenizer).
+            with its own tokenizer), as checkpoints record them (``train.py``: relative to
+            the run directory, where it copies them).
         lr, weight_decay, warmup_epochs, max_epochs: Optimisation.
         pretrained_model_path, transfer_frontend, transfer_encoder: Initialisation.
         seed: Base seed; the dropout of each training step is seeded from (seed, rank,
             epoch, batch), so an interrupted and resumed run draws the same numbers.
-        skip_nonfinite: Skip (no update) a batch whose loss or gradient norm is not finite
-            instead of stopping with :class:`NonFiniteError`; :attr:`skipped_batches` counts them.
+        skip_nonfinite: Skip (no update) an optimiser step whose loss (of any of its
+            accumulated batches) or gradient norm is not finite instead of stopping with
+            :class:`NonFiniteError`; :attr:`skipped_batches` counts them.
+        val_wer_every: Every this many epochs, also decode the validation batches (beam 1,
+            see :func:`decode_batch`) and log their corpus WER as ``wer_val``; 0 = never.
+        max_new_tokens: Generation limit of that decoding for decoders with their own tokenizer.
+    text_transform: The tokenizer, when already loaded (else loaded from ``sp_model_path`` /
+        ``dict_path``).
 
     Checkpoints also carry the RNG states of torch, NumPy and Python (``rng_states``).
     """
 
-    def __init__(self, hparams: Dict[str, Any]) -> None:
+    def __init__(self, hparams: Dict[str, Any], text_transform: Optional[TextTransform] = None) -> None:
         super().__init__()
         self.save_hyperparameters(hparams)
         self.config = ModelConfig.from_dict(dict(hparams["model_config"]))
-        self.text_transform: Optional[TextTransform] = None
-        if hparams.get("sp_model_path") or hparams.get("dict_path"):
+        self.text_transform = text_transform
+        if self.text_transform is None and (hparams.get("sp_model_path") or hparams.get("dict_path")):
             self.text_transform = TextTransform(hparams["sp_model_path"], hparams["dict_path"])
+        if self.text_transform is not None:
             if self.text_transform.odim != self.config.odim:
                 raise ValueError(
                     f"tokenizer {hparams['dict_path']} gives {self.text_transform.odim} tokens but the "
@@ -91,9 +99,11 @@ class ModelModule(LightningModule):
         if path:
             self._initialise_from(path, hparams.get("transfer_frontend"), hparams.get("transfer_encoder"))
         self.skipped_batches = 0
-        self._step_loss: Optional[torch.Tensor] = None
+        # the batches accumulated into the coming optimiser step (--accumulate-grad-batches)
+        self._step_losses: List[torch.Tensor] = []
         self._step_paths: List[str] = []
         self._buffer_backup: Dict[str, torch.Tensor] = {}
+        self._wer_counts = torch.zeros(2, dtype=torch.float64)  # word errors, reference words
 
     def _initialise_from(self, path: str, frontend_only: bool, encoder_only: bool) -> None:
         state, _, _ = load_checkpoint(path)
@@ -113,11 +123,7 @@ class ModelModule(LightningModule):
             load_state_checked(self.model, state, f"--pretrained-model-path {path}")
 
     def forward_batch(self, batch: Dict[str, torch.Tensor]):
-        inputs = {}
-        for key in ("video", "audio"):
-            if f"{key}s" in batch:
-                inputs[key], inputs[f"{key}_lengths"] = batch[f"{key}s"], batch[f"{key}_lengths"]
-        return self.model(inputs, batch["targets"], texts=self.batch_texts(batch))
+        return self.model(batch_inputs(batch), batch["targets"], texts=self.batch_texts(batch))
 
     def batch_texts(self, batch: Dict[str, Any]) -> List[Optional[str]]:
         """Reference texts of a batch: the label list's transcripts, else text recovered
@@ -139,32 +145,38 @@ class ModelModule(LightningModule):
         self.log(f"loss_ctc{prefix}", loss_ctc, on_step=False, on_epoch=True, batch_size=bsz, sync_dist=True)
         self.log(f"loss_att{prefix}", loss_att, on_step=False, on_epoch=True, batch_size=bsz, sync_dist=True)
         self.log(f"decoder_acc{prefix}", acc, on_step=on_step, on_epoch=True, batch_size=bsz, sync_dist=not on_step)
-        if on_step:
-            self.log("monitoring_step", float(self.global_step))
         return loss
 
     def training_step(self, batch, batch_idx):
         loss = self._step(batch, "")
-        self._step_loss = loss.detach()
-        self._step_paths = list(batch.get("paths") or [])
+        self._step_losses.append(loss.detach())
+        self._step_paths.extend(batch.get("paths") or [])
         return loss
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         torch.manual_seed(derive_seed(self.hparams.get("seed", 0), self.global_rank, self.current_epoch, batch_idx))
-        if self.hparams.get("skip_nonfinite"):  # a skipped batch must not leave its BatchNorm statistics
+        if self.hparams.get("skip_nonfinite") and not self._step_losses:
+            # first batch of an optimiser step: a skipped step must not leave its BatchNorm statistics
             self._buffer_backup = {n: b.detach().clone() for n, b in self.model.named_buffers()}
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        """Stop (or skip the batch) at the first non-finite loss, gradient norm or buffer
-        (BatchNorm statistics). Under DDP the decision is shared, so every rank stops or
-        skips at the same step."""
-        loss = self._step_loss if self._step_loss is not None else torch.zeros(())
+        """Stop (or skip the step) at the first non-finite loss of the step's batches, gradient
+        norm or buffer (BatchNorm statistics). Under DDP the decision is shared, so every rank
+        stops or skips at the same step."""
+        try:
+            self._check_finite_step()
+        finally:
+            self._step_losses, self._step_paths = [], []
+
+    def _check_finite_step(self) -> None:
+        losses = torch.stack(self._step_losses) if self._step_losses else torch.zeros(1)
         grads = [p.grad.detach() for p in self.model.parameters() if p.grad is not None]
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])) \
-            if grads else torch.zeros((), device=loss.device)
+            if grads else torch.zeros((), device=losses.device)
         found = []
-        if not bool(torch.isfinite(loss)):
-            found.append(f"loss {float(loss):g}")
+        bad_losses = [float(v) for v in losses if not bool(torch.isfinite(v))]
+        if bad_losses:
+            found.append(f"loss {bad_losses[0]:g}")
         # fp16 mixed precision: inf gradients are routine; GradScaler skips those steps itself
         if not str(self.trainer.precision).startswith("16") and not bool(torch.isfinite(norm)):
             found.append(f"gradient norm {float(norm):g}")
@@ -173,8 +185,9 @@ class ModelModule(LightningModule):
             found.append(f"buffer {bad_buffers[0]}")
         if not self.trainer.strategy.reduce_boolean_decision(bool(found), all=False):
             return
+        batches = f"{len(self._step_losses)} batches" if len(self._step_losses) > 1 else "the batch"
         where = (f"epoch {self.current_epoch}, step {self.global_step}: non-finite {', '.join(found) or 'value on another rank'}"
-                 f" on the batch of {len(self._step_paths)} utterance(s) {', '.join(self._step_paths)}")
+                 f" on {batches} of {len(self._step_paths)} utterance(s) {', '.join(self._step_paths)}")
         if self.hparams.get("skip_nonfinite"):
             self.skipped_batches += 1
             log.info("skipped (--skip-nonfinite): %s", where)
@@ -188,7 +201,29 @@ class ModelModule(LightningModule):
                              f"utterances, or pass --skip-nonfinite to skip such batches")
 
     def validation_step(self, batch, batch_idx):
-        return self._step(batch, "_val")
+        loss = self._step(batch, "_val")
+        if self._decoding_epoch():
+            from espnet.asr.evaluate import corpus_wer
+
+            refs, hyps = decode_batch(self.model, batch, self.text_transform, self.batch_texts,
+                                      ctc_weight=self.config.ctc_weight,
+                                      max_new_tokens=self.hparams.get("max_new_tokens", 64))
+            scores = corpus_wer(refs, hyps)
+            self._wer_counts += torch.tensor([scores["errors"], scores["ref_words"]], dtype=torch.float64)
+        return loss
+
+    def _decoding_epoch(self) -> bool:
+        every = self.hparams.get("val_wer_every") or 0
+        return every > 0 and (self.current_epoch + 1) % every == 0
+
+    def on_validation_epoch_start(self) -> None:
+        self._wer_counts.zero_()
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._decoding_epoch():
+            return
+        counts = self.trainer.strategy.reduce(self._wer_counts.to(self.device), reduce_op="sum")
+        self.log("wer_val", float(counts[0]) / max(float(counts[1]), 1.0), prog_bar=True, sync_dist=False)
 
     def on_train_epoch_start(self) -> None:
         dm = getattr(self.trainer, "datamodule", None)
@@ -198,13 +233,8 @@ class ModelModule(LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad], lr=hp["lr"], weight_decay=hp["weight_decay"], betas=(0.9, 0.98)
-        )
-        max_epochs = hp["max_epochs"]
-        steps_per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max_epochs))
-        scheduler = build_warmup_cosine(optimizer, hp["warmup_epochs"], max_epochs, steps_per_epoch)
-        return [optimizer], [{"scheduler": scheduler, "interval": "step", "frequency": 1}]
+        return adamw_warmup_cosine([p for p in self.model.parameters() if p.requires_grad], self.trainer,
+                                   hp["lr"], hp["weight_decay"], hp["warmup_epochs"], hp["max_epochs"])
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint["model_config"] = self.config.to_dict()

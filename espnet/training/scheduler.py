@@ -28,3 +28,17 @@ def build_warmup_cosine(
         optimizer,
         warmup_cosine_lambda(warmup_epochs * steps_per_epoch, max_epochs * steps_per_epoch),
     )
+
+
+def adamw_warmup_cosine(params, trainer, lr: float, weight_decay: float, warmup_epochs: int, max_epochs: int):
+    """What ``LightningModule.configure_optimizers`` returns for the Auto-AVSR recipe: AdamW
+    (betas 0.9, 0.98) and :func:`build_warmup_cosine` stepped after every optimiser step.
+
+    Steps per epoch come from ``trainer.estimated_stepping_batches``, which counts optimiser
+    steps: ``ceil(batches / accumulate_grad_batches)`` per epoch (Lightning also steps on an
+    epoch's last, incomplete accumulation), so ``--accumulate-grad-batches`` keeps the
+    warm-up and decay lengths in epochs."""
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
+    steps_per_epoch = max(1, math.ceil(trainer.estimated_stepping_batches / max_epochs))
+    scheduler = build_warmup_cosine(optimizer, warmup_epochs, max_epochs, steps_per_epoch)
+    return [optimizer], [{"scheduler": scheduler, "interval": "step", "frequency": 1}]

@@ -34,6 +34,7 @@ class Option:
             required when the default is ``None``). A ``bool`` option is a switch flag that
             sets ``True``.
         choices: Allowed values, or ``None``.
+        minimum: Smallest allowed value of a number, or ``None``.
         flag: Command-line flag; ``{family}`` stands for ``vision`` / ``audio`` / ``decoder``
             / ``fusion``. Default ``--<component name>-<name>``. Components may share a flag
             (``--resnet-width`` for both ResNets): one flag then sets the option of every
@@ -48,6 +49,7 @@ class Option:
     help: str
     type: Optional[type] = None
     choices: Optional[Tuple[Any, ...]] = None
+    minimum: Optional[float] = None
     flag: Optional[str] = None
     aliases: Tuple[Tuple[str, Any], ...] = ()
     replaceable: bool = False
@@ -65,11 +67,6 @@ class Option:
     def flag_for(self, component: str, family: str) -> str:
         return (self.flag or f"--{component}-{self.name}").replace("{family}", family).replace("_", "-")
 
-    @property
-    def dest(self) -> str:
-        """argparse destination of the flag (set per flag by the CLI builder)."""
-        return self.name
-
     def check(self, value: Any, where: str) -> Any:
         """``value`` converted to the option's type and checked against its choices."""
         if value is None:
@@ -82,6 +79,8 @@ class Option:
             raise ValueError(f"{where}: {self.name} must be {self.type.__name__}, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{where}: {self.name} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"{where}: {self.name} must be >= {self.minimum:g}, got {value!r}")
         return value
 
 

@@ -53,7 +53,7 @@ class LlamaDecoder(HFTextDecoder):
                "text.' / 'Transcribe the audio to text.' / 'Transcribe the audio and video to text.')", type=str,
                flag="--llm-prompt"),
         Option("downsample", 1, "Stack K encoder frames per LLM soft-prompt token (lengths ceil(len/K)).",
-               flag="--llm-downsample"),
+               minimum=1, flag="--llm-downsample"),
     ))
 
     def __init__(self, model_name: str, adim: int, prompt: str, downsample: int = 1,

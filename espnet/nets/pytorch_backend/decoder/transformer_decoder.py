@@ -107,8 +107,9 @@ class TransformerDecoder(BaseDecoder, BatchScorerInterface):
         self.criterion = LabelSmoothingLoss(odim, ignore_id, lsm_weight)
 
     options = (
-        Option("dunits", 3072, "Feed-forward units of the Transformer decoder (3072 = Auto-AVSR).", flag="--dunits"),
-        Option("dlayers", 6, "Blocks of the Transformer decoder (6 = Auto-AVSR).", flag="--dlayers"),
+        Option("dunits", 3072, "Feed-forward units of the Transformer decoder (3072 = Auto-AVSR).", minimum=1,
+               flag="--dunits"),
+        Option("dlayers", 6, "Blocks of the Transformer decoder (6 = Auto-AVSR).", minimum=1, flag="--dlayers"),
     )
 
     @classmethod

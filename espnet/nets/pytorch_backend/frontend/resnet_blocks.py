@@ -8,7 +8,7 @@ from espnet.nets.pytorch_backend.component_options import Option
 
 # One flag for both ResNet frontends (an audio-visual model with both gets the same width).
 RESNET_WIDTH = Option("width", 64, "Base channels of the ResNet frontends (64 = Auto-AVSR; smaller is faster).",
-                      flag="--resnet-width")
+                      minimum=1, flag="--resnet-width")
 
 _CONV = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d}
 _NORM = {1: torch.nn.BatchNorm1d, 2: torch.nn.BatchNorm2d}

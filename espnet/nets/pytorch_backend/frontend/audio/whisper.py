@@ -127,7 +127,7 @@ class WhisperFrontend(HFFrontend):
     options = merge(HFFrontend.options, (
         Option("pad_seconds", 0.0, "Append silence to each clip up to S seconds before the Whisper encoder "
                "(0 < S <= 30; the silence counts as input). A pretrained Whisper decoder needs it to see where "
-               "speech ends. 0 = real length.", flag="--whisper-pad-seconds",
+               "speech ends. 0 = real length.", minimum=0.0, flag="--whisper-pad-seconds",
                aliases=(("--whisper-pad-30s", 30.0),)),
     ))
 
