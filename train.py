@@ -38,6 +38,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ckpt-path", default=None,
                    help="Lightning checkpoint to resume training from ('last' / 'best' = that file of this run).")
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers. (Default: 2)")
+    p.add_argument("--num-threads", type=int, default=0,
+                   help="PyTorch threads of a CPU run; 0 = auto: the cores idle when training starts (by the load "
+                        "average) minus --num-workers, at least 1. (Default: 0)")
+    p.add_argument("--media-cache-gb", type=float, default=2.0,
+                   help="Decode the clips of --train-file and --val-file once, before training, and keep up to this "
+                        "many GiB of them in memory (uint8 frames, float32 audio); 0 = decode every clip in every "
+                        "epoch. (Default: 2)")
     p.add_argument("--logger", default="csv", choices=["csv", "tensorboard", "wandb"], help="(Default: csv)")
     p.add_argument("--seed", type=int, default=42, help="Random seed. (Default: 42)")
     p.add_argument("--noise-file", default=None,
@@ -63,6 +70,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--merge-lora needs --use-qlora (there are no LoRA adapters to merge otherwise)")
     if (args.transfer_frontend or args.transfer_encoder) and not args.pretrained_model_path:
         p.error("--transfer-frontend/--transfer-encoder need --pretrained-model-path")
+    if args.num_threads < 0:
+        p.error(f"--num-threads must be >= 0 (0 = auto), got {args.num_threads}")
+    if args.media_cache_gb < 0:
+        p.error(f"--media-cache-gb must be >= 0, got {args.media_cache_gb}")
     if not 0.0 <= args.ctc_weight <= 1.0:
         p.error(f"--ctc-weight must be in [0, 1], got {args.ctc_weight}")
     check_checkpoint_args(p, args)
@@ -206,6 +217,10 @@ def train(args: argparse.Namespace) -> int:
         raise ValueError(f"--accelerator {args.accelerator} requested but no CUDA device is available")
     if args.precision.startswith("16") and not uses_cuda(args.accelerator):
         raise ValueError("--precision 16-mixed needs a GPU (none found); use bf16-mixed on CPU")
+    if not uses_cuda(args.accelerator):
+        from espnet.training.cpu_threads import apply_num_threads
+
+        apply_num_threads(args.num_threads, args.num_workers)
     run_dir = os.path.join(args.exp_dir, args.exp_name)
     ckpt_path = resolve_ckpt_path(args.ckpt_path, run_dir) if args.ckpt_path else None
     # A mid-epoch checkpoint resumes at the right batch: the DataModule's state holds the sampler
@@ -256,7 +271,8 @@ def train(args: argparse.Namespace) -> int:
     datamodule = DataModule(args.root_dir, args.train_file, args.val_file, config.modality,
                             max_frames=args.max_frames, train_num_buckets=args.train_num_buckets,
                             num_workers=args.num_workers, noise_file=args.noise_file, seed=args.seed,
-                            skip_lines=skip_lines, audio_utterance_norm=module.model.audio_utterance_norm)
+                            skip_lines=skip_lines, audio_utterance_norm=module.model.audio_utterance_norm,
+                            media_cache_gb=args.media_cache_gb)
     monitor = ("wer_val" if args.val_wer_every else "loss_val") if args.val_file else None
     policy = CheckpointPolicy(run_dir, save_every=args.save_every, keep_last=args.keep_last, monitor=monitor,
                               check_every=args.val_wer_every or 1, patience=args.early_stop_patience,

@@ -7,6 +7,7 @@ import torch
 
 from datamodule.label_list import read_label_list
 from datamodule.media import load_audio, load_video
+from datamodule.media_cache import MediaCache
 from datamodule.seeding import keyed_generator
 
 SAMPLES_PER_FRAME = 640
@@ -49,6 +50,8 @@ class AVDataset(torch.utils.data.Dataset):
         av_tolerance: Allowed audio/video duration mismatch in seconds.
         seed: Base seed of the keyed augmentation (``None``: global generators).
         skip_lines: Line numbers of the label list to leave out (``--skip-invalid``).
+        media_cache: Decoded clips kept in memory (``--media-cache-gb``), or ``None`` to
+            decode every clip each time it is read.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class AVDataset(torch.utils.data.Dataset):
         av_tolerance: float = AV_TOLERANCE_SECONDS,
         seed: Optional[int] = None,
         skip_lines: AbstractSet[int] = frozenset(),
+        media_cache: Optional[MediaCache] = None,
     ) -> None:
         if modality not in ("video", "audio", "audiovisual"):
             raise ValueError(f"unknown modality {modality!r}; choose video, audio or audiovisual")
@@ -72,6 +76,7 @@ class AVDataset(torch.utils.data.Dataset):
         self.audio_transform = audio_transform
         self.av_tolerance = av_tolerance
         self.seed = seed
+        self.media_cache = media_cache
 
     @property
     def input_lengths(self):
@@ -92,9 +97,10 @@ class AVDataset(torch.utils.data.Dataset):
         out: Dict[str, object] = {"target": u.token_ids, "text": u.transcript, "idx": idx, "path": path}
         video = None
         if self.modality in ("video", "audiovisual"):
-            video = load_video(path)
+            video = self.media_cache.video(path) if self.media_cache is not None else load_video(path)
         if self.modality in ("audio", "audiovisual"):
-            audio = load_audio(os.path.splitext(path)[0] + ".wav")
+            wav = os.path.splitext(path)[0] + ".wav"
+            audio = self.media_cache.audio(wav) if self.media_cache is not None else load_audio(wav)
             if video is not None:
                 want = video.size(0) * SAMPLES_PER_FRAME
                 if abs(audio.size(0) - want) > self.av_tolerance * SAMPLES_PER_FRAME * 25:

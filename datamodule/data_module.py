@@ -9,6 +9,7 @@ from pytorch_lightning import LightningDataModule
 
 from datamodule.av_dataset import AVDataset
 from datamodule.collate import collate_pad
+from datamodule.media_cache import MediaCache, fill_cache
 from datamodule.noise import load_noise, resolve_noise_file
 from datamodule.samplers import BucketBatchSampler
 from datamodule.transforms import AudioTransform, VideoTransform
@@ -24,11 +25,12 @@ def label_path(root_dir: str, name: str) -> str:
 def build_dataset(root_dir: str, file: str, subset: str, modality: str, noise: Optional[torch.Tensor] = None,
                   snr_target: Optional[float] = None, seed: Optional[int] = None,
                   augment_seed: Optional[int] = None, skip_lines: AbstractSet[int] = frozenset(),
-                  audio_utterance_norm: bool = True) -> AVDataset:
+                  audio_utterance_norm: bool = True, media_cache: Optional[MediaCache] = None) -> AVDataset:
     """Dataset of one split with the legacy transforms of that split. ``seed`` keys test-time
     noise by utterance; ``augment_seed`` keys training augmentation by (epoch, utterance);
     ``skip_lines`` are label-list lines to leave out; ``audio_utterance_norm``: see
-    :class:`AudioTransform` (the model's ``audio_utterance_norm``)."""
+    :class:`AudioTransform` (the model's ``audio_utterance_norm``); ``media_cache``: decoded
+    clips kept in memory (see :class:`MediaCache`)."""
     return AVDataset(
         root_dir=root_dir,
         label_path=label_path(root_dir, file),
@@ -38,6 +40,7 @@ def build_dataset(root_dir: str, file: str, subset: str, modality: str, noise: O
                                        utterance_norm=audio_utterance_norm),
         seed=augment_seed,
         skip_lines=skip_lines,
+        media_cache=media_cache,
     )
 
 
@@ -68,12 +71,17 @@ class DataModule(LightningDataModule):
         audio_utterance_norm: Layer-norm audio over each utterance (the model's
             ``audio_utterance_norm``: the legacy 1D-ResNet wants it, pretrained audio
             frontends get the recorded level).
+        media_cache_gb: Decode the clips of the training and validation lists once, when
+            their loaders are built, and keep up to this many GiB of them in memory
+            (:class:`~datamodule.media_cache.MediaCache`; DataLoader workers started later
+            share it); 0 decodes every clip each time it is read.
     """
 
     def __init__(self, root_dir: str, train_file: str, val_file: Optional[str], modality: str,
                  max_frames: int = 1600, train_num_buckets: int = 400, num_workers: int = 0,
                  noise_file: Optional[str] = None, seed: int = 42,
-                 skip_lines: Optional[Dict[str, AbstractSet[int]]] = None, audio_utterance_norm: bool = True) -> None:
+                 skip_lines: Optional[Dict[str, AbstractSet[int]]] = None, audio_utterance_norm: bool = True,
+                 media_cache_gb: float = 0.0) -> None:
         super().__init__()
         self.root_dir = root_dir
         self.train_file = train_file
@@ -87,7 +95,17 @@ class DataModule(LightningDataModule):
         self.skip_lines = skip_lines or {}
         self.audio_utterance_norm = audio_utterance_norm
         self.train_sampler: Optional[BucketBatchSampler] = None
+        if media_cache_gb < 0:
+            raise ValueError(f"--media-cache-gb must be >= 0, got {media_cache_gb}")
+        self.media_cache = MediaCache(int(media_cache_gb * 2**30)) if media_cache_gb > 0 else None
         self._resume: Optional[Dict[str, int]] = None
+
+    def _cached(self, dataset: AVDataset) -> AVDataset:
+        """``dataset`` with its clips decoded into the media cache (when there is one)."""
+        if self.media_cache is not None:
+            fill_cache(self.media_cache, (dataset.media_path(i) for i in range(len(dataset))), self.modality,
+                       dataset.label_path)
+        return dataset
 
     def _loader(self, dataset: AVDataset, sampler: BucketBatchSampler) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
@@ -109,9 +127,10 @@ class DataModule(LightningDataModule):
         noise = None
         if self.modality != "video":
             noise = load_noise(resolve_noise_file(self.root_dir, self.noise_file))
-        dataset = build_dataset(self.root_dir, self.train_file, "train", self.modality, noise=noise,
-                                augment_seed=self.seed, skip_lines=self.skip_lines.get(self.train_file, frozenset()),
-                                audio_utterance_norm=self.audio_utterance_norm)
+        dataset = self._cached(build_dataset(
+            self.root_dir, self.train_file, "train", self.modality, noise=noise, augment_seed=self.seed,
+            skip_lines=self.skip_lines.get(self.train_file, frozenset()), audio_utterance_norm=self.audio_utterance_norm,
+            media_cache=self.media_cache))
         rank, world = self._rank_world()
         self.train_sampler = BucketBatchSampler(
             dataset.input_lengths, self.max_frames, self.train_num_buckets, shuffle=True,
@@ -125,9 +144,10 @@ class DataModule(LightningDataModule):
     def val_dataloader(self):
         if not self.val_file:
             return []
-        dataset = build_dataset(self.root_dir, self.val_file, "val", self.modality,
-                                skip_lines=self.skip_lines.get(self.val_file, frozenset()),
-                                audio_utterance_norm=self.audio_utterance_norm)
+        dataset = self._cached(build_dataset(self.root_dir, self.val_file, "val", self.modality,
+                                             skip_lines=self.skip_lines.get(self.val_file, frozenset()),
+                                             audio_utterance_norm=self.audio_utterance_norm,
+                                             media_cache=self.media_cache))
         rank, world = self._rank_world()
         sampler = BucketBatchSampler(dataset.input_lengths, self.max_frames, 1, shuffle=False,
                                      source=dataset.label_path, rank=rank, world_size=world)

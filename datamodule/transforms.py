@@ -86,9 +86,10 @@ class VideoTransform:
         self.normalize = torchvision.transforms.Normalize(VIDEO_MEAN, VIDEO_STD)
 
     def __call__(self, frames: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        x = frames.float() / 255.0
-        x = random_crop(x, CROP_SIZE, generator) if self.train else self.center_crop(x)
-        x = self.gray(x)
+        # crop the uint8 frames first: element-wise steps commute with cropping, so this gives
+        # the legacy values while converting and graying only the 88x88 window
+        x = random_crop(frames, CROP_SIZE, generator) if self.train else self.center_crop(frames)
+        x = self.gray(x.float() / 255.0)
         if self.mask is not None:
             x = self.mask(x, generator)
         return self.normalize(x)

@@ -220,7 +220,8 @@ def test_error_in_a_dataloader_worker_reads_as_the_original(capsys, corpus, tmp_
 
     monkeypatch.setattr(datamodule.av_dataset, "load_audio", broken)  # the forked worker inherits it
     train = corpus.write("w.csv", corpus.lines["train"][:4])
-    code, _, err = run_train(capsys, corpus, tmp_path, train, workers=1)
+    # no media cache: the clips are then decoded in the worker, not before it starts
+    code, _, err = run_train(capsys, corpus, tmp_path, train, "--media-cache-gb", "0", workers=1)
     assert code == 2
     line = error_line(err)
     assert line.startswith("error: ") and ": simulated decoder failure (raised in a DataLoader worker)" in line

@@ -55,7 +55,14 @@ class VideoResNet(BaseFrontend):
         if x.dim() != 5:
             raise ValueError(f"video frontend expects (B, T, 1, H, W), got {tuple(x.shape)}")
         b = x.size(0)
-        x = self.frontend3D(x.transpose(1, 2))  # (B, 64, T, H', W')
+        x = x.transpose(1, 2)  # (B, 1, T, H, W)
+        if self.training:
+            # channels-last layouts: the same convolutions and pooling, 10-40 % faster on CPU in
+            # training (benchmarks/train_speed.py); decoding keeps the legacy layout (and numerics)
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        x = self.frontend3D(x)  # (B, 64, T, H', W')
         t = x.size(2)
         x = x.transpose(1, 2).reshape(b * t, x.size(1), x.size(3), x.size(4))
-        return self.trunk(x).view(b, t, -1), lengths
+        if self.training:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.trunk(x).reshape(b, t, -1), lengths

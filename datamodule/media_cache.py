@@ -1,0 +1,111 @@
+"""Decoded clips kept in memory (``--media-cache-gb``): each mp4/wav is decoded once per run.
+
+Decoding an mp4 with PyAV costs about as much as a small model's training step on the clip,
+and training decodes every clip again in every epoch. For corpora that fit in memory the
+clips are decoded once, before training, and kept as uint8 frames and float32 waveforms;
+the transforms (crop, noise, masking) still run on every access, so what the model sees is
+exactly what it saw without the cache.
+
+Frames whose three colour channels are equal (grayscale mouth crops) are stored once and
+handed out as a ``(T, 3, H, W)`` view of that one channel: a third of the memory, the same
+values.
+"""
+
+import os
+import sys
+import time
+from typing import Callable, Dict, Iterable
+
+import torch
+
+from datamodule.media import load_audio, load_video
+
+
+def _compact_frames(frames: torch.Tensor) -> torch.Tensor:
+    """``uint8 (T, 3, H, W)`` -> ``(T, 1, H, W)`` when the channels are equal, else unchanged."""
+    if frames.size(1) == 3 and torch.equal(frames[:, 0], frames[:, 1]) and torch.equal(frames[:, 0], frames[:, 2]):
+        return frames[:, :1].clone()
+    return frames
+
+
+class MediaCache:
+    """Decoded videos and waveforms by path, up to ``max_bytes``.
+
+    ``video(path)`` / ``audio(path)`` return what :func:`~datamodule.media.load_video` /
+    :func:`~datamodule.media.load_audio` return (``uint8 (T, 3, H, W)``, ``float32 (S, 1)``),
+    from memory when the clip is held, else decoded (and kept while there is room). Clips
+    are never evicted: with the random order of training, any clip is as likely to be read
+    next as another, so the first ones kept are as good as any.
+
+    Args:
+        max_bytes: Memory bound of the stored tensors.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"the media cache bound must be >= 0 bytes, got {max_bytes}")
+        self.max_bytes = int(max_bytes)
+        self.bytes = 0
+        self._videos: Dict[str, torch.Tensor] = {}
+        self._audios: Dict[str, torch.Tensor] = {}
+        self.full = False  # a clip did not fit
+
+    def __len__(self) -> int:
+        return len(self._videos) + len(self._audios)
+
+    def _keep(self, store: Dict[str, torch.Tensor], path: str, value: torch.Tensor) -> None:
+        size = value.numel() * value.element_size()
+        if self.bytes + size > self.max_bytes:
+            self.full = True
+            return
+        store[path] = value
+        self.bytes += size
+
+    def video(self, path: str) -> torch.Tensor:
+        frames = self._videos.get(path)
+        if frames is None:
+            frames = _compact_frames(load_video(path))
+            self._keep(self._videos, path, frames)
+        return frames.expand(-1, 3, -1, -1)
+
+    def audio(self, path: str) -> torch.Tensor:
+        waveform = self._audios.get(path)
+        if waveform is None:
+            waveform = load_audio(path)
+            self._keep(self._audios, path, waveform)
+        return waveform
+
+    def fill(self, paths: Iterable[str], kind: str) -> None:
+        """Decode ``paths`` (``kind`` ``video`` or ``audio``) now, until the bound is reached."""
+        get = self.video if kind == "video" else self.audio
+        for path in paths:
+            if self.full:
+                break
+            get(path)
+
+
+def fill_cache(cache: MediaCache, root_paths: Iterable[str], modality: str, what: str,
+               log: Callable[[str], None] = print) -> None:
+    """Decode the clips of a label list into ``cache`` (the ``.mp4`` for video, the ``.wav``
+    beside it for audio) and report how many fit, their size and the time taken.
+
+    Args:
+        cache: The cache.
+        root_paths: Media paths (``root/dataset/rel_path``, the ``.mp4``) of the list's utterances.
+        modality: ``video``, ``audio`` or ``audiovisual``.
+        what: Name of the list in the report.
+    """
+    start = time.perf_counter()
+    paths = list(root_paths)
+    before = len(cache)
+    if modality in ("video", "audiovisual"):
+        cache.fill(paths, "video")
+    if modality in ("audio", "audiovisual"):
+        cache.fill((os.path.splitext(p)[0] + ".wav" for p in paths), "audio")
+    kept = len(cache) - before
+    wanted = len(paths) * (2 if modality == "audiovisual" else 1)
+    note = "" if kept == wanted else f" (the bound of {cache.max_bytes / 2**30:.2f} GiB was reached: " \
+        f"the other {wanted - kept} are decoded each time they are read)"
+    log(f"media cache: {what}: {kept} of {wanted} file(s) decoded into memory, {cache.bytes / 2**20:.0f} MiB "
+        f"in all, {time.perf_counter() - start:.1f} s{note}")
+    sys.stdout.flush()
