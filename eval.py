@@ -21,6 +21,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--noise-file", default=None,
                    help="Noise wav for --decode-snr-target. (Default: ROOT/babble.wav if present, else the "
                         "built-in procedural babble)")
+    p.add_argument("--drop-stream", default=None, choices=["video", "audio"],
+                   help="Audio-visual models: decode without this stream (its learned stand-in takes its place), "
+                        "e.g. to see how the model copes when the camera or the microphone fails. "
+                        "(Default: both streams)")
     p.add_argument("--beam-size", type=int, default=40, help="Beam size. (Default: 40)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="Utterances of similar length decoded together; hypotheses and scores equal one-at-a-time "
@@ -32,6 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--output-json", default=None, help="Write WER and per-utterance results here.")
     p.add_argument("--seed", type=int, default=0, help="Seed of the test-time noise. (Default: 0)")
     p.add_argument("--num-workers", type=int, default=1, help="DataLoader workers. (Default: 1)")
+    p.add_argument("--num-threads", type=int, default=0,
+                   help="PyTorch threads when decoding on the CPU; 0 = auto: the cores idle at the start (by the load "
+                        "average) minus --num-workers, at least 1. (Default: 0)")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"],
                    help="Device for decoding. (Default: auto)")
     p.add_argument("--precision", default=None, choices=["32", "bf16-mixed"],
@@ -47,6 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.beam_size < 1:
         p.error(f"--beam-size must be >= 1, got {args.beam_size}")
+    if args.num_threads < 0:
+        p.error(f"--num-threads must be >= 0 (0 = auto), got {args.num_threads}")
     if args.batch_size is not None and args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if not 0.0 <= args.ctc_weight <= 1.0:
@@ -83,9 +92,17 @@ def decode(args: argparse.Namespace) -> int:
                                   state_keys=state.keys() if state is not None else None)
     if args.precision is not None:
         config.pretrained_dtype = "bfloat16" if args.precision == "bf16-mixed" else "float32"
+    read = config.modality
+    if args.drop_stream:
+        if config.modality != "audiovisual":
+            raise ValueError(f"--drop-stream {args.drop_stream}: only an audio-visual model has another stream to "
+                             f"decode from; this is {config.describe()}")
+        if not config.missing_stream_embeddings:
+            raise ValueError(f"--drop-stream {args.drop_stream}: {args.pretrained_model_path} has no embeddings for "
+                             f"a missing stream (its config was written before they existed); it needs both streams")
+        read = "audio" if args.drop_stream == "video" else "video"  # what the pre-flight check must find
     skip_lines = run_preflight(args.root_dir, [(args.test_file, label_path(args.root_dir, args.test_file), None)],
-                               config.modality, odim, skip_invalid=args.skip_invalid,
-                               need_transcript=tokenizer is None)
+                               read, odim, skip_invalid=args.skip_invalid, need_transcript=tokenizer is None)
     if state is None:
         model = E2E(config).eval()
         untrained = model.untrained_parts()
@@ -98,12 +115,16 @@ def decode(args: argparse.Namespace) -> int:
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError("--accelerator gpu requested but no CUDA device is available")
     device = "cuda" if args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available()) else "cpu"
+    if device == "cpu":
+        from espnet.training.cpu_threads import apply_num_threads
+
+        apply_num_threads(args.num_threads, args.num_workers)
     result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
                       ctc_weight=args.ctc_weight, snr_target=args.decode_snr_target,
                       noise_file=args.noise_file, seed=args.seed, num_workers=args.num_workers, device=device,
                       max_new_tokens=args.max_new_tokens, wer_normalizer=args.wer_normalizer,
                       skip_lines=skip_lines.get(args.test_file, frozenset()),
-                      batch_size=args.batch_size or DEFAULT_BATCH_SIZE)
+                      batch_size=args.batch_size or DEFAULT_BATCH_SIZE, drop_stream=args.drop_stream)
     print(f"decoded {result.num_utterances} utterances in {result.seconds:.1f} s "
           f"({result.num_utterances / max(result.seconds, 1e-9):.2f} utt/s, real-time factor "
           f"{result.real_time_factor:.3f} for {result.audio_seconds:.1f} s of media); "

@@ -28,6 +28,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--transfer-frontend", action="store_true", help="Load only the frontend from --pretrained-model-path.")
     p.add_argument("--transfer-encoder", action="store_true",
                    help="Load frontend, proj_encoder and encoder from --pretrained-model-path.")
+    p.add_argument("--init-audio-from", default=None, metavar="CKPT",
+                   help="Audio-visual models: take the audio frontend (and the fusion's audio projection) from this "
+                        "audio-only checkpoint; with --init-video-from.")
+    p.add_argument("--init-video-from", default=None, metavar="CKPT",
+                   help="Audio-visual models: take the video frontend (and the fusion's video projection) from this "
+                        "video-only checkpoint; with --init-audio-from.")
+    p.add_argument("--init-encoder-from", default="audio", choices=["audio", "video"],
+                   help="Which of the two checkpoints gives the Conformer encoder, decoder and CTC head. "
+                        "(Default: audio)")
+    p.add_argument("--modality-dropout", type=float, default=0.0, metavar="P",
+                   help="Audio-visual training: each utterance comes without its video or its audio (equally "
+                        "likely) with probability P; a learned embedding stands in for the missing stream. "
+                        "(Default: 0)")
     p.add_argument("--warmup-epochs", type=int, default=5, help="Warm-up epochs. (Default: 5)")
     p.add_argument("--max-epochs", type=int, default=75, help="Epochs. (Default: 75)")
     p.add_argument("--max-frames", type=int, default=1600, help="Frames (25 Hz) per batch. (Default: 1600)")
@@ -70,6 +83,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--merge-lora needs --use-qlora (there are no LoRA adapters to merge otherwise)")
     if (args.transfer_frontend or args.transfer_encoder) and not args.pretrained_model_path:
         p.error("--transfer-frontend/--transfer-encoder need --pretrained-model-path")
+    if bool(args.init_audio_from) != bool(args.init_video_from):
+        p.error("--init-audio-from and --init-video-from go together (an audio-only and a video-only checkpoint)")
+    if args.init_audio_from and args.pretrained_model_path:
+        p.error("--init-audio-from/--init-video-from and --pretrained-model-path are alternatives; give one")
+    if not 0.0 <= args.modality_dropout <= 1.0:
+        p.error(f"--modality-dropout must be in [0, 1], got {args.modality_dropout}")
     if args.num_threads < 0:
         p.error(f"--num-threads must be >= 0 (0 = auto), got {args.num_threads}")
     if args.media_cache_gb < 0:
@@ -231,6 +250,10 @@ def train(args: argparse.Namespace) -> int:
     odim = tokenizer.odim if tokenizer is not None else None
     config = resolve_model_config(args, odim)
     config.ctc_weight = args.ctc_weight
+    for flag, used in (("--modality-dropout", args.modality_dropout > 0), ("--init-audio-from", args.init_audio_from)):
+        if used and config.modality != "audiovisual":
+            raise ValueError(f"{flag} applies to audio-visual models (both --vision-encoder and --audio-encoder); "
+                             f"this is a {config.modality} model")
     if args.precision in ("bf16-mixed", "bf16-true"):
         config.pretrained_dtype = "bfloat16"  # load pretrained weights in bf16 (else float32)
     if config.use_qlora and args.precision in ("bf16-mixed", "bf16-true"):
@@ -252,6 +275,10 @@ def train(args: argparse.Namespace) -> int:
         "pretrained_model_path": args.pretrained_model_path,
         "transfer_frontend": args.transfer_frontend,
         "transfer_encoder": args.transfer_encoder,
+        "init_audio_from": args.init_audio_from,
+        "init_video_from": args.init_video_from,
+        "init_encoder_from": args.init_encoder_from,
+        "modality_dropout": args.modality_dropout,
         "root_dir": args.root_dir,
         "train_file": args.train_file,
         "val_file": args.val_file,
@@ -272,7 +299,7 @@ def train(args: argparse.Namespace) -> int:
                             max_frames=args.max_frames, train_num_buckets=args.train_num_buckets,
                             num_workers=args.num_workers, noise_file=args.noise_file, seed=args.seed,
                             skip_lines=skip_lines, audio_utterance_norm=module.model.audio_utterance_norm,
-                            media_cache_gb=args.media_cache_gb)
+                            media_cache_gb=args.media_cache_gb, modality_dropout=args.modality_dropout)
     monitor = ("wer_val" if args.val_wer_every else "loss_val") if args.val_file else None
     policy = CheckpointPolicy(run_dir, save_every=args.save_every, keep_last=args.keep_last, monitor=monitor,
                               check_every=args.val_wer_every or 1, patience=args.early_stop_patience,

@@ -5,6 +5,7 @@ from typing import Dict, List
 import torch
 
 PAD_VALUES = {"target": -1}
+STREAM_KEYS = ("video", "audio")
 
 
 def collate_pad(batch: List[Dict[str, object]]) -> Dict[str, torch.Tensor]:
@@ -14,20 +15,31 @@ def collate_pad(batch: List[Dict[str, object]]) -> Dict[str, torch.Tensor]:
     (B, S, 1)`` + ``audio_lengths``; ``target`` -> ``targets (B, L)`` padded with -1 +
     ``target_lengths``; ``idx`` -> ``idxs (B,)``; ``text`` (str or ``None``) -> ``texts`` and
     ``path`` -> ``paths``, lists of B entries.
+
+    Items may lack a stream (an audio-visual utterance without its video or audio): its rows
+    are then zero with length 0, and ``video_present`` / ``audio_present`` ``(B,)`` bool say
+    which utterances have the stream (only when some lack it; a stream no item has is left
+    out of the batch).
     """
+    keys = list(batch[0])
+    keys += [k for k in STREAM_KEYS if k not in keys and any(k in item for item in batch)]
     out: Dict[str, torch.Tensor] = {}
-    for key in batch[0]:
-        values = [item[key] for item in batch]
+    for key in keys:
         if key == "idx":
-            out["idxs"] = torch.tensor(values, dtype=torch.long)
+            out["idxs"] = torch.tensor([item[key] for item in batch], dtype=torch.long)
             continue
         if key in ("text", "path"):
-            out[key + "s"] = list(values)
+            out[key + "s"] = [item[key] for item in batch]
             continue
-        lengths = torch.tensor([v.size(0) for v in values], dtype=torch.long)
-        padded = values[0].new_full((len(values), int(lengths.max()), *values[0].shape[1:]), PAD_VALUES.get(key, 0))
+        values = [item.get(key) for item in batch]
+        first = next(v for v in values if v is not None)
+        lengths = torch.tensor([v.size(0) if v is not None else 0 for v in values], dtype=torch.long)
+        padded = first.new_full((len(values), int(lengths.max()), *first.shape[1:]), PAD_VALUES.get(key, 0))
         for i, v in enumerate(values):
-            padded[i, : v.size(0)] = v
+            if v is not None:
+                padded[i, : v.size(0)] = v
         out[key + "s"] = padded
         out[key + "_lengths"] = lengths
+        if key in STREAM_KEYS and any(v is None for v in values):
+            out[key + "_present"] = lengths > 0
     return out

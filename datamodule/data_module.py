@@ -25,12 +25,14 @@ def label_path(root_dir: str, name: str) -> str:
 def build_dataset(root_dir: str, file: str, subset: str, modality: str, noise: Optional[torch.Tensor] = None,
                   snr_target: Optional[float] = None, seed: Optional[int] = None,
                   augment_seed: Optional[int] = None, skip_lines: AbstractSet[int] = frozenset(),
-                  audio_utterance_norm: bool = True, media_cache: Optional[MediaCache] = None) -> AVDataset:
+                  audio_utterance_norm: bool = True, media_cache: Optional[MediaCache] = None,
+                  modality_dropout: float = 0.0, drop_streams: AbstractSet[str] = frozenset()) -> AVDataset:
     """Dataset of one split with the legacy transforms of that split. ``seed`` keys test-time
     noise by utterance; ``augment_seed`` keys training augmentation by (epoch, utterance);
     ``skip_lines`` are label-list lines to leave out; ``audio_utterance_norm``: see
     :class:`AudioTransform` (the model's ``audio_utterance_norm``); ``media_cache``: decoded
-    clips kept in memory (see :class:`MediaCache`)."""
+    clips kept in memory (see :class:`MediaCache`); ``modality_dropout``, ``drop_streams``:
+    items without one of their streams (see :class:`AVDataset`)."""
     return AVDataset(
         root_dir=root_dir,
         label_path=label_path(root_dir, file),
@@ -41,6 +43,8 @@ def build_dataset(root_dir: str, file: str, subset: str, modality: str, noise: O
         seed=augment_seed,
         skip_lines=skip_lines,
         media_cache=media_cache,
+        modality_dropout=modality_dropout,
+        drop_streams=drop_streams,
     )
 
 
@@ -75,13 +79,15 @@ class DataModule(LightningDataModule):
             their loaders are built, and keep up to this many GiB of them in memory
             (:class:`~datamodule.media_cache.MediaCache`; DataLoader workers started later
             share it); 0 decodes every clip each time it is read.
+        modality_dropout: Audio-visual training: the probability that a training item comes
+            without its video or its audio (``--modality-dropout``; see :class:`AVDataset`).
     """
 
     def __init__(self, root_dir: str, train_file: str, val_file: Optional[str], modality: str,
                  max_frames: int = 1600, train_num_buckets: int = 400, num_workers: int = 0,
                  noise_file: Optional[str] = None, seed: int = 42,
                  skip_lines: Optional[Dict[str, AbstractSet[int]]] = None, audio_utterance_norm: bool = True,
-                 media_cache_gb: float = 0.0) -> None:
+                 media_cache_gb: float = 0.0, modality_dropout: float = 0.0) -> None:
         super().__init__()
         self.root_dir = root_dir
         self.train_file = train_file
@@ -98,13 +104,13 @@ class DataModule(LightningDataModule):
         if media_cache_gb < 0:
             raise ValueError(f"--media-cache-gb must be >= 0, got {media_cache_gb}")
         self.media_cache = MediaCache(int(media_cache_gb * 2**30)) if media_cache_gb > 0 else None
+        self.modality_dropout = modality_dropout
         self._resume: Optional[Dict[str, int]] = None
 
     def _cached(self, dataset: AVDataset) -> AVDataset:
         """``dataset`` with its clips decoded into the media cache (when there is one)."""
         if self.media_cache is not None:
-            fill_cache(self.media_cache, (dataset.media_path(i) for i in range(len(dataset))), self.modality,
-                       dataset.label_path)
+            fill_cache(self.media_cache, dataset.media_files(), dataset.label_path)
         return dataset
 
     def _loader(self, dataset: AVDataset, sampler: BucketBatchSampler) -> torch.utils.data.DataLoader:
@@ -130,7 +136,7 @@ class DataModule(LightningDataModule):
         dataset = self._cached(build_dataset(
             self.root_dir, self.train_file, "train", self.modality, noise=noise, augment_seed=self.seed,
             skip_lines=self.skip_lines.get(self.train_file, frozenset()), audio_utterance_norm=self.audio_utterance_norm,
-            media_cache=self.media_cache))
+            media_cache=self.media_cache, modality_dropout=self.modality_dropout))
         rank, world = self._rank_world()
         self.train_sampler = BucketBatchSampler(
             dataset.input_lengths, self.max_frames, self.train_num_buckets, shuffle=True,

@@ -3,6 +3,12 @@
 One utterance per line: ``dataset,rel_path,input_length,token_ids[,transcript]`` where
 ``token_ids`` are space-separated SentencePiece ids, ``input_length`` counts 25 Hz frames
 (video frames, or audio samples / 640) and the optional transcript may contain commas.
+
+An utterance that lacks one of its streams marks it after the path: ``rel_path|missing=video``
+(the ``.wav`` beside ``rel_path`` is all there is; the ``.mp4`` need not exist) or
+``rel_path|missing=audio`` (no ``.wav``). Audio-visual models decode such an utterance from the
+other stream (a learned embedding stands in for the missing one); ``input_length`` then counts
+the frames of the stream that is there.
 """
 
 import os
@@ -20,6 +26,25 @@ class Utterance:
     token_ids: torch.Tensor
     transcript: Optional[str] = None
     line_no: int = 0
+    missing: Optional[str] = None  # "video" or "audio": the stream the line marks as missing
+
+
+STREAMS = ("video", "audio")
+MISSING_MARK = "|missing="
+
+
+def split_missing(rel_path: str, where: str) -> Tuple[str, Optional[str]]:
+    """``rel_path|missing=video`` -> ``(rel_path, "video")``; an unmarked path -> ``(rel_path, None)``."""
+    if MISSING_MARK not in rel_path:
+        if "|" in rel_path:
+            raise ValueError(f"{where}: a '|' in rel_path {rel_path!r} must be a '{MISSING_MARK}video' or "
+                             f"'{MISSING_MARK}audio' mark")
+        return rel_path, None
+    path, stream = rel_path.split(MISSING_MARK, 1)
+    if stream not in STREAMS or not path:
+        raise ValueError(f"{where}: {rel_path!r}: the mark must be '<path>{MISSING_MARK}video' or "
+                         f"'<path>{MISSING_MARK}audio'")
+    return path, stream
 
 
 def iter_label_lines(path: str) -> Iterator[Tuple[int, str]]:
@@ -43,6 +68,7 @@ def parse_label_line(line: str, where: str, line_no: int = 0) -> Utterance:
             f"got {len(parts)} field(s): {line!r}"
         )
     dataset, rel_path, length, ids = parts[:4]
+    rel_path, missing = split_missing(rel_path, where)
     try:
         input_length = int(length)
     except ValueError:
@@ -56,7 +82,7 @@ def parse_label_line(line: str, where: str, line_no: int = 0) -> Utterance:
     if not token_ids:
         raise ValueError(f"{where}: empty token_ids")
     transcript = parts[4] if len(parts) == 5 else None
-    return Utterance(dataset, rel_path, input_length, torch.tensor(token_ids), transcript, line_no)
+    return Utterance(dataset, rel_path, input_length, torch.tensor(token_ids), transcript, line_no, missing)
 
 
 def read_label_list(path: str, skip_lines: AbstractSet[int] = frozenset()) -> List[Utterance]:
@@ -70,9 +96,14 @@ def read_label_list(path: str, skip_lines: AbstractSet[int] = frozenset()) -> Li
     return items
 
 
-def format_label_line(dataset: str, rel_path: str, input_length: int, token_ids, transcript: Optional[str] = None) -> str:
-    """One CSV line (without newline) in the format :func:`read_label_list` reads."""
-    fields = [dataset, rel_path, str(int(input_length)), " ".join(str(int(t)) for t in token_ids)]
+def format_label_line(dataset: str, rel_path: str, input_length: int, token_ids, transcript: Optional[str] = None,
+                      missing: Optional[str] = None) -> str:
+    """One CSV line (without newline) in the format :func:`read_label_list` reads;
+    ``missing`` (``video`` / ``audio``) marks a stream the utterance lacks."""
+    if missing is not None and missing not in STREAMS:
+        raise ValueError(f"missing must be 'video' or 'audio', got {missing!r}")
+    path = rel_path + (MISSING_MARK + missing if missing else "")
+    fields = [dataset, path, str(int(input_length)), " ".join(str(int(t)) for t in token_ids)]
     if transcript is not None:
         fields.append(transcript)
     return ",".join(fields)

@@ -11,10 +11,9 @@ handed out as a ``(T, 3, H, W)`` view of that one channel: a third of the memory
 values.
 """
 
-import os
 import sys
 import time
-from typing import Callable, Dict, Iterable
+from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 
@@ -75,37 +74,20 @@ class MediaCache:
             self._keep(self._audios, path, waveform)
         return waveform
 
-    def fill(self, paths: Iterable[str], kind: str) -> None:
-        """Decode ``paths`` (``kind`` ``video`` or ``audio``) now, until the bound is reached."""
-        get = self.video if kind == "video" else self.audio
-        for path in paths:
-            if self.full:
-                break
-            get(path)
 
-
-def fill_cache(cache: MediaCache, root_paths: Iterable[str], modality: str, what: str,
+def fill_cache(cache: MediaCache, files: Sequence[Tuple[str, str]], what: str,
                log: Callable[[str], None] = print) -> None:
-    """Decode the clips of a label list into ``cache`` (the ``.mp4`` for video, the ``.wav``
-    beside it for audio) and report how many fit, their size and the time taken.
-
-    Args:
-        cache: The cache.
-        root_paths: Media paths (``root/dataset/rel_path``, the ``.mp4``) of the list's utterances.
-        modality: ``video``, ``audio`` or ``audiovisual``.
-        what: Name of the list in the report.
-    """
+    """Decode ``files`` (``(stream, path)``: ``video`` mp4s, ``audio`` wavs) into ``cache``
+    until its bound is reached, and report how many fit, their size and the time taken."""
     start = time.perf_counter()
-    paths = list(root_paths)
     before = len(cache)
-    if modality in ("video", "audiovisual"):
-        cache.fill(paths, "video")
-    if modality in ("audio", "audiovisual"):
-        cache.fill((os.path.splitext(p)[0] + ".wav" for p in paths), "audio")
+    for stream, path in files:
+        if cache.full:
+            break
+        (cache.video if stream == "video" else cache.audio)(path)
     kept = len(cache) - before
-    wanted = len(paths) * (2 if modality == "audiovisual" else 1)
-    note = "" if kept == wanted else f" (the bound of {cache.max_bytes / 2**30:.2f} GiB was reached: " \
-        f"the other {wanted - kept} are decoded each time they are read)"
-    log(f"media cache: {what}: {kept} of {wanted} file(s) decoded into memory, {cache.bytes / 2**20:.0f} MiB "
+    note = "" if kept == len(files) else f" (the bound of {cache.max_bytes / 2**30:.2f} GiB was reached: " \
+        f"the other {len(files) - kept} are decoded each time they are read)"
+    log(f"media cache: {what}: {kept} of {len(files)} file(s) decoded into memory, {cache.bytes / 2**20:.0f} MiB "
         f"in all, {time.perf_counter() - start:.1f} s{note}")
     sys.stdout.flush()

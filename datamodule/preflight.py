@@ -11,7 +11,10 @@ For each line of a label CSV (``dataset,rel_path,input_length,token_ids[,transcr
   models; video is 25 fps and at least 88x88 pixels;
 * lengths agree within ``av_tolerance`` (0.1 s, the rule of :class:`~datamodule.av_dataset.AVDataset`):
   video frames with ``input_length``, the audio duration with ``input_length`` (audio-only)
-  or with the video (audio-visual).
+  or with the video (audio-visual);
+* a line that marks a stream as missing (``rel_path|missing=video`` / ``|missing=audio``, see
+  :mod:`datamodule.label_list`) is checked as a line of the other stream alone (its file may
+  be absent); for a model of the missing stream alone it is a problem.
 
 Only container headers are read (frame counts from the mp4 index, durations from the wav
 header; see :func:`~datamodule.media.probe_video`), and the facts of every media file are
@@ -148,11 +151,17 @@ def _media_facts(facts: MediaFacts, path: str, probe: Callable[[str], object], k
 
 
 def check_line_media(facts: MediaFacts, video_path: str, input_length: int, modality: str,
-                     av_tolerance: float, sample_rates: Counter) -> List[str]:
-    """Problems of one utterance's media (messages name the file)."""
+                     av_tolerance: float, sample_rates: Counter, missing: Optional[str] = None) -> List[str]:
+    """Problems of one utterance's media (messages name the file). ``missing``: the stream the
+    line marks as missing (its file is not read; ``input_length`` is then the other's)."""
     problems: List[str] = []
     tolerance_frames = av_tolerance * FPS
     video: Optional[VideoInfo] = None
+    streams = {"video": ("video",), "audio": ("audio",), "audiovisual": ("video", "audio")}[modality]
+    if missing in streams and len(streams) == 1:
+        return [f"the line marks the {missing} as missing, and this {modality} model reads nothing else"]
+    if modality == "audiovisual" and missing is not None:
+        modality = "audio" if missing == "video" else "video"  # the one stream there is
     if modality in ("video", "audiovisual"):
         try:
             video = _media_facts(facts, video_path, probe_video, VideoInfo)
@@ -243,7 +252,7 @@ def check_label_list(root_dir: str, label_path: str, modality: str, odim: Option
                         f"(raise --max-frames or leave the line out)")
             video_path = os.path.join(root_dir, utt.dataset, utt.rel_path)
             for message in check_line_media(facts, video_path, utt.input_length, modality, av_tolerance,
-                                            result.sample_rates):
+                                            result.sample_rates, utt.missing):
                 problem(message)
     except FileNotFoundError as err:
         result.problems.append(Problem(None, str(err)))

@@ -130,6 +130,7 @@ def evaluate(
     wer_normalizer: str = "lower",
     skip_lines: AbstractSet[int] = frozenset(),
     batch_size: int = DEFAULT_BATCH_SIZE,
+    drop_stream: Optional[str] = None,
 ) -> EvalResult:
     """Decode every utterance of ``test_file`` and score it.
 
@@ -140,16 +141,19 @@ def evaluate(
     ``test_file``. The reference is the transcript column, else the text of the
     SentencePiece ids (``text_transform``). A model whose pretrained weights are bfloat16
     (``pretrained_dtype``) decodes under bf16 autocast. ``skip_lines``: label-list lines
-    left out (``--skip-invalid``)."""
-    if snr_target is not None and model.modality == "video":
-        raise ValueError("--decode-snr-target adds noise to audio, but this model is video-only")
+    left out (``--skip-invalid``). ``drop_stream`` (``video`` / ``audio``, audio-visual
+    models): decode every utterance without that stream (the model's learned stand-in takes
+    its place); lines marked ``|missing=...`` lack their stream in any case."""
+    if snr_target is not None and (model.modality == "video" or drop_stream == "audio"):
+        raise ValueError("--decode-snr-target adds noise to audio, but " +
+                         ("this model is video-only" if model.modality == "video" else "--drop-stream audio removes it"))
     model.decoder.check_tokenizer(text_transform)
     options = DecodeOptions(beam_size=beam_size, ctc_weight=ctc_weight, max_new_tokens=max_new_tokens)
     normalize = text_normalizer(wer_normalizer, list(model.config.model_names().values()))
     noise = load_noise(resolve_noise_file(root_dir, noise_file)) if snr_target is not None else None
     dataset = build_dataset(root_dir, test_file, "test", model.modality, noise=noise,
                             snr_target=snr_target, seed=seed, audio_utterance_norm=model.audio_utterance_norm,
-                            skip_lines=skip_lines)
+                            skip_lines=skip_lines, drop_streams=frozenset([drop_stream] if drop_stream else []))
     batches = length_sorted_batches(dataset.input_lengths, batch_size)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=list, num_workers=num_workers)
     model = model.to(device).eval()

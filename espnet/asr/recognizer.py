@@ -67,7 +67,8 @@ def encode_utterances(model: E2E, items: Sequence[Item]) -> Tuple[torch.Tensor, 
         raise ValueError("no utterance to encode")
     groups: Dict[Tuple[int, ...], List[int]] = defaultdict(list)
     for i, item in enumerate(items):
-        groups[tuple(item[key].size(0) for key in STREAMS if key in item)].append(i)
+        # an audio-visual utterance may lack a stream: such utterances group apart
+        groups[tuple((key, item[key].size(0)) for key in STREAMS if key in item)].append(i)
     features: List[torch.Tensor] = [torch.empty(0)] * len(items)
     for members in groups.values():
         feats, lengths = model.fuse_frontends(stack_equal([items[i] for i in members]))

@@ -62,6 +62,9 @@ class ModelModule(LightningModule):
             the run directory, where it copies them).
         lr, weight_decay, warmup_epochs, max_epochs: Optimisation.
         pretrained_model_path, transfer_frontend, transfer_encoder: Initialisation.
+        init_audio_from, init_video_from, init_encoder_from: Initialisation of an
+            audio-visual model from an audio-only and a video-only checkpoint
+            (:mod:`espnet.training.av_init`).
         seed: Base seed; the dropout of each training step is seeded from (seed, rank,
             epoch, batch), so an interrupted and resumed run draws the same numbers.
         skip_nonfinite: Skip (no update) an optimiser step whose loss (of any of its
@@ -98,6 +101,9 @@ class ModelModule(LightningModule):
         path: Optional[str] = hparams.get("pretrained_model_path")
         if path:
             self._initialise_from(path, hparams.get("transfer_frontend"), hparams.get("transfer_encoder"))
+        if hparams.get("init_audio_from") or hparams.get("init_video_from"):
+            self._initialise_from_streams(hparams.get("init_audio_from"), hparams.get("init_video_from"),
+                                          hparams.get("init_encoder_from") or "audio")
         self.skipped_batches = 0
         # the batches accumulated into the coming optimiser step (--accumulate-grad-batches)
         self._step_losses: List[torch.Tensor] = []
@@ -121,6 +127,22 @@ class ModelModule(LightningModule):
             self.model.load_state_dict(subset, strict=False)
         else:
             load_state_checked(self.model, state, f"--pretrained-model-path {path}")
+
+    def _initialise_from_streams(self, audio_path: Optional[str], video_path: Optional[str], encoder_from: str) -> None:
+        """``--init-audio-from`` + ``--init-video-from``: see :mod:`espnet.training.av_init`."""
+        from espnet.training.av_init import audio_visual_init_state
+
+        if self.config.modality != "audiovisual":
+            raise ValueError(f"--init-audio-from/--init-video-from initialise an audio-visual model; this is a "
+                             f"{self.config.modality} model")
+        if not audio_path or not video_path:
+            raise ValueError("--init-audio-from and --init-video-from go together (one checkpoint each)")
+        state = audio_visual_init_state(self.model, load_checkpoint(audio_path)[0], load_checkpoint(video_path)[0],
+                                        encoder_from, sources={"audio": audio_path, "video": video_path})
+        self.model.load_state_dict(state, strict=False)
+        log.info("initialised from %s (audio frontend%s) and %s (video frontend%s)", audio_path,
+                 ", encoder, decoder, CTC" if encoder_from == "audio" else "", video_path,
+                 ", encoder, decoder, CTC" if encoder_from == "video" else "")
 
     def forward_batch(self, batch: Dict[str, torch.Tensor]):
         return self.model(batch_inputs(batch), batch["targets"], texts=self.batch_texts(batch))

@@ -26,8 +26,10 @@ class E2E(torch.nn.Module):
     """Hybrid CTC/attention recogniser for video, audio or both.
 
     Inputs (a dict): ``video`` ``(B, T, 1, 88, 88)`` + ``video_lengths`` (frames, 25 fps)
-    and/or ``audio`` ``(B, S, 1)`` + ``audio_lengths`` (samples, 16 kHz). Targets
-    ``(B, L)`` are padded with -1.
+    and/or ``audio`` ``(B, S, 1)`` + ``audio_lengths`` (samples, 16 kHz). An audio-visual
+    model also takes a batch without one of the streams, or ``video_present`` /
+    ``audio_present`` ``(B,)`` bool marking the utterances that have it. Targets ``(B, L)``
+    are padded with -1.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -118,13 +120,49 @@ class E2E(torch.nn.Module):
             raise ValueError(f"this model needs '{key}' and '{key}_lengths' inputs")
         return x, lengths
 
+    @staticmethod
+    def _present_features(frontend: torch.nn.Module, inputs: Inputs, key: str):
+        """Frontend features of the utterances that have stream ``key`` (audio-visual models).
+
+        ``inputs`` may lack the stream (missing for the whole batch: ``None`` features) or
+        mark the utterances that have it with ``{key}_present`` ``(B,)``; the frontend then
+        runs on those rows only (its BatchNorm sees no stand-in input) and the other rows are
+        zero, length 0.
+
+        Returns:
+            ``(B, T', D)`` or ``None``, lengths ``(B,)`` or ``None``, present ``(B,)`` or
+            ``None`` (= every utterance has it).
+        """
+        x = inputs.get(key)
+        if x is None:
+            return None, None, None
+        lengths = inputs.get(f"{key}_lengths")
+        if lengths is None:
+            raise ValueError(f"this model needs '{key}_lengths' with '{key}'")
+        present = inputs.get(f"{key}_present")
+        if present is None or bool(present.all()):
+            feats, out_lengths = frontend(x, lengths)
+            return feats, out_lengths, None
+        rows = present.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return None, None, None
+        feats, sub_lengths = frontend(x[rows, : int(lengths[rows].max())], lengths[rows])
+        out = feats.new_zeros(x.size(0), *feats.shape[1:])
+        out[rows] = feats
+        out_lengths = sub_lengths.new_zeros(x.size(0))
+        out_lengths[rows] = sub_lengths
+        return out, out_lengths, present
+
     def fuse_frontends(self, inputs: Inputs) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Frontend(s) + projection/fusion: ``(B, T, adim)`` and lengths."""
+        """Frontend(s) + projection/fusion: ``(B, T, adim)`` and lengths. An audio-visual model
+        takes utterances with one stream missing (see :meth:`_present_features` and
+        :class:`~espnet.nets.pytorch_backend.fusion.multimodal_fusion.MultimodalFusion`)."""
         if self.modality == "audiovisual":
-            v, v_len = self.vision_frontend(*self._stream(inputs, "video"))
-            a, a_len = self.audio_frontend(*self._stream(inputs, "audio"))
+            v, v_len, v_present = self._present_features(self.vision_frontend, inputs, "video")
+            a, a_len, a_present = self._present_features(self.audio_frontend, inputs, "audio")
             return self.fusion(
-                (v, v_len, self.vision_frontend.frame_rate), (a, a_len, self.audio_frontend.frame_rate)
+                (v, v_len, self.vision_frontend.frame_rate, v_present),
+                (a, a_len, self.audio_frontend.frame_rate, a_present),
             )
         feats, lengths = self.frontend(*self._stream(inputs, self.modality))
         return self.proj_encoder(feats), lengths

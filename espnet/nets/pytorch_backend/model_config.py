@@ -68,6 +68,10 @@ class ModelConfig:
         qlora_target_modules: Comma-separated names of the linear layers that get adapters
             (``None`` = the default of each model family, e.g. ``q_proj,k_proj,v_proj,o_proj``).
         qlora_compute_dtype: ``float32`` or ``bfloat16`` compute of the 4-bit layers.
+        missing_stream_embeddings: Audio-visual models: a learned embedding per stream stands
+            in for that stream when an utterance lacks it (``--modality-dropout``, ``eval.py
+            --drop-stream``, ``|missing=`` lines). Configs written before it existed load with
+            ``False`` (their checkpoints have no such weights, and need both streams).
     """
 
     odim: Optional[int] = 5049
@@ -96,6 +100,7 @@ class ModelConfig:
     qlora_dropout: float = 0.05
     qlora_target_modules: Optional[str] = None
     qlora_compute_dtype: str = "float32"
+    missing_stream_embeddings: bool = True
 
     def __post_init__(self) -> None:
         from espnet.nets.pytorch_backend.registry import MODEL_REGISTRY
@@ -171,6 +176,7 @@ class ModelConfig:
             values["whisper_pad_seconds"] = 30.0 if values.pop("whisper_pad_30s") else 0.0
         if any(key in values for key in FLAT_OPTION_FIELDS):
             _nest_flat_options(values)
+        values.setdefault("missing_stream_embeddings", False)  # written before they existed
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -10,5 +10,7 @@ class FusionFactory:
     @staticmethod
     def create_fusion(name: str, vision_dim: int, audio_dim: int, config) -> MultimodalFusion:
         """The registered fusion layer (options from ``config.fusion_conf``), wrapped in the
-        rate/length alignment."""
-        return MultimodalFusion(FUSIONS.create(name, config, vision_dim, audio_dim))
+        rate/length alignment (with learned stand-ins for a missing stream when
+        ``config.missing_stream_embeddings``)."""
+        return MultimodalFusion(FUSIONS.create(name, config, vision_dim, audio_dim),
+                                missing_embeddings=config.missing_stream_embeddings)
