@@ -7,7 +7,9 @@ in exactly the same way: the script is run as ``__main__`` with one extra Lightn
 added to every ``Trainer`` it builds. The callback writes ``OUT.json`` after each epoch:
 ``{"epochs": [{"epoch", "seconds", "frames", "batches"}, ...], "exit_code"}``, where
 ``seconds`` runs from the start of the epoch (before its first batch is loaded) to the end of
-its last training batch (validation and checkpoint writing are not counted) and ``frames``
+its last training batch (validation and checkpoint writing are not counted), ``cpu_seconds``
+is the CPU time the process spent in that span (less sensitive than the wall time to other
+jobs on a shared machine; DataLoader worker processes are not included) and ``frames``
 counts 25 Hz input frames (video frames, else audio samples / 640).
 """
 
@@ -28,6 +30,11 @@ def batch_frames(batch: Dict[str, Any]) -> float:
     return float(batch["audio_lengths"].sum()) * VIDEO_RATE / AUDIO_RATE
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (all its threads), in seconds."""
+    return time.process_time()
+
+
 def main() -> int:
     if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
@@ -45,16 +52,18 @@ def main() -> int:
     class EpochTimer(pl.Callback):
         def on_train_epoch_start(self, trainer, module) -> None:
             self.start, self.end, self.frames, self.batches = time.perf_counter(), None, 0.0, 0
+            self.cpu_start = self.cpu_end = cpu_seconds()
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-            self.end = time.perf_counter()
+            self.end, self.cpu_end = time.perf_counter(), cpu_seconds()
             self.frames += batch_frames(batch)
             self.batches += 1
 
         def on_train_epoch_end(self, trainer, module) -> None:
             if self.end is not None:
                 records.append({"epoch": trainer.current_epoch, "seconds": self.end - self.start,
-                                "frames": self.frames, "batches": self.batches})
+                                "cpu_seconds": self.cpu_end - self.cpu_start, "frames": self.frames,
+                                "batches": self.batches})
                 write()
 
     build = pl.Trainer.__init__

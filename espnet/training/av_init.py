@@ -64,7 +64,8 @@ def audio_visual_init_state(model: torch.nn.Module, audio_state: Dict[str, torch
         found = infer_legacy_modality(state.keys())
         if found != kind:
             what = f"a {found}-only model" if found else "not a single-stream model with a ResNet frontend"
-            raise ValueError(f"{flags[kind]} {sources[kind]}: expected a {kind}-only model, got {what}")
+            article = "an" if kind == "audio" else "a"
+            raise ValueError(f"{flags[kind]} {sources[kind]}: expected {article} {kind}-only model, got {what}")
     own = model.state_dict()
     out: Dict[str, torch.Tensor] = {}
     targets = {"audio": ("audio_frontend.", "proj_audio"), "video": ("vision_frontend.", "proj_vision")}
