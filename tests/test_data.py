@@ -128,3 +128,68 @@ def test_dataset_items_and_missing_media(toy_corpus, tmp_path):
         AVDataset(toy_corpus["root"], str(bad), "video", VideoTransform("test"))[0]
     with pytest.raises(ValueError, match="unknown modality 'lips'"):
         AVDataset(toy_corpus["root"], toy_corpus["train"], "lips")
+
+
+def test_video_transform_crops_before_converting_with_the_same_values():
+    """The transform crops the uint8 frames first; the legacy order (convert, then crop) gives
+    the same tensors, bit for bit, for train and test transforms and for gray frames handed
+    out as a view of one channel (as the media cache does)."""
+    import torchvision
+
+    def legacy(transform, frames, generator):
+        x = frames.float() / 255.0
+        if transform.train:
+            top, left = (int(torch.randint(0, n - 88 + 1, (1,), generator=generator)) for n in frames.shape[-2:])
+            x = x[..., top : top + 88, left : left + 88]
+        else:
+            x = torchvision.transforms.CenterCrop(88)(x)
+        x = torchvision.transforms.Grayscale()(x)
+        if transform.mask is not None:
+            x = transform.mask(x, generator)
+        return torchvision.transforms.Normalize(0.421, 0.165)(x)
+
+    for subset in ("train", "test"):
+        transform = VideoTransform(subset)
+        for frames in (torch.randint(0, 256, (30, 3, 96, 97), dtype=torch.uint8),
+                       torch.randint(0, 256, (30, 1, 96, 96), dtype=torch.uint8).expand(-1, 3, -1, -1)):
+            ours = transform(frames, torch.Generator().manual_seed(5))
+            assert torch.equal(ours, legacy(transform, frames.contiguous(), torch.Generator().manual_seed(5)))
+
+
+def test_media_cache_gives_the_items_of_decoding(toy_corpus):
+    from datamodule.media_cache import MediaCache, fill_cache
+
+    noise = torch.randn(1, 16000)
+    plain = AVDataset(toy_corpus["root"], toy_corpus["train"], "audiovisual", VideoTransform("train"),
+                      AudioTransform("train", noise=noise), seed=1)
+    cache = MediaCache(2**30)
+    cached = AVDataset(toy_corpus["root"], toy_corpus["train"], "audiovisual", VideoTransform("train"),
+                       AudioTransform("train", noise=noise), seed=1, media_cache=cache)
+    notes = []
+    fill_cache(cache, cached.media_files(), "train.csv", log=notes.append)
+    n = len(plain)
+    assert len(cache) == 2 * n and notes[0].startswith(f"media cache: train.csv: {2 * n} of {2 * n} file(s)")
+    for key in [(0, 0), (0, 3), (2, 3)]:
+        a, b = plain[key], cached[key]
+        assert torch.equal(a["video"], b["video"]) and torch.equal(a["audio"], b["audio"])
+    path = plain.media_path(0)
+    frames = load_video(path)
+    stored = cache._videos[path]
+    assert stored.shape[1] == 1 and torch.equal(cache.video(path), frames)  # gray clips: one channel kept
+    # a bound smaller than the corpus: the first clips are kept, the others decoded when read
+    small = MediaCache(stored.numel() * 3)
+    fill_cache(small, cached.media_files(), "train.csv", log=notes.append)
+    assert 0 < len(small) < 2 * n and small.bytes <= small.max_bytes and "bound of" in notes[-1]
+    assert torch.equal(small.video(plain.media_path(n - 1)), load_video(plain.media_path(n - 1)))
+
+
+def test_cpu_threads_use_the_idle_cores():
+    from espnet.training.cpu_threads import choose_num_threads
+
+    assert choose_num_threads(0, cores=2, load=0.1) == 2
+    assert choose_num_threads(0, num_workers=1, cores=2, load=0.0) == 1
+    assert choose_num_threads(0, cores=2, load=4.2) == 1  # a busy shared machine: one thread, no waiting
+    assert choose_num_threads(0, cores=16, load=3.6) == 12
+    assert choose_num_threads(3, cores=2, load=9.0) == 3  # given: used as it is
+    with pytest.raises(ValueError, match="--num-threads must be >= 0"):
+        choose_num_threads(-1)
