@@ -41,6 +41,14 @@ RUN_DIRS = {AUDIO: "audio", VIDEO: "video", AV: "audiovisual"}
 ROWS = [(AUDIO, AUDIO, None), (VIDEO, VIDEO, None), (AV, AV, None), (NO_VIDEO, AV, "video"), (NO_AUDIO, AV, "audio")]
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the training runs)."""
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                    resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def parse_snrs(text: str) -> List[Optional[float]]:
     out: List[Optional[float]] = []
     for part in text.split(","):
@@ -218,6 +226,15 @@ def main() -> int:
     args = p.parse_args()
     start = time.perf_counter()
     seconds: Dict[str, float] = {}
+    cpu: Dict[str, float] = {}
+    mark = cpu_seconds()
+
+    def cpu_step(what: str) -> None:
+        nonlocal mark
+        now = cpu_seconds()
+        cpu[what] = now - mark
+        mark = now
+
     snrs = parse_snrs(args.snrs)
     data_dir = os.path.join(args.out, "data")
     if not os.path.isfile(os.path.join(data_dir, "labels", "test.csv")):
@@ -226,20 +243,25 @@ def main() -> int:
         t0 = time.perf_counter()
         generate(data_dir, num_utts=args.num_utts, num_speakers=args.num_speakers, seed=args.seed, progress=False)
         seconds["corpus"] = time.perf_counter() - t0
+    cpu_step("corpus")
     data = {"root": data_dir, "sp_model_path": os.path.join(data_dir, "spm", "synth_unigram.model"),
             "dict_path": os.path.join(data_dir, "spm", "synth_unigram_units.txt")}
 
     ckpts = train_models([AUDIO, VIDEO], args, data, {}, seconds)
+    cpu_step("train audio-only and video-only")
     av_flags = ["--modality-dropout", str(args.modality_dropout)]
     if not args.no_init:
         av_flags += ["--init-audio-from", ckpts[AUDIO], "--init-video-from", ckpts[VIDEO]]
     ckpts.update(train_models([AV], args, data, {AV: av_flags}, seconds))
+    cpu_step("train audio-visual")
 
     from espnet.training.cpu_threads import apply_num_threads
 
     apply_num_threads(0, 0)
     results = decode_rows(args, data, ckpts, snrs, seconds)
+    cpu_step("decode")
     seconds["total"] = time.perf_counter() - start
+    cpu["total"] = sum(cpu.values())
 
     labels = [snr_label(s) for s in snrs]
     epochs = {row: trained_epochs(ckpts[name]) for row, name, _ in ROWS}
@@ -249,11 +271,14 @@ def main() -> int:
     table = "\n".join(lines)
     targets = "\n".join(["| target | measured | |", "| --- | --- | --- |", *target_lines(results, labels)])
     times = "\n".join(f"* {what}: {value / 60:.1f} min" for what, value in seconds.items())
+    times += "\n\nCPU time (all processes of this run):\n\n" + "\n".join(
+        f"* {what}: {value / 3600:.2f} core-hours" for what, value in cpu.items())
     with open(os.path.join(args.out, "results.md"), "w") as handle:
         handle.write("Test WER (%) on unseen speakers, babble noise at each SNR\n\n" + table + "\n\n" + targets
                      + "\n\nTime (this run; reused steps are not counted):\n\n" + times + "\n")
     with open(os.path.join(args.out, "results.json"), "w") as handle:
-        json.dump({"wer": results, "epochs": epochs, "seconds": seconds, "args": vars(args)}, handle, indent=2)
+        json.dump({"wer": results, "epochs": epochs, "seconds": seconds, "cpu_seconds": cpu, "args": vars(args),
+                   "load_average": os.getloadavg()}, handle, indent=2)
 
     import matplotlib
 

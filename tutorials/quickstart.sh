@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Quickstart: set up the environment, generate a small audio-visual corpus (eSpeak NG speech
-# + rendered lips), train a small audio-only and a small video-only model on CPU (a few
-# minutes each), decode the test split (speakers unseen in training) and print both WERs.
+# + rendered lips), train a small audio-only and a small video-only model on CPU (at the same
+# time, one core each), decode the test split (speakers unseen in training) and print both WERs.
 # Usage: bash tutorials/quickstart.sh [OUT_DIR]   (default: ./exp/quickstart)
 set -euo pipefail
+START=$(date +%s)
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$REPO_ROOT"
 OUT="${1:-exp/quickstart}"
@@ -11,22 +12,35 @@ DATA="$OUT/data"
 if [ ! -f "$DATA/labels/test.csv" ]; then
   "$PY" -m preparation.synthetic_av --out "$DATA" --num-utts 300 --num-speakers 12 --seed 0
 fi
-declare -A EPOCHS=([audio]="${QUICKSTART_AUDIO_EPOCHS:-10}" [video]="${QUICKSTART_VIDEO_EPOCHS:-8}")
+declare -A EPOCHS=([audio]="${QUICKSTART_AUDIO_EPOCHS:-30}" [video]="${QUICKSTART_VIDEO_EPOCHS:-14}")
 declare -A ENCODER=([audio]="--audio-encoder resnet1d" [video]="--vision-encoder resnet")
 DIMS=(--adim 96 --aheads 4 --eunits 384 --elayers 2 --dunits 384 --dlayers 1 --resnet-width 16)
+declare -A PIDS
 for modality in audio video; do
+  mkdir -p "$OUT/$modality"
+  echo "training the $modality-only model (${EPOCHS[$modality]} epochs; log: $OUT/$modality/train.log)"
   # shellcheck disable=SC2086
   "$PY" train.py --exp-dir "$OUT" --exp-name "$modality" ${ENCODER[$modality]} \
     --root-dir "$DATA" --train-file train.csv --val-file val.csv \
     --sp-model-path "$DATA/spm/synth_unigram.model" --dict-path "$DATA/spm/synth_unigram_units.txt" \
-    "${DIMS[@]}" --max-epochs "${EPOCHS[$modality]}" --warmup-epochs 1 --lr 2e-3 --ctc-weight 0.3 \
-    --max-frames 300 --num-workers 1
+    "${DIMS[@]}" --max-epochs "${EPOCHS[$modality]}" --warmup-epochs 2 --lr 2e-3 --ctc-weight 0.3 \
+    --max-frames 200 --average-last 5 --num-workers 0 --num-threads 1 > "$OUT/$modality/train.log" 2>&1 &
+  PIDS[$modality]=$!
+done
+for modality in audio video; do
+  if ! wait "${PIDS[$modality]}"; then
+    tail -n 5 "$OUT/$modality/train.log"
+    echo "training the $modality-only model failed; see $OUT/$modality/train.log" >&2
+    exit 1
+  fi
+done
+for modality in audio video; do
   avg=$(ls "$OUT/$modality"/model_avg_*.pth | head -n 1)
-  "$PY" eval.py --root-dir "$DATA" --test-file test.csv --pretrained-model-path "$avg" \
+  "$PY" eval.py --root-dir "$DATA" --test-file test.csv --pretrained-model-path "$avg" --num-workers 0 \
     --beam-size 5 --ctc-weight 0.5 --output-json "$OUT/$modality/test_results.json" | tee "$OUT/$modality/eval.log"
 done
 echo
-echo "== quickstart results (test speakers unseen in training) =="
+echo "== quickstart results (test speakers unseen in training; $(( ($(date +%s) - START) / 60 )) min $(( ($(date +%s) - START) % 60 )) s in all) =="
 for modality in audio video; do
   echo "$modality: $(tail -n 1 "$OUT/$modality/eval.log")   checkpoints: $OUT/$modality   results: $OUT/$modality/test_results.json"
 done
