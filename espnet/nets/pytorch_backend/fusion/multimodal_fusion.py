@@ -10,12 +10,13 @@ from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask
 
 
 class MultimodalFusion(torch.nn.Module):
-    """Brings both streams to one rate (the slower one by default), makes their lengths
-    agree per item (the shorter one; the longer stream's tail is dropped), and fuses.
+    """Brings both streams to one rate (the fusion layer's choice: the slower one by default),
+    makes their lengths agree per item (the shorter one; the longer stream's tail is dropped),
+    and fuses.
 
     Args:
-        layer: The fusion layer (concat / add / gated / attention).
-        target_rate: Output frame rate in Hz; ``None`` = the slower stream's rate.
+        layer: The fusion layer (a registered ``BaseFusion``).
+        target_rate: Output frame rate in Hz; ``None`` = the layer's ``output_rate``.
 
     Shapes:
         ``forward((v (B, Tv, Dv), v_lengths, v_rate), (a (B, Ta, Da), a_lengths, a_rate))
@@ -28,7 +29,7 @@ class MultimodalFusion(torch.nn.Module):
         self.target_rate = target_rate
 
     def output_rate(self, v_rate: float, a_rate: float) -> float:
-        return self.target_rate if self.target_rate is not None else min(v_rate, a_rate)
+        return self.target_rate if self.target_rate is not None else self.layer.output_rate(v_rate, a_rate)
 
     def forward(
         self,
