@@ -6,11 +6,11 @@ from typing import AbstractSet, Callable, Dict, List, Optional, Tuple, Union
 import torch
 
 from datamodule.label_list import STREAMS, read_label_list
-from datamodule.media import load_audio, load_video
+from datamodule.media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video
 from datamodule.media_cache import MediaCache
 from datamodule.seeding import keyed_generator
 
-SAMPLES_PER_FRAME = 640
+SAMPLES_PER_FRAME = SAMPLE_RATE // VIDEO_FPS  # 16 kHz audio samples per 25 fps video frame
 AV_TOLERANCE_SECONDS = 0.1
 MODALITY_STREAMS = {"video": ("video",), "audio": ("audio",), "audiovisual": ("video", "audio")}
 DROPOUT_KEY = 0x6D64  # keys the modality-dropout generator apart from the augmentation's
@@ -163,7 +163,7 @@ class AVDataset(torch.utils.data.Dataset):
             audio = self.media_cache.audio(wav) if self.media_cache is not None else load_audio(wav)
             if video is not None:
                 want = video.size(0) * SAMPLES_PER_FRAME
-                if abs(audio.size(0) - want) > self.av_tolerance * SAMPLES_PER_FRAME * 25:
+                if abs(audio.size(0) - want) > self.av_tolerance * SAMPLE_RATE:
                     raise ValueError(
                         f"{path}: audio lasts {audio.size(0) / 16000:.3f} s but the video "
                         f"{video.size(0) / 25:.3f} s ({video.size(0)} frames); they differ by more than "

@@ -8,7 +8,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # audio, Hz
+VIDEO_FPS = 25  # mouth-crop video, frames per second
 
 
 def _require_file(path: str, what: str) -> None:

@@ -33,10 +33,9 @@ from typing import AbstractSet, Callable, Dict, FrozenSet, List, Optional, Seque
 
 from datamodule.av_dataset import AV_TOLERANCE_SECONDS
 from datamodule.label_list import iter_label_lines, parse_label_line
-from datamodule.media import SAMPLE_RATE, AudioInfo, VideoInfo, probe_audio, probe_video
+from datamodule.media import SAMPLE_RATE, VIDEO_FPS as FPS, AudioInfo, VideoInfo, probe_audio, probe_video
 from datamodule.transforms import CROP_SIZE
 
-FPS = 25
 MAX_LISTED = 20
 CACHE_SUFFIX = ".preflight.json"
 CACHE_VERSION = 1

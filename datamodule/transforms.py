@@ -7,8 +7,8 @@ import torch
 import torchvision
 
 from datamodule.noise import add_noise, load_noise, noise_segment
+from espnet.nets.pytorch_backend.frontend.base_frontend import VIDEO_MEAN, VIDEO_STD
 
-VIDEO_MEAN, VIDEO_STD = 0.421, 0.165
 CROP_SIZE = 88
 TRAIN_SNRS = (-5, 0, 5, 10, 15, 20, 999999)
 

@@ -219,3 +219,25 @@ def test_train_and_eval_cli(kind, toy_corpus, llama_dir, whisper_dir, tmp_path, 
                           "--beam-size", "2", "--max-new-tokens", "4", "--num-workers", "0", "--accelerator", "cpu"])
     assert code == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("WER: ")
+
+
+def test_audio_visual_residual_fusion_starts_as_the_whisper_pair(whisper_dir):
+    """--fusion-type residual keeps the audio stream at its 50 Hz and adds the lips through a
+    closed gate: an untrained audio-visual model transcribes exactly as the Whisper pair."""
+    from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
+
+    pair = dict(audio_encoder="whisper", audio_model_name=whisper_dir, elayers=0)
+    audio_only = E2E(_config("whisper-decoder", whisper_dir, **pair)).eval()
+    torch.manual_seed(0)
+    av = E2E(_config("whisper-decoder", whisper_dir, vision_encoder="resnet", resnet_width=4,
+                     fusion_type="residual", **pair)).eval()
+    av.decoder.load_state_dict(audio_only.decoder.state_dict())
+    frames = torch.tensor([20, 14])
+    inputs = {"audio": 0.1 * torch.randn(2, 20 * 640, 1), "audio_lengths": frames * 640,
+              "video": torch.randn(2, 20, 1, 88, 88), "video_lengths": frames}
+    with torch.no_grad():
+        mem_a, len_a = audio_only.encode(inputs)
+        mem_av, len_av = av.encode(inputs)
+        assert torch.equal(len_av, len_a) and torch.equal(mem_av, mem_a)  # 50 Hz audio frames, unchanged
+        assert av.decoder.generate_ids(mem_av, len_av, max_new_tokens=6) == \
+            audio_only.decoder.generate_ids(mem_a, len_a, max_new_tokens=6)

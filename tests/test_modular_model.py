@@ -211,3 +211,27 @@ def test_bottleneck_fusion_exchanges_only_through_its_tokens():
     with pytest.raises(ValueError, match="fusion bottleneck: num_layers must be >= 1, got 0"):
         ModelConfig(vision_encoder="resnet", audio_encoder="resnet1d", fusion_type="bottleneck",
                     fusion_conf={"num_layers": 0})
+
+
+def test_residual_fusion_starts_as_the_kept_stream():
+    """The gate starts closed: the output is the kept stream (identity when its size is the
+    model size), and training opens the gate (the gate and the other stream's projection get
+    gradients)."""
+    from espnet.nets.pytorch_backend.fusion.residual_fusion import ResidualFusion
+
+    torch.manual_seed(0)
+    v, a = torch.randn(2, 9, 24), torch.randn(2, 9, 16)
+    mask = torch.tensor([[True] * 9, [True] * 6 + [False] * 3])
+    fusion = ResidualFusion(24, 16, 16)
+    out = fusion(v, a, mask)
+    assert torch.equal(out, a.masked_fill(~mask.unsqueeze(-1), 0.0))
+    out.pow(2).sum().backward()
+    assert float(fusion.alpha.grad.abs().sum()) > 0 and fusion.proj_other.weight.grad is not None
+    vision_kept = ResidualFusion(24, 16, 16, keep="vision")
+    assert vision_kept.proj_kept.mode == "linear"  # 24 -> 16: projected
+    with torch.no_grad():
+        expected = vision_kept.proj_kept(v).masked_fill(~mask.unsqueeze(-1), 0.0)
+        assert torch.allclose(vision_kept(v, a, mask), expected)
+    config = model_config(vision_encoder="resnet", audio_encoder="resnet1d", fusion_type="residual",
+                          residual_keep="vision", **TINY)
+    assert config.fusion_conf == {"keep": "vision"}

@@ -12,9 +12,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-#: A toy model size: adim 32, one Conformer block, one decoder layer, ResNet width 8.
-TINY_MODEL = ["--adim", "32", "--aheads", "2", "--eunits", "64", "--elayers", "1", "--dunits", "64", "--dlayers", "1",
-              "--resnet-width", "8"]
+#: A toy Conformer size (adim 32, one block): applies to every model.
+TINY_ENCODER = ["--adim", "32", "--aheads", "2", "--eunits", "64", "--elayers", "1"]
+#: A toy model size for the ResNet frontends and the Transformer decoder: TINY_ENCODER, one decoder layer,
+#: ResNet width 8 (flags of components a model does not have are refused, so HF models take TINY_ENCODER).
+TINY_MODEL = TINY_ENCODER + ["--dunits", "64", "--dlayers", "1", "--resnet-width", "8"]
 
 #: Encoder flags per modality (the input streams decide the task).
 ENCODER_FLAGS: Dict[str, List[str]] = {

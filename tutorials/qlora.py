@@ -29,7 +29,7 @@ import sys
 from typing import List, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import TINY_MODEL, make_corpus  # noqa: E402  (also puts the repository on sys.path)
+from _common import TINY_ENCODER, make_corpus  # noqa: E402  (also puts the repository on sys.path)
 
 
 def save_tiny_models(out_dir: str, texts: List[str]) -> dict:
@@ -97,7 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run(train_cli, ["--exp-dir", exp, "--exp-name", "vit_llama_qlora", "--vision-encoder", "vit",
                     "--vision-model-name", vit, "--decoder", "llama", "--decoder-model-name", llama, "--use-qlora",
                     "--merge-lora", "--root-dir", corpus["root"], "--train-file", "train.csv", "--val-file", "val.csv",
-                    "--sp-model-path", corpus["sp_model_path"], "--dict-path", corpus["dict_path"], *TINY_MODEL,
+                    "--sp-model-path", corpus["sp_model_path"], "--dict-path", corpus["dict_path"], *TINY_ENCODER,
                     "--max-epochs", str(args.epochs), "--warmup-epochs", "1", "--lr", "5e-3",
                     "--max-frames", "400", "--num-workers", "0"], "train.py")
     run_dir = os.path.join(exp, "vit_llama_qlora")

@@ -7,6 +7,10 @@ import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
 
+# Vision frontends get 88x88 grayscale frames in [0, 1] normalised with Auto-AVSR's mean and
+# standard deviation (the dataset's transform applies them; pretrained frontends undo them).
+VIDEO_MEAN, VIDEO_STD = 0.421, 0.165
+
 
 class BaseFrontend(torch.nn.Module, ABC):
     """A frontend turns raw input into a feature sequence and returns its true lengths.

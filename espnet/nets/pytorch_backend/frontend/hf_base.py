@@ -21,11 +21,9 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
-from espnet.nets.pytorch_backend.frontend.base_frontend import BaseFrontend
+from espnet.nets.pytorch_backend.frontend.base_frontend import VIDEO_MEAN, VIDEO_STD, BaseFrontend
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask
 
-# 0.421 / 0.165 were subtracted / divided by the dataset (datamodule/transforms.py).
-VIDEO_MEAN, VIDEO_STD = 0.421, 0.165
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -31,6 +31,10 @@ class BaseFusion(torch.nn.Module, ABC):
         (by default the fusion's ``options`` are extra constructor keywords)."""
         return cls(vision_dim, audio_dim, config.adim, **options)
 
+    def output_rate(self, vision_rate: float, audio_rate: float) -> float:
+        """Frame rate (Hz) the two streams are brought to before fusing: the slower one."""
+        return min(vision_rate, audio_rate)
+
     @abstractmethod
     def fuse(self, v: torch.Tensor, a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -14,8 +14,9 @@ Stream = Tuple
 
 
 class MultimodalFusion(torch.nn.Module):
-    """Brings both streams to one rate (the slower one by default), makes their lengths
-    agree per item (the shorter one; the longer stream's tail is dropped), and fuses.
+    """Brings both streams to one rate (the fusion layer's choice: the slower one by default),
+    makes their lengths agree per item (the shorter one; the longer stream's tail is dropped),
+    and fuses.
 
     A stream may be missing, for the whole batch (features ``None``) or for some utterances
     (``present`` ``False`` there). A missing stream is not zeros, which the fusion could take
@@ -26,8 +27,8 @@ class MultimodalFusion(torch.nn.Module):
     utterance's length is then the other stream's. An utterance needs at least one stream.
 
     Args:
-        layer: The fusion layer (concat / add / gated / attention / bottleneck).
-        target_rate: Output frame rate in Hz; ``None`` = the slower stream's rate.
+        layer: The fusion layer (a registered ``BaseFusion``).
+        target_rate: Output frame rate in Hz; ``None`` = the layer's ``output_rate``.
         missing_embeddings: Create the learned stand-ins (models configured before they
             existed have none and need both streams).
 
@@ -48,7 +49,7 @@ class MultimodalFusion(torch.nn.Module):
             self.missing_vision = self.missing_audio = None
 
     def output_rate(self, v_rate: float, a_rate: float) -> float:
-        return self.target_rate if self.target_rate is not None else min(v_rate, a_rate)
+        return self.target_rate if self.target_rate is not None else self.layer.output_rate(v_rate, a_rate)
 
     def forward(self, vision: Stream, audio: Stream) -> Tuple[torch.Tensor, torch.Tensor]:
         v, v_len, v_rate, v_present = _unpack(vision)
