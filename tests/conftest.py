@@ -25,6 +25,17 @@ def offline_hub():
         yield
 
 
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """train.py/eval.py called in-process set torch's intra-op threads (``--num-threads``, auto
+    by load); the next test gets the process default back, so numerics do not depend on order."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def legacy_dir():
     if not os.path.isfile(os.path.join(LEGACY, "tiny_config.json")):
