@@ -96,12 +96,12 @@ class CheckpointPolicy(Checkpoint):
         epoch = self.last_epoch = trainer.current_epoch
         improved, stop = trainer.strategy.broadcast(self._check(trainer, epoch))
         if improved:
-            trainer.save_checkpoint(os.path.join(self.run_dir, BEST))
+            trainer.save_checkpoint(os.path.join(self.run_dir, BEST), weights_only=False)
         if self.keep_last != 0 and (epoch + 1) % self.save_every == 0:
-            trainer.save_checkpoint(os.path.join(self.run_dir, f"epoch={epoch}.ckpt"))
+            trainer.save_checkpoint(os.path.join(self.run_dir, f"epoch={epoch}.ckpt"), weights_only=False)
             if trainer.is_global_zero:
                 self._prune()
-        trainer.save_checkpoint(os.path.join(self.run_dir, LAST))
+        trainer.save_checkpoint(os.path.join(self.run_dir, LAST), weights_only=False)
         if stop:
             self.stopped_early = True
             trainer.should_stop = True
@@ -109,7 +109,7 @@ class CheckpointPolicy(Checkpoint):
             self.write_index()
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        trainer.save_checkpoint(os.path.join(self.run_dir, FINAL))
+        trainer.save_checkpoint(os.path.join(self.run_dir, FINAL), weights_only=False)
         if trainer.is_global_zero:
             self.write_index(final={"file": FINAL, "epoch": self.last_epoch, "stopped_early": self.stopped_early})
 

@@ -58,7 +58,7 @@ class SaveOnSignal(Callback):
         stepped, self._stepped = self._stepped, False
         if not stepped or not trainer.strategy.reduce_boolean_decision(self.signum is not None, all=False):
             return
-        trainer.save_checkpoint(self.checkpoint)
+        trainer.save_checkpoint(self.checkpoint, weights_only=False)
         self._restore()
         raise TrainingInterrupted(self.signum or signal.SIGTERM, self.checkpoint)
 
