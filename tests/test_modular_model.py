@@ -76,20 +76,24 @@ def test_fusion_output_ignores_padding(fusion):
     layer = FusionFactory.create_fusion(fusion, 24, 40, config).eval()
     v, a = torch.randn(2, 9, 24), torch.randn(2, 18, 40)  # video 25 Hz, audio 50 Hz
     v_len, a_len = torch.tensor([9, 6]), torch.tensor([18, 12])
+    # the layer's rate: the slower stream's (25 Hz), or the kept stream's for residual (audio, 50 Hz)
+    rate = layer.output_rate(25.0, 50.0)
+    want = (v_len if rate == 25.0 else a_len).tolist()
     out, lengths = layer((v, v_len, 25.0), (a, a_len, 50.0))
-    assert out.shape == (2, 9, 16) and lengths.tolist() == [9, 6]
-    assert out[1, 6:].abs().sum() == 0
+    assert rate == (50.0 if fusion == "residual" else 25.0)
+    assert out.shape == (2, want[0], 16) and lengths.tolist() == want
+    assert out[1, want[1]:].abs().sum() == 0
     # more padding with garbage in it, and a different batch-mate: valid outputs unchanged
     v2 = torch.cat([v, 100 * torch.randn(2, 5, 24)], 1)
     a2 = torch.cat([a, 100 * torch.randn(2, 10, 40)], 1)
     v2[1, 6:] = 50.0
     a2[1, 12:] = -50.0
     out2, lengths2 = layer((v2, v_len, 25.0), (a2, a_len, 50.0))
-    assert lengths2.tolist() == [9, 6]
-    assert torch.allclose(out2[0, :9], out[0], atol=1e-5)
-    assert torch.allclose(out2[1, :6], out[1, :6], atol=1e-5)
+    assert lengths2.tolist() == want
+    assert torch.allclose(out2[0, : want[0]], out[0], atol=1e-5)
+    assert torch.allclose(out2[1, : want[1]], out[1, : want[1]], atol=1e-5)
     alone, _ = layer((v[1:, :6], v_len[1:], 25.0), (a[1:, :12], a_len[1:], 50.0))
-    assert torch.allclose(alone[0], out[1, :6], atol=1e-5)
+    assert torch.allclose(alone[0], out[1, : want[1]], atol=1e-5)
 
 
 def test_resample_stream_rates_and_lengths():
