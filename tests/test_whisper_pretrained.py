@@ -180,3 +180,30 @@ def test_noise_is_added_at_the_recorded_level(speech, clips):
     assert abs(10 * torch.log10(torch.tensor(ratio))) < 0.01  # 0 dB
     normed = build_dataset(speech["root"], speech["csv"], "test", "audio")[0]["audio"][:, 0]
     assert abs(float(normed.std()) - 1.0) < 1e-3 and float(clean[0].abs().max()) < 1.0  # legacy: layer-normed
+
+
+def test_residual_av_model_starts_as_the_whisper_pair(whisper_dir, speech, clips):
+    """An audio-visual model with ``--fusion-type residual`` (lips from a new ResNet) gives,
+    before any training, exactly the Whisper pair's encoder output and tokens (real-length
+    input): fine-tuning starts from the working audio model."""
+    from datamodule.collate import collate_pad
+    from datamodule.data_module import build_dataset
+    from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
+    from flag_config import model_config
+
+    common = dict(odim=None, audio_encoder="whisper", audio_model_name=whisper_dir, decoder="whisper-decoder",
+                  decoder_model_name=whisper_dir, elayers=0, adim=384)
+    torch.manual_seed(0)
+    pair = E2E(model_config(**common)).eval()
+    av = E2E(model_config(vision_encoder="resnet", resnet_width=4, fusion_type="residual", **common)).eval()
+    dataset = build_dataset(speech["root"], speech["csv"], "test", "audiovisual", audio_utterance_norm=False)
+    batch = collate_pad([dataset[i] for i in range(3)])
+    audio = {"audio": batch["audios"], "audio_lengths": batch["audio_lengths"]}
+    assert torch.equal(audio["audio"][0, : clips[0][0].numel(), 0], clips[0][0])  # the recorded level
+    with torch.no_grad():
+        a_enc, a_len = pair.encode(audio)
+        av_enc, av_len = av.encode({"video": batch["videos"], "video_lengths": batch["video_lengths"], **audio})
+        assert torch.equal(av_len, a_len) and torch.equal(av_enc, a_enc)
+        ids = pair.decoder.generate_ids(a_enc, a_len, beam_size=1, max_new_tokens=24)
+        assert av.decoder.generate_ids(av_enc, av_len, beam_size=1, max_new_tokens=24) == ids
+    assert all(len(row) > 0 for row in ids)
