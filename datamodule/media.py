@@ -217,7 +217,11 @@ def write_video(path: str, frames: torch.Tensor, fps: int = 25) -> None:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = arr.shape[2], arr.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
+        # A clip must come out the same whatever the machine, the process or the number of
+        # preparation workers: x264's macroblock-tree rate control gave different pixels for the
+        # same frames from one encode to the next (up to 21 levels apart), and its output depends
+        # on its thread count (auto = per core). Without mbtree, on one thread, it is repeatable.
+        stream.options = {"crf": "18", "preset": "veryfast", "threads": "1", "x264-params": "no-mbtree=1"}
         for img in arr:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
                 container.mux(packet)
