@@ -177,6 +177,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--baseline-flags", default=BASELINE_FLAGS,
                    help=f"Extra train.py flags of the baseline. (Default: {BASELINE_FLAGS})")
     args = p.parse_args(argv)
+    # the baseline's train.py runs in its own checkout: every path it is given must be absolute
+    args.out = os.path.abspath(args.out)
+    args.root_dir = os.path.abspath(args.root_dir) if args.root_dir else None
     os.makedirs(args.out, exist_ok=True)
     data = corpus(args)
     from espnet.training.cpu_threads import apply_num_threads
