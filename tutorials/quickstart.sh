@@ -12,7 +12,7 @@ DATA="$OUT/data"
 if [ ! -f "$DATA/labels/test.csv" ]; then
   "$PY" -m preparation.synthetic_av --out "$DATA" --num-utts 300 --num-speakers 12 --seed 0
 fi
-declare -A EPOCHS=([audio]="${QUICKSTART_AUDIO_EPOCHS:-16}" [video]="${QUICKSTART_VIDEO_EPOCHS:-8}")
+declare -A EPOCHS=([audio]="${QUICKSTART_AUDIO_EPOCHS:-30}" [video]="${QUICKSTART_VIDEO_EPOCHS:-14}")
 declare -A ENCODER=([audio]="--audio-encoder resnet1d" [video]="--vision-encoder resnet")
 DIMS=(--adim 96 --aheads 4 --eunits 384 --elayers 2 --dunits 384 --dlayers 1 --resnet-width 16)
 declare -A PIDS
