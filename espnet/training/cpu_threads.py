@@ -4,9 +4,9 @@ PyTorch's intra-op pool defaults to one thread per core. Every operator then end
 barrier where all threads wait for the slowest, so when another process holds a core (a
 DataLoader worker, or other jobs on a shared machine) each of the thousands of small
 operators of a training step waits for a descheduled thread: on this project's 2-core
-machine under a load of about 4, a video training step took 8x longer with 2 threads than
-with 1 (``benchmarks/train_speed.py`` measures it). ``auto`` therefore uses only the cores
-that are idle when training starts.
+machine under a load of about 4, video training steps took several times longer with 2
+threads than with 1 (``benchmarks/train_speed.py`` measures it). ``auto`` therefore uses
+only the cores that are idle when training starts.
 """
 
 import os
