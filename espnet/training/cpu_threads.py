@@ -15,6 +15,16 @@ from typing import Callable, Optional
 import torch
 
 
+def available_cores() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def load_average() -> float:
+    """The 1-minute load average (busy cores), 0 where the system has none."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
 def idle_cores(cores: int, load: float) -> int:
     """Cores not busy with other work: ``cores - round(load)``, at least 1."""
     return max(1, cores - int(round(load)))
@@ -38,17 +48,18 @@ def choose_num_threads(requested: int, num_workers: int = 0, cores: Optional[int
     if requested > 0:
         return requested
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = available_cores()
     if load is None:
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        load = load_average()
     return max(1, idle_cores(cores, load) - num_workers)
 
 
 def apply_num_threads(requested: int, num_workers: int, log: Callable[[str], None] = print) -> int:
     """Set ``torch.set_num_threads`` for a CPU run (see :func:`choose_num_threads`) and say so."""
-    threads = choose_num_threads(requested, num_workers)
+    cores, load = available_cores(), load_average()  # read once: the choice and its message agree
+    threads = choose_num_threads(requested, num_workers, cores, load)
     torch.set_num_threads(threads)
     how = "--num-threads" if requested > 0 else \
-        f"auto: idle cores of {os.cpu_count()} at load {os.getloadavg()[0]:.1f}, minus {num_workers} DataLoader worker(s)"
+        f"auto: idle cores of {cores} at load {load:.1f}, minus {num_workers} DataLoader worker(s)"
     log(f"CPU threads: {threads} ({how})")
     return threads
