@@ -6,7 +6,7 @@ from typing import AbstractSet, Callable, Dict, List, Optional, Tuple, Union
 import torch
 
 from datamodule.label_list import STREAMS, read_label_list
-from datamodule.media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video
+from datamodule.media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video, wav_path
 from datamodule.media_cache import MediaCache
 from datamodule.seeding import keyed_generator
 
@@ -122,7 +122,7 @@ class AVDataset(torch.utils.data.Dataset):
             path = self.media_path(idx)
             for stream in MODALITY_STREAMS[self.modality]:
                 if stream != u.missing and stream not in self.drop_streams:
-                    files.append((stream, path if stream == "video" else os.path.splitext(path)[0] + ".wav"))
+                    files.append((stream, path if stream == "video" else wav_path(path)))
         return files
 
     def __len__(self) -> int:
@@ -132,7 +132,7 @@ class AVDataset(torch.utils.data.Dataset):
         """The streams item ``idx`` delivers in ``epoch``: the model's, less the one its line
         marks as missing, less ``drop_streams``, less the one modality dropout drops."""
         u = self.items[idx]
-        wanted = [s for s in STREAMS if s in MODALITY_STREAMS[self.modality]]
+        wanted = list(MODALITY_STREAMS[self.modality])
         if u.missing in wanted and len(wanted) == 1:
             raise ValueError(f"{self.media_path(idx)}: line {u.line_no} of {self.label_path} marks the {u.missing} "
                              f"as missing, and this {self.modality} model reads nothing else")
@@ -159,14 +159,14 @@ class AVDataset(torch.utils.data.Dataset):
         if "video" in streams:
             video = self.media_cache.video(path) if self.media_cache is not None else load_video(path)
         if "audio" in streams:
-            wav = os.path.splitext(path)[0] + ".wav"
+            wav = wav_path(path)
             audio = self.media_cache.audio(wav) if self.media_cache is not None else load_audio(wav)
             if video is not None:
                 want = video.size(0) * SAMPLES_PER_FRAME
                 if abs(audio.size(0) - want) > self.av_tolerance * SAMPLE_RATE:
                     raise ValueError(
-                        f"{path}: audio lasts {audio.size(0) / 16000:.3f} s but the video "
-                        f"{video.size(0) / 25:.3f} s ({video.size(0)} frames); they differ by more than "
+                        f"{path}: audio lasts {audio.size(0) / SAMPLE_RATE:.3f} s but the video "
+                        f"{video.size(0) / VIDEO_FPS:.3f} s ({video.size(0)} frames); they differ by more than "
                         f"{self.av_tolerance} s"
                     )
                 audio = cut_or_pad(audio, want)

@@ -4,8 +4,9 @@ from typing import Dict, List
 
 import torch
 
+from datamodule.label_list import STREAMS
+
 PAD_VALUES = {"target": -1}
-STREAM_KEYS = ("video", "audio")
 
 
 def collate_pad(batch: List[Dict[str, object]]) -> Dict[str, torch.Tensor]:
@@ -22,7 +23,7 @@ def collate_pad(batch: List[Dict[str, object]]) -> Dict[str, torch.Tensor]:
     out of the batch).
     """
     keys = list(batch[0])
-    keys += [k for k in STREAM_KEYS if k not in keys and any(k in item for item in batch)]
+    keys += [k for k in STREAMS if k not in keys and any(k in item for item in batch)]
     out: Dict[str, torch.Tensor] = {}
     for key in keys:
         if key == "idx":
@@ -40,6 +41,6 @@ def collate_pad(batch: List[Dict[str, object]]) -> Dict[str, torch.Tensor]:
                 padded[i, : v.size(0)] = v
         out[key + "s"] = padded
         out[key + "_lengths"] = lengths
-        if key in STREAM_KEYS and any(v is None for v in values):
+        if key in STREAMS and any(v is None for v in values):
             out[key + "_present"] = lengths > 0
     return out

@@ -12,6 +12,11 @@ SAMPLE_RATE = 16000  # audio, Hz
 VIDEO_FPS = 25  # mouth-crop video, frames per second
 
 
+def wav_path(video_path: str) -> str:
+    """The audio of a clip: the ``.wav`` beside its ``.mp4`` (same name)."""
+    return os.path.splitext(video_path)[0] + ".wav"
+
+
 def _require_file(path: str, what: str) -> None:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} file not found: {path}")

@@ -31,9 +31,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import AbstractSet, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
-from datamodule.av_dataset import AV_TOLERANCE_SECONDS
+from datamodule.av_dataset import AV_TOLERANCE_SECONDS, MODALITY_STREAMS
 from datamodule.label_list import iter_label_lines, parse_label_line
-from datamodule.media import SAMPLE_RATE, VIDEO_FPS as FPS, AudioInfo, VideoInfo, probe_audio, probe_video
+from datamodule.media import SAMPLE_RATE, VIDEO_FPS as FPS, AudioInfo, VideoInfo, probe_audio, probe_video, wav_path
 from datamodule.transforms import CROP_SIZE
 
 MAX_LISTED = 20
@@ -156,7 +156,7 @@ def check_line_media(facts: MediaFacts, video_path: str, input_length: int, moda
     problems: List[str] = []
     tolerance_frames = av_tolerance * FPS
     video: Optional[VideoInfo] = None
-    streams = {"video": ("video",), "audio": ("audio",), "audiovisual": ("video", "audio")}[modality]
+    streams = MODALITY_STREAMS[modality]
     if missing in streams and len(streams) == 1:
         return [f"the line marks the {missing} as missing, and this {modality} model reads nothing else"]
     if modality == "audiovisual" and missing is not None:
@@ -178,7 +178,7 @@ def check_line_media(facts: MediaFacts, video_path: str, input_length: int, moda
             problems.append(f"input_length is {input_length} but the video has {video.frames} frames "
                             f"(more than {av_tolerance} s apart)")
     if modality in ("audio", "audiovisual"):
-        wav = os.path.splitext(video_path)[0] + ".wav"
+        wav = wav_path(video_path)
         try:
             audio = _media_facts(facts, wav, probe_audio, AudioInfo)
         except (FileNotFoundError, ValueError) as err:

@@ -169,7 +169,7 @@ def process_one(cropper, clip: Clip, paths: Dict[str, str], mode: str) -> Outcom
     import av
 
     from datamodule.av_dataset import cut_or_pad
-    from datamodule.media import load_audio, write_wav
+    from datamodule.media import load_audio, wav_path, write_wav
 
     fail_errors = (av.error.FFmpegError, OSError, ValueError, RuntimeError)
     os.makedirs(os.path.dirname(paths["mp4"]), exist_ok=True)
@@ -181,7 +181,7 @@ def process_one(cropper, clip: Clip, paths: Dict[str, str], mode: str) -> Outcom
         result = cropper.process_clip(clip.video_path, tmp_mp4, tmp_wav)
         num_samples = source_samples = 0
         if result.status == "ok":
-            sibling = os.path.splitext(clip.video_path)[0] + ".wav"
+            sibling = wav_path(clip.video_path)
             source = tmp_wav if int(result.num_samples) > 0 else sibling if os.path.isfile(sibling) else None
             if source is not None:
                 waveform = load_audio(source, SAMPLE_RATE)

@@ -12,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from datamodule.data_module import build_dataset
+from datamodule.media import SAMPLE_RATE, VIDEO_FPS
 from datamodule.noise import load_noise, resolve_noise_file
 from datamodule.text_transform import TextTransform
 from espnet.asr.recognizer import STREAMS, DecodeOptions, recognize_batch
@@ -109,8 +110,8 @@ def length_sorted_batches(lengths: List[int], batch_size: int) -> List[List[int]
 def media_seconds(item: Dict[str, Any]) -> float:
     """Duration of one utterance: audio samples at 16 kHz, else video frames at 25 fps."""
     if "audio" in item:
-        return item["audio"].size(0) / 16000
-    return item["video"].size(0) / 25
+        return item["audio"].size(0) / SAMPLE_RATE
+    return item["video"].size(0) / VIDEO_FPS
 
 
 def evaluate(

@@ -6,6 +6,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 
+from datamodule.label_list import STREAMS
 from espnet.nets.beam_search import BatchBeamSearch
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.nets.pytorch_backend.decoder.base_decoder import DecodeOptions, Decoded
@@ -19,9 +20,6 @@ def build_beam_search(model: E2E, beam_size: int = 40, ctc_weight: float = 0.1,
     ``decode`` runs; for tests and benchmarks that drive the search directly)."""
     return model.decoder.beam_search(model.ctc, DecodeOptions(beam_size=beam_size, ctc_weight=ctc_weight,
                                                               penalty=penalty))
-
-
-STREAMS = ("video", "audio")
 
 
 def batch_of_one(item: Item) -> Dict[str, torch.Tensor]:
