@@ -193,3 +193,20 @@ def test_cpu_threads_use_the_idle_cores():
     assert choose_num_threads(3, cores=2, load=9.0) == 3  # given: used as it is
     with pytest.raises(ValueError, match="--num-threads must be >= 0"):
         choose_num_threads(-1)
+
+
+def test_cpu_threads_measure_the_busy_cores_from_proc_stat():
+    from espnet.training.cpu_threads import busy_cores, parse_proc_stat
+
+    def stat(cpu0, cpu1):  # (busy, idle) ticks per CPU
+        lines = ["cpu  1 2 3 4 5 6 7 8 0 0"]
+        for n, (busy, idle) in enumerate((cpu0, cpu1)):
+            lines.append(f"cpu{n} {busy} 0 0 {idle} 0 0 0 0 0 0")
+        return "\n".join(lines + ["intr 1 2 3", "ctxt 99"])
+
+    before = parse_proc_stat(stat((100, 900), (50, 950)))
+    assert before == {0: (100, 1000), 1: (50, 1000)}
+    after = parse_proc_stat(stat((150, 900), (55, 995)))  # cpu0 all busy, cpu1 10 % busy
+    assert busy_cores(before, after, {0, 1}) == pytest.approx(1.1)
+    assert busy_cores(before, after, {1}) == pytest.approx(0.1)  # only the cores this process may use
+    assert busy_cores(before, before, {0, 1}) == 0.0

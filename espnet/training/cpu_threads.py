@@ -6,11 +6,14 @@ DataLoader worker, or other jobs on a shared machine) each of the thousands of s
 operators of a training step waits for a descheduled thread: on this project's 2-core
 machine under a load of about 4, video training steps took several times longer with 2
 threads than with 1 (``benchmarks/train_speed.py`` measures it). ``auto`` therefore uses
-only the cores that are idle when training starts.
+only the cores that are idle when training starts: on Linux it measures them over half a
+second from ``/proc/stat`` (the 1-minute load average still counts a job that ended a minute
+ago as most of a core); elsewhere it falls back to the load average.
 """
 
 import os
-from typing import Callable, Optional
+import time
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -21,8 +24,46 @@ def available_cores() -> int:
 
 
 def load_average() -> float:
-    """The 1-minute load average (busy cores), 0 where the system has none."""
+    """Busy cores now: measured over half a second where ``/proc/stat`` exists, else the
+    1-minute load average (0 where the system has none)."""
+    measured = measured_load()
+    if measured is not None:
+        return measured
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
+def parse_proc_stat(text: str) -> Dict[int, Tuple[int, int]]:
+    """Per-CPU ``(busy, total)`` clock ticks since boot from the text of ``/proc/stat``
+    (idle and iowait ticks count as not busy)."""
+    ticks = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(" ")
+        if len(name) > 3 and name.startswith("cpu") and name[3:].isdigit():
+            values = [int(v) for v in rest.split()]
+            total = sum(values[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+            ticks[int(name[3:])] = (total - values[3] - values[4], total)
+    return ticks
+
+
+def busy_cores(cores: Dict[int, Tuple[int, int]], later: Dict[int, Tuple[int, int]], cpus) -> float:
+    """Cores' worth of work done on ``cpus`` between two :func:`parse_proc_stat` readings."""
+    busy = sum(later[c][0] - cores[c][0] for c in cpus if c in cores and c in later)
+    total = sum(later[c][1] - cores[c][1] for c in cpus if c in cores and c in later)
+    return 0.0 if total <= 0 else busy / total * sum(1 for c in cpus if c in cores and c in later)
+
+
+def measured_load(seconds: float = 0.5) -> Optional[float]:
+    """Busy cores (of those this process may use) measured over ``seconds`` from
+    ``/proc/stat``; None where there is no ``/proc/stat``."""
+    if not os.path.isfile("/proc/stat"):
+        return None
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    with open("/proc/stat") as handle:
+        first = parse_proc_stat(handle.read())
+    time.sleep(seconds)
+    with open("/proc/stat") as handle:
+        second = parse_proc_stat(handle.read())
+    return busy_cores(first, second, cpus if cpus is not None else first.keys())
 
 
 def idle_cores(cores: int, load: float) -> int:
@@ -38,7 +79,7 @@ def choose_num_threads(requested: int, num_workers: int = 0, cores: Optional[int
         requested: ``--num-threads``; a positive value is used as it is, 0 means auto.
         num_workers: DataLoader worker processes (each keeps a core busy while it decodes).
         cores: CPU cores (default: the ones this process may run on).
-        load: Other work, in busy cores (default: the 1-minute load average).
+        load: Other work, in busy cores (default: :func:`load_average`).
 
     Returns:
         ``requested`` if positive, else the idle cores minus the workers, at least 1.
@@ -60,6 +101,6 @@ def apply_num_threads(requested: int, num_workers: int, log: Callable[[str], Non
     threads = choose_num_threads(requested, num_workers, cores, load)
     torch.set_num_threads(threads)
     how = "--num-threads" if requested > 0 else \
-        f"auto: idle cores of {cores} at load {load:.1f}, minus {num_workers} DataLoader worker(s)"
+        f"auto: idle cores of {cores}, {load:.1f} busy, minus {num_workers} DataLoader worker(s)"
     log(f"CPU threads: {threads} ({how})")
     return threads
