@@ -84,3 +84,30 @@ def test_full_size_state_dict_matches_legacy_manifest(legacy_dir, modality):
         model = E2E(legacy_config(modality))
     ours = {k: list(v.shape) for k, v in model.state_dict().items()}
     assert ours == manifest
+
+
+def test_video_frontend_training_layout_matches_the_legacy_computation():
+    """Training runs the video stem and trunk channels-last (faster on CPU): the same features
+    and gradients as the legacy layout, to float rounding, with the pooling fed channels-last."""
+    from espnet.nets.pytorch_backend.frontend.resnet import VideoResNet
+
+    torch.manual_seed(0)
+    fast = VideoResNet(width=4).train()
+    plain = VideoResNet(width=4).train()
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 7, 1, 40, 40)
+    lengths = torch.tensor([7, 5])
+
+    seen = []
+    fast.frontend3D[3].register_forward_pre_hook(
+        lambda module, inputs: seen.append(inputs[0].is_contiguous(memory_format=torch.channels_last_3d)))
+    out, out_lengths = fast(x, lengths)
+    # the legacy computation: the stem and the trunk in their default layouts
+    y = plain.frontend3D(x.transpose(1, 2))
+    ref = plain.trunk(y.transpose(1, 2).reshape(14, y.size(1), y.size(3), y.size(4))).reshape(2, 7, -1)
+    assert seen == [True] and torch.equal(out_lengths, lengths)
+    assert out.shape == (2, 7, 32) and max_diff(out, ref) <= 1e-5 * ref.abs().max().item()
+    out.pow(2).sum().backward()
+    ref.pow(2).sum().backward()
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
+        assert (a.grad - b.grad).abs().max().item() <= 1e-4 * b.grad.abs().max().item() + 1e-7, name

@@ -58,9 +58,17 @@ class VideoResNet(BaseFrontend):
         x = x.transpose(1, 2)  # (B, 1, T, H, W)
         if self.training:
             # channels-last layouts: the same convolutions and pooling, 10-40 % faster on CPU in
-            # training (benchmarks/train_speed.py); decoding keeps the legacy layout (and numerics)
+            # training (benchmarks/train_speed.py); decoding keeps the legacy layout (and numerics).
+            # A one-channel input is channels-last already, so the convolution returns its usual
+            # layout: convert its output, else batch norm, swish and the pooling run on it (the
+            # pooling 5x slower) and the 2-D trunk needs two more copies of it.
+            conv, *rest = self.frontend3D
+            x = conv(x.contiguous(memory_format=torch.channels_last_3d))
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        x = self.frontend3D(x)  # (B, 64, T, H', W')
+            for layer in rest:
+                x = layer(x)
+        else:
+            x = self.frontend3D(x)  # (B, 64, T, H', W')
         t = x.size(2)
         x = x.transpose(1, 2).reshape(b * t, x.size(1), x.size(3), x.size(4))
         if self.training:
