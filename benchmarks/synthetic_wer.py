@@ -6,7 +6,7 @@ either stream missing.
 
 1. generates the corpus (``preparation.synthetic_av``; reused when ``OUT/data`` has one);
 2. trains the audio-only and the video-only model (at the same time, one process each, with
-   ``--parallel``);
+   ``--parallel``; the cores are shared among the processes running at once);
 3. trains the audio-visual model (gated fusion by default), initialised from those two
    (``train.py --init-audio-from --init-video-from``: both frontends from their models, the
    Conformer, decoder and CTC from the audio model) with ``--modality-dropout``;
@@ -67,7 +67,7 @@ def averaged_model(run_dir: str) -> Optional[str]:
     return os.path.join(run_dir, found[0]) if found else None
 
 
-def train_command(name: str, args, data: Dict[str, str], run_dir: str, extra: List[str]) -> List[str]:
+def train_command(name: str, args, data: Dict[str, str], run_dir: str, extra: List[str], threads: int) -> List[str]:
     epochs = {AUDIO: args.epochs_audio, VIDEO: args.epochs_video, AV: args.epochs_av}[name]
     lr = {AUDIO: args.lr_audio, VIDEO: args.lr_video, AV: args.lr_av}[name]
     fusion = ["--fusion-type", args.fusion] if name == AV else []
@@ -80,23 +80,27 @@ def train_command(name: str, args, data: Dict[str, str], run_dir: str, extra: Li
             "--max-epochs", str(epochs), "--warmup-epochs", str(args.warmup_epochs), "--lr", str(lr),
             "--ctc-weight", str(args.ctc_weight), "--max-frames", str(args.max_frames),
             "--average-last", str(min(args.average_last, epochs)), "--num-workers", "0",
-            "--num-threads", str(args.threads), "--seed", str(args.seed), *extra]
+            "--num-threads", str(threads), "--seed", str(args.seed), *extra]
 
 
 def train_models(names: List[str], args, data: Dict[str, str], extra: Dict[str, List[str]],
                  seconds: Dict[str, float]) -> Dict[str, str]:
     """Train ``names`` (all at once with ``--parallel``, else one after another); their
     averaged checkpoints. A model with a checkpoint in OUT is reused."""
+    from espnet.training.cpu_threads import available_cores
+
     ckpts, running = {}, []
+    to_train = [name for name in names if not averaged_model(os.path.join(args.out, RUN_DIRS[name]))]
+    at_once = len(to_train) if args.parallel else 1
+    threads = args.threads or max(1, available_cores() // max(1, at_once))
     for name in names:
         run_dir = os.path.join(args.out, RUN_DIRS[name])
-        ckpt = averaged_model(run_dir)
-        if ckpt:
-            print(f"[{name}] reusing {ckpt}", flush=True)
-            ckpts[name] = ckpt
+        if name not in to_train:
+            ckpts[name] = averaged_model(run_dir)
+            print(f"[{name}] reusing {ckpts[name]}", flush=True)
             continue
         os.makedirs(run_dir, exist_ok=True)
-        cmd = train_command(name, args, data, run_dir, extra.get(name, []))
+        cmd = train_command(name, args, data, run_dir, extra.get(name, []), threads)
         log = open(os.path.join(run_dir, "train.log"), "w")
         log.write(" ".join(cmd) + "\n")
         log.flush()
@@ -214,7 +218,9 @@ def main() -> int:
                    help="Train the audio-visual model from scratch instead of from the two single-stream models.")
     p.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=True,
                    help="Train the audio-only and video-only models at the same time. (Default: on)")
-    p.add_argument("--threads", type=int, default=1, help="--num-threads of each training process. (Default: 1)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="--num-threads of each training process; 0 = the cores shared among the models trained "
+                        "at once (on 2 cores: 1 each for audio-only and video-only, 2 for audio-visual). (Default: 0)")
     p.add_argument("--adim", type=int, default=96)
     p.add_argument("--elayers", type=int, default=2)
     p.add_argument("--resnet-width", type=int, default=16)
