@@ -37,8 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="Seed of the test-time noise. (Default: 0)")
     p.add_argument("--num-workers", type=int, default=1, help="DataLoader workers. (Default: 1)")
     p.add_argument("--num-threads", type=int, default=0,
-                   help="PyTorch threads when decoding on the CPU; 0 = auto: the cores idle at the start (by the load "
-                        "average) minus --num-workers, at least 1. (Default: 0)")
+                   help="PyTorch threads when decoding on the CPU; 0 = auto: the cores idle at the start (measured over "
+                        "half a second) minus --num-workers, at least 1. (Default: 0)")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"],
                    help="Device for decoding. (Default: auto)")
     p.add_argument("--precision", default=None, choices=["32", "bf16-mixed"],

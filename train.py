@@ -28,6 +28,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--transfer-frontend", action="store_true", help="Load only the frontend from --pretrained-model-path.")
     p.add_argument("--transfer-encoder", action="store_true",
                    help="Load frontend, proj_encoder and encoder from --pretrained-model-path.")
+    p.add_argument("--transfer-backend", action="store_true",
+                   help="Load everything after the frontend (proj_encoder, encoder, decoder, CTC) from "
+                        "--pretrained-model-path, which may be a model of another modality (e.g. start a video-only "
+                        "model from a trained audio-only one); the frontend starts afresh.")
     p.add_argument("--init-audio-from", default=None, metavar="CKPT",
                    help="Audio-visual models: take the audio frontend (and the fusion's audio projection) from this "
                         "audio-only checkpoint; with --init-video-from.")
@@ -52,8 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="Lightning checkpoint to resume training from ('last' / 'best' = that file of this run).")
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers. (Default: 2)")
     p.add_argument("--num-threads", type=int, default=0,
-                   help="PyTorch threads of a CPU run; 0 = auto: the cores idle when training starts (by the load "
-                        "average) minus --num-workers, at least 1. (Default: 0)")
+                   help="PyTorch threads of a CPU run; 0 = auto: the cores idle when training starts (measured "
+                        "over half a second) minus --num-workers, at least 1. (Default: 0)")
     p.add_argument("--media-cache-gb", type=float, default=2.0,
                    help="Decode the clips of --train-file and --val-file once, before training, and keep up to this "
                         "many GiB of them in memory (uint8 frames, float32 audio); 0 = decode every clip in every "
@@ -77,12 +81,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_tokenizer_args(p)
     add_generate_args(p)
     args = p.parse_args(argv)
-    if args.transfer_frontend and args.transfer_encoder:
-        p.error("--transfer-frontend and --transfer-encoder are mutually exclusive")
+    if args.transfer_frontend + args.transfer_encoder + args.transfer_backend > 1:
+        p.error("--transfer-frontend, --transfer-encoder and --transfer-backend are mutually exclusive")
     if args.merge_lora and not args.use_qlora:
         p.error("--merge-lora needs --use-qlora (there are no LoRA adapters to merge otherwise)")
-    if (args.transfer_frontend or args.transfer_encoder) and not args.pretrained_model_path:
-        p.error("--transfer-frontend/--transfer-encoder need --pretrained-model-path")
+    if (args.transfer_frontend or args.transfer_encoder or args.transfer_backend) and not args.pretrained_model_path:
+        p.error("--transfer-frontend/--transfer-encoder/--transfer-backend need --pretrained-model-path")
     if bool(args.init_audio_from) != bool(args.init_video_from):
         p.error("--init-audio-from and --init-video-from go together (an audio-only and a video-only checkpoint)")
     if args.init_audio_from and args.pretrained_model_path:
@@ -275,6 +279,7 @@ def train(args: argparse.Namespace) -> int:
         "pretrained_model_path": args.pretrained_model_path,
         "transfer_frontend": args.transfer_frontend,
         "transfer_encoder": args.transfer_encoder,
+        "transfer_backend": args.transfer_backend,
         "init_audio_from": args.init_audio_from,
         "init_video_from": args.init_video_from,
         "init_encoder_from": args.init_encoder_from,

@@ -218,3 +218,43 @@ def test_init_audio_visual_from_audio_and_video_models(tmp_path):
     torch.save(small.state_dict(), tmp_path / "small.pth")
     with pytest.raises(ValueError, match="weights that do not fit this model"):
         ModelModule({**hparams, "init_audio_from": str(tmp_path / "small.pth")})
+
+
+def test_transfer_backend_starts_a_video_model_from_an_audio_model(tmp_path):
+    """--transfer-backend: proj_encoder, encoder, decoder and CTC come from a model of the other
+    modality, the frontend keeps its fresh initialisation."""
+    torch.manual_seed(0)
+    audio = E2E(model_config(odim=30, audio_encoder="resnet1d", **TINY))
+    torch.save(audio.state_dict(), tmp_path / "a.pth")
+    video_config = model_config(odim=30, vision_encoder="resnet", **TINY)
+    hparams = {"model_config": video_config.to_dict(), "lr": 1e-3, "weight_decay": 0.0, "warmup_epochs": 1,
+               "max_epochs": 1, "pretrained_model_path": str(tmp_path / "a.pth"), "transfer_backend": True}
+    torch.manual_seed(1)
+    fresh = E2E(video_config).state_dict()
+    torch.manual_seed(1)
+    video = ModelModule(hparams).model.state_dict()
+    backend = ("proj_encoder.", "encoder.", "decoder.", "ctc.")
+    moved = [k for k in video if k.startswith(backend)]
+    assert moved and all(torch.equal(video[k], audio.state_dict()[k]) for k in moved)
+    assert not torch.equal(video["proj_encoder.weight"], fresh["proj_encoder.weight"])
+    assert all(torch.equal(video[k], fresh[k]) for k in video if k.startswith("frontend."))
+    # an audio-visual model takes encoder, decoder and CTC (its fusion layer replaces proj_encoder)
+    av = ModelModule({**hparams, "model_config": model_config(odim=30, **TINY_AV).to_dict()}).model.state_dict()
+    assert all(torch.equal(av[k], v) for k, v in audio.state_dict().items() if k.startswith(("encoder.", "ctc.")))
+    small = E2E(model_config(odim=30, audio_encoder="resnet1d", **{**TINY, "adim": 8}))
+    torch.save(small.state_dict(), tmp_path / "small.pth")
+    with pytest.raises(ValueError, match=r"small.pth: backend weights do not match the model"):
+        ModelModule({**hparams, "pretrained_model_path": str(tmp_path / "small.pth")})
+
+
+def test_transfer_flags_are_checked(capsys):
+    from train import parse_args
+
+    for argv, message in ((["--transfer-backend"], "--transfer-backend need --pretrained-model-path"),
+                          (["--transfer-backend", "--transfer-encoder", "--pretrained-model-path", "a.pth"],
+                           "--transfer-frontend, --transfer-encoder and --transfer-backend are mutually exclusive")):
+        with pytest.raises(SystemExit):
+            parse_args(["--root-dir", "d", "--train-file", "t.csv", "--vision-encoder", "resnet", *argv])
+        assert message in capsys.readouterr().err
+    assert parse_args(["--root-dir", "d", "--train-file", "t.csv", "--vision-encoder", "resnet", "--transfer-backend",
+                       "--pretrained-model-path", "a.pth"]).transfer_backend

@@ -18,12 +18,16 @@ from espnet.training.val_decoding import batch_inputs, decode_batch
 
 log = logging.getLogger(__name__)
 
-TRANSFER_PREFIXES = {"frontend": ("frontend.",), "encoder": ("frontend.", "proj_encoder.", "encoder.")}
+TRANSFER_PREFIXES = {"frontend": ("frontend.",), "encoder": ("frontend.", "proj_encoder.", "encoder."),
+                     "backend": ("proj_encoder.", "encoder.", "decoder.", "ctc.")}
 
 
 def select_for_transfer(state: Dict[str, torch.Tensor], what: str, modality: str) -> Dict[str, torch.Tensor]:
-    """Subset of a single-modality state dict for ``--transfer-frontend`` (``frontend.*``) or
-    ``--transfer-encoder`` (``frontend.*``, ``proj_encoder.*``, ``encoder.*``).
+    """Subset of a single-modality state dict for ``--transfer-frontend`` (``frontend.*``),
+    ``--transfer-encoder`` (``frontend.*``, ``proj_encoder.*``, ``encoder.*``) or
+    ``--transfer-backend`` (``proj_encoder.*``, ``encoder.*``, ``decoder.*``, ``ctc.*``: everything
+    after the frontend, so it may come from a model of the other modality, e.g. a video-only
+    model whose encoder and decoder start from a trained audio-only model).
 
     A standalone frontend checkpoint (keys ``trunk.*``/``frontend3D.*``, as produced by
     word-level pre-training) is accepted. For an audio-visual target the frontend goes to
@@ -35,6 +39,8 @@ def select_for_transfer(state: Dict[str, torch.Tensor], what: str, modality: str
     subset = {k: v for k, v in state.items() if k.startswith(TRANSFER_PREFIXES[what])}
     if modality != "audiovisual":
         return subset
+    if what == "backend":  # the fusion layer of an audio-visual model replaces proj_encoder
+        return {k: v for k, v in subset.items() if not k.startswith("proj_encoder.")}
     source = infer_legacy_modality(subset)
     if source is None:
         raise ValueError("cannot tell whether the checkpoint's frontend is a video or an audio frontend")
@@ -61,7 +67,7 @@ class ModelModule(LightningModule):
             with its own tokenizer), as checkpoints record them (``train.py``: relative to
             the run directory, where it copies them).
         lr, weight_decay, warmup_epochs, max_epochs: Optimisation.
-        pretrained_model_path, transfer_frontend, transfer_encoder: Initialisation.
+        pretrained_model_path, transfer_frontend, transfer_encoder, transfer_backend: Initialisation.
         init_audio_from, init_video_from, init_encoder_from: Initialisation of an
             audio-visual model from an audio-only and a video-only checkpoint
             (:mod:`espnet.training.av_init`).
@@ -100,7 +106,8 @@ class ModelModule(LightningModule):
         self.strict_loading = not self.model.qlora_applied
         path: Optional[str] = hparams.get("pretrained_model_path")
         if path:
-            self._initialise_from(path, hparams.get("transfer_frontend"), hparams.get("transfer_encoder"))
+            parts = [what for what in TRANSFER_PREFIXES if hparams.get(f"transfer_{what}")]
+            self._initialise_from(path, parts[0] if parts else None)
         if hparams.get("init_audio_from") or hparams.get("init_video_from"):
             self._initialise_from_streams(hparams.get("init_audio_from"), hparams.get("init_video_from"),
                                           hparams.get("init_encoder_from") or "audio")
@@ -111,10 +118,10 @@ class ModelModule(LightningModule):
         self._buffer_backup: Dict[str, torch.Tensor] = {}
         self._wer_counts = torch.zeros(2, dtype=torch.float64)  # word errors, reference words
 
-    def _initialise_from(self, path: str, frontend_only: bool, encoder_only: bool) -> None:
+    def _initialise_from(self, path: str, what: Optional[str]) -> None:
+        """The whole model from ``path``, or only its ``what`` part (see :func:`select_for_transfer`)."""
         state, _, _ = load_checkpoint(path)
-        if frontend_only or encoder_only:
-            what = "frontend" if frontend_only else "encoder"
+        if what:
             subset = select_for_transfer(state, what, self.config.modality)
             if not subset:
                 raise ValueError(f"--pretrained-model-path {path}: no {what} weights found")
