@@ -5,8 +5,14 @@ either stream missing.
     python benchmarks/synthetic_wer.py --out exp/synthetic_wer
 
 1. generates the corpus (``preparation.synthetic_av``; reused when ``OUT/data`` has one);
-2. trains the audio-only and the video-only model (at the same time, one process each, with
-   ``--parallel``; the cores are shared among the processes running at once);
+2. trains the audio-only model, then the video-only model starting from the audio model's
+   back-end (``train.py --pretrained-model-path A --transfer-backend``: its projection,
+   Conformer, decoder and CTC; the lip frontend afresh). A video model trained from scratch
+   on this corpus does not get past the grammar (its token accuracy stays at what the
+   sentence grammar alone gives); against a back-end that already reads speech features the
+   frontend learns within an epoch. ``--video-from-scratch`` trains it from scratch instead,
+   at the same time as the audio model with ``--parallel``. Each training process gets the
+   cores shared among the processes running at once;
 3. trains the audio-visual model (gated fusion by default), initialised from those two
    (``train.py --init-audio-from --init-video-from``: both frontends from their models, the
    Conformer, decoder and CTC from the audio model) with ``--modality-dropout``;
@@ -36,7 +42,8 @@ AUDIO, VIDEO, AV = "audio-only", "video-only", "audio-visual"
 NO_VIDEO, NO_AUDIO = "audio-visual, video dropped", "audio-visual, audio dropped"
 ENCODERS = {AUDIO: ["--audio-encoder", "resnet1d"], VIDEO: ["--vision-encoder", "resnet"],
             AV: ["--vision-encoder", "resnet", "--audio-encoder", "resnet1d"]}
-RUN_DIRS = {AUDIO: "audio", VIDEO: "video", AV: "audiovisual"}
+RUN_DIRS = {AUDIO: "audio", VIDEO: "video_from_audio", AV: "audiovisual"}
+SCRATCH_VIDEO_DIR = "video"  # --video-from-scratch
 # table rows: (row, model, --drop-stream)
 ROWS = [(AUDIO, AUDIO, None), (VIDEO, VIDEO, None), (AV, AV, None), (NO_VIDEO, AV, "video"), (NO_AUDIO, AV, "audio")]
 
@@ -70,6 +77,8 @@ def averaged_model(run_dir: str) -> Optional[str]:
 def train_command(name: str, args, data: Dict[str, str], run_dir: str, extra: List[str], threads: int) -> List[str]:
     epochs = {AUDIO: args.epochs_audio, VIDEO: args.epochs_video, AV: args.epochs_av}[name]
     lr = {AUDIO: args.lr_audio, VIDEO: args.lr_video, AV: args.lr_av}[name]
+    from_trained = name == AV or (name == VIDEO and not args.video_from_scratch)
+    warmup = args.warmup_epochs_init if from_trained else args.warmup_epochs
     fusion = ["--fusion-type", args.fusion] if name == AV else []
     return [sys.executable, os.path.join(REPO, "train.py"), "--exp-dir", os.path.dirname(run_dir),
             "--exp-name", os.path.basename(run_dir), *ENCODERS[name], *fusion, "--decoder", "transformer",
@@ -77,7 +86,7 @@ def train_command(name: str, args, data: Dict[str, str], run_dir: str, extra: Li
             "--sp-model-path", data["sp_model_path"], "--dict-path", data["dict_path"],
             "--adim", str(args.adim), "--aheads", "4", "--eunits", str(4 * args.adim), "--elayers", str(args.elayers),
             "--dunits", str(4 * args.adim), "--dlayers", "1", "--resnet-width", str(args.resnet_width),
-            "--max-epochs", str(epochs), "--warmup-epochs", str(args.warmup_epochs), "--lr", str(lr),
+            "--max-epochs", str(epochs), "--warmup-epochs", str(warmup), "--lr", str(lr),
             "--ctc-weight", str(args.ctc_weight), "--max-frames", str(args.max_frames),
             "--average-last", str(min(args.average_last, epochs)), "--num-workers", "0",
             "--num-threads", str(threads), "--seed", str(args.seed), *extra]
@@ -90,11 +99,11 @@ def train_models(names: List[str], args, data: Dict[str, str], extra: Dict[str, 
     from espnet.training.cpu_threads import available_cores
 
     ckpts, running = {}, []
-    to_train = [name for name in names if not averaged_model(os.path.join(args.out, RUN_DIRS[name]))]
+    to_train = [name for name in names if not averaged_model(run_dir_of(name, args))]
     at_once = len(to_train) if args.parallel else 1
     threads = args.threads or max(1, available_cores() // max(1, at_once))
     for name in names:
-        run_dir = os.path.join(args.out, RUN_DIRS[name])
+        run_dir = run_dir_of(name, args)
         if name not in to_train:
             ckpts[name] = averaged_model(run_dir)
             print(f"[{name}] reusing {ckpts[name]}", flush=True)
@@ -111,6 +120,11 @@ def train_models(names: List[str], args, data: Dict[str, str], extra: Dict[str, 
             _wait(running, ckpts, seconds)
     _wait(running, ckpts, seconds)
     return ckpts
+
+
+def run_dir_of(name: str, args) -> str:
+    """``OUT/<dir>`` of a model (the video model's depends on its recipe)."""
+    return os.path.join(args.out, SCRATCH_VIDEO_DIR if name == VIDEO and args.video_from_scratch else RUN_DIRS[name])
 
 
 def _wait(running: List[Tuple], ckpts: Dict[str, str], seconds: Dict[str, float]) -> None:
@@ -204,12 +218,19 @@ def main() -> int:
     p.add_argument("--num-speakers", type=int, default=30, help="Speakers. (Default: 30)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs-audio", type=int, default=30, help="Epochs of the audio-only model. (Default: 30)")
-    p.add_argument("--epochs-video", type=int, default=18, help="Epochs of the video-only model. (Default: 18)")
-    p.add_argument("--epochs-av", type=int, default=10, help="Epochs of the audio-visual model. (Default: 10)")
+    p.add_argument("--epochs-video", type=int, default=None,
+                   help="Epochs of the video-only model. (Default: 8; 18 with --video-from-scratch)")
+    p.add_argument("--epochs-av", type=int, default=6, help="Epochs of the audio-visual model. (Default: 6)")
     p.add_argument("--lr-audio", type=float, default=2e-3)
-    p.add_argument("--lr-video", type=float, default=2e-3)
+    p.add_argument("--lr-video", type=float, default=None, help="(Default: 1e-3; 2e-3 with --video-from-scratch)")
     p.add_argument("--lr-av", type=float, default=1e-3, help="(Default: 1e-3: it starts from trained models)")
-    p.add_argument("--warmup-epochs", type=int, default=2)
+    p.add_argument("--warmup-epochs", type=int, default=2, help="Warm-up of a model trained from scratch. (Default: 2)")
+    p.add_argument("--warmup-epochs-init", type=int, default=1,
+                   help="Warm-up of a model that starts from trained parts (the video model from the audio model's "
+                        "back-end, the audio-visual model). (Default: 1)")
+    p.add_argument("--video-from-scratch", action="store_true",
+                   help="Train the video-only model from scratch (in OUT/video), not from the audio model's back-end "
+                        "(OUT/video_from_audio).")
     p.add_argument("--average-last", type=int, default=5, help="Epoch checkpoints averaged per model. (Default: 5)")
     p.add_argument("--fusion", default="gated", help="--fusion-type of the audio-visual model. (Default: gated)")
     p.add_argument("--modality-dropout", type=float, default=0.5,
@@ -217,7 +238,8 @@ def main() -> int:
     p.add_argument("--no-init", action="store_true",
                    help="Train the audio-visual model from scratch instead of from the two single-stream models.")
     p.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=True,
-                   help="Train the audio-only and video-only models at the same time. (Default: on)")
+                   help="With --video-from-scratch: train the audio-only and video-only models at the same time. "
+                        "(Default: on)")
     p.add_argument("--threads", type=int, default=0,
                    help="--num-threads of each training process; 0 = the cores shared among the models trained "
                         "at once (on 2 cores: 1 each for audio-only and video-only, 2 for audio-visual). (Default: 0)")
@@ -230,6 +252,10 @@ def main() -> int:
     p.add_argument("--max-frames", type=int, default=300)
     p.add_argument("--snrs", default="clean,10,5,0,-5", help="Comma-separated; 'clean' = no noise.")
     args = p.parse_args()
+    if args.epochs_video is None:
+        args.epochs_video = 18 if args.video_from_scratch else 8
+    if args.lr_video is None:
+        args.lr_video = 2e-3 if args.video_from_scratch else 1e-3
     start = time.perf_counter()
     seconds: Dict[str, float] = {}
     cpu: Dict[str, float] = {}
@@ -253,8 +279,15 @@ def main() -> int:
     data = {"root": data_dir, "sp_model_path": os.path.join(data_dir, "spm", "synth_unigram.model"),
             "dict_path": os.path.join(data_dir, "spm", "synth_unigram_units.txt")}
 
-    ckpts = train_models([AUDIO, VIDEO], args, data, {}, seconds)
-    cpu_step("train audio-only and video-only")
+    if args.video_from_scratch:
+        ckpts = train_models([AUDIO, VIDEO], args, data, {}, seconds)
+        cpu_step("train audio-only and video-only")
+    else:
+        ckpts = train_models([AUDIO], args, data, {}, seconds)
+        cpu_step("train audio-only")
+        backend = ["--pretrained-model-path", ckpts[AUDIO], "--transfer-backend"]
+        ckpts.update(train_models([VIDEO], args, data, {VIDEO: backend}, seconds))
+        cpu_step("train video-only")
     av_flags = ["--modality-dropout", str(args.modality_dropout)]
     if not args.no_init:
         av_flags += ["--init-audio-from", ckpts[AUDIO], "--init-video-from", ckpts[VIDEO]]
