@@ -92,8 +92,8 @@ def test_video_frontend_training_layout_matches_the_legacy_computation():
     from espnet.nets.pytorch_backend.frontend.resnet import VideoResNet
 
     torch.manual_seed(0)
-    fast = VideoResNet(width=4).train()
-    plain = VideoResNet(width=4).train()
+    fast = VideoResNet(width=16).train()
+    plain = VideoResNet(width=16).train()
     plain.load_state_dict(fast.state_dict())
     x = torch.randn(2, 7, 1, 40, 40)
     lengths = torch.tensor([7, 5])
@@ -106,8 +106,38 @@ def test_video_frontend_training_layout_matches_the_legacy_computation():
     y = plain.frontend3D(x.transpose(1, 2))
     ref = plain.trunk(y.transpose(1, 2).reshape(14, y.size(1), y.size(3), y.size(4))).reshape(2, 7, -1)
     assert seen == [True] and torch.equal(out_lengths, lengths)
-    assert out.shape == (2, 7, 32) and max_diff(out, ref) <= 1e-5 * ref.abs().max().item()
+    assert out.shape == (2, 7, 128) and max_diff(out, ref) <= 1e-5 * ref.abs().max().item()
     out.pow(2).sum().backward()
     ref.pow(2).sum().backward()
     for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
         assert (a.grad - b.grad).abs().max().item() <= 1e-4 * b.grad.abs().max().item() + 1e-7, name
+
+
+def test_narrow_video_frontends_train_in_the_default_layout_on_several_threads():
+    """Below MIN_CHANNELS_LAST_WIDTH the channels-last backward of PyTorch's 1x1 stride-2
+    convolution corrupted the heap on two threads (a crash of the process, so it runs in a
+    child): training steps of a width-4 frontend on 2 threads must run clean."""
+    import subprocess
+    import sys
+
+    from espnet.nets.pytorch_backend.frontend.resnet import MIN_CHANNELS_LAST_WIDTH, VideoResNet
+
+    assert MIN_CHANNELS_LAST_WIDTH > 4
+    seen = []
+    narrow = VideoResNet(width=4).train()
+    narrow.frontend3D[3].register_forward_pre_hook(
+        lambda module, inputs: seen.append(inputs[0].is_contiguous(memory_format=torch.channels_last_3d)))
+    narrow(torch.randn(1, 5, 1, 40, 40), torch.tensor([5]))
+    assert seen == [False]
+    code = ("import torch\n"
+            "from espnet.nets.pytorch_backend.frontend.resnet import VideoResNet\n"
+            "torch.set_num_threads(2)\n"
+            "model = VideoResNet(width=4).train()\n"
+            "for n in range(40):\n"
+            "    x = torch.randn(3, 20 + n, 1, 88, 88)\n"
+            "    model(x, torch.full((3,), 20 + n))[0].sum().backward()\n"
+            "print('trained')\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": root})
+    assert proc.returncode == 0 and "trained" in proc.stdout, proc.stderr[-2000:]

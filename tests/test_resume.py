@@ -50,7 +50,7 @@ def setup(toy_corpus, tmp_path_factory, one_thread):
 
     def args(name, workers, *extra):
         return train_args(corpus, str(tmp / name), "train.csv", "--val-file", "val.csv", "--max-frames", "150",
-                          *extra, model=AV_MODEL, epochs=2, workers=workers)
+                          "--num-threads", "1", *extra, model=AV_MODEL, epochs=2, workers=workers)
 
     assert train_cli.main(args("full", 0)) == 0
     return tmp, args

@@ -7,6 +7,11 @@ import torch
 from espnet.nets.pytorch_backend.frontend.base_frontend import BaseFrontend
 from espnet.nets.pytorch_backend.frontend.resnet_blocks import RESNET_WIDTH, ResNetLayers
 
+# Narrower ResNets train in the default layout: with fewer channels, PyTorch's channels-last
+# backward of the 1x1 stride-2 shortcut convolution (4 -> 8 and 8 -> 16 channels) corrupts the
+# heap on two or more threads (torch 2.14 CPU; 16 -> 32 and wider ran clean on 2, 4 and 8).
+MIN_CHANNELS_LAST_WIDTH = 16
+
 
 class VideoTrunk(ResNetLayers):
     """2-D ResNet-18 layers followed by global average pooling: ``(N, w, H, W) -> (N, 8w)``."""
@@ -41,6 +46,7 @@ class VideoResNet(BaseFrontend):
     def __init__(self, width: int = 64) -> None:
         super().__init__()
         self.output_dim = 8 * width
+        self.width = width
         self.frontend3D = torch.nn.Sequential(
             torch.nn.Conv3d(1, width, (5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3), bias=False),
             torch.nn.BatchNorm3d(width),
@@ -56,7 +62,8 @@ class VideoResNet(BaseFrontend):
             raise ValueError(f"video frontend expects (B, T, 1, H, W), got {tuple(x.shape)}")
         b = x.size(0)
         x = x.transpose(1, 2)  # (B, 1, T, H, W)
-        if self.training:
+        fast_layout = self.training and self.width >= MIN_CHANNELS_LAST_WIDTH
+        if fast_layout:
             # channels-last layouts: the same convolutions and pooling, 10-40 % faster on CPU in
             # training (benchmarks/train_speed.py); decoding keeps the legacy layout (and numerics).
             # A one-channel input is channels-last already, so the convolution returns its usual
@@ -71,6 +78,6 @@ class VideoResNet(BaseFrontend):
             x = self.frontend3D(x)  # (B, 64, T, H', W')
         t = x.size(2)
         x = x.transpose(1, 2).reshape(b * t, x.size(1), x.size(3), x.size(4))
-        if self.training:
+        if fast_layout:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.trunk(x).reshape(b, t, -1), lengths
