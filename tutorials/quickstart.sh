@@ -16,7 +16,7 @@ declare -A EPOCHS=([audio]="${QUICKSTART_AUDIO_EPOCHS:-30}" [video]="${QUICKSTAR
 declare -A ENCODER=([audio]="--audio-encoder resnet1d" [video]="--vision-encoder resnet")
 # the video model starts from the audio model's back-end (projection, Conformer, decoder, CTC):
 # trained from scratch on a corpus this small it does not get past the sentence grammar
-declare -A START=([audio]="--warmup-epochs 2 --lr 2e-3" [video]="--warmup-epochs 1 --lr 1e-3 --transfer-backend")
+declare -A RECIPE=([audio]="--warmup-epochs 2 --lr 2e-3" [video]="--warmup-epochs 1 --lr 1e-3 --transfer-backend")
 DIMS=(--adim 96 --aheads 4 --eunits 384 --elayers 2 --dunits 384 --dlayers 1 --resnet-width 16)
 for modality in audio video; do
   mkdir -p "$OUT/$modality"
@@ -29,7 +29,7 @@ for modality in audio video; do
   if ! "$PY" train.py --exp-dir "$OUT" --exp-name "$modality" ${ENCODER[$modality]} \
     --root-dir "$DATA" --train-file train.csv --val-file val.csv \
     --sp-model-path "$DATA/spm/synth_unigram.model" --dict-path "$DATA/spm/synth_unigram_units.txt" \
-    "${DIMS[@]}" --max-epochs "${EPOCHS[$modality]}" ${START[$modality]} "${FROM[@]}" --ctc-weight 0.3 \
+    "${DIMS[@]}" --max-epochs "${EPOCHS[$modality]}" ${RECIPE[$modality]} "${FROM[@]}" --ctc-weight 0.3 \
     --max-frames 200 --average-last 5 --num-workers 0 --num-threads 0 > "$OUT/$modality/train.log" 2>&1; then
     tail -n 5 "$OUT/$modality/train.log"
     echo "training the $modality-only model failed; see $OUT/$modality/train.log" >&2
