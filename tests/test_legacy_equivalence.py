@@ -86,6 +86,14 @@ def test_full_size_state_dict_matches_legacy_manifest(legacy_dir, modality):
     assert ours == manifest
 
 
+def watch_pool_layout(frontend):
+    """A list that gets, at each forward, whether the video stem's pooling was fed channels-last."""
+    seen = []
+    frontend.frontend3D[3].register_forward_pre_hook(
+        lambda module, inputs: seen.append(inputs[0].is_contiguous(memory_format=torch.channels_last_3d)))
+    return seen
+
+
 def test_video_frontend_training_layout_matches_the_legacy_computation():
     """Training runs the video stem and trunk channels-last (faster on CPU): the same features
     and gradients as the legacy layout, to float rounding, with the pooling fed channels-last."""
@@ -98,9 +106,7 @@ def test_video_frontend_training_layout_matches_the_legacy_computation():
     x = torch.randn(2, 7, 1, 40, 40)
     lengths = torch.tensor([7, 5])
 
-    seen = []
-    fast.frontend3D[3].register_forward_pre_hook(
-        lambda module, inputs: seen.append(inputs[0].is_contiguous(memory_format=torch.channels_last_3d)))
+    seen = watch_pool_layout(fast)
     out, out_lengths = fast(x, lengths)
     # the legacy computation: the stem and the trunk in their default layouts
     y = plain.frontend3D(x.transpose(1, 2))
@@ -123,10 +129,8 @@ def test_narrow_video_frontends_train_in_the_default_layout_on_several_threads()
     from espnet.nets.pytorch_backend.frontend.resnet import MIN_CHANNELS_LAST_WIDTH, VideoResNet
 
     assert MIN_CHANNELS_LAST_WIDTH > 4
-    seen = []
     narrow = VideoResNet(width=4).train()
-    narrow.frontend3D[3].register_forward_pre_hook(
-        lambda module, inputs: seen.append(inputs[0].is_contiguous(memory_format=torch.channels_last_3d)))
+    seen = watch_pool_layout(narrow)
     narrow(torch.randn(1, 5, 1, 40, 40), torch.tensor([5]))
     assert seen == [False]
     code = ("import torch\n"

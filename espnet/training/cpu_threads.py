@@ -45,11 +45,12 @@ def parse_proc_stat(text: str) -> Dict[int, Tuple[int, int]]:
     return ticks
 
 
-def busy_cores(cores: Dict[int, Tuple[int, int]], later: Dict[int, Tuple[int, int]], cpus) -> float:
+def busy_cores(earlier: Dict[int, Tuple[int, int]], later: Dict[int, Tuple[int, int]], cpus) -> float:
     """Cores' worth of work done on ``cpus`` between two :func:`parse_proc_stat` readings."""
-    busy = sum(later[c][0] - cores[c][0] for c in cpus if c in cores and c in later)
-    total = sum(later[c][1] - cores[c][1] for c in cpus if c in cores and c in later)
-    return 0.0 if total <= 0 else busy / total * sum(1 for c in cpus if c in cores and c in later)
+    seen = [c for c in cpus if c in earlier and c in later]
+    busy = sum(later[c][0] - earlier[c][0] for c in seen)
+    total = sum(later[c][1] - earlier[c][1] for c in seen)
+    return 0.0 if total <= 0 else busy / total * len(seen)
 
 
 def measured_load(seconds: float = 0.5) -> Optional[float]:
