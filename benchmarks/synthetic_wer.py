@@ -77,7 +77,7 @@ def averaged_model(run_dir: str) -> Optional[str]:
 def train_command(name: str, args, data: Dict[str, str], run_dir: str, extra: List[str], threads: int) -> List[str]:
     epochs = {AUDIO: args.epochs_audio, VIDEO: args.epochs_video, AV: args.epochs_av}[name]
     lr = {AUDIO: args.lr_audio, VIDEO: args.lr_video, AV: args.lr_av}[name]
-    from_trained = name == AV or (name == VIDEO and not args.video_from_scratch)
+    from_trained = any(flag in extra for flag in ("--pretrained-model-path", "--init-audio-from"))
     warmup = args.warmup_epochs_init if from_trained else args.warmup_epochs
     fusion = ["--fusion-type", args.fusion] if name == AV else []
     return [sys.executable, os.path.join(REPO, "train.py"), "--exp-dir", os.path.dirname(run_dir),
@@ -227,7 +227,7 @@ def main() -> int:
     p.add_argument("--warmup-epochs", type=int, default=2, help="Warm-up of a model trained from scratch. (Default: 2)")
     p.add_argument("--warmup-epochs-init", type=int, default=1,
                    help="Warm-up of a model that starts from trained parts (the video model from the audio model's "
-                        "back-end, the audio-visual model). (Default: 1)")
+                        "back-end, the audio-visual model unless --no-init). (Default: 1)")
     p.add_argument("--video-from-scratch", action="store_true",
                    help="Train the video-only model from scratch (in OUT/video), not from the audio model's back-end "
                         "(OUT/video_from_audio).")
