@@ -190,6 +190,8 @@ def evaluate(
 
 
 def write_json(result: EvalResult, path: str) -> None:
+    """``result`` as JSON at ``path`` (written beside and renamed; NaN/inf refused: not JSON)."""
+    from espnet.utils.atomic_write import atomic_json_dump
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf8") as handle:
-        json.dump(result.to_json(), handle, indent=2, ensure_ascii=False)
+    atomic_json_dump(result.to_json(), path, ensure_ascii=False)

@@ -10,6 +10,7 @@ from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import Checkpoint
 
 from espnet.training.checkpoints import epoch_checkpoints
+from espnet.utils.atomic_write import atomic_json_dump
 
 INDEX_FILE = "checkpoints.json"
 LAST, BEST, FINAL = "last.ckpt", "best.ckpt", "final.ckpt"
@@ -28,10 +29,7 @@ def update_index(run_dir: str, **entries: Any) -> Dict[str, Any]:
     """Merge ``entries`` into ``RUN/checkpoints.json`` (written atomically); returns the index."""
     index = read_index(run_dir)
     index.update(entries)
-    path = os.path.join(run_dir, INDEX_FILE)
-    with open(path + ".tmp", "w", encoding="utf8") as handle:
-        json.dump(index, handle, indent=2)
-    os.replace(path + ".tmp", path)
+    atomic_json_dump(index, os.path.join(run_dir, INDEX_FILE))
     return index
 
 
