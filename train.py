@@ -20,6 +20,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--test-file", default=None, help="Label list decoded with the averaged model after training (optional).")
     p.add_argument("--num-nodes", type=int, default=1, help="Number of machines. (Default: 1)")
     p.add_argument("--gpus", type=int, default=None, help="Devices per machine. (Default: all available)")
+    p.add_argument("--dist-timeout", type=float, default=1800.0, metavar="SECONDS",
+                   help="Multi-process runs: a collective (gradient all-reduce, metric sync, barrier) that waits "
+                        "longer than this fails with an error naming the rank and step, instead of hanging until "
+                        "the job's wall-time limit. (Default: 1800)")
+    p.add_argument("--signal-grace", type=float, default=60.0, metavar="SECONDS",
+                   help="After SIGTERM/SIGINT the run finishes its step and writes last.ckpt; if that takes longer "
+                        "than this (e.g. a collective waits for a rank that is gone), it exits at once with status "
+                        "128+signal. (Default: 60)")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda", "mps"],
                    help="Lightning accelerator. (Default: auto = GPU when present, else CPU)")
     p.add_argument("--precision", default="32", choices=["32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"],
@@ -95,6 +103,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--modality-dropout must be in [0, 1], got {args.modality_dropout}")
     if args.num_threads < 0:
         p.error(f"--num-threads must be >= 0 (0 = auto), got {args.num_threads}")
+    for flag, value in (("--dist-timeout", args.dist_timeout), ("--signal-grace", args.signal_grace)):
+        if not value > 0 or value == float("inf"):
+            p.error(f"{flag} must be a positive number of seconds, got {value:g}")
     if args.media_cache_gb < 0:
         p.error(f"--media-cache-gb must be >= 0, got {args.media_cache_gb}")
     if not 0.0 <= args.ctc_weight <= 1.0:
@@ -191,7 +202,7 @@ def build_trainer(args: argparse.Namespace, run_dir: str, callbacks, logger):
         max_epochs=args.max_epochs,
         accelerator=args.accelerator,
         precision=args.precision,
-        **ddp_settings(args.gpus, args.num_nodes, args.accelerator),
+        **ddp_settings(args.gpus, args.num_nodes, args.accelerator, timeout_s=args.dist_timeout),
         use_distributed_sampler=False,
         callbacks=callbacks,
         logger=logger,
@@ -230,7 +241,7 @@ def train(args: argparse.Namespace) -> int:
     from espnet.training.checkpoint_policy import CheckpointPolicy
     from espnet.training.checkpoints import checkpoint_load_error
     from espnet.training.cli_args import load_tokenizer, resolve_model_config
-    from espnet.training.distributed import RanksAgree, uses_cuda
+    from espnet.training.distributed import MetricsOnEveryRank, RanksAgree, collective_failure, uses_cuda
     from espnet.training.interrupt import SaveOnSignal, TrainingInterrupted
     from espnet.training.model_module import ModelModule
     from espnet.training.throughput import ThroughputMonitor
@@ -309,8 +320,10 @@ def train(args: argparse.Namespace) -> int:
     policy = CheckpointPolicy(run_dir, save_every=args.save_every, keep_last=args.keep_last, monitor=monitor,
                               check_every=args.val_wer_every or 1, patience=args.early_stop_patience,
                               index_extra={"tokenizer": tokenizer_files})
-    on_signal = SaveOnSignal(os.path.join(run_dir, "last.ckpt"))
-    callbacks = [policy, LearningRateMonitor(logging_interval="step"), ThroughputMonitor(), on_signal, RanksAgree()]
+    on_signal = SaveOnSignal(os.path.join(run_dir, "last.ckpt"), grace_s=args.signal_grace)
+    # MetricsOnEveryRank first: it keeps the ranks' metric syncs in step (see espnet.training.distributed)
+    callbacks = [MetricsOnEveryRank(), policy, LearningRateMonitor(logging_interval="step"), ThroughputMonitor(),
+                 on_signal, RanksAgree()]
     if args.log_param_updates:
         from espnet.training.param_updates import ParamUpdateLogger
 
@@ -323,6 +336,12 @@ def train(args: argparse.Namespace) -> int:
         return stop.exit_code
     except pickle.UnpicklingError as err:
         raise checkpoint_load_error(f"--ckpt-path {ckpt_path}", err) from err
+    except RuntimeError as err:
+        failure = collective_failure(err, trainer.global_rank, trainer.world_size, trainer.current_epoch,
+                                     trainer.global_step, args.dist_timeout)
+        if failure is None:
+            raise
+        raise failure from err
     if module.skipped_batches:
         what = "batch(es)" if args.accumulate_grad_batches == 1 else \
             f"optimiser step(s) ({args.accumulate_grad_batches} accumulated batches each)"

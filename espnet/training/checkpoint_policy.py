@@ -92,7 +92,15 @@ class CheckpointPolicy(Checkpoint):
         if trainer.sanity_checking:
             return
         epoch = self.last_epoch = trainer.current_epoch
-        improved, stop = trainer.strategy.broadcast(self._check(trainer, epoch))
+        # every rank computes its view (no rank raises alone: that would leave the others waiting in
+        # the broadcast); rank 0's decision, or its error, is what all ranks act on
+        try:
+            decision = self._check(trainer, epoch) + [None]
+        except RuntimeError as err:
+            decision = [False, False, str(err)]
+        improved, stop, error = trainer.strategy.broadcast(decision)
+        if error:
+            raise RuntimeError(error)
         if improved:
             trainer.save_checkpoint(os.path.join(self.run_dir, BEST), weights_only=False)
         if self.keep_last != 0 and (epoch + 1) % self.save_every == 0:
