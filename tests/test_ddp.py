@@ -34,11 +34,12 @@ def ddp_args(corpus, exp, *extra):
                       *extra, model=AUDIO_MODEL)
 
 
-def start(args, log_path, torchrun=False):
+def start(args, log_path, torchrun=False, env_extra=None):
     """Start ``train.py args`` (under torchrun with 2 processes) in a session of its own,
     output to ``log_path``."""
     env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     env.pop("MASTER_PORT", None)
+    env.update(env_extra or {})
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] \
         if torchrun else [sys.executable]
     log = open(log_path, "w")
@@ -202,6 +203,31 @@ def test_torchrun_launch(corpus, tmp_path):
     code, log = run(ddp_args(corpus, exp, "--val-file", "val.csv"), tmp_path, torchrun=True)
     assert code == 0, log[-4000:]
     assert "distributed_backend=gloo" in log
+    assert_one_model(log, os.path.join(exp, "run"), "model_avg_1.pth")
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_slurm_launch(corpus, tmp_path):
+    """What ``srun`` does for ``--nodes=1 --ntasks-per-node=2``: it starts the same command
+    twice with the SLURM variables set; Lightning takes ranks and world size from them."""
+    exp = str(tmp_path / "exp")
+    args = ddp_args(corpus, exp, "--val-file", "val.csv")
+    slurm = {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "1", "SLURM_NODEID": "0",
+             "SLURM_NODELIST": "127.0.0.1", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "avsr",
+             "MASTER_PORT": str(free_port())}
+    procs = [start(args, str(tmp_path / f"task{r}.log"),
+                   env_extra={**slurm, "SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)}) for r in (0, 1)]
+    results = [finish(proc, str(tmp_path / f"task{r}.log")) for r, proc in enumerate(procs)]
+    assert [code for code, _ in results] == [0, 0], results[0][1][-3000:] + results[1][1][-3000:]
+    log = results[0][1] + results[1][1]
+    assert "distributed_backend=gloo" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in results[1][1]
     assert_one_model(log, os.path.join(exp, "run"), "model_avg_1.pth")
 
 
