@@ -129,17 +129,30 @@ def _umask() -> int:
 def export_hf_folder(path: str, out_dir: str, merge_lora: bool = False) -> str:
     """Write the Hugging Face-style folder ``out_dir`` (see the module docstring) for the
     checkpoint ``path``; returns ``out_dir``."""
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        raise ValueError(f"--hf-dir {out_dir} exists and is not empty")
+    state, config, meta = exported_state(path, merge_lora)
+    return write_export_folder(state, config, meta, out_dir, exported_from=os.path.abspath(path),
+                               merged_lora=merge_lora)
+
+
+def write_export_folder(state: Dict[str, torch.Tensor], config, meta: Dict[str, Any], out_dir: str,
+                        exported_from: str, merged_lora: bool = False) -> str:
+    """Write ``out_dir`` (a new or empty folder): ``config.json`` (model config, tokenizer file
+    names), ``model.safetensors`` (``state``), the tokenizer files named in ``meta``
+    (``sp_model_path``, ``dict_path``) and a README. It is built in a sibling folder and
+    renamed into place, so an interrupted export leaves no half folder; returns ``out_dir``."""
     try:
         from safetensors.torch import save_file
     except ImportError:
-        raise ImportError("--hf-dir needs the safetensors package: pip install safetensors") from None
+        raise ImportError("exporting needs the safetensors package: pip install safetensors") from None
     from espnet.training.checkpoints import EXPORT_CONFIG, EXPORT_WEIGHTS
     from espnet.training.tokenizer_files import copy_tokenizer
 
     if os.path.isdir(out_dir) and os.listdir(out_dir):
-        raise ValueError(f"--hf-dir {out_dir} exists and is not empty")
-    state, config, meta = exported_state(path, merge_lora)
-    # built in a sibling folder and renamed into place: an interrupted export leaves no half folder
+        raise ValueError(f"{out_dir} exists and is not empty")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"{out_dir} exists and is not a folder")
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out_dir))}.", dir=parent)
@@ -147,12 +160,12 @@ def export_hf_folder(path: str, out_dir: str, merge_lora: bool = False) -> str:
         tokenizer = copy_tokenizer(meta.get("sp_model_path"), meta.get("dict_path"), staging, subdir="")
         save_file(_unshared(state), os.path.join(staging, EXPORT_WEIGHTS), metadata={"format": "pt"})
         exported = {"format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION,
-                    "model_config": config.to_dict(), "tokenizer": tokenizer, "exported_from": os.path.abspath(path),
-                    "merged_lora": bool(merge_lora)}
+                    "model_config": config.to_dict(), "tokenizer": tokenizer, "exported_from": exported_from,
+                    "merged_lora": bool(merged_lora)}
         with open(os.path.join(staging, EXPORT_CONFIG), "w", encoding="utf8") as handle:
             json.dump(exported, handle, indent=2)
         with open(os.path.join(staging, "README.md"), "w", encoding="utf8") as handle:
-            handle.write(_readme(config, tokenizer, os.path.basename(os.path.abspath(path))))
+            handle.write(_readme(config, tokenizer, os.path.basename(exported_from)))
         os.chmod(staging, 0o777 & ~_umask())
         os.replace(staging, out_dir)  # replaces an empty out_dir too
     except BaseException:
