@@ -18,6 +18,7 @@ Whisper encoder and decoder, zero-shot).
 import argparse
 import contextlib
 import os
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
@@ -57,6 +58,40 @@ def parse_model_flags(flags: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+@dataclass
+class ResolvedModel:
+    """What a model source holds, read but not built: its config, weights (``None`` for a model
+    from flags), tokenizer and name. Enough to check inputs before the model is built."""
+
+    config: ModelConfig
+    state: Optional[Dict[str, torch.Tensor]]
+    tokenizer: Optional[TextTransform]
+    source: str
+
+
+def resolve_pretrained(path: Optional[str] = None, flags: Union[Sequence[str], argparse.Namespace] = (),
+                       precision: Optional[str] = None) -> ResolvedModel:
+    """Read ``path`` (see :meth:`Recognizer.from_pretrained` for the arguments) and work out the
+    model config and tokenizer, without building the model."""
+    from espnet.training.checkpoints import load_checkpoint
+    from espnet.training.cli_args import load_tokenizer, resolve_model_config
+
+    args = flags if isinstance(flags, argparse.Namespace) else parse_model_flags(flags)
+    state, stored_config, meta = None, None, {}
+    if path is not None:
+        state, stored_config, meta = load_checkpoint(path)
+    tokenizer = load_tokenizer(getattr(args, "sp_model_path", None) or meta.get("sp_model_path"),
+                               getattr(args, "dict_path", None) or meta.get("dict_path"))
+    odim = tokenizer.odim if tokenizer is not None else None
+    config = resolve_model_config(args, odim, stored_config, source=path or "model flags",
+                                  state_keys=state.keys() if state is not None else None)
+    if precision is not None:
+        if precision not in ("32", "bf16-mixed"):
+            raise ValueError(f"precision must be 32 or bf16-mixed, got {precision!r}")
+        config.pretrained_dtype = "bfloat16" if precision == "bf16-mixed" else "float32"
+    return ResolvedModel(config, state, tokenizer, path or "model flags")
+
+
 class Recognizer:
     """A recogniser ready to decode: the model (eval mode, on ``device``) and its tokenizer.
 
@@ -90,31 +125,18 @@ class Recognizer:
                 namespace parsed by their parsers): required for a model without a file and for
                 a legacy Auto-AVSR checkpoint (tokenizer, sizes), optional otherwise (a flag
                 that contradicts the checkpoint is an error; ``--sp-model-path`` /
-                ``--dict-path`` replace the recorded tokenizer, which must then be the same).
+                ``--dict-path`` replace the recorded tokenizer).
             device: Where the model runs.
             precision: ``"32"`` or ``"bf16-mixed"`` (pretrained weights in bfloat16); default:
                 what the checkpoint was trained with.
         """
-        from espnet.training.checkpoints import load_checkpoint
-        from espnet.training.cli_args import load_tokenizer, resolve_model_config
+        return cls.from_resolved(resolve_pretrained(path, flags, precision), device=device)
 
-        args = flags if isinstance(flags, argparse.Namespace) else parse_model_flags(flags)
-        state, stored_config, meta = None, None, {}
-        if path is not None:
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"{path}: model not found")
-            state, stored_config, meta = load_checkpoint(path)
-        tokenizer = load_tokenizer(getattr(args, "sp_model_path", None) or meta.get("sp_model_path"),
-                                   getattr(args, "dict_path", None) or meta.get("dict_path"))
-        odim = tokenizer.odim if tokenizer is not None else None
-        config = resolve_model_config(args, odim, stored_config, source=path or "model flags",
-                                      state_keys=state.keys() if state is not None else None)
-        if precision is not None:
-            if precision not in ("32", "bf16-mixed"):
-                raise ValueError(f"precision must be 32 or bf16-mixed, got {precision!r}")
-            config.pretrained_dtype = "bfloat16" if precision == "bf16-mixed" else "float32"
-        model = cls._build(config, state, path)
-        return cls(model, tokenizer, source=path or "model flags", device=device)
+    @classmethod
+    def from_resolved(cls, resolved: "ResolvedModel", device: str = "cpu") -> "Recognizer":
+        """Build the model that :func:`resolve_pretrained` described (the slow part: weights)."""
+        model = cls._build(resolved.config, resolved.state, resolved.source)
+        return cls(model, resolved.tokenizer, source=resolved.source, device=device)
 
     @staticmethod
     def _build(config: ModelConfig, state: Optional[Dict[str, torch.Tensor]], path: Optional[str]) -> E2E:
@@ -124,8 +146,9 @@ class Recognizer:
         if state is None:
             untrained = model.untrained_parts()
             if untrained:
-                raise ValueError("a model without a checkpoint must be pretrained in every part, but these are not: "
-                                 f"{', '.join(untrained)}; train the model first (train.py) and pass its checkpoint")
+                raise ValueError("without --pretrained-model-path every part of the model must be pretrained, but "
+                                 f"these are not: {', '.join(untrained)}; train the model first (train.py) and "
+                                 "pass its checkpoint")
         else:
             load_state_checked(model, state, path)
         return model.eval()
