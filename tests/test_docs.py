@@ -1,10 +1,13 @@
 """The documentation stays true to the code: docs/components.md lists every registered
-component and equals what its generator writes now; the README stays short; every relative
-link in README.md and docs/*.md points at a file (and heading) that exists."""
+component and equals what its generator writes now; the README stays short; relative links
+in README.md and docs/*.md point at files and headings that exist; commands run existing
+scripts with flags they accept."""
 
 import glob
+import importlib.util
 import os
 import re
+import shlex
 from typing import List
 
 import pytest
@@ -94,8 +97,8 @@ def test_generator_lists_every_family_component_and_option():
     bare = lines.index("### `--fake-encoder bare`")
     assert lines[bare + 2] == ("The documentation stays true to the code: docs/components.md lists every "
                                "registered component and equals what its generator writes now; the README "
-                               "stays short; every relative link in README.md and docs/*.md points at a file "
-                               "(and heading) that exists.")
+                               "stays short; relative links in README.md and docs/*.md point at files and "
+                               "headings that exist; commands run existing scripts with flags they accept.")
     assert "No options of its own." in lines[bare:bare + 8]
     later = lines.index("### `--fake-encoder later`")
     assert lines[later + 2].startswith("Planned, not available yet (issue 99)")
@@ -126,3 +129,129 @@ def test_generator_refuses_a_file_without_markers(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}: no generated block") and "<!-- END GENERATED -->" in err
     assert path.read_text() == "# Title\n\nno block\n"
+
+
+# ---- README and links -----------------------------------------------------------------------
+
+README = os.path.join(REPO, "README.md")
+DOCS = [README] + sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))
+_FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.S | re.M)
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+
+def _prose(text: str) -> str:
+    """Markdown without its code blocks and code spans (links there are not links)."""
+    return _CODE_SPAN.sub("", _FENCE.sub("", text))
+
+
+def heading_anchors(text: str) -> List[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces to
+    hyphens; a repeated anchor gets -1, -2, ..."""
+    anchors: List[str] = []
+    for line in _FENCE.sub("", text).splitlines():
+        match = re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if match:
+            slug = re.sub(r"[^\w\- ]", "", match.group(1).lower()).replace(" ", "-")
+            count = sum(1 for a in anchors if a == slug or re.fullmatch(re.escape(slug) + r"-\d+", a))
+            anchors.append(f"{slug}-{count}" if count else slug)
+    return anchors
+
+
+def broken_links(path: str, root: str = REPO) -> List[str]:
+    """``path``'s relative links (and images) whose file, or heading, does not exist, as
+    ``FILE: target (why)``."""
+    problems = []
+    text = read(path)
+    for target in _LINK.findall(_prose(text)):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+            continue
+        file_part, _, anchor = target.partition("#")
+        where = os.path.normpath(os.path.join(os.path.dirname(path), file_part)) if file_part else path
+        name = f"{os.path.relpath(path, root)}: {target}"
+        if os.path.relpath(where, root).startswith(".."):
+            problems.append(f"{name} (outside the repository)")
+        elif not os.path.exists(where):
+            problems.append(f"{name} (no such file)")
+        elif anchor and where.endswith(".md") and anchor not in heading_anchors(read(where)):
+            problems.append(f"{name} (no heading #{anchor} in {os.path.relpath(where, root)})")
+    return problems
+
+
+def test_readme_is_short_and_keeps_the_two_set_up_commands():
+    lines = read(README).splitlines()
+    assert len(lines) <= README_MAX_LINES, (
+        f"README.md has {len(lines)} lines, more than {README_MAX_LINES}: move details to docs/")
+    assert lines[2:6] == [
+        "```bash",
+        "bash tutorials/quickstart.sh   # set up .venv, generate a small corpus, train + evaluate audio and video "
+        "models on CPU, print WER",
+        "bash tests/run.sh              # set up .venv and run the test suite",
+        "```"]
+
+
+@pytest.mark.parametrize("path", DOCS, ids=[os.path.relpath(p, REPO) for p in DOCS])
+def test_relative_links_point_at_existing_files(path):
+    problems = broken_links(path)
+    assert not problems, "broken links:\n" + "\n".join(problems)
+
+
+def test_link_check_finds_missing_files_headings_and_ignores_code(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "img.png").write_bytes(b"")
+    (tmp_path / "docs" / "other.md").write_text("# Other page\n\n## Step 2: run `it`\n\n## Step 2: run `it`\n")
+    page = tmp_path / "docs" / "page.md"
+    page.write_text("# Page\n\n[ok](other.md) [ok](other.md#step-2-run-it) [ok](other.md#step-2-run-it-1) "
+                    "![ok](../img.png) [ok](#page) [web](https://example.org/x.md)\n"
+                    "[gone](missing.md) [no heading](other.md#step-3) ![gone](../img.jpg) [out](../../x.md)\n"
+                    "`[code](nothing.md)`\n\n```\n[fenced](nothing.md)\n```\n")
+    assert broken_links(str(page), root=str(tmp_path)) == [
+        "docs/page.md: missing.md (no such file)",
+        "docs/page.md: other.md#step-3 (no heading #step-3 in docs/other.md)",
+        "docs/page.md: ../img.jpg (no such file)",
+        "docs/page.md: ../../x.md (outside the repository)",
+    ]
+
+
+# ---- commands in README.md and docs/*.md ------------------------------------------------------
+
+def shell_commands(text: str) -> List[str]:
+    """The commands of a page's ``bash`` blocks, continuation lines joined, comments dropped."""
+    commands = []
+    for block in re.findall(r"^```bash\n(.*?)^```", text, re.S | re.M):
+        for command in block.replace("\\\n", " ").splitlines():
+            command = command.strip()
+            if command and not command.startswith("#"):
+                commands.append(command)
+    return commands
+
+
+def _argv_after(command: str, script: str) -> List[str]:
+    words = shlex.split(command, comments=True)
+    return words[words.index(script) + 1:]
+
+
+@pytest.mark.parametrize("path", DOCS, ids=[os.path.relpath(p, REPO) for p in DOCS])
+def test_commands_name_existing_scripts_and_flags(path):
+    """Every script or module a command runs exists, and every complete ``train.py`` /
+    ``eval.py`` command line (no ``...``) parses with that script's own flags."""
+    import eval as eval_script
+    import train as train_script
+
+    parsers = {"train.py": train_script.parse_args, "eval.py": eval_script.parse_args}
+    problems = []
+    for command in shell_commands(read(path)):
+        words = shlex.split(command, comments=True)
+        for program, word in zip(words, words[1:]):
+            if program == "-m" and importlib.util.find_spec(word) is None:
+                problems.append(f"{command}: no module {word}")
+            elif program.endswith(("python", "bash")) and not word.startswith("-") \
+                    and not os.path.isfile(os.path.join(REPO, word)):
+                problems.append(f"{command}: no file {word}")
+        for script, parse in parsers.items():
+            if script in words and "..." not in words:
+                try:
+                    parse(_argv_after(command, script))
+                except SystemExit as exit_:
+                    problems.append(f"{command}: {script} refuses its flags (exit status {exit_.code})")
+    assert not problems, "\n".join(problems)
