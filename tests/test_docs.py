@@ -235,10 +235,10 @@ def _argv_after(command: str, script: str) -> List[str]:
 def test_commands_name_existing_scripts_and_flags(path):
     """Every script or module a command runs exists, and every complete ``train.py`` /
     ``eval.py`` command line (no ``...``) parses with that script's own flags."""
-    import eval as eval_script
-    import train as train_script
+    from espnet.asr import eval_cli
+    from espnet.training import train_cli
 
-    parsers = {"train.py": train_script.parse_args, "eval.py": eval_script.parse_args}
+    parsers = {"train.py": train_cli.parse_args, "eval.py": eval_cli.parse_args}
     problems = []
     for command in shell_commands(read(path)):
         words = shlex.split(command, comments=True)
