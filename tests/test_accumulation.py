@@ -27,7 +27,7 @@ def test_accumulated_batches_update_like_one_larger_batch(tmp_path):
     # 3 epochs of 8 examples: one optimiser step per epoch, and the schedule took 3 steps
     assert big[1:3] == accumulated[1:3] == (3, 3)
     assert accumulated[3] == pytest.approx(big[3])
-    assert torch.allclose(accumulated[0], big[0], atol=1e-6)
+    torch.testing.assert_close(accumulated[0], big[0], rtol=1e-5, atol=1e-6)  # gradients summed in another order
     assert small[1] == 12 and (small[0] - big[0]).abs().max() > 1e-3  # without accumulation: another trajectory
 
 

@@ -37,7 +37,7 @@ def test_best_final_save_every_keep_last_and_early_stop(tmp_path):
     # epoch 1 is the best (2.0); epochs 2 and 3 do not improve -> stop after epoch 3 (of 6)
     assert len(seen.weights) == 4 and policy.stopped_early and trainer.current_epoch == 4
     assert sorted(os.listdir(run_dir)) == ["best.ckpt", "checkpoints.json", "epoch=3.ckpt", "final.ckpt", "last.ckpt"]
-    best = torch.load(os.path.join(run_dir, "best.ckpt"), weights_only=True)
+    best = torch.load(os.path.join(run_dir, "best.ckpt"), weights_only=True)  # saved copies: compared exactly
     assert best["epoch"] == 1 and torch.equal(best["state_dict"]["model.weight"], seen.weights[1])
     for name in ("final.ckpt", "last.ckpt", "epoch=3.ckpt"):
         assert torch.equal(torch.load(os.path.join(run_dir, name), weights_only=True)["state_dict"]["model.weight"],

@@ -25,7 +25,7 @@ def test_average_floats_and_floor_divides_integers(tmp_path):
         write_ckpt(p, {"w": torch.full((2,), w), "bn.num_batches_tracked": torch.tensor(n)})
         paths.append(p)
     avg = average_state_dicts(paths)
-    assert torch.allclose(avg["w"], torch.full((2,), 7.0 / 3))
+    torch.testing.assert_close(avg["w"], torch.full((2,), 7.0 / 3), rtol=1e-5, atol=1e-8)
     assert avg["bn.num_batches_tracked"].item() == 13 // 3
     assert avg["bn.num_batches_tracked"].dtype == torch.int64
 
@@ -52,7 +52,7 @@ def test_original_lightning_ckpt_with_namespace_loads_weights_only(tmp_path, leg
     loaded, config, hparams = load_checkpoint(path)
     assert config is None and hparams["modality"] == "video"
     assert set(loaded) == set(state)
-    assert all(torch.equal(loaded[k], state[k]) for k in state)
+    assert all(torch.equal(loaded[k], state[k]) for k in state)  # the same weights read back: exact
 
 
 def test_prefix_is_stripped_once_and_only_at_start(tmp_path):

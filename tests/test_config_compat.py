@@ -1,6 +1,8 @@
 """Checkpoints written before components declared their own options (flat ModelConfig, main
 9b712e9, see tests/data/README.md) and configs of older layouts still load and decode
-identically."""
+identically: the same token ids, and encoder outputs and scores within float32 rounding of
+the stored reference (it was computed on another processor, whose kernels round differently;
+see docs/reproducibility.md)."""
 
 import os
 
@@ -40,11 +42,14 @@ def test_flat_config_checkpoints_load_and_decode_identically(name, path, referen
     with torch.no_grad():
         enc, enc_len = model.encode(inputs)
         assert torch.equal(enc_len, reference[f"{name}_encoder_lengths"])
-        assert torch.equal(enc, reference[f"{name}_encoder_out"])
+        # float32 through a ResNet and one Conformer block: other processors differ by ~1e-6
+        torch.testing.assert_close(enc, reference[f"{name}_encoder_out"], rtol=1e-5, atol=1e-5)
         search = build_beam_search(model, beam_size=5, ctc_weight=0.3)
         hyps = [search(enc[i, : int(enc_len[i])])[0] for i in range(2)]
     assert [h.yseq.tolist() for h in hyps] == reference[f"{name}_beam5_ids"]
-    assert torch.equal(torch.tensor([h.score for h in hyps]), reference[f"{name}_beam5_scores"])
+    # sums of ~20 log-probabilities of about -40: other processors differ by ~4e-6
+    torch.testing.assert_close(torch.tensor([h.score for h in hyps]), reference[f"{name}_beam5_scores"],
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_older_flat_layouts_map_to_component_options():

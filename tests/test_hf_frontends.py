@@ -94,7 +94,7 @@ def test_per_frame_frontends_shapes_and_padding(model_dirs, kind, dim):
     assert feats.shape == (2, 7, dim) and out_len.tolist() == [7, 4]
     assert feats[1, 4:].abs().sum() == 0 and feats[1, :4].abs().sum() > 0
     alone, _ = front(x[1:, :4], lengths[1:])
-    assert torch.allclose(alone[0], feats[1, :4], atol=1e-5)
+    torch.testing.assert_close(alone[0], feats[1, :4], rtol=1e-5, atol=1e-5)
     # the other pooling option
     pools = {"vit": "mean", "clip-vit": "mean"}
     other = build(kind, model_dirs[kind], pool=pools[kind])
@@ -110,7 +110,7 @@ def test_vivit_tubelets_chunks_and_lengths(model_dirs):
     assert feats[1, 3:].abs().sum() == 0 and feats[0].abs().sum(-1).gt(0).all()
     alone, alone_len = front(x[1:, :6], lengths[1:])
     assert alone.shape == (1, 3, 32) and alone_len.tolist() == [3]
-    assert torch.allclose(alone[0], feats[1, :3], atol=1e-5)
+    torch.testing.assert_close(alone[0], feats[1, :3], rtol=1e-5, atol=1e-5)
 
 
 # ---- audio ----------------------------------------------------------------------------
@@ -151,24 +151,25 @@ def test_whisper_shapes_rate_and_padding_invariance(model_dirs):
     assert feats[1, 28:].abs().sum() == 0
     alone, alone_len = front(x[1:2, :9000], lengths[1:2])
     assert alone.shape == (1, 28, 32) and alone_len.tolist() == [28]
-    assert torch.allclose(alone[0], feats[1, :28], atol=1e-4)
+    torch.testing.assert_close(alone[0], feats[1, :28], rtol=1e-5, atol=1e-4)
     longer = torch.cat([x, audio(3, 5000, seed=3)], 1)
     feats2, _ = front(longer, lengths)
-    assert torch.allclose(feats2[:, :50], feats, atol=1e-4)
+    torch.testing.assert_close(feats2[:, :50], feats, rtol=1e-5, atol=1e-4)
     # 30 s mode: Whisper's own input; the trailing silence is input, so all 1500 frames are
     # valid, and an item does not depend on the batch padding
     padded = build("whisper", model_dirs["whisper"], pad_seconds=30)
     f30, len30 = padded(x, lengths)
     assert f30.shape == (3, 1500, 32) and len30.tolist() == [1500, 1500, 1500]
     f30_alone, _ = padded(x[1:2, :9000], lengths[1:2])
-    assert torch.allclose(f30_alone[0], f30[1], atol=1e-4)
+    torch.testing.assert_close(f30_alone[0], f30[1], rtol=1e-5, atol=1e-4)
     # padding to 0.75 s: shorter clips get silence up to 12000 samples (38 frames), longer
     # ones keep their length; the batch padding beyond is masked
     short = build("whisper", model_dirs["whisper"], pad_seconds=0.75)
     fs, len_s = short(x, lengths)
     assert fs.shape == (3, 50, 32) and len_s.tolist() == [50, 38, 38]
     alone, _ = short(x[2:3, :4001], lengths[2:3])
-    assert alone.shape == (1, 38, 32) and torch.allclose(alone[0], fs[2, :38], atol=1e-4)
+    assert alone.shape == (1, 38, 32)
+    torch.testing.assert_close(alone[0], fs[2, :38], rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="--whisper-pad-seconds must be in \\[0, 30\\], got 31"):
         build("whisper", model_dirs["whisper"], pad_seconds=31)
 
@@ -180,13 +181,13 @@ def test_audio_frontends_match_hf_forward(model_dirs):
     mel = whisper.mel(torch.nn.functional.pad(wave[..., 0], (0, 480000 - 48000)), torch.tensor([48000]))
     with torch.no_grad():
         ref = whisper.model(input_features=mel).last_hidden_state
-        assert torch.allclose(whisper.encode(mel), ref, atol=1e-4)
+        torch.testing.assert_close(whisper.encode(mel), ref, rtol=1e-5, atol=1e-4)
     wavlm = build("wavlm", model_dirs["wavlm"])
     assert wavlm.normalize is False  # no preprocessor config with do_normalize: the raw waveform
     with torch.no_grad():
         ref = wavlm.model(wave[..., 0]).last_hidden_state
     ours, _ = wavlm(wave, torch.tensor([48000]))
-    assert ours.shape == ref.shape and torch.allclose(ours, ref, atol=1e-4)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-4)  # (shapes included)
 
 
 def test_wavlm_normalises_like_its_feature_extractor(model_dirs, tmp_path):
@@ -206,8 +207,8 @@ def test_wavlm_normalises_like_its_feature_extractor(model_dirs, tmp_path):
     ours, out_len = wavlm(batch, torch.tensor([16000, 9000]))
     with torch.no_grad():
         ref = [wavlm.model(feats["input_values"][i:i + 1, :n]).last_hidden_state[0] for i, n in enumerate((16000, 9000))]
-    assert torch.allclose(ours[0], ref[0], atol=1e-4)
-    assert torch.allclose(ours[1, : int(out_len[1])], ref[1], atol=1e-4)
+    torch.testing.assert_close(ours[0], ref[0], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(ours[1, : int(out_len[1])], ref[1], rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("layer_weights", [False, True])
@@ -223,7 +224,7 @@ def test_wavlm_shapes_rate_and_padding_invariance(model_dirs, layer_weights):
     assert feats.shape == (2, 49, 32) and feats[1, expected[1]:].abs().sum() == 0
     alone, alone_len = front(x[1:, :7000], lengths[1:])
     assert alone_len.tolist() == [expected[1]]
-    assert torch.allclose(alone[0], feats[1, : expected[1]], atol=1e-4)
+    torch.testing.assert_close(alone[0], feats[1, : expected[1]], rtol=1e-5, atol=1e-4)
     if layer_weights:
         trainable = [n for n, p in front.named_parameters() if p.requires_grad]
         assert trainable == ["layer_weights"]

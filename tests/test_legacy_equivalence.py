@@ -39,19 +39,25 @@ def max_diff(a, b):
     return (a - b).abs().max().item()
 
 
+def assert_matches_legacy(ours, reference):
+    """Within 1e-4 of the original code's output (values up to ~3; measured differences are
+    ~1.5e-6, the float32 rounding of other kernels and of the original order of operations)."""
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-4)
+
+
 def test_stage_outputs(loaded):
     _, model, ref = loaded
     with torch.no_grad():
         feats, lengths = model.frontend(ref["input"], ref["lengths"])
-        assert max_diff(feats, ref["frontend_out"]) <= 1e-4
+        assert_matches_legacy(feats, ref["frontend_out"])
         proj = model.proj_encoder(feats)
-        assert max_diff(proj, ref["proj_out"]) <= 1e-4
+        assert_matches_legacy(proj, ref["proj_out"])
         enc, enc_lengths = model.encoder(proj, lengths)
-        assert max_diff(enc, ref["encoder_out"]) <= 1e-4
-        assert max_diff(model.ctc.ctc_lo(enc), ref["ctc_logits"]) <= 1e-4
+        assert_matches_legacy(enc, ref["encoder_out"])
+        assert_matches_legacy(model.ctc.ctc_lo(enc), ref["ctc_logits"])
         out = model.decoder.forward_train(enc, enc_lengths, ref["labels"])
-        assert torch.equal(out["ys_in"], ref["decoder_in"])
-        assert max_diff(out["logits"], ref["decoder_logits"]) <= 1e-4
+        assert torch.equal(out["ys_in"], ref["decoder_in"])  # token ids
+        assert_matches_legacy(out["logits"], ref["decoder_logits"])
 
 
 def test_losses_and_accuracy(loaded):

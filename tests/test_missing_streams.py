@@ -53,6 +53,7 @@ def test_modality_dropout_leaves_out_one_stream_per_utterance(toy_corpus):
     assert 0 < sum(len(streams(half[(0, i)])) == 1 for i in range(n)) < n
     for i, k in enumerate(kept):
         if k == ("audio",):  # the kept stream is augmented exactly as without dropout
+            # (the same draws and steps on the same waveform: bit for bit)
             assert torch.equal(every[(0, i)]["audio"], none[(0, i)]["audio"])
     batch = collate_pad([every[(0, i)] for i in range(n)])
     has_video = torch.tensor([k == ("video",) for k in kept])
@@ -73,6 +74,7 @@ def test_a_missing_stream_is_the_learned_embedding_whatever_its_content():
         fused, lengths = model.fuse_frontends(inputs)
         scrambled = dict(inputs, video=inputs["video"].clone())
         scrambled["video"][1] = torch.randn(9, 1, 88, 88) * 5  # what a missing row holds does not matter
+        # (bit for bit: the same batch through the same kernels; only the replaced row's input differs)
         assert torch.equal(model.fuse_frontends(scrambled)[0], fused)
         # row 1 is the fusion layer applied to the video stand-in and the row's own audio
         a, _ = model.audio_frontend(inputs["audio"][1:2], inputs["audio_lengths"][1:2])
@@ -199,7 +201,7 @@ def test_init_audio_visual_from_audio_and_video_models(tmp_path):
     config = model_config(odim=30, **TINY_AV)
     hparams = {"model_config": config.to_dict(), "lr": 1e-3, "weight_decay": 0.0, "warmup_epochs": 1, "max_epochs": 1,
                "init_audio_from": str(tmp_path / "a.pth"), "init_video_from": str(tmp_path / "v.pth")}
-    for encoder_from, source in (("audio", audio), ("video", video)):
+    for encoder_from, source in (("audio", audio), ("video", video)):  # weights are copied: exact
         av = ModelModule({**hparams, "init_encoder_from": encoder_from}).model.state_dict()
         for key, value in audio.state_dict().items():
             if key.startswith("frontend."):
@@ -234,7 +236,7 @@ def test_transfer_backend_starts_a_video_model_from_an_audio_model(tmp_path):
     torch.manual_seed(1)
     video = ModelModule(hparams).model.state_dict()
     backend = ("proj_encoder.", "encoder.", "decoder.", "ctc.")
-    moved = [k for k in video if k.startswith(backend)]
+    moved = [k for k in video if k.startswith(backend)]  # copied weights: compared exactly
     assert moved and all(torch.equal(video[k], audio.state_dict()[k]) for k in moved)
     assert not torch.equal(video["proj_encoder.weight"], fresh["proj_encoder.weight"])
     assert all(torch.equal(video[k], fresh[k]) for k in video if k.startswith("frontend."))

@@ -27,6 +27,17 @@ def decode(corpus, model_path, out, capsys):
         return json.load(handle)["utterances"]
 
 
+def assert_same_decoding(rows, reference, what):
+    """The same paths, references and hypotheses, and the same scores to float32 rounding:
+    eval.py picks its thread count by the machine's load, and other threads round the
+    beam scores (about -10 to -50) differently in their last bits."""
+    strip = lambda rows: [{k: v for k, v in row.items() if k != "score"} for row in rows]  # noqa: E731
+    assert strip(rows) == strip(reference), what
+    torch.testing.assert_close(torch.tensor([row["score"] for row in rows], dtype=torch.float64),
+                               torch.tensor([row["score"] for row in reference], dtype=torch.float64),
+                               rtol=1e-5, atol=1e-5, msg=lambda detail: f"{what}: scores: {detail}")
+
+
 def test_moved_run_and_export_folder_decode_identically(toy_corpus, tmp_path, monkeypatch, capsys):
     spm = tmp_path / "spm"
     spm.mkdir()
@@ -50,7 +61,7 @@ def test_moved_run_and_export_folder_decode_identically(toy_corpus, tmp_path, mo
     moved = tmp_path / "elsewhere" / "run"
     shutil.move(str(exp / "run"), str(moved))
     for name in ("model_avg_1.pth", "best.ckpt", "final.ckpt"):  # one epoch: the same weights in all three
-        assert decode(corpus, str(moved / name), str(tmp_path / f"{name}.json"), capsys) == reference, name
+        assert_same_decoding(decode(corpus, str(moved / name), str(tmp_path / f"{name}.json"), capsys), reference, name)
 
     out = tmp_path / "hf"
     assert export_main(["--pretrained-model-path", str(moved / "model_avg_1.pth"), "--hf-dir", str(out)]) == 0
@@ -62,6 +73,7 @@ def test_moved_run_and_export_folder_decode_identically(toy_corpus, tmp_path, mo
     assert "--pretrained-model-path THIS_FOLDER" in (out / "README.md").read_text()
     state, _, meta = load_checkpoint(str(out))
     plain = torch.load(str(moved / "model_avg_1.pth"), weights_only=True)
+    # copies of the same tensors (safetensors vs torch.save): bit for bit on any machine
     assert set(state) == set(plain) and all(torch.equal(state[k], plain[k]) for k in plain)
     assert meta["sp_model_path"] == str(out / "toy_unigram.model")
 
@@ -69,7 +81,7 @@ def test_moved_run_and_export_folder_decode_identically(toy_corpus, tmp_path, mo
         raise AssertionError("torch.load called for an export folder")
 
     monkeypatch.setattr(torch, "load", no_pickle)
-    assert decode(corpus, str(out), str(tmp_path / "hf.json"), capsys) == reference
+    assert_same_decoding(decode(corpus, str(out), str(tmp_path / "hf.json"), capsys), reference, "export folder")
     monkeypatch.undo()
 
     assert export_main(["--pretrained-model-path", str(moved / "model_avg_1.pth"), "--hf-dir", str(out)]) == 2
@@ -117,4 +129,4 @@ def test_tied_weights_are_exported_once_each(tmp_path):
         save_file(state, str(tmp_path / "raw.safetensors"))
     save_file(_unshared(state), str(tmp_path / "model.safetensors"))
     loaded = load_file(str(tmp_path / "model.safetensors"))
-    assert all(torch.equal(loaded[k], state[k]) for k in state)
+    assert all(torch.equal(loaded[k], state[k]) for k in state)  # a save/load round trip: copies, exact

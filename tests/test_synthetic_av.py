@@ -126,7 +126,7 @@ def test_seed_changes_the_utterance():
         a = synthesize(Job(0, 1, words, 0, "unused.mp4"), engine)
         b = synthesize(Job(0, 1, words, 0, "unused.mp4"), engine)
         c = synthesize(Job(0, 1, words, 1, "unused.mp4"), engine)
-    assert torch.equal(a["audio"], b["audio"]) and torch.equal(a["frames"], b["frames"])
+    assert torch.equal(a["audio"], b["audio"]) and torch.equal(a["frames"], b["frames"])  # the same job twice
     assert a["audio"].shape != c["audio"].shape or not torch.equal(a["audio"], c["audio"])
     assert a["frames"].shape != c["frames"].shape or not torch.equal(a["frames"], c["frames"])
 

@@ -83,6 +83,8 @@ def test_checkpoint_dtype_float16_loads_as_float32_or_bfloat16(whisper_dir, pair
         stored_dec = f.get_tensor("model.decoder.layers.0.fc1.weight")
     assert stored.dtype == torch.float16
     assert {p.dtype for p in pair.parameters()} == {torch.float32}
+    # conversions of the stored weights (float16 -> float32 is exact, -> bfloat16 rounds to
+    # nearest even): the same bits on any processor
     assert torch.equal(pair.frontend.model.layers[0].fc1.weight, stored.float())
     assert torch.equal(pair.decoder.whisper.model.decoder.layers[0].fc1.weight, stored_dec.float())
     bf16 = WhisperFrontend(whisper_dir, dtype=torch.bfloat16)
@@ -203,6 +205,7 @@ def test_residual_av_model_starts_as_the_whisper_pair(whisper_dir, speech, clips
     with torch.no_grad():
         a_enc, a_len = pair.encode(audio)
         av_enc, av_len = av.encode({"video": batch["videos"], "video_lengths": batch["video_lengths"], **audio})
+        # the same Whisper encoder on the same batch, plus the closed gate's exact zeros: bit for bit
         assert torch.equal(av_len, a_len) and torch.equal(av_enc, a_enc)
         ids = pair.decoder.generate_ids(a_enc, a_len, beam_size=1, max_new_tokens=24)
         assert av.decoder.generate_ids(av_enc, av_len, beam_size=1, max_new_tokens=24) == ids
