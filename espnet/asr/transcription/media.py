@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from datamodule.media import SAMPLE_RATE, VIDEO_FPS, decode_error, load_audio
+from datamodule.media import SAMPLE_RATE, VIDEO_FPS, decode_error
 
 MOUTH_CROP_SIZE = 96  # what preparation/prepare_dataset.py writes (CROP_SIZE)
 
@@ -77,6 +77,32 @@ def frames_at_rate(times: Sequence[float], fps: float, end: float) -> np.ndarray
     return np.clip(idx, 0, len(times) - 1)
 
 
+def load_audio_mono(path: str, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """The first audio stream at ``sample_rate``, its channels averaged (not FFmpeg's default
+    downmix, which adds channels at -3 dB and can raise the level past full scale).
+
+    Returns:
+        float32 ``(S,)``.
+    """
+    import av
+
+    chunks = []
+    try:
+        with av.open(path) as container:
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="fltp", rate=sample_rate)  # the file's channels, planar
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().mean(axis=0))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().mean(axis=0))
+    except av.error.FFmpegError as err:
+        raise decode_error(path, "audio", err) from err
+    if not chunks:
+        raise ValueError(f"{path}: the audio stream holds no decodable sample")
+    return torch.from_numpy(np.concatenate(chunks).astype(np.float32))
+
+
 def load_video_at_rate(path: str, fps: float = VIDEO_FPS, max_size: Optional[int] = None) -> torch.Tensor:
     """Every frame of the first video stream, converted to ``fps`` (see :func:`frames_at_rate`).
 
@@ -130,7 +156,7 @@ def decode_media(path: str, streams: Sequence[str], max_video_size: Optional[int
         raise ValueError(f"{path}: the file holds neither an audio nor a video stream")
     audio = video = None
     if "audio" in streams and has_audio:
-        audio = load_audio(path)[:, 0]
+        audio = load_audio_mono(path)
     if "video" in streams and has_video:
         video = load_video_at_rate(path, VIDEO_FPS, max_video_size)
     if audio is not None and video is not None:

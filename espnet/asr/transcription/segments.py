@@ -93,15 +93,16 @@ def split_long(audio: torch.Tensor, start: int, end: int, max_samples: int) -> L
 
 def fixed_windows(seconds: float, window: float, overlap: float) -> List[Segment]:
     """Windows of ``window`` seconds, each starting ``window - overlap`` after the last, covering
-    ``[0, seconds]`` (the last one ends at ``seconds``; a recording shorter than a window is one)."""
+    ``[0, seconds]``: the last one ends at ``seconds``, and a remainder shorter than half a window
+    is added to the window before it (a recording shorter than a window is one window)."""
     if not 0 <= overlap < window:
         raise ValueError(f"the overlap ({overlap} s) must be shorter than the window ({window} s)")
-    if seconds <= window:
-        return [Segment(0.0, seconds)]
     hop = window - overlap
-    out, start = [], 0.0
-    while start + window < seconds:
-        out.append(Segment(start, start + window))
-        start += hop
-    out.append(Segment(max(0.0, seconds - window), seconds))
+    out: List[Segment] = []
+    while out == [] or out[-1].end < seconds:
+        start = len(out) * hop
+        if out and seconds - start < window / 2:
+            out[-1] = Segment(out[-1].start, seconds)
+        else:
+            out.append(Segment(start, min(start + window, seconds)))
     return out
