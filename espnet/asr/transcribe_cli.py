@@ -139,7 +139,7 @@ def load_recognizer(args: argparse.Namespace):
 def transcribe(args: argparse.Namespace) -> int:
     """Transcribe every input; returns 2 when any failed (each failure printed as one line)."""
     from espnet.asr.transcription.decode import SegmentOptions, plan_segments, streams_to_read, transcribe_media
-    from espnet.asr.transcription.media import decode_media, probe_streams
+    from espnet.asr.transcription.media import MOUTH_CROP_SIZE, decode_media, probe_streams
     from espnet.asr.transcription.segments import VadOptions
     from espnet.asr.transcription.writers import output_paths, write_outputs
     from espnet.training.cli_errors import INPUT_ERRORS
@@ -154,6 +154,16 @@ def transcribe(args: argparse.Namespace) -> int:
         options["ctc_weight"] = args.ctc_weight
     seg_options = SegmentOptions(VadOptions(threshold=args.vad_threshold, min_silence=args.min_silence_seconds),
                                  args.max_segment_seconds, args.video_window_seconds, args.video_overlap_seconds)
+    croppers: List = []
+
+    def cropper():  # made on the first face video (MediaPipe starts slowly) and kept for the others
+        if not croppers:
+            from preparation.prepare_dataset import import_mouth_cropper
+
+            croppers.append(import_mouth_cropper()(crop_size=MOUTH_CROP_SIZE, fps=25.0, sample_rate=16000,
+                                                   min_face_fraction=1e-6))
+        return croppers[0]
+
     claimed: Dict[str, str] = {}
     done, media_seconds, busy = [], 0.0, 0.0
     for path in files:
@@ -172,18 +182,19 @@ def transcribe(args: argparse.Namespace) -> int:
             if not has_audio and not has_video:
                 raise ValueError(f"{path}: the file holds neither an audio nor a video stream")
             streams = streams_to_read(recognizer, path, has_audio, has_video)
-            media = decode_media(path, streams)
+            media = decode_media(path, streams, cropper)
             if media.seconds <= 0:
                 raise ValueError(f"{path}: the {' and '.join(streams)} stream is empty")
-            segments = plan_segments(recognizer, media, seg_options)
+            segments, gaps = plan_segments(recognizer, media, seg_options)
             transcript = transcribe_media(recognizer, media, segments, batch_size=args.batch_size,
-                                          progress=not args.no_progress, **options)
+                                          progress=not args.no_progress, gaps=gaps, **options)
             write_outputs(transcript, paths)
             busy += time.perf_counter() - start
             media_seconds += media.seconds
             claimed.update({out: path for out in paths.values()})
             done.append(paths)
-            print(f"{path}: {len(transcript.segments)} segments, {media.seconds:.1f} s -> "
+            no_face = f", {sum(g.seconds for g in gaps):.1f} s without a face not decoded" if gaps else ""
+            print(f"{path}: {len(transcript.segments)} segments, {media.seconds:.1f} s{no_face} -> "
                   f"{', '.join(paths.values())}")
         except INPUT_ERRORS as err:
             message = str(err)

@@ -54,7 +54,9 @@ def silero_model() -> torch.nn.Module:
     except ImportError as err:
         raise ImportError("transcription needs silero-vad for voice activity: pip install silero-vad==6.2.3") from err
     with warnings.catch_warnings():
+        # the package's own loading (TorchScript, importlib.resources.path) warns about APIs it uses
         warnings.filterwarnings("ignore", message=".*torch.jit.load.*is deprecated", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="path is deprecated", category=DeprecationWarning)
         return load_silero_vad(onnx=False)
 
 

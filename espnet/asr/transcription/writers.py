@@ -1,5 +1,6 @@
 """Writing a :class:`~espnet.asr.transcription.decode.Transcript` as ``.txt`` (one segment a
-line), ``.json`` (segments with start/end seconds, text and streams; the whole text), ``.srt``
+line), ``.json`` (segments with start/end seconds, text and streams; the whole text; the stretches
+without a face a video-only model could not read), ``.srt``
 and ``.vtt`` subtitles. Each file is written beside its destination and renamed into place."""
 
 import json
@@ -32,6 +33,7 @@ def format_json(transcript: Transcript) -> str:
         "segments": [{"id": i, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text,
                       "streams": list(s.streams)} for i, s in enumerate(transcript.segments)],
         "text": transcript.text,
+        "gaps": [{"start": round(g.start, 3), "end": round(g.end, 3), "reason": "no face"} for g in transcript.gaps],
     }
     return json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
