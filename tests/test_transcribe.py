@@ -7,7 +7,6 @@ untrained models for every modality; the real Whisper tiny.en (skipped when abse
 import json
 import os
 import types
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -19,68 +18,18 @@ av = pytest.importorskip("av")
 pytest.importorskip("silero_vad")
 
 from espnet.asr import transcribe_cli  # noqa: E402
+from preparation.long_recording import NTSC  # noqa: E402
 
 WHISPER = os.path.join(os.path.dirname(REPO), "shared", "models", "whisper-tiny.en")
 WHISPER_FLAGS = ["--audio-encoder", "whisper", "--audio-model-name", WHISPER, "--decoder", "whisper-decoder",
                  "--decoder-model-name", WHISPER, "--elayers", "0", "--adim", "384"]
 GAP = 1.5  # seconds of silence before, between and after the utterances
-NTSC = Fraction(30000, 1001)
 
 
-def speech_extent(audio: torch.Tensor) -> tuple:
-    """First and last sample (seconds) above 2 % of the peak: where the utterance speaks."""
-    loud = (audio.abs() > 0.02 * audio.abs().max()).nonzero()[:, 0]
-    return loud[0].item() / 16000, (loud[-1].item() + 1) / 16000
+def write_recording(path, clips, **kwargs):
+    from preparation.long_recording import write_recording as write
 
-
-def write_recording(path, clips, video=True, audio=True, rate=48000, channels=2, paint=None):
-    """``clips`` (25 fps frames ``(T, 3, H, W)``, 16 kHz audio ``(S,)``) joined by ``GAP`` s of
-    silence (grey frames) into one file: H.264 at 29.97 fps and/or AAC at ``rate`` Hz with
-    ``channels`` equal channels. ``paint(seconds, image)`` may turn each frame into another
-    (RGB uint8 ``(H, W, 3)``). Returns the speech extents (seconds) and the duration."""
-    import torchaudio
-
-    truth, placed, pieces, t = [], [], [torch.zeros(int(GAP * 16000))], GAP
-    for frames, wav in clips:
-        lo, hi = speech_extent(wav)
-        truth.append((t + lo, t + hi))
-        placed.append((t, frames))
-        pieces += [wav, torch.zeros(int(GAP * 16000))]
-        t += wav.numel() / 16000 + GAP
-    layout = "stereo" if channels == 2 else "mono"
-    paint = paint or (lambda now, image: image)
-    with av.open(path, "w") as container:
-        if video:
-            height, width = paint(0.0, clips[0][0][0].permute(1, 2, 0).numpy()).shape[:2]
-            vstream = container.add_stream("libx264", rate=NTSC)
-            vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
-            vstream.options = {"crf": "18", "preset": "veryfast", "threads": "1"}
-        if audio:
-            astream = container.add_stream("aac", rate=rate, layout=layout)
-        if video:
-            for k in range(int(t * float(NTSC))):
-                now, image = k / float(NTSC), np.full(clips[0][0].shape[2:] + (3,), 90, np.uint8)
-                for start, frames in placed:
-                    if start <= now < start + frames.size(0) / 25:
-                        image = frames[int((now - start) * 25)].permute(1, 2, 0).numpy()
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(paint(now, image)), format="rgb24")
-                frame.pts = k
-                for packet in vstream.encode(frame):
-                    container.mux(packet)
-            for packet in vstream.encode():
-                container.mux(packet)
-        if audio:
-            high = torchaudio.functional.resample(torch.cat(pieces), 16000, rate).numpy().astype(np.float32)
-            samples = np.stack([high] * channels)
-            for i in range(0, samples.shape[1], 1024):
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i : i + 1024]), format="fltp",
-                                                   layout=layout)
-                frame.sample_rate, frame.pts = rate, i
-                for packet in astream.encode(frame):
-                    container.mux(packet)
-            for packet in astream.encode(None):
-                container.mux(packet)
-    return truth, t
+    return write(path, clips, gap=GAP, **kwargs)
 
 
 @pytest.fixture(scope="module")
