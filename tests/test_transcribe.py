@@ -234,6 +234,24 @@ def test_audio_visual_and_video_only_models(recordings, models, capsys, tmp_path
     assert all(s["streams"] == ["video"] for s in result["segments"])
 
 
+def test_drop_stream_of_an_audio_visual_model(recordings, models, capsys, tmp_path):
+    code, _, err = run_cli(capsys, "--model", models["audiovisual"], recordings["talk.mp4"], "--drop-stream", "video",
+                           "--output-dir", str(tmp_path / "a"), "--format", "json")
+    assert code == 0, err
+    result = read_json(str(tmp_path / "a" / "talk.json"))
+    assert_at_truth(result["segments"], recordings["truth"])
+    assert all(s["streams"] == ["audio"] for s in result["segments"])
+    code, _, err = run_cli(capsys, "--model", models["audiovisual"], recordings["talk.mp4"], "--drop-stream", "audio",
+                           "--output-dir", str(tmp_path / "v"), "--format", "json")
+    assert code == 0, err
+    result = read_json(str(tmp_path / "v" / "talk.json"))
+    assert [(s["start"], s["streams"]) for s in result["segments"]] == [(0.0, ["video"]), (8.0, ["video"])]
+    code, _, err = run_cli(capsys, "--model", models["video"], recordings["talk.mp4"], "--drop-stream", "audio")
+    assert code == 2 and err.strip().splitlines()[-1].startswith(
+        "error: --drop-stream audio: only an audio-visual model with stand-ins for a missing stream decodes without "
+        "one; this is a video model")
+
+
 def test_whisper_zero_shot_on_the_long_recording(recordings, capsys, tmp_path):
     """The real Whisper tiny.en from flags alone (no --model) on the mp4: segments at the
     utterances, padded to Whisper's 30 s window, each with the text it gets alone."""

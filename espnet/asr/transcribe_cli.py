@@ -39,6 +39,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--format", default="txt,json,srt,vtt",
                    help=f"Comma-separated output formats: {', '.join(FORMATS)} or all. (Default: all four)")
     p.add_argument("--overwrite", action="store_true", help="Replace existing outputs (default: refuse the input).")
+    p.add_argument("--drop-stream", default=None, choices=["video", "audio"],
+                   help="Audio-visual models: decode without this stream (its learned stand-in takes its place), e.g. "
+                        "to see what the lips alone give. (Default: both streams)")
     p.add_argument("--beam-size", type=int, default=10, help="Beam size. (Default: 10)")
     p.add_argument("--ctc-weight", type=float, default=None,
                    help="CTC weight of the joint decoding (Transformer decoder). (Default: the model's training weight)")
@@ -149,6 +152,8 @@ def transcribe(args: argparse.Namespace) -> int:
         print(f"error: {line}", file=sys.stderr)
     failed = len(errors)
     recognizer = load_recognizer(args)
+    if args.drop_stream is not None:
+        streams_to_read(recognizer, "", True, True, args.drop_stream)  # a model without stand-ins: exit 2 here
     options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens}
     if args.ctc_weight is not None:
         options["ctc_weight"] = args.ctc_weight
@@ -181,7 +186,7 @@ def transcribe(args: argparse.Namespace) -> int:
             has_audio, has_video = probe_streams(path)
             if not has_audio and not has_video:
                 raise ValueError(f"{path}: the file holds neither an audio nor a video stream")
-            streams = streams_to_read(recognizer, path, has_audio, has_video)
+            streams = streams_to_read(recognizer, path, has_audio, has_video, args.drop_stream)
             media = decode_media(path, streams, cropper)
             if media.seconds <= 0:
                 raise ValueError(f"{path}: the {' and '.join(streams)} stream is empty")

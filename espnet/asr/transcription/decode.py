@@ -4,7 +4,7 @@ decoded together by the batched decoder; each gets the text it gets alone)."""
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -56,18 +56,26 @@ class SegmentOptions:
     video_overlap: float = 2.0
 
 
-def streams_to_read(recognizer: Any, media_path: str, has_audio: bool, has_video: bool) -> Tuple[str, ...]:
+def streams_to_read(recognizer: Any, media_path: str, has_audio: bool, has_video: bool,
+                    drop_stream: Optional[str] = None) -> Tuple[str, ...]:
     """The streams of the file that the model reads. An audio-visual model reads the one stream
     a file has when the model has a learned stand-in for the other; otherwise a stream the model
-    needs and the file lacks is an error naming the file."""
+    needs and the file lacks is an error naming the file. ``drop_stream`` (``video`` /
+    ``audio``, as ``eval.py --drop-stream``) leaves that stream of an audio-visual model with
+    stand-ins unread."""
     have = {"audio": has_audio, "video": has_video}
+    model = recognizer.model
     wanted = tuple(recognizer.streams)
+    if drop_stream is not None:
+        if not can_drop_video_or_audio(recognizer):
+            raise ValueError(f"--drop-stream {drop_stream}: only an audio-visual model with stand-ins for a missing "
+                             f"stream decodes without one; this is {model.config.describe()}")
+        wanted = tuple(s for s in wanted if s != drop_stream)
     present = tuple(s for s in wanted if have[s])
     lacking = [s for s in wanted if not have[s]]
     if not lacking:
         return present
-    model = recognizer.model
-    if present and model.modality == "audiovisual" and model.config.missing_stream_embeddings:
+    if present and can_drop_video_or_audio(recognizer):
         return present
     holds = " and ".join(s for s in ("audio", "video") if have[s]) or "no stream"
     need = " and ".join(wanted)
@@ -79,8 +87,9 @@ FACE_GAP = 0.5  # seconds: shorter stretches without a face are bridged by the c
 MIN_FACE_FRACTION = 0.5  # an audio-visual segment with a face in fewer of its frames is decoded without video
 
 
-def can_drop_video(recognizer: Any) -> bool:
-    """Whether the model decodes without video: audio-visual with a stand-in for a missing stream."""
+def can_drop_video_or_audio(recognizer: Any) -> bool:
+    """Whether the model decodes without one of its streams: audio-visual with a learned
+    stand-in for a missing stream."""
     model = recognizer.model
     return model.modality == "audiovisual" and bool(model.config.missing_stream_embeddings)
 
@@ -108,7 +117,7 @@ def plan_segments(recognizer: Any, media: Media,
     max_segment = options.max_segment or (WHISPER_WINDOW if whisper else DEFAULT_MAX_SEGMENT)
     if whisper and max_segment > WHISPER_WINDOW:
         raise ValueError(f"--max-segment-seconds {max_segment}: a Whisper decoder reads at most {WHISPER_WINDOW:g} s")
-    if media.face is not None and media.video is None and not can_drop_video(recognizer) and media.audio is not None:
+    if media.face is not None and media.video is None and not can_drop_video_or_audio(recognizer) and media.audio is not None:
         raise ValueError(f"{media.path}: no face found in any frame of the video, and this audio-visual model has no "
                          "stand-in for a missing stream")
     if media.audio is not None:
@@ -137,7 +146,7 @@ def segment_inputs(recognizer: Any, media: Media, segment: Segment) -> Dict[str,
     if media.face is not None:
         f0 = int(round(segment.start * VIDEO_FPS))
         f1 = max(f0 + 1, min(len(media.face), int(round(segment.end * VIDEO_FPS))))
-        if media.video is not None and (media.face[f0:f1].mean() >= MIN_FACE_FRACTION or not can_drop_video(recognizer)):
+        if media.video is not None and (media.face[f0:f1].mean() >= MIN_FACE_FRACTION or not can_drop_video_or_audio(recognizer)):
             video = media.video[f0:f1]
         if media.audio is not None:
             per_frame = SAMPLE_RATE // VIDEO_FPS
