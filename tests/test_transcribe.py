@@ -180,7 +180,8 @@ def test_every_output_format_exactly(tmp_path):
                            "01:01:01.001 --> 01:01:03.000\nhéllo, world\n\n")
     assert json.loads(text["json"]) == {
         "source": "in/talk.mp4", "duration": 3725.5,
-        "segments": [{"id": 0, "start": 1.234, "end": 3.5, "text": "BIN BLUE AT F TWO NOW", "streams": ["video", "audio"]},
+        "segments": [{"id": 0, "start": 1.234, "end": 3.5, "text": "BIN BLUE AT F TWO NOW",
+                      "streams": ["video", "audio"]},
                      {"id": 1, "start": 4.0, "end": 5.0, "text": "", "streams": ["audio"]},
                      {"id": 2, "start": 3661.001, "end": 3663.0, "text": "héllo, world", "streams": ["audio"]}],
         "text": "BIN BLUE AT F TWO NOW héllo, world", "gaps": []}
@@ -201,7 +202,8 @@ def test_long_audio_is_cut_at_the_utterances_and_each_decodes_as_alone(recording
     assert_at_truth(result["segments"], recordings["truth"])
     recognizer = Recognizer.from_pretrained(models["audio"])
     texts = alone(recognizer, decoded(recognizer, recordings["talk.m4a"]), result["segments"])
-    assert [s["text"] for s in result["segments"]] == texts and all(s["streams"] == ["audio"] for s in result["segments"])
+    assert [s["text"] for s in result["segments"]] == texts
+    assert all(s["streams"] == ["audio"] for s in result["segments"])
     assert result["text"] == " ".join(t for t in texts if t)
 
 

@@ -44,7 +44,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "to see what the lips alone give. (Default: both streams)")
     p.add_argument("--beam-size", type=int, default=10, help="Beam size. (Default: 10)")
     p.add_argument("--ctc-weight", type=float, default=None,
-                   help="CTC weight of the joint decoding (Transformer decoder). (Default: the model's training weight)")
+                   help="CTC weight of the joint decoding (Transformer decoder). "
+                        "(Default: the model's training weight)")
     p.add_argument("--batch-size", type=int, default=8, help="Segments decoded together. (Default: 8)")
     p.add_argument("--max-segment-seconds", type=float, default=0.0,
                    help="Longest segment; longer speech is split at its quietest 10 ms. "

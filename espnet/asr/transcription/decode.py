@@ -117,15 +117,17 @@ def plan_segments(recognizer: Any, media: Media,
     max_segment = options.max_segment or (WHISPER_WINDOW if whisper else DEFAULT_MAX_SEGMENT)
     if whisper and max_segment > WHISPER_WINDOW:
         raise ValueError(f"--max-segment-seconds {max_segment}: a Whisper decoder reads at most {WHISPER_WINDOW:g} s")
-    if media.face is not None and media.video is None and not can_drop_video_or_audio(recognizer) and media.audio is not None:
+    faceless = media.face is not None and media.video is None
+    if faceless and media.audio is not None and not can_drop_video_or_audio(recognizer):
         raise ValueError(f"{media.path}: no face found in any frame of the video, and this audio-visual model has no "
                          "stand-in for a missing stream")
     if media.audio is not None:
         vad = VadOptions(**{**options.vad.__dict__, "max_segment": max_segment})
         return speech_segments(media.audio, vad), []
     if media.video is None:
-        raise ValueError(f"{media.path}: no face found in any frame of the video, and this video-only model reads "
-                         "nothing else")
+        video_only = recognizer.model.modality == "video"
+        which = "this video-only model" if video_only else "with --drop-stream audio the model"
+        raise ValueError(f"{media.path}: no face found in any frame of the video, and {which} reads nothing else")
     gaps = face_gaps(media.face)
     window = min(options.video_window, max_segment)
     segments, start = [], 0.0
@@ -140,13 +142,14 @@ def plan_segments(recognizer: Any, media: Media,
 def segment_inputs(recognizer: Any, media: Media, segment: Segment) -> Dict[str, torch.Tensor]:
     """Model inputs of one segment. With video the cut falls on 25 fps frame boundaries and the
     audio (640 samples a frame) follows them, so both streams cover the same time. An
-    audio-visual segment with a face in fewer than half its frames goes without video (the
-    model's stand-in for a missing stream takes its place)."""
+    audio-visual segment with audio and a face in fewer than half its frames goes without video
+    (the model's stand-in for a missing stream takes its place)."""
     video = audio = None
     if media.face is not None:
         f0 = int(round(segment.start * VIDEO_FPS))
         f1 = max(f0 + 1, min(len(media.face), int(round(segment.end * VIDEO_FPS))))
-        if media.video is not None and (media.face[f0:f1].mean() >= MIN_FACE_FRACTION or not can_drop_video_or_audio(recognizer)):
+        faces = media.face[f0:f1].mean() >= MIN_FACE_FRACTION
+        if media.video is not None and (faces or media.audio is None or not can_drop_video_or_audio(recognizer)):
             video = media.video[f0:f1]
         if media.audio is not None:
             per_frame = SAMPLE_RATE // VIDEO_FPS
