@@ -188,11 +188,19 @@ class Recognizer:
             wav = os.path.splitext(path)[0] + ".wav"
             audio_path = wav if os.path.isfile(wav) else path
         clip = load_clip(path, self.streams, audio_path=audio_path)
+        return self.prepare_inputs(video=clip.get("video"), audio=clip.get("audio"))
+
+    def prepare_inputs(self, video: Optional[torch.Tensor] = None,
+                       audio: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Model inputs of streams already decoded at the model's rates (what :meth:`load_clip`
+        returns for a file): ``video`` uint8 ``(T, 3, H, W)`` at 25 fps (mouth crops) and/or
+        ``audio`` float ``(S,)`` or ``(S, 1)`` at 16 kHz. An audio-visual model decodes an
+        input without one of its streams with that stream's learned stand-in."""
         out = {}
-        if "video" in clip:
-            out["video"] = self._video_transform(clip["video"])
-        if "audio" in clip:
-            out["audio"] = self._audio_transform(clip["audio"])
+        if video is not None:
+            out["video"] = self._video_transform(video)
+        if audio is not None:
+            out["audio"] = self._audio_transform(audio.reshape(-1, 1))
         return out
 
     # ---- decoding -------------------------------------------------------------------------

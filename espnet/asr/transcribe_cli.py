@@ -1,0 +1,213 @@
+"""``transcribe.py``'s command line: recordings in (any file PyAV opens, a directory, or a list
+file of them), text and subtitles out (``.txt``, ``.json``, ``.srt``, ``.vtt`` per input).
+
+Each input is decoded to the model's rates, cut into segments (voice activity where there is
+audio, overlapping windows for video alone) and the segments are decoded in batches. A bad
+input is one line ``error: FILE: what is wrong`` on stderr; the other inputs are still
+transcribed and the exit status is 2. Nothing is written over an existing output without
+``--overwrite``."""
+
+import argparse
+import logging
+import os
+import sys
+import time
+from typing import Dict, List, Optional, Tuple
+
+DESCRIPTION = "Transcribe recordings (video or audio of any format and length) into txt, json, srt and vtt."
+MEDIA_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus",
+                    ".aac", ".mpg", ".mpeg", ".ts", ".m4v", ".wma", ".3gp")
+LIST_EXTENSIONS = (".list", ".lst", ".txt")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    from espnet.asr.transcription.writers import FORMATS
+    from espnet.training.cli_args import add_generate_args, add_model_args, add_tokenizer_args
+
+    p = argparse.ArgumentParser(prog="transcribe.py", description=DESCRIPTION)
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="Media files (mp4, mkv, mov, avi, webm, wav, flac, mp3, m4a, ogg, ...), directories (searched "
+                        f"recursively for {', '.join(MEDIA_EXTENSIONS[:10])}, ...) or list files "
+                        f"({', '.join(LIST_EXTENSIONS)}: one path a line, relative to the list; # comments).")
+    p.add_argument("--model", default=None,
+                   help="What eval.py decodes: a checkpoint (.ckpt, model_avg_*.pth), an export folder or a legacy "
+                        "Auto-AVSR .pth (with its model flags). Without it, the model is built from the model flags "
+                        "and must be pretrained in every part (e.g. --audio-encoder whisper --decoder "
+                        "whisper-decoder --elayers 0).")
+    p.add_argument("--output-dir", default=None,
+                   help="Where the outputs go (INPUT_NAME.txt, ...). (Default: beside each input)")
+    p.add_argument("--format", default="txt,json,srt,vtt",
+                   help=f"Comma-separated output formats: {', '.join(FORMATS)} or all. (Default: all four)")
+    p.add_argument("--overwrite", action="store_true", help="Replace existing outputs (default: refuse the input).")
+    p.add_argument("--drop-stream", default=None, choices=["video", "audio"],
+                   help="Audio-visual models: decode without this stream (its learned stand-in takes its place), e.g. "
+                        "to see what the lips alone give. (Default: both streams)")
+    p.add_argument("--beam-size", type=int, default=10, help="Beam size. (Default: 10)")
+    p.add_argument("--ctc-weight", type=float, default=None,
+                   help="CTC weight of the joint decoding (Transformer decoder). "
+                        "(Default: the model's training weight)")
+    p.add_argument("--batch-size", type=int, default=8, help="Segments decoded together. (Default: 8)")
+    p.add_argument("--max-segment-seconds", type=float, default=0.0,
+                   help="Longest segment; longer speech is split at its quietest 10 ms. "
+                        "(Default: 20, 30 for a Whisper decoder)")
+    p.add_argument("--min-silence-seconds", type=float, default=0.5,
+                   help="Pauses shorter than this do not end a segment. (Default: 0.5)")
+    p.add_argument("--vad-threshold", type=float, default=0.5,
+                   help="Speech probability above which Silero VAD calls a frame speech. (Default: 0.5)")
+    p.add_argument("--video-window-seconds", type=float, default=10.0,
+                   help="Video without audio: window length. (Default: 10)")
+    p.add_argument("--video-overlap-seconds", type=float, default=2.0,
+                   help="Video without audio: overlap of consecutive windows. (Default: 2)")
+    p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"],
+                   help="Device for decoding. (Default: auto)")
+    p.add_argument("--num-threads", type=int, default=0,
+                   help="PyTorch threads on the CPU; 0 = auto (the idle cores). (Default: 0)")
+    p.add_argument("--precision", default=None, choices=["32", "bf16-mixed"],
+                   help="Pretrained weights in float32 or bfloat16. (Default: the checkpoint's, else 32)")
+    p.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    p.add_argument("--debug", action="store_true", help="Debug-level logging; tracebacks on errors.")
+    add_model_args(p)
+    add_tokenizer_args(p)
+    add_generate_args(p)
+    args = p.parse_args(argv)
+    if args.beam_size < 1:
+        p.error(f"--beam-size must be >= 1, got {args.beam_size}")
+    if args.batch_size < 1:
+        p.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.ctc_weight is not None and not 0.0 <= args.ctc_weight <= 1.0:
+        p.error(f"--ctc-weight must be in [0, 1], got {args.ctc_weight}")
+    if args.max_segment_seconds < 0 or args.min_silence_seconds < 0 or args.num_threads < 0:
+        p.error("--max-segment-seconds, --min-silence-seconds and --num-threads must be >= 0")
+    if not 0.0 < args.vad_threshold < 1.0:
+        p.error(f"--vad-threshold must be in (0, 1), got {args.vad_threshold}")
+    if not 0 <= args.video_overlap_seconds < args.video_window_seconds:
+        p.error("--video-overlap-seconds must be >= 0 and shorter than --video-window-seconds")
+    try:
+        from espnet.asr.transcription.writers import parse_formats
+
+        args.formats = parse_formats(args.format)
+    except ValueError as err:
+        p.error(str(err))
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s")
+    from espnet.training.cli_errors import run_cli
+
+    return run_cli(lambda: transcribe(args), debug=args.debug)
+
+
+def gather_inputs(names: List[str]) -> Tuple[List[str], List[str]]:
+    """``(media files, error lines)`` of the command-line inputs: files as given, directories
+    searched recursively for media extensions (sorted), list files read line by line."""
+    files, errors = [], []
+    for name in names:
+        if os.path.isdir(name):
+            found = sorted(os.path.join(root, f) for root, _, fs in os.walk(name) for f in fs
+                           if f.lower().endswith(MEDIA_EXTENSIONS) and not f.startswith("."))
+            if not found:
+                errors.append(f"{name}: the directory holds no media file ({', '.join(MEDIA_EXTENSIONS[:10])}, ...)")
+            files += found
+        elif name.lower().endswith(LIST_EXTENSIONS) and os.path.isfile(name):
+            base = os.path.dirname(os.path.abspath(name))
+            with open(name, encoding="utf8") as handle:
+                for line in handle:
+                    line = line.strip()
+                    if line and not line.startswith("#"):
+                        files.append(line if os.path.isabs(line) else os.path.join(base, line))
+        else:
+            files.append(name)
+    return files, errors
+
+
+def load_recognizer(args: argparse.Namespace):
+    import torch
+
+    from espnet.asr.pretrained import Recognizer
+
+    if args.model is None and args.decoder == "whisper-decoder" and args.whisper_pad_seconds is None:
+        args.whisper_pad_seconds = 30.0  # Whisper's own input convention (see docs/transcription.md)
+    if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError("--accelerator gpu requested but no CUDA device is available")
+    cuda = args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available())
+    device = "cuda" if cuda else "cpu"
+    if device == "cpu":
+        from espnet.training.cpu_threads import apply_num_threads
+
+        apply_num_threads(args.num_threads, 0)
+    return Recognizer.from_pretrained(args.model, flags=args, device=device, precision=args.precision)
+
+
+def transcribe(args: argparse.Namespace) -> int:
+    """Transcribe every input; returns 2 when any failed (each failure printed as one line)."""
+    from espnet.asr.transcription.decode import SegmentOptions, plan_segments, streams_to_read, transcribe_media
+    from espnet.asr.transcription.media import MOUTH_CROP_SIZE, decode_media, probe_streams
+    from espnet.asr.transcription.segments import VadOptions
+    from espnet.asr.transcription.writers import output_paths, write_outputs
+    from espnet.training.cli_errors import INPUT_ERRORS
+
+    files, errors = gather_inputs(args.inputs)
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    failed = len(errors)
+    recognizer = load_recognizer(args)
+    if args.drop_stream is not None:
+        streams_to_read(recognizer, "", True, True, args.drop_stream)  # a model without stand-ins: exit 2 here
+    options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens}
+    if args.ctc_weight is not None:
+        options["ctc_weight"] = args.ctc_weight
+    seg_options = SegmentOptions(VadOptions(threshold=args.vad_threshold, min_silence=args.min_silence_seconds),
+                                 args.max_segment_seconds, args.video_window_seconds, args.video_overlap_seconds)
+    croppers: List = []
+
+    def cropper():  # made on the first face video (MediaPipe starts slowly) and kept for the others
+        if not croppers:
+            from preparation.prepare_dataset import import_mouth_cropper
+
+            croppers.append(import_mouth_cropper()(crop_size=MOUTH_CROP_SIZE, fps=25.0, sample_rate=16000,
+                                                   min_face_fraction=1e-6))
+        return croppers[0]
+
+    claimed: Dict[str, str] = {}
+    done, media_seconds, busy = [], 0.0, 0.0
+    for path in files:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        out_dir = args.output_dir or os.path.dirname(os.path.abspath(path))
+        paths = output_paths(out_dir, stem, args.formats)
+        try:
+            for out in paths.values():
+                if out in claimed:
+                    raise ValueError(f"{path}: its output {out} is also that of {claimed[out]} (same name); "
+                                     "rename one or transcribe them into different --output-dir")
+                if os.path.exists(out) and not args.overwrite:
+                    raise ValueError(f"{path}: {out} exists (--overwrite replaces it)")
+            start = time.perf_counter()
+            has_audio, has_video = probe_streams(path)
+            if not has_audio and not has_video:
+                raise ValueError(f"{path}: the file holds neither an audio nor a video stream")
+            streams = streams_to_read(recognizer, path, has_audio, has_video, args.drop_stream)
+            media = decode_media(path, streams, cropper)
+            if media.seconds <= 0:
+                raise ValueError(f"{path}: the {' and '.join(streams)} stream is empty")
+            segments, gaps = plan_segments(recognizer, media, seg_options)
+            transcript = transcribe_media(recognizer, media, segments, batch_size=args.batch_size,
+                                          progress=not args.no_progress, gaps=gaps, **options)
+            write_outputs(transcript, paths)
+            busy += time.perf_counter() - start
+            media_seconds += media.seconds
+            claimed.update({out: path for out in paths.values()})
+            done.append(paths)
+            no_face = f", {sum(g.seconds for g in gaps):.1f} s without a face not decoded" if gaps else ""
+            print(f"{path}: {len(transcript.segments)} segments, {media.seconds:.1f} s{no_face} -> "
+                  f"{', '.join(paths.values())}")
+        except INPUT_ERRORS as err:
+            message = str(err)
+            print(f"error: {message if message.startswith(path) else f'{path}: {message}'}", file=sys.stderr)
+            failed += 1
+    if done:
+        dirs = sorted({os.path.dirname(p) for paths in done for p in paths.values()})
+        print(f"transcribed {len(done)} of {len(done) + failed} inputs ({media_seconds:.1f} s of media) in "
+              f"{busy:.1f} s: real-time factor {busy / max(media_seconds, 1e-9):.3f}; outputs in {', '.join(dirs)}")
+    return 2 if failed else 0
