@@ -40,11 +40,11 @@ def test_flat_config_checkpoints_load_and_decode_identically(name, path, referen
     with torch.no_grad():
         enc, enc_len = model.encode(inputs)
         assert torch.equal(enc_len, reference[f"{name}_encoder_lengths"])
-        assert torch.equal(enc, reference[f"{name}_encoder_out"])
+        assert torch.allclose(enc, reference[f"{name}_encoder_out"], rtol=0, atol=1e-5)  # thread count: rounding
         search = build_beam_search(model, beam_size=5, ctc_weight=0.3)
         hyps = [search(enc[i, : int(enc_len[i])])[0] for i in range(2)]
     assert [h.yseq.tolist() for h in hyps] == reference[f"{name}_beam5_ids"]
-    assert torch.equal(torch.tensor([h.score for h in hyps]), reference[f"{name}_beam5_scores"])
+    assert torch.allclose(torch.tensor([h.score for h in hyps]), reference[f"{name}_beam5_scores"], rtol=0, atol=1e-4)
 
 
 def test_older_flat_layouts_map_to_component_options():
