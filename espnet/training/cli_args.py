@@ -81,7 +81,6 @@ def component_flags() -> Dict[str, ComponentFlag]:
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """Component, size and option flags; every default is ``None`` so that explicitly given
     flags can be told apart (and checked against a checkpoint's config)."""
-    d = ModelConfig()
     g = parser.add_argument_group("model")
     for registry in MODEL_REGISTRY.values():  # one flag per component family
         g.add_argument(registry.flag, choices=registry.choices(), default=None, help=registry.help)
@@ -92,10 +91,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                    help="Frontend-to-encoder projection of a single-stream model when sizes differ. (Default: linear)")
     g.add_argument("--adim", type=int, default=None,
                    help=f"Model width: frontends are projected (or fused) to it; the encoder, CTC head and decoder "
-                        f"work at it. (Default: {d.adim}, the Auto-AVSR size)")
+                        f"work at it. (Default: {_field_default('adim')}, the Auto-AVSR size)")
     g.add_argument("--aheads", type=int, default=None,
                    help=f"Attention heads of the encoder, the Transformer decoder and the attention/bottleneck "
-                        f"fusions. (Default: {d.aheads}, the Auto-AVSR size)")
+                        f"fusions. (Default: {_field_default('aheads')}, the Auto-AVSR size)")
 
     o = parser.add_argument_group("component options (each applies only when its component is chosen)")
     for entry in component_flags().values():
@@ -116,10 +115,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                    help="Quantise the pretrained components (vit, vivit, clip-vit, whisper, wavlm, llama, "
                         "whisper-decoder) to 4-bit NF4 and train LoRA adapters on them; new modules stay "
                         "full precision. Applied last, after the model is built.")
-    q.add_argument("--qlora-r", type=int, default=None, help=f"LoRA rank. (Default: {d.qlora_r})")
+    q.add_argument("--qlora-r", type=int, default=None, help=f"LoRA rank. (Default: {_field_default('qlora_r')})")
     q.add_argument("--qlora-alpha", type=int, default=None,
-                   help=f"LoRA alpha (adapter scaling alpha / r). (Default: {d.qlora_alpha})")
-    q.add_argument("--qlora-dropout", type=float, default=None, help=f"LoRA dropout. (Default: {d.qlora_dropout})")
+                   help=f"LoRA alpha (adapter scaling alpha / r). (Default: {_field_default('qlora_alpha')})")
+    q.add_argument("--qlora-dropout", type=float, default=None, help=f"LoRA dropout. (Default: {_field_default('qlora_dropout')})")
     q.add_argument("--qlora-target-modules", default=None,
                    help="Comma-separated linear layer names that get adapters, e.g. q_proj,v_proj. (Default: the "
                         "attention projections of each pretrained model: q_proj,k_proj,v_proj,o_proj for LLaMA "
