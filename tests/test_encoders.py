@@ -75,7 +75,7 @@ def test_encoder_trains_one_step_and_decodes(encoder, extra, params):
         assert all(1 <= t < 11 for t in hyp.token_ids)
 
 
-def test_encoder_none_is_the_identity_and_elayers_0_spells_it():
+def test_encoder_none_is_the_identity_and_elayers_0_spells_it(capsys):
     config = resolve_model_config(parse("--audio-encoder", "resnet1d", "--elayers", "0", "--adim", "16", "--aheads",
                                         "2", "--dunits", "32", "--dlayers", "1", "--resnet-width", "4"), 12)
     assert (config.encoder, config.encoder_conf) == ("none", {})
@@ -85,6 +85,13 @@ def test_encoder_none_is_the_identity_and_elayers_0_spells_it():
     with torch.no_grad():
         assert torch.equal(model.encode(inputs)[0], model.fuse_frontends(inputs)[0])
     assert resolve_model_config(parse("--elayers", "0"), 12, config.to_dict()).encoder == "none"
+    # the old spelling came with the Conformer's other flags, which had no effect: still accepted, with a note
+    old = resolve_model_config(parse("--audio-encoder", "resnet1d", "--elayers", "0", "--eunits", "64",
+                                     "--mask-conv-padding"), 12)
+    assert (old.encoder, old.encoder_conf) == ("none", {})
+    err = capsys.readouterr().err
+    assert "note: --eunits has no effect with --elayers 0 (= --encoder none, no encoder layers)" in err
+    assert "note: --mask-conv-padding has no effect" in err
     with pytest.raises(ValueError, match="--elayers 0 \\(no encoder layers\\) contradicts --encoder transformer"):
         resolve_model_config(parse("--audio-encoder", "resnet1d", "--encoder", "transformer", "--elayers", "0"), 12)
 

@@ -214,18 +214,24 @@ def resolve_model_config(args: argparse.Namespace, odim: Optional[int], stored: 
     A component option flag that no chosen component has is an error.
     """
     given, options, modality = given_model_fields(args)
+    # --elayers 0, the old spelling of --encoder none, came with the Conformer's other flags
+    # (which then had no effect): those stay accepted, with a note
+    legacy_none = getattr(args, "elayers", None) == 0
     if stored is not None:
-        config = _from_checkpoint(given, options, modality, odim, stored, source)
+        config = _from_checkpoint(given, options, modality, odim, stored, source, legacy_none)
     else:
-        config = _from_flags(given, options, modality, odim, state_keys)
+        config = _from_flags(given, options, modality, odim, state_keys, legacy_none)
     extra = [_flag(f) for f in QLORA_FIELDS[1:] if f in given]
     if extra and not config.use_qlora:
         raise ValueError(f"{', '.join(extra)} only apply with --use-qlora")
     return config
 
 
-def _option_targets(flag: str, names: Dict[str, Optional[str]], describe: str) -> List[Tuple[str, str, Option]]:
-    """``(conf field, component, option)`` of the chosen components that the flag sets."""
+def _option_targets(flag: str, names: Dict[str, Optional[str]], describe: str,
+                    legacy_none: bool = False) -> List[Tuple[str, str, Option]]:
+    """``(conf field, component, option)`` of the chosen components that the flag sets.
+    ``legacy_none``: the model has no encoder because of ``--elayers 0``; an encoder's flag
+    that applies to nothing then sets nothing (a note says so) instead of being an error."""
     entry = component_flags()[flag]
     conf_of = {registry_key: conf_key for name_key, conf_key, registry_key in families()}
     name_of = {registry_key: name_key for name_key, _, registry_key in families()}
@@ -235,7 +241,9 @@ def _option_targets(flag: str, names: Dict[str, Optional[str]], describe: str) -
         picked = names.get(name_of[key])
         if picked and registry.canonical(picked) == name:
             chosen.append((conf_of[key], name, option))
-    if not chosen:
+    if not chosen and legacy_none and any(registry is MODEL_REGISTRY["encoder"] for registry, _, _ in entry.users):
+        print(f"note: {flag} has no effect with --elayers 0 (= --encoder none, no encoder layers)", file=sys.stderr)
+    elif not chosen:
         owners = ", ".join(f"{registry.family} {name}" for registry, name, _ in entry.users)
         raise ValueError(f"{flag} does not apply to {describe}: it is an option of {owners}")
     return chosen
@@ -250,7 +258,7 @@ def _describe_choice(names: Dict[str, Optional[str]]) -> str:
 
 
 def _from_flags(given: Dict[str, Any], options: Dict[str, Any], modality: Optional[str], odim: Optional[int],
-                state_keys: Optional[Iterable[str]]) -> ModelConfig:
+                state_keys: Optional[Iterable[str]], legacy_none: bool = False) -> ModelConfig:
     if modality is not None and "vision_encoder" not in given and "audio_encoder" not in given:
         given["vision_encoder"], given["audio_encoder"] = LEGACY_MODALITY_ENCODERS[modality]
     if "vision_encoder" not in given and "audio_encoder" not in given:
@@ -271,13 +279,13 @@ def _from_flags(given: Dict[str, Any], options: Dict[str, Any], modality: Option
                          "maps the streams to --adim")
     confs: Dict[str, Dict[str, Any]] = {}
     for flag, value in options.items():
-        for conf_key, name, option in _option_targets(flag, names, _describe_choice(names)):
+        for conf_key, name, option in _option_targets(flag, names, _describe_choice(names), legacy_none):
             confs.setdefault(conf_key, {})[option.name] = option.check(value, f"{flag} ({name})")
     return ModelConfig(odim=odim, **given, **confs)
 
 
 def _from_checkpoint(given: Dict[str, Any], options: Dict[str, Any], modality: Optional[str], odim: Optional[int],
-                     stored: Dict[str, Any], source: str) -> ModelConfig:
+                     stored: Dict[str, Any], source: str, legacy_none: bool = False) -> ModelConfig:
     config = ModelConfig.from_dict(dict(stored))
     if modality is not None and modality != config.modality:
         raise ValueError(f"--modality {modality} contradicts the {source}, which is a {config.modality} model")
@@ -288,7 +296,7 @@ def _from_checkpoint(given: Dict[str, Any], options: Dict[str, Any], modality: O
     names = {key: getattr(config, key) for key in name_fields()}
     for flag, value in options.items():
         for conf_key, component, option in _option_targets(flag, names, f"the {source}'s model "
-                                                            f"({config.describe()})"):
+                                                            f"({config.describe()})", legacy_none):
             conf = getattr(config, conf_key)
             value = option.check(value, f"{flag} ({component})")
             if conf[option.name] == value:
