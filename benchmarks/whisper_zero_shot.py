@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     for pad in args.pad_seconds:
         config = ModelConfig(odim=None, vision_encoder=None, audio_encoder="whisper", decoder="whisper-decoder",
                              audio_encoder_conf={"model_name": args.model_dir, "pad_seconds": pad},
-                             decoder_conf={"model_name": args.model_dir}, elayers=0, adim=d_model)
+                             decoder_conf={"model_name": args.model_dir}, encoder="none", adim=d_model)
         model = E2E(config).eval()
         assert not model.untrained_parts()
         dataset = build_dataset(args.root_dir, args.test_file, "test", "audio",

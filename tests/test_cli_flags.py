@@ -108,7 +108,9 @@ def test_bottleneck_fusion_flags():
     av = ("--vision-encoder", "resnet", "--audio-encoder", "resnet1d")
     config = resolve_model_config(parse(*av, "--fusion-type", "bottleneck", "--bottleneck-tokens", "8",
                                         "--bottleneck-layers", "3"), 10)
-    assert (config.fusion_type, config.fusion_conf) == ("bottleneck", {"num_tokens": 8, "num_layers": 3})
+    # its feed-forward size is its own option now (--eunits, shared with the encoder)
+    assert (config.fusion_type, config.fusion_conf) == ("bottleneck", {"num_tokens": 8, "num_layers": 3,
+                                                                        "linear_units": 3072})
     with pytest.raises(ValueError, match="--bottleneck-tokens does not apply to this model .*: it is an option of "
                                          "fusion bottleneck"):
         resolve_model_config(parse(*av, "--fusion-type", "gated", "--bottleneck-tokens", "8"), 10)

@@ -171,7 +171,8 @@ def test_whisper_pair_reproduces_pretrained_generate(whisper_dir):
     config = _config("whisper-decoder", whisper_dir, audio_encoder="whisper", audio_model_name=whisper_dir,
                      elayers=0, whisper_pad_seconds=30.0)
     model = E2E(config).eval()
-    assert model.encoder is None and model.proj_encoder.mode == "identity" and model.decoder.proj.mode == "identity"
+    assert model.config.encoder == "none" and not list(model.encoder.parameters())
+    assert model.proj_encoder.mode == "identity" and model.decoder.proj.mode == "identity"
     hf = transformers.WhisperForConditionalGeneration.from_pretrained(whisper_dir).eval()
     fe = transformers.WhisperFeatureExtractor.from_pretrained(whisper_dir, n_samples=64000, nb_max_frames=400,
                                                                 chunk_length=4)

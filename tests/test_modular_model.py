@@ -128,7 +128,7 @@ def test_auto_projection_modes_and_legacy_keys():
 
 
 def test_registries_and_factories():
-    assert set(MODEL_REGISTRY) == {"vision_encoder", "audio_encoder", "decoder", "fusion"}
+    assert set(MODEL_REGISTRY) == {"vision_encoder", "audio_encoder", "encoder", "decoder", "fusion"}
     assert VISION_ENCODERS.choices()[:4] == ["resnet", "vit", "vivit", "clip-vit"]
     assert set(AUDIO_ENCODERS.choices()) == {"resnet1d", "whisper", "wavlm"}
     assert set(DECODERS.choices()) == {"transformer", "llama", "whisper-decoder", "llm"}

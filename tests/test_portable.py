@@ -97,7 +97,8 @@ def test_export_without_sentencepiece_and_tokenizer_conflicts(toy_corpus, tmp_pa
 
     # a model whose decoder would bring its own tokenizer has no SentencePiece files at all
     config = ModelConfig(odim=12, vision_encoder=None, audio_encoder="resnet1d", audio_encoder_conf={"width": 4}, adim=16,
-                         aheads=2, eunits=32, elayers=1, decoder_conf={"dunits": 32, "dlayers": 1})
+                         aheads=2, encoder_conf={"linear_units": 32, "num_blocks": 1},
+                         decoder_conf={"dunits": 32, "dlayers": 1})
     path = str(tmp_path / "model.pth")
     torch.manual_seed(0)
     torch.save(E2E(config).state_dict(), path)

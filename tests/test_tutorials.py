@@ -73,13 +73,16 @@ def check_new_encoder(out, stdout):
     losses = report["losses"]
     assert len(losses) == 30 and losses[-1] < 0.8 * losses[0]  # one batch, 30 steps: the loss must fall
     assert report["padding_max_abs_diff"] < 1e-5
-    assert report["av_vision_grad_norm"] > 0
-    assert report["checkpoint_config"]["vision_encoder"] == "tiny-lip"
-    # the tutorial's own option: --tiny-lip-width 8 reached the component (its default is 16)
-    assert report["checkpoint_config"]["vision_encoder_conf"] == {"width": 8}
-    assert report["trained_frontend_output_dim"] == 4 * 8
-    assert "TinyLipEncoder" in stdout and "registered --vision-encoder tiny-lip" in stdout
+    assert report["encoder_choices"][-1] == "bigru" and {"conformer", "transformer", "none"} <= set(report["encoder_choices"])
+    # the tutorial's own option: --bigru-layers 2 reached the component (its default is 1) and the checkpoint
+    assert report["checkpoint_config"]["encoder"] == "bigru"
+    assert report["checkpoint_config"]["encoder_conf"] == {"num_layers": 2} and report["trained_encoder_layers"] == 2
+    assert report["test_wer"] >= 0.0 and "WER" in stdout
+    assert "BiGRUEncoder" in stdout and "registered --encoder bigru" in stdout
     assert f"reference:  {report['reference']}" in stdout and report["reference"]
+    # the tutorial stands alone: it calls the package, not train.py / eval.py
+    source = open(os.path.join(REPO, "tutorials", "new_encoder.py"), encoding="utf8").read()
+    assert not re.search(r"^\s*(import|from)\s+(train|eval)\b", source, re.MULTILINE)
 
 
 def check_mouth_cropping(out, stdout):

@@ -23,8 +23,9 @@ Steps:
    audio_frontend ``model.audio_frontend`` (AV) /  ``(T_a, D_a)`` at its rate (1D ResNet:
                   ``model.frontend`` (audio model) ``8 * resnet_width``, 25 Hz; Whisper/WavLM 50 Hz)
    fused          fusion (AV) or projection output ``(T, adim)``, the slower stream's rate
-   encoder        Conformer output (what CTC and    ``(T, adim)``, same rate as ``fused``
-                  the decoder read)
+   encoder        encoder output (``--encoder``,    ``(T, adim)``, same rate as ``fused``
+                  Conformer by default: what CTC
+                  and the decoder read)
    ============== ================================ ========================================
 
    ``T`` is the clip's real length in frames (no padding: clips are processed one at a time).

@@ -19,7 +19,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="model_avg_*.pth (plain state dict), a Lightning .ckpt (original or ours) or a folder "
                         "written by python -m espnet.training.export --hf-dir (safetensors). Without it, "
                         "the model is built from the model flags and must be pretrained in every part (zero-shot, "
-                        "e.g. --audio-encoder whisper --decoder whisper-decoder --elayers 0).")
+                        "e.g. --audio-encoder whisper --decoder whisper-decoder --encoder none).")
     p.add_argument("--decode-snr-target", type=float, default=None,
                    help="Add babble noise at this SNR in dB to the audio (default: clean).")
     p.add_argument("--noise-file", default=None,

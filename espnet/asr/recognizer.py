@@ -57,9 +57,9 @@ def encode_utterances(model: E2E, items: Sequence[Item]) -> Tuple[torch.Tensor, 
 
     The frontends (and fusion) see no padding: utterances whose inputs have the same
     length go through them together, the others separately (the legacy audio ResNet is
-    not padding-invariant). The Conformer then encodes the padded batch with padded frames
-    masked everywhere, its convolutions included
-    (:meth:`~espnet.nets.pytorch_backend.encoder.conformer_encoder.ConformerEncoder.forward_padding_invariant`).
+    not padding-invariant). The encoder then encodes the padded batch with padded frames
+    masked everywhere, the Conformer's convolutions included
+    (:meth:`~espnet.nets.pytorch_backend.encoder.base_encoder.BaseEncoder.forward_padding_invariant`).
     """
     if not items:
         raise ValueError("no utterance to encode")
@@ -72,10 +72,7 @@ def encode_utterances(model: E2E, items: Sequence[Item]) -> Tuple[torch.Tensor, 
         feats, lengths = model.fuse_frontends(stack_equal([items[i] for i in members]))
         for row, i in enumerate(members):
             features[i] = feats[row, : int(lengths[row])]
-    xs, lengths = pad_frames(features)
-    if model.encoder is None:
-        return xs, lengths
-    return model.encoder.forward_padding_invariant(xs, lengths)
+    return model.encoder.forward_padding_invariant(*pad_frames(features))
 
 
 @torch.no_grad()

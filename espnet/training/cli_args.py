@@ -8,18 +8,28 @@ component declares is an error.
 """
 
 import argparse
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from espnet.nets.pytorch_backend.component_options import Option
-from espnet.nets.pytorch_backend.model_config import FAMILIES, LEGACY_MODALITY_ENCODERS, ModelConfig
+from espnet.nets.pytorch_backend.model_config import LEGACY_MODALITY_ENCODERS, ModelConfig, families
 from espnet.nets.pytorch_backend.registry import MODEL_REGISTRY, Registry
 
-NAME_FIELDS = ("vision_encoder", "audio_encoder", "decoder", "fusion_type")
-SIZE_FIELDS = ("adim", "aheads", "eunits", "elayers")
-MODEL_FIELDS = SIZE_FIELDS + ("projection", "mask_conv_padding")
+SIZE_FIELDS = ("adim", "aheads")
+MODEL_FIELDS = SIZE_FIELDS + ("projection",)
 QLORA_FIELDS = ("use_qlora", "qlora_r", "qlora_alpha", "qlora_dropout", "qlora_target_modules")
+
+
+def name_fields() -> Tuple[str, ...]:
+    """Model config fields (and flag destinations) naming the chosen components, one per
+    registry family (``vision_encoder``, ..., ``fusion_type``)."""
+    return tuple(name_key for name_key, _, _ in families())
+
+
+def _field_default(name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(ModelConfig) if f.name == name)
 
 
 def _flag(field_name: str) -> str:
@@ -71,29 +81,20 @@ def component_flags() -> Dict[str, ComponentFlag]:
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """Component, size and option flags; every default is ``None`` so that explicitly given
     flags can be told apart (and checked against a checkpoint's config)."""
-    d = ModelConfig()
-    reg = {key: MODEL_REGISTRY[key] for key in MODEL_REGISTRY}
     g = parser.add_argument_group("model")
-    g.add_argument("--vision-encoder", choices=reg["vision_encoder"].choices(), default=None,
-                   help="Vision frontend (input: 88x88 mouth crops at 25 fps).")
-    g.add_argument("--audio-encoder", choices=reg["audio_encoder"].choices(), default=None,
-                   help="Audio frontend (input: 16 kHz waveform).")
-    g.add_argument("--decoder", choices=reg["decoder"].choices(), default=None,
-                   help="Decoder ('llm' = 'llama'). (Default: transformer)")
-    g.add_argument("--fusion-type", choices=reg["fusion"].choices(), default=None,
-                   help="How audio-visual models fuse the two streams (both encoders given). (Default: concat)")
+    for registry in MODEL_REGISTRY.values():  # one flag per component family
+        g.add_argument(registry.flag, choices=registry.choices(), default=None, help=registry.help)
     g.add_argument("--modality", choices=sorted(LEGACY_MODALITY_ENCODERS), default=None,
                    help="Deprecated: video = --vision-encoder resnet, audio = --audio-encoder resnet1d "
                         "(with --decoder transformer).")
     g.add_argument("--projection", choices=["linear", "mlp"], default=None,
                    help="Frontend-to-encoder projection of a single-stream model when sizes differ. (Default: linear)")
-    g.add_argument("--mask-conv-padding", action="store_const", const=True, default=None,
-                   help="Zero padded frames before the Conformer convolution (exact padding invariance; "
-                        "off by default to reproduce Auto-AVSR numerics).")
-    for name in SIZE_FIELDS:
-        g.add_argument(_flag(name), type=int, default=None,
-                       help=f"Model size {name} (default {getattr(d, name)}, the Auto-AVSR size)."
-                       + (" 0 = no Conformer (frontend output goes to the decoder)." if name == "elayers" else ""))
+    g.add_argument("--adim", type=int, default=None,
+                   help=f"Model width: frontends are projected (or fused) to it; the encoder, CTC head and decoder "
+                        f"work at it. (Default: {_field_default('adim')}, the Auto-AVSR size)")
+    g.add_argument("--aheads", type=int, default=None,
+                   help=f"Attention heads of the encoder, the Transformer decoder and the attention/bottleneck "
+                        f"fusions. (Default: {_field_default('aheads')}, the Auto-AVSR size)")
 
     o = parser.add_argument_group("component options (each applies only when its component is chosen)")
     for entry in component_flags().values():
@@ -114,10 +115,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                    help="Quantise the pretrained components (vit, vivit, clip-vit, whisper, wavlm, llama, "
                         "whisper-decoder) to 4-bit NF4 and train LoRA adapters on them; new modules stay "
                         "full precision. Applied last, after the model is built.")
-    q.add_argument("--qlora-r", type=int, default=None, help=f"LoRA rank. (Default: {d.qlora_r})")
+    q.add_argument("--qlora-r", type=int, default=None, help=f"LoRA rank. (Default: {_field_default('qlora_r')})")
     q.add_argument("--qlora-alpha", type=int, default=None,
-                   help=f"LoRA alpha (adapter scaling alpha / r). (Default: {d.qlora_alpha})")
-    q.add_argument("--qlora-dropout", type=float, default=None, help=f"LoRA dropout. (Default: {d.qlora_dropout})")
+                   help=f"LoRA alpha (adapter scaling alpha / r). (Default: {_field_default('qlora_alpha')})")
+    q.add_argument("--qlora-dropout", type=float, default=None, help=f"LoRA dropout. (Default: {_field_default('qlora_dropout')})")
     q.add_argument("--qlora-target-modules", default=None,
                    help="Comma-separated linear layer names that get adapters, e.g. q_proj,v_proj. (Default: the "
                         "attention projections of each pretrained model: q_proj,k_proj,v_proj,o_proj for LLaMA "
@@ -163,13 +164,19 @@ def given_model_fields(args: argparse.Namespace) -> Tuple[Dict[str, Any], Dict[s
     """Explicitly given flags: model config fields, component option flags (flag ->
     value), and the deprecated ``--modality`` (checked against the encoder flags, with a
     deprecation notice)."""
-    fields = {f: getattr(args, f) for f in NAME_FIELDS + MODEL_FIELDS + QLORA_FIELDS
+    fields = {f: getattr(args, f) for f in name_fields() + MODEL_FIELDS + QLORA_FIELDS
               if getattr(args, f, None) is not None}
-    for key, registry_key in zip(NAME_FIELDS, ("vision_encoder", "audio_encoder", "decoder", "fusion")):
+    for key, _, registry_key in families():
         if key in fields:
             fields[key] = MODEL_REGISTRY[registry_key].canonical(fields[key])
     options = {entry.flag: getattr(args, entry.dest) for entry in component_flags().values()
                if getattr(args, entry.dest, None) is not None}
+    if options.get("--elayers") == 0:  # the spelling of "no Conformer" before --encoder none
+        del options["--elayers"]
+        if fields.get("encoder", "none") != "none":
+            raise ValueError(f"--elayers 0 (no encoder layers) contradicts --encoder {fields['encoder']}; "
+                             "--encoder none is the model without them")
+        fields["encoder"] = "none"
     modality = getattr(args, "modality", None)
     if modality is None:
         return fields, options, None
@@ -207,40 +214,51 @@ def resolve_model_config(args: argparse.Namespace, odim: Optional[int], stored: 
     A component option flag that no chosen component has is an error.
     """
     given, options, modality = given_model_fields(args)
+    # --elayers 0, the old spelling of --encoder none, came with the Conformer's other flags
+    # (which then had no effect): those stay accepted, with a note
+    legacy_none = getattr(args, "elayers", None) == 0
     if stored is not None:
-        config = _from_checkpoint(given, options, modality, odim, stored, source)
+        config = _from_checkpoint(given, options, modality, odim, stored, source, legacy_none)
     else:
-        config = _from_flags(given, options, modality, odim, state_keys)
+        config = _from_flags(given, options, modality, odim, state_keys, legacy_none)
     extra = [_flag(f) for f in QLORA_FIELDS[1:] if f in given]
     if extra and not config.use_qlora:
         raise ValueError(f"{', '.join(extra)} only apply with --use-qlora")
     return config
 
 
-def _option_targets(flag: str, names: Dict[str, Optional[str]], describe: str) -> List[Tuple[str, str, Option]]:
-    """``(conf field, component, option)`` of the chosen components that the flag sets."""
+def _option_targets(flag: str, names: Dict[str, Optional[str]], describe: str,
+                    legacy_none: bool = False) -> List[Tuple[str, str, Option]]:
+    """``(conf field, component, option)`` of the chosen components that the flag sets.
+    ``legacy_none``: the model has no encoder because of ``--elayers 0``; an encoder's flag
+    that applies to nothing then sets nothing (a note says so) instead of being an error."""
     entry = component_flags()[flag]
-    conf_of = {registry_key: conf_key for name_key, conf_key, registry_key in FAMILIES}
-    name_of = {registry_key: name_key for name_key, _, registry_key in FAMILIES}
+    conf_of = {registry_key: conf_key for name_key, conf_key, registry_key in families()}
+    name_of = {registry_key: name_key for name_key, _, registry_key in families()}
     chosen = []
     for registry, name, option in entry.users:
         key = next(k for k, r in MODEL_REGISTRY.items() if r is registry)
         picked = names.get(name_of[key])
         if picked and registry.canonical(picked) == name:
             chosen.append((conf_of[key], name, option))
-    if not chosen:
+    if not chosen and legacy_none and any(registry is MODEL_REGISTRY["encoder"] for registry, _, _ in entry.users):
+        print(f"note: {flag} has no effect with --elayers 0 (= --encoder none, no encoder layers)", file=sys.stderr)
+    elif not chosen:
         owners = ", ".join(f"{registry.family} {name}" for registry, name, _ in entry.users)
         raise ValueError(f"{flag} does not apply to {describe}: it is an option of {owners}")
     return chosen
 
 
 def _describe_choice(names: Dict[str, Optional[str]]) -> str:
-    picked = [f"{key.replace('_', ' ')} {value}" for key, value in names.items() if value]
+    """``this model (vision encoder resnet, decoder transformer)``; the encoder is named
+    when it is not the default Conformer."""
+    picked = [f"{key.replace('_', ' ')} {value}" for key, value in names.items()
+              if value and not (key == "encoder" and value == _field_default("encoder"))]
     return "this model (" + ", ".join(picked) + ")"
 
 
 def _from_flags(given: Dict[str, Any], options: Dict[str, Any], modality: Optional[str], odim: Optional[int],
-                state_keys: Optional[Iterable[str]]) -> ModelConfig:
+                state_keys: Optional[Iterable[str]], legacy_none: bool = False) -> ModelConfig:
     if modality is not None and "vision_encoder" not in given and "audio_encoder" not in given:
         given["vision_encoder"], given["audio_encoder"] = LEGACY_MODALITY_ENCODERS[modality]
     if "vision_encoder" not in given and "audio_encoder" not in given:
@@ -250,7 +268,7 @@ def _from_flags(given: Dict[str, Any], options: Dict[str, Any], modality: Option
         given["vision_encoder"], given["audio_encoder"] = LEGACY_MODALITY_ENCODERS[legacy]
     given.setdefault("vision_encoder", None)
     given.setdefault("audio_encoder", None)
-    names = {key: given.get(key, ModelConfig.decoder if key == "decoder" else None) for key in NAME_FIELDS}
+    names = {key: given.get(key, _field_default(key)) for key in name_fields()}
     if names["vision_encoder"] and names["audio_encoder"]:
         names["fusion_type"] = names["fusion_type"] or "concat"
     elif names["fusion_type"]:
@@ -261,13 +279,13 @@ def _from_flags(given: Dict[str, Any], options: Dict[str, Any], modality: Option
                          "maps the streams to --adim")
     confs: Dict[str, Dict[str, Any]] = {}
     for flag, value in options.items():
-        for conf_key, name, option in _option_targets(flag, names, _describe_choice(names)):
+        for conf_key, name, option in _option_targets(flag, names, _describe_choice(names), legacy_none):
             confs.setdefault(conf_key, {})[option.name] = option.check(value, f"{flag} ({name})")
     return ModelConfig(odim=odim, **given, **confs)
 
 
 def _from_checkpoint(given: Dict[str, Any], options: Dict[str, Any], modality: Optional[str], odim: Optional[int],
-                     stored: Dict[str, Any], source: str) -> ModelConfig:
+                     stored: Dict[str, Any], source: str, legacy_none: bool = False) -> ModelConfig:
     config = ModelConfig.from_dict(dict(stored))
     if modality is not None and modality != config.modality:
         raise ValueError(f"--modality {modality} contradicts the {source}, which is a {config.modality} model")
@@ -275,10 +293,10 @@ def _from_checkpoint(given: Dict[str, Any], options: Dict[str, Any], modality: O
         if getattr(config, name) != value:
             raise ValueError(f"{_flag(name)} {value} contradicts the {source}, which was trained with "
                              f"{name}={getattr(config, name)}")
-    names = {key: getattr(config, key) for key in NAME_FIELDS}
+    names = {key: getattr(config, key) for key in name_fields()}
     for flag, value in options.items():
         for conf_key, component, option in _option_targets(flag, names, f"the {source}'s model "
-                                                            f"({config.describe()})"):
+                                                            f"({config.describe()})", legacy_none):
             conf = getattr(config, conf_key)
             value = option.check(value, f"{flag} ({component})")
             if conf[option.name] == value:

@@ -98,11 +98,10 @@ def _readme(config, tokenizer: Dict[str, Optional[str]], source: str) -> str:
     components = ", ".join(f"{what} `{name}`" for what, name in (
         ("vision encoder", config.vision_encoder), ("audio encoder", config.audio_encoder),
         ("fusion", config.fusion_type if config.modality == "audiovisual" else None),
-        ("decoder", config.decoder)) if name)
+        ("encoder", config.describe_encoder()), ("decoder", config.decoder)) if name)
     lines = [
         "# AVSR model export", "",
-        f"A {config.modality} speech recogniser ({components}; adim {config.adim}, {config.elayers} Conformer "
-        f"layers) exported from `{source}`.", "",
+        f"A {config.modality} speech recogniser ({components}; adim {config.adim}) exported from `{source}`.", "",
         "* `config.json`: the model config (`model_config`) and the tokenizer file names;",
         "* `model.safetensors`: the weights" + (" (LoRA adapters and new modules; the 4-bit base weights are "
                                                 "rebuilt from the pretrained models)" if config.use_qlora else "") + ";",

@@ -35,10 +35,11 @@ class Option:
             sets ``True``.
         choices: Allowed values, or ``None``.
         minimum: Smallest allowed value of a number, or ``None``.
-        flag: Command-line flag; ``{family}`` stands for ``vision`` / ``audio`` / ``decoder``
-            / ``fusion``. Default ``--<component name>-<name>``. Components may share a flag
-            (``--resnet-width`` for both ResNets): one flag then sets the option of every
-            chosen component that has it.
+        flag: Command-line flag; ``{family}`` stands for the family word (``vision`` /
+            ``audio`` / ``encoder`` / ``decoder`` / ``fusion``). Default ``--<component
+            name>-<name>``. Components may share a flag (``--resnet-width`` for both ResNets,
+            ``--eunits`` for the encoders and the bottleneck fusion): one flag then sets the
+            option of every chosen component that has it.
         aliases: Extra flags that set a constant, e.g. ``(("--whisper-pad-30s", 30.0),)``.
         replaceable: A flag value may differ from a checkpoint's stored value (e.g. the
             directory of a pretrained model that moved); otherwise that is an error.

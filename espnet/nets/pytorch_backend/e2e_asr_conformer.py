@@ -1,5 +1,5 @@
 """Recogniser assembled from registered components:
-frontend(s) -> projection or fusion -> Conformer -> CTC + decoder.
+frontend(s) -> projection or fusion -> encoder (Conformer by default) -> CTC + decoder.
 
 A single-modality model keeps the Auto-AVSR attribute names (``frontend``,
 ``proj_encoder``, ``encoder``, ``decoder``, ``ctc``) so that original ``model_avg_*.pth``
@@ -12,12 +12,12 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from espnet.nets.pytorch_backend.ctc import CTC
-from espnet.nets.pytorch_backend.encoder.conformer_encoder import ConformerEncoder
 from espnet.nets.pytorch_backend.factories.decoder_factory import DecoderFactory
 from espnet.nets.pytorch_backend.factories.frontend_factory import FrontendFactory
 from espnet.nets.pytorch_backend.factories.fusion_factory import FusionFactory
 from espnet.nets.pytorch_backend.model_config import ModelConfig
 from espnet.nets.pytorch_backend.projection.auto_projection import AutoProjection
+from espnet.nets.pytorch_backend.registry import ENCODERS
 
 Inputs = Dict[str, Optional[torch.Tensor]]
 
@@ -54,17 +54,12 @@ class E2E(torch.nn.Module):
             else:
                 self.frontend = FrontendFactory.create_audio_encoder(config.audio_encoder, config)
             self.proj_encoder = AutoProjection(self.frontend.output_dim, config.adim, config.projection)
-        # elayers 0: no Conformer, the projected/fused frontend output is the encoder
-        # output (e.g. a pretrained Whisper encoder feeding its own decoder unchanged).
-        self.encoder = ConformerEncoder(
-            attention_dim=config.adim,
-            attention_heads=config.aheads,
-            linear_units=config.eunits,
-            num_blocks=config.elayers,
-            cnn_module_kernel=config.cnn_module_kernel,
-            dropout_rate=config.dropout_rate,
-            mask_conv_padding=config.mask_conv_padding,
-        ) if config.elayers > 0 else None
+        # --encoder none: the projected/fused frontend output is the encoder output (e.g. a
+        # pretrained Whisper encoder feeding its own decoder unchanged)
+        self.encoder = ENCODERS.create(config.encoder, config)
+        if self.encoder.output_dim != config.adim:
+            raise ValueError(f"--encoder {config.encoder} outputs {self.encoder.output_dim}-d frames; the CTC head "
+                             f"and decoder take --adim {config.adim}")
         self.decoder = DecoderFactory.create_decoder(config.decoder, config)
         self.ctc = CTC(self.decoder.ctc_vocab_size, config.adim, config.dropout_rate, self.ignore_id)
         self.qlora_applied = False
@@ -169,10 +164,7 @@ class E2E(torch.nn.Module):
 
     def encode(self, inputs: Inputs) -> Tuple[torch.Tensor, torch.Tensor]:
         """Encoder output ``(B, T, adim)`` and its lengths."""
-        x, lengths = self.fuse_frontends(inputs)
-        if self.encoder is None:
-            return x, lengths
-        return self.encoder(x, lengths)
+        return self.encoder(*self.fuse_frontends(inputs))
 
     def forward(
         self, inputs: Inputs, label: torch.Tensor, texts: Optional[List[Optional[str]]] = None

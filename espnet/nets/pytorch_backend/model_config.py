@@ -3,19 +3,31 @@
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple
 
+from espnet.nets.pytorch_backend.registry import MODEL_REGISTRY
+
+#: Layout written by :meth:`ModelConfig.to_dict` (its ``config_version``); :func:`migrate_config`
+#: upgrades the older ones:
+#:
+#: 0. ``modality`` (``video``/``audio``) instead of encoder names (the original recipe);
+#: 1. one flat list of fields, every component's options among them (main 9b712e9);
+#: 2. each component's options in ``<family>_conf``, but the Conformer's sizes as top-level
+#:    fields ``eunits``, ``elayers`` (0 = no Conformer), ``cnn_module_kernel``,
+#:    ``mask_conv_padding`` (main 6f72fe5);
+#: 3. the encoder a registry family like the others: ``encoder`` + ``encoder_conf``.
+CONFIG_VERSION = 3
+
 LEGACY_MODALITY_ENCODERS = {"video": ("resnet", None), "audio": (None, "resnet1d")}
 
-# (config key of the name, config key of the options, registry key)
-FAMILIES: Tuple[Tuple[str, str, str], ...] = (
-    ("vision_encoder", "vision_encoder_conf", "vision_encoder"),
-    ("audio_encoder", "audio_encoder_conf", "audio_encoder"),
-    ("decoder", "decoder_conf", "decoder"),
-    ("fusion_type", "fusion_conf", "fusion"),
-)
 
-# Configs written before components declared their own options held those options as flat
-# fields: field -> (families whose chosen component may have it, option name).
-FLAT_OPTION_FIELDS: Dict[str, Tuple[Tuple[str, ...], str]] = {
+def families() -> Tuple[Tuple[str, str, str], ...]:
+    """``(name field, conf field, registry key)`` of every component family, in the order
+    of :data:`~espnet.nets.pytorch_backend.registry.MODEL_REGISTRY` (the one list of them)."""
+    return tuple((registry.name_field, registry.conf_field, key) for key, registry in MODEL_REGISTRY.items())
+
+
+# Fields of the older layouts that are options of a component now: field -> (name fields of
+# the families whose chosen component may have it, option name).
+FLAT_OPTION_FIELDS: Dict[str, Tuple[Tuple[str, ...], str]] = {  # layout 1
     "resnet_width": (("vision_encoder", "audio_encoder"), "width"),
     "vision_pool": (("vision_encoder",), "pool"),
     "vision_model_name": (("vision_encoder",), "model_name"),
@@ -30,6 +42,12 @@ FLAT_OPTION_FIELDS: Dict[str, Tuple[Tuple[str, ...], str]] = {
     "dunits": (("decoder",), "dunits"),
     "dlayers": (("decoder",), "dlayers"),
 }
+ENCODER_FIELDS: Dict[str, Tuple[Tuple[str, ...], str]] = {  # layouts 1 and 2 (the bottleneck fusion read eunits)
+    "eunits": (("encoder", "fusion_type"), "linear_units"),
+    "elayers": (("encoder",), "num_blocks"),
+    "cnn_module_kernel": (("encoder",), "cnn_module_kernel"),
+    "mask_conv_padding": (("encoder",), "mask_conv_padding"),
+}
 
 
 @dataclass
@@ -43,23 +61,25 @@ class ModelConfig:
             model.
         vision_encoder / audio_encoder: Registered frontend names; at least one is set.
             Only vision -> video model, only audio -> audio model, both -> audio-visual.
+        encoder: Registered encoder name (``conformer``; ``none`` = the projected/fused
+            frontend output is the encoder output, e.g. a pretrained Whisper encoder
+            feeding its own decoder).
         decoder: Registered decoder name.
         fusion_type: Registered fusion; audio-visual models only (``concat`` by default).
-        vision_encoder_conf / audio_encoder_conf / decoder_conf / fusion_conf: Options of
-            the chosen components (declared by each component class next to it, see
-            ``component_options.py``); filled with the defaults of those not given, and an
-            option the component does not have is an error.
+        vision_encoder_conf / audio_encoder_conf / encoder_conf / decoder_conf / fusion_conf:
+            Options of the chosen components (declared by each component class next to it,
+            see ``component_options.py``); filled with the defaults of those not given, and
+            an option the component does not have is an error.
         projection: ``linear`` or ``mlp`` frontend-to-encoder projection of a
             single-stream model when the sizes differ.
-        adim, aheads, eunits, elayers, cnn_module_kernel: Conformer size (adim and aheads
-            also size the Transformer decoder and the attention fusion). ``elayers 0``: no
-            Conformer (the projected/fused frontend output is the encoder output); with
-            ``adim`` equal to the frontend size the projection is the identity too (used to
-            pair a pretrained Whisper encoder with its decoder).
+        adim: Model width: the frontend output is projected (or fused) to it, and the
+            encoder, CTC head and decoder work at it (with ``adim`` equal to the frontend
+            size the projection is the identity, used to pair a pretrained Whisper encoder
+            with its decoder).
+        aheads: Attention heads of every attention layer at that width (encoder,
+            Transformer decoder, attention and bottleneck fusions), as in Auto-AVSR.
         dropout_rate, lsm_weight: Dropout everywhere; label smoothing of the attention loss.
         ctc_weight: CTC weight of the hybrid training loss.
-        mask_conv_padding: Zero padded frames before the Conformer depthwise convolution
-            (exact padding invariance; off reproduces Auto-AVSR numerics).
         pretrained_dtype: ``float32`` or ``bfloat16`` weights of the pretrained components
             (whatever dtype their checkpoints are stored in).
         use_qlora: Quantise the pretrained components (4-bit NF4) and train LoRA adapters
@@ -72,27 +92,28 @@ class ModelConfig:
             in for that stream when an utterance lacks it (``--modality-dropout``, ``eval.py
             --drop-stream``, ``|missing=`` lines). Configs written before it existed load with
             ``False`` (their checkpoints have no such weights, and need both streams).
+
+    The constructor takes the current layout; :meth:`from_dict` takes any layout a
+    checkpoint was written with (see :func:`migrate_config`).
     """
 
     odim: Optional[int] = 5049
     vision_encoder: Optional[str] = "resnet"
     audio_encoder: Optional[str] = None
+    encoder: str = "conformer"
     decoder: str = "transformer"
     fusion_type: Optional[str] = None
     vision_encoder_conf: Dict[str, Any] = field(default_factory=dict)
     audio_encoder_conf: Dict[str, Any] = field(default_factory=dict)
+    encoder_conf: Dict[str, Any] = field(default_factory=dict)
     decoder_conf: Dict[str, Any] = field(default_factory=dict)
     fusion_conf: Dict[str, Any] = field(default_factory=dict)
     projection: str = "linear"
     adim: int = 768
     aheads: int = 12
-    eunits: int = 3072
-    elayers: int = 12
-    cnn_module_kernel: int = 31
     dropout_rate: float = 0.1
     lsm_weight: float = 0.1
     ctc_weight: float = 0.1
-    mask_conv_padding: bool = False
     pretrained_dtype: str = "float32"
     use_qlora: bool = False
     qlora_r: int = 16
@@ -103,16 +124,16 @@ class ModelConfig:
     missing_stream_embeddings: bool = True
 
     def __post_init__(self) -> None:
-        from espnet.nets.pytorch_backend.registry import MODEL_REGISTRY
-
         if not self.vision_encoder and not self.audio_encoder:
             raise ValueError("a model needs a vision encoder, an audio encoder, or both")
+        if not self.encoder:
+            raise ValueError("a model needs an encoder ('none' for no encoder layers)")
         if self.vision_encoder and self.audio_encoder:
             self.fusion_type = self.fusion_type or "concat"
         elif self.fusion_type:
             raise ValueError(f"--fusion-type {self.fusion_type} applies to audio-visual models only (this is a "
                              f"{self.modality} model: give both --vision-encoder and --audio-encoder to fuse)")
-        for name_key, conf_key, registry_key in FAMILIES:
+        for name_key, conf_key, registry_key in families():
             registry = MODEL_REGISTRY[registry_key]
             name = getattr(self, name_key)
             if not name:
@@ -142,12 +163,17 @@ class ModelConfig:
     def components(self) -> List[Tuple[str, str, Dict[str, Any]]]:
         """``(registry key, name, options)`` of every chosen component."""
         return [(registry_key, getattr(self, name_key), getattr(self, conf_key))
-                for name_key, conf_key, registry_key in FAMILIES if getattr(self, name_key)]
+                for name_key, conf_key, registry_key in families() if getattr(self, name_key)]
 
     def model_names(self) -> Dict[str, str]:
         """Registry key -> pretrained model id/directory of each chosen component that
         loads one (``model_name`` option; ``None`` = the component's default)."""
         return {key: opts["model_name"] for key, _, opts in self.components() if opts.get("model_name")}
+
+    def describe_encoder(self) -> str:
+        """``conformer (linear_units=64, num_blocks=1, ...)`` / ``none``."""
+        options = ", ".join(f"{key}={value}" for key, value in self.encoder_conf.items())
+        return f"{self.encoder} ({options})" if options else self.encoder
 
     def describe(self) -> str:
         """One line for messages: modality, components and sizes."""
@@ -155,28 +181,17 @@ class ModelConfig:
         if self.fusion_type:
             parts.append(self.fusion_type)
         return (f"a {self.modality} model ({' / '.join(parts + [self.decoder])}) with adim={self.adim}, "
-                f"aheads={self.aheads}, elayers={self.elayers}, odim={self.odim}")
+                f"aheads={self.aheads}, odim={self.odim}, encoder {self.describe_encoder()}")
 
     def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        """What a checkpoint stores: the layout version and every field."""
+        return {"config_version": CONFIG_VERSION, **asdict(self)}
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "ModelConfig":
-        """A config from a checkpoint: the current layout, or the flat layout written
-        before components declared their own options (and its older field names)."""
-        values = dict(values)
-        if "modality" in values:  # configs written before encoders were named
-            modality = values.pop("modality")
-            if modality not in LEGACY_MODALITY_ENCODERS:
-                raise ValueError(f"unknown modality {modality!r} in model config")
-            values["vision_encoder"], values["audio_encoder"] = LEGACY_MODALITY_ENCODERS[modality]
-        if "decoder_dtype" in values:  # renamed
-            values["pretrained_dtype"] = values.pop("decoder_dtype")
-        if "whisper_pad_30s" in values:  # replaced by a length in seconds
-            values["whisper_pad_seconds"] = 30.0 if values.pop("whisper_pad_30s") else 0.0
-        if any(key in values for key in FLAT_OPTION_FIELDS):
-            _nest_flat_options(values)
-        values.setdefault("missing_stream_embeddings", False)  # written before they existed
+        """A config from a checkpoint, in any layout it was written with (see
+        :func:`migrate_config`)."""
+        values = migrate_config(values)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -184,25 +199,72 @@ class ModelConfig:
         return cls(**values)
 
 
-def _nest_flat_options(values: Dict[str, Any]) -> None:
-    """Move flat option fields into the conf of the chosen component that has the option.
+def _check_families() -> None:
+    """Every registered family has its two fields in :class:`ModelConfig` (a family added to
+    the registry needs them: ``<name field>`` and ``<conf field>``)."""
+    have = {f.name for f in fields(ModelConfig)}
+    for name_key, conf_key, registry_key in families():
+        missing = [key for key in (name_key, conf_key) if key not in have]
+        if missing:
+            raise TypeError(f"registry family {registry_key!r} needs the ModelConfig field(s) {', '.join(missing)}")
+
+
+_check_families()
+
+
+def migrate_config(values: Dict[str, Any]) -> Dict[str, Any]:
+    """A stored model config (a dict of any layout, see :data:`CONFIG_VERSION`) in the
+    current layout: the fields :class:`ModelConfig` takes. The input is not modified.
+
+    Layouts without ``config_version`` are recognised by their fields: ``modality``
+    becomes encoder names; old field names are renamed; the flat option fields and the
+    Conformer's top-level sizes move into the options of the chosen component that has them
+    (``elayers 0``, no Conformer, becomes ``encoder none``; the bottleneck fusion keeps the
+    ``eunits`` it was built with); a config written before the missing-stream embeddings
+    has none.
+    """
+    values = dict(values)
+    version = values.pop("config_version", None)
+    if version is not None:
+        if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= CONFIG_VERSION:
+            raise ValueError(f"model config version {version!r} is not one this code reads (0 to {CONFIG_VERSION}; "
+                             "a newer version of the code wrote it?)")
+        if version == CONFIG_VERSION:
+            return values
+    if "modality" in values:  # layout 0: configs written before encoders were named
+        modality = values.pop("modality")
+        if modality not in LEGACY_MODALITY_ENCODERS:
+            raise ValueError(f"unknown modality {modality!r} in model config")
+        values["vision_encoder"], values["audio_encoder"] = LEGACY_MODALITY_ENCODERS[modality]
+    if "decoder_dtype" in values:  # renamed
+        values["pretrained_dtype"] = values.pop("decoder_dtype")
+    if "whisper_pad_30s" in values:  # replaced by a length in seconds
+        values["whisper_pad_seconds"] = 30.0 if values.pop("whisper_pad_30s") else 0.0
+    if "encoder" not in values and any(key in values for key in ENCODER_FIELDS):  # layouts 1 and 2
+        values["encoder"] = "none" if values.get("elayers") == 0 else "conformer"
+    moved = {key: spec for key, spec in {**FLAT_OPTION_FIELDS, **ENCODER_FIELDS}.items() if key in values}
+    if moved:
+        _nest_flat_options(values, moved)
+    values.setdefault("missing_stream_embeddings", False)  # written before they existed
+    return values
+
+
+def _nest_flat_options(values: Dict[str, Any], moved: Dict[str, Tuple[Tuple[str, ...], str]]) -> None:
+    """Move the fields ``moved`` into the conf of the chosen component that has the option.
     A flat config stored every field, including options of components it did not use
     (they had no effect on that model, so they are left out); ``None`` meant the
     component's default."""
     from espnet.nets.pytorch_backend.component_options import find
-    from espnet.nets.pytorch_backend.registry import MODEL_REGISTRY
 
-    keys = {name_key: (conf_key, registry_key) for name_key, conf_key, registry_key in FAMILIES}
+    keys = {name_key: (conf_key, registry_key) for name_key, conf_key, registry_key in families()}
     if not (values.get("vision_encoder") and values.get("audio_encoder")):
-        values.pop("fusion_type", None)  # always written; only audio-visual models fuse
-    for flat, (families, option) in FLAT_OPTION_FIELDS.items():
-        if flat not in values:
-            continue
+        values.pop("fusion_type", None)  # always written by layout 1; only audio-visual models fuse
+    for flat, (name_keys, option) in moved.items():
         value = values.pop(flat)
-        for family in families:
-            name = values.get(family)
+        for name_key in name_keys:
+            name = values.get(name_key)
             if not name or value is None:
                 continue
-            conf_key, registry_key = keys[family]
+            conf_key, registry_key = keys[name_key]
             if find(MODEL_REGISTRY[registry_key].options(name), option) is not None:
-                values.setdefault(conf_key, {})[option] = value
+                values[conf_key] = {**(values.get(conf_key) or {}), option: value}

@@ -3,7 +3,8 @@ its static facts.
 
 Adding a component = one new file with a class that has ``from_config(config, options)``
 (and, if it has any, its ``options``: see ``component_options.py``) + one ``add(...)`` line
-below. Classes are imported lazily (by ``"module:Class"`` path) so that
+below. The families themselves are listed once, in :data:`MODEL_REGISTRY`: the model config's
+fields, the command-line flags and the checkpoint migration all follow from it. Classes are imported lazily (by ``"module:Class"`` path) so that
 heavy optional dependencies load only when the component is used. Names registered without
 a target are planned components: they are valid choices on the command line, and selecting
 one gives a clear "not available yet" error.
@@ -53,17 +54,32 @@ class Registry:
         family: What the components are, for messages (``vision encoder``).
         flag: The flag that chooses one (``--vision-encoder``).
         word: Short family word in option flags (``{family}`` in ``--{family}-model-name``).
-        config_key: The model config fields: ``<key>`` holds the name, ``<key>_conf`` the
-            chosen component's options.
+        config_key: The model config field ``<config_key>_conf`` holds the chosen
+            component's options.
+        help: One line for ``--help`` of ``flag`` (with the default component, if any).
+
+    The model config field that holds the chosen name is the flag's destination
+    (``--fusion-type`` -> ``fusion_type``): :attr:`name_field`.
     """
 
-    def __init__(self, family: str, flag: str, word: str, config_key: str) -> None:
+    def __init__(self, family: str, flag: str, word: str, config_key: str, help: str = "") -> None:
         self.family = family
         self.flag = flag
         self.word = word
         self.config_key = config_key
+        self.help = help
         self._specs: Dict[str, ComponentSpec] = {}
         self._aliases: Dict[str, str] = {}
+
+    @property
+    def name_field(self) -> str:
+        """Model config field holding the chosen component's name (``fusion_type``)."""
+        return self.flag[2:].replace("-", "_")
+
+    @property
+    def conf_field(self) -> str:
+        """Model config field holding the chosen component's options (``fusion_conf``)."""
+        return f"{self.config_key}_conf"
 
     def add(self, name: str, target: Optional[str], planned: str = "") -> ComponentSpec:
         if name in self._specs or name in self._aliases:
@@ -117,23 +133,34 @@ class Registry:
     def create(self, name: str, config, *args) -> object:
         """Instantiate ``name`` with ``Class.from_config(config, options, *args)``, its
         options taken from ``config.<config_key>_conf``."""
-        options = self.resolve_options(name, getattr(config, f"{self.config_key}_conf", None))
+        options = self.resolve_options(name, getattr(config, self.conf_field, None))
         return self.resolve_class(name).from_config(config, options, *args)
 
 
-VISION_ENCODERS = Registry("vision encoder", "--vision-encoder", "vision", "vision_encoder")
-AUDIO_ENCODERS = Registry("audio encoder", "--audio-encoder", "audio", "audio_encoder")
-DECODERS = Registry("decoder", "--decoder", "decoder", "decoder")
-FUSIONS = Registry("fusion", "--fusion-type", "fusion", "fusion")
+VISION_ENCODERS = Registry("vision encoder", "--vision-encoder", "vision", "vision_encoder",
+                           help="Vision frontend (input: 88x88 mouth crops at 25 fps).")
+AUDIO_ENCODERS = Registry("audio encoder", "--audio-encoder", "audio", "audio_encoder",
+                          help="Audio frontend (input: 16 kHz waveform).")
+ENCODERS = Registry("encoder", "--encoder", "encoder", "encoder",
+                    help="Sequence encoder on the projected/fused frontend features ('none' = they go to the "
+                         "decoder and CTC as they are). (Default: conformer)")
+DECODERS = Registry("decoder", "--decoder", "decoder", "decoder",
+                    help="Decoder ('llm' = 'llama'). (Default: transformer)")
+FUSIONS = Registry("fusion", "--fusion-type", "fusion", "fusion",
+                   help="How audio-visual models fuse the two streams (both encoders given). (Default: concat)")
 
+#: Every component family, the one list of them: registry key -> registry, in the order of the
+#: model (frontends, encoder, decoder, then the fusion of audio-visual models).
 MODEL_REGISTRY: Dict[str, Registry] = {
     "vision_encoder": VISION_ENCODERS,
     "audio_encoder": AUDIO_ENCODERS,
+    "encoder": ENCODERS,
     "decoder": DECODERS,
     "fusion": FUSIONS,
 }
 
 _FRONTEND = "espnet.nets.pytorch_backend.frontend"
+_ENCODER = "espnet.nets.pytorch_backend.encoder"
 _DECODER = "espnet.nets.pytorch_backend.decoder"
 _FUSION = "espnet.nets.pytorch_backend.fusion"
 
@@ -147,6 +174,11 @@ VISION_ENCODERS.add("clip-vit", f"{_FRONTEND}.vision.clip_vit:CLIPViTFrontend")
 AUDIO_ENCODERS.add("resnet1d", f"{_FRONTEND}.resnet1d:AudioResNet1D")
 AUDIO_ENCODERS.add("whisper", f"{_FRONTEND}.audio.whisper:WhisperFrontend")
 AUDIO_ENCODERS.add("wavlm", f"{_FRONTEND}.audio.wavlm:WavLMFrontend")
+
+# ---- encoders (projected/fused features (B, T, adim) -> (B, T, adim)) -------------------
+ENCODERS.add("conformer", f"{_ENCODER}.conformer_encoder:ConformerEncoder")
+ENCODERS.add("transformer", f"{_ENCODER}.transformer_encoder:TransformerEncoder")
+ENCODERS.add("none", f"{_ENCODER}.identity_encoder:IdentityEncoder")
 
 # ---- decoders ----------------------------------------------------------------------------
 DECODERS.add("transformer", f"{_DECODER}.transformer_decoder:TransformerDecoder")

@@ -1,9 +1,11 @@
 """Conformer encoder (macaron FFN, relative-position MHA, convolution module)."""
 
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+from espnet.nets.pytorch_backend.component_options import Option
+from espnet.nets.pytorch_backend.encoder.base_encoder import BaseEncoder
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask
 from espnet.nets.pytorch_backend.transformer.attention import RelPositionMultiHeadedAttention
 from espnet.nets.pytorch_backend.transformer.embedding import RelPositionalEncoding
@@ -79,15 +81,16 @@ class ConformerBlock(torch.nn.Module):
         return self.norm_final(x), pos_emb, mask
 
 
-class ConformerEncoder(torch.nn.Module):
-    """Stack of Conformer blocks on already-projected features.
+class ConformerEncoder(BaseEncoder):
+    """Stack of Conformer blocks on already-projected features (``--encoder conformer``, the
+    Auto-AVSR encoder and the default).
 
     Args:
         attention_dim: Model size D (``adim``).
         attention_heads: Heads (``aheads``).
-        linear_units: FFN inner size (``eunits``).
-        num_blocks: Number of blocks (``elayers``).
-        cnn_module_kernel: Depthwise kernel size (31 in Auto-AVSR).
+        linear_units: FFN inner size (option ``linear_units``, flag ``--eunits``).
+        num_blocks: Number of blocks (option ``num_blocks``, flag ``--elayers``).
+        cnn_module_kernel: Depthwise kernel size (31 in Auto-AVSR; odd).
         dropout_rate: Dropout in FFN/residual/positional paths.
         mask_conv_padding: Zero padded frames before the depthwise convolution (exact
             padding invariance; off for legacy Auto-AVSR numerics).
@@ -96,6 +99,17 @@ class ConformerEncoder(torch.nn.Module):
         ``forward(xs (B, T, D), lengths (B,)) -> (B, T, D), lengths (B,)`` at the input
         frame rate (25 Hz for the legacy frontends).
     """
+
+    options = (
+        Option("linear_units", 3072, "Feed-forward units of each encoder block (3072 = Auto-AVSR; the bottleneck "
+               "fusion's layers take it too).", minimum=1, flag="--eunits"),
+        Option("num_blocks", 12, "Encoder blocks (12 = Auto-AVSR); --elayers 0 = --encoder none (no encoder: the "
+               "projected/fused frontend output goes to the decoder and CTC).", minimum=1, flag="--elayers"),
+        Option("cnn_module_kernel", 31, "Kernel size (odd) of the Conformer's depthwise convolution (31 = Auto-AVSR).",
+               minimum=1, flag="--cnn-module-kernel"),
+        Option("mask_conv_padding", False, "Zero padded frames before the Conformer convolution (exact padding "
+               "invariance; off by default to reproduce Auto-AVSR numerics).", flag="--mask-conv-padding"),
+    )
 
     def __init__(
         self,
@@ -119,6 +133,13 @@ class ConformerEncoder(torch.nn.Module):
         )
         self.after_norm = LayerNorm(attention_dim)
         self.output_dim = attention_dim
+
+    @classmethod
+    def from_config(cls, config, options: Dict[str, Any]) -> "ConformerEncoder":
+        if options["cnn_module_kernel"] % 2 == 0:
+            raise ValueError(f"--cnn-module-kernel must be odd, got {options['cnn_module_kernel']}")
+        return cls(attention_dim=config.adim, attention_heads=config.aheads, dropout_rate=config.dropout_rate,
+                   **options)
 
     def forward_masked(
         self, xs: torch.Tensor, mask: Optional[torch.Tensor]

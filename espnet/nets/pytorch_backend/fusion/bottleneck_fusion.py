@@ -67,6 +67,8 @@ class BottleneckFusion(BaseFusion):
                flag="--bottleneck-tokens"),
         Option("num_layers", 2, "Layers of the bottleneck fusion (the streams exchange information from the "
                "second on).", minimum=1, flag="--bottleneck-layers"),
+        Option("linear_units", 3072, "Feed-forward units of each bottleneck fusion layer.", minimum=1,
+               flag="--eunits"),
     )
 
     def __init__(self, vision_dim: int, audio_dim: int, out_dim: int, num_tokens: int = 4, num_layers: int = 2,
@@ -88,8 +90,8 @@ class BottleneckFusion(BaseFusion):
 
     @classmethod
     def from_config(cls, config, options, vision_dim: int, audio_dim: int) -> "BottleneckFusion":
-        return cls(vision_dim, audio_dim, config.adim, heads=config.aheads, linear_units=config.eunits,
-                   dropout_rate=config.dropout_rate, **options)
+        return cls(vision_dim, audio_dim, config.adim, heads=config.aheads, dropout_rate=config.dropout_rate,
+                   **options)
 
     def _split(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(B, T + N, D)`` -> frames ``(B, T, D)``, bottleneck tokens ``(B, N, D)``."""
