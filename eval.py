@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import math
 import sys
 
 
@@ -21,7 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--noise-file", default=None,
                    help="Noise wav for --decode-snr-target. (Default: ROOT/babble.wav if present, else the "
                         "built-in procedural babble)")
-    p.add_argument("--drop-stream", default=None, choices=["video", "audio"],
+    p.add_argument("--drop-stream", default=None, action="append", choices=["video", "audio"],
                    help="Audio-visual models: decode without this stream (its learned stand-in takes its place), "
                         "e.g. to see how the model copes when the camera or the microphone fails. "
                         "(Default: both streams)")
@@ -52,6 +53,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_tokenizer_args(p)
     add_generate_args(p)
     args = p.parse_args(argv)
+    if args.decode_snr_target is not None and not math.isfinite(args.decode_snr_target):
+        p.error(f"--decode-snr-target must be a finite number of dB, got {args.decode_snr_target}")
+    if args.drop_stream and len(args.drop_stream) > 1:
+        if len(set(args.drop_stream)) > 1:
+            p.error("--drop-stream video and --drop-stream audio: dropping both streams leaves nothing to decode")
+        p.error(f"--drop-stream {args.drop_stream[0]} is given {len(args.drop_stream)} times; give it once")
+    args.drop_stream = args.drop_stream[0] if args.drop_stream else None
     if args.beam_size < 1:
         p.error(f"--beam-size must be >= 1, got {args.beam_size}")
     if args.num_threads < 0:
@@ -81,12 +89,15 @@ def decode(args: argparse.Namespace) -> int:
     from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
     from espnet.training.checkpoints import load_checkpoint
     from espnet.training.cli_args import load_tokenizer, resolve_model_config
+    from espnet.training.tokenizer_files import check_same_tokenizer
 
     state, stored_config, meta = None, None, {}
     if args.pretrained_model_path:
         state, stored_config, meta = load_checkpoint(args.pretrained_model_path)
     tokenizer = load_tokenizer(args.sp_model_path or meta.get("sp_model_path"),
                                args.dict_path or meta.get("dict_path"))
+    check_same_tokenizer(tokenizer, {"sp_model_path": args.sp_model_path, "dict_path": args.dict_path}, meta,
+                         args.pretrained_model_path)
     odim = tokenizer.odim if tokenizer is not None else None
     config = resolve_model_config(args, odim, stored_config, source=args.pretrained_model_path or "model flags",
                                   state_keys=state.keys() if state is not None else None)
@@ -102,7 +113,7 @@ def decode(args: argparse.Namespace) -> int:
                              f"a missing stream (its config was written before they existed); it needs both streams")
         read = "audio" if args.drop_stream == "video" else "video"  # what the pre-flight check must find
     skip_lines = run_preflight(args.root_dir, [(args.test_file, label_path(args.root_dir, args.test_file), None)],
-                               read, odim, skip_invalid=args.skip_invalid, need_transcript=tokenizer is None)
+                               read, odim, skip_invalid=args.skip_invalid, need_transcript=tokenizer is None, tokenizer=tokenizer)
     if state is None:
         model = E2E(config).eval()
         untrained = model.untrained_parts()
