@@ -85,12 +85,14 @@ def decode(args: argparse.Namespace) -> int:
 
     from datamodule.data_module import label_path
     from datamodule.preflight import run_preflight
-    from espnet.asr.evaluate import DEFAULT_BATCH_SIZE, evaluate, load_model, write_json
+    from espnet.asr.evaluate import DEFAULT_BATCH_SIZE, check_output_file, evaluate, load_model, write_json
     from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
     from espnet.training.checkpoints import load_checkpoint
     from espnet.training.cli_args import load_tokenizer, resolve_model_config
     from espnet.training.tokenizer_files import check_same_tokenizer
 
+    if args.output_json:
+        check_output_file(args.output_json, "--output-json")  # before the decoding, not after it
     state, stored_config, meta = None, None, {}
     if args.pretrained_model_path:
         state, stored_config, meta = load_checkpoint(args.pretrained_model_path)
@@ -135,15 +137,19 @@ def decode(args: argparse.Namespace) -> int:
                       noise_file=args.noise_file, seed=args.seed, num_workers=args.num_workers, device=device,
                       max_new_tokens=args.max_new_tokens, wer_normalizer=args.wer_normalizer,
                       skip_lines=skip_lines.get(args.test_file, frozenset()),
-                      batch_size=args.batch_size or DEFAULT_BATCH_SIZE, drop_stream=args.drop_stream)
+                      batch_size=args.batch_size or DEFAULT_BATCH_SIZE, drop_stream=args.drop_stream,
+                      skip_invalid=args.skip_invalid)
     print(f"decoded {result.num_utterances} utterances in {result.seconds:.1f} s "
           f"({result.num_utterances / max(result.seconds, 1e-9):.2f} utt/s, real-time factor "
           f"{result.real_time_factor:.3f} for {result.audio_seconds:.1f} s of media); "
           f"{result.errors} errors / {result.ref_words} words")
+    for row in result.left_out:
+        print(f"left out (--skip-invalid): {row['reason']}")
+    if args.output_json:
+        print(f"results: {args.output_json}")
+    print(f"WER: {result.wer}")  # before the file is written: a failed write does not lose it
     if args.output_json:
         write_json(result, args.output_json)
-        print(f"results: {args.output_json}")
-    print(f"WER: {result.wer}")
     return 0
 
 

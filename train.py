@@ -385,11 +385,14 @@ def finish_run(args: argparse.Namespace, run_dir: str, config, tokenizer, hparam
             print("note: --noise-file is used for training augmentation only; --test-file is decoded clean")
         result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
                           ctc_weight=args.ctc_weight, seed=args.seed, device=device,
-                          max_new_tokens=args.max_new_tokens, skip_lines=skip_lines.get(args.test_file, frozenset()))
+                          max_new_tokens=args.max_new_tokens, skip_lines=skip_lines.get(args.test_file, frozenset()),
+                          skip_invalid=args.skip_invalid)
+        for row in result.left_out:
+            print(f"left out (--skip-invalid): {row['reason']}")
         out = os.path.join(run_dir, "test_results.json")
-        write_json(result, out)
         print(f"test results ({os.path.basename(model_path)}): {out}")
-        print(f"WER: {result.wer}")
+        print(f"WER: {result.wer}")  # before the file is written: a failed write does not lose it
+        write_json(result, out)
     return 0
 
 
