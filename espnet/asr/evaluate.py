@@ -218,18 +218,15 @@ def evaluate(
 
 
 def nonfinite_media(item: Dict[str, Any], media_path: str) -> Optional[str]:
-    """``"<file>: the audio has N NaN/inf sample(s)"`` (or the video's values) for an item of
-    the dataset whose input holds non-finite values, else ``None``."""
+    """``"<file>: the audio holds NaN/inf values"`` (or the video) for an item of the dataset
+    whose input is not finite, else ``None`` (the item is normalised already, which may have
+    spread one NaN sample over the whole utterance, so no count is given)."""
     from datamodule.media import wav_path
 
     for stream in STREAMS:
         data = item.get(stream)
-        if isinstance(data, torch.Tensor) and data.is_floating_point():
-            bad = int((~torch.isfinite(data)).sum())
-            if bad:
-                where = wav_path(media_path) if stream == "audio" else media_path
-                unit = "sample(s)" if stream == "audio" else "value(s)"
-                return f"{where}: the {stream} has {bad} NaN/inf {unit}"
+        if isinstance(data, torch.Tensor) and data.is_floating_point() and not bool(torch.isfinite(data).all()):
+            return f"{wav_path(media_path) if stream == 'audio' else media_path}: the {stream} holds NaN/inf values"
     return None
 
 
