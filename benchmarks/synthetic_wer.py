@@ -153,9 +153,8 @@ def decode_rows(args, data: Dict[str, str], ckpts: Dict[str, str], snrs: List[Op
                 seconds: Dict[str, float]) -> Dict[str, Dict[str, float]]:
     """WER per table row and SNR label (cached per model/stream in ``OUT/<model>/wer*.json``)."""
     from datamodule.text_transform import TextTransform
-    from espnet.asr.evaluate import evaluate, load_model
-    from espnet.nets.pytorch_backend.model_config import ModelConfig
-    from espnet.training.checkpoints import load_checkpoint
+    from espnet.asr.evaluate import evaluate
+    from espnet.asr.pretrained import Recognizer
 
     tokenizer = TextTransform(data["sp_model_path"], data["dict_path"])
     results: Dict[str, Dict[str, float]] = {}
@@ -172,8 +171,7 @@ def decode_rows(args, data: Dict[str, str], ckpts: Dict[str, str], snrs: List[Op
                 print(f"[{row}] reusing decoded results from {cache}", flush=True)
                 continue
         start = time.perf_counter()
-        state, stored, _ = load_checkpoint(ckpt)
-        model = load_model(ModelConfig.from_dict(stored), state, ckpt)
+        model = Recognizer.from_pretrained(ckpt).model
         has_audio = model.modality != "video" and drop != "audio"
         results[row] = {}
         for snr in snrs:

@@ -111,7 +111,7 @@ def measure_in_process(args, data: Dict[str, str], modality: str) -> Dict[str, f
     from datamodule.data_module import DataModule
     from espnet.training.throughput import batch_frames
     from espnet.training.model_module import ModelModule
-    from train import parse_args
+    from espnet.training.train_cli import parse_args
 
     argv = train_args(args, data, modality, os.path.join(args.out, "unused"), args.flags.split())
     targs = parse_args(argv)
@@ -183,7 +183,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.makedirs(args.out, exist_ok=True)
     data = corpus(args)
     from espnet.training.cpu_threads import apply_num_threads
-    from train import parse_args
+    from espnet.training.train_cli import parse_args
 
     probe = parse_args(train_args(args, data, "audio", os.path.join(args.out, "unused"), args.flags.split()))
     apply_num_threads(probe.num_threads, probe.num_workers)  # as train.py will (same load, same choice)

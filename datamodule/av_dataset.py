@@ -5,22 +5,14 @@ from typing import AbstractSet, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
+from datamodule.clip import AV_TOLERANCE_SECONDS, load_clip
 from datamodule.label_list import STREAMS, read_label_list
-from datamodule.media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video, wav_path
+from datamodule.media import wav_path
 from datamodule.media_cache import MediaCache
 from datamodule.seeding import keyed_generator
 
-SAMPLES_PER_FRAME = SAMPLE_RATE // VIDEO_FPS  # 16 kHz audio samples per 25 fps video frame
-AV_TOLERANCE_SECONDS = 0.1
 MODALITY_STREAMS = {"video": ("video",), "audio": ("audio",), "audiovisual": ("video", "audio")}
 DROPOUT_KEY = 0x6D64  # keys the modality-dropout generator apart from the augmentation's
-
-
-def cut_or_pad(data: torch.Tensor, size: int) -> torch.Tensor:
-    """Trim or zero-pad ``data`` ``(S, C)`` along time to ``size``."""
-    if data.size(0) < size:
-        return torch.nn.functional.pad(data, (0, 0, 0, size - data.size(0)))
-    return data[:size]
 
 
 class AVDataset(torch.utils.data.Dataset):
@@ -155,22 +147,11 @@ class AVDataset(torch.utils.data.Dataset):
         path = self.media_path(idx)
         streams = self.streams(idx, epoch)
         out: Dict[str, object] = {"target": u.token_ids, "text": u.transcript, "idx": idx, "path": path}
-        video = None
-        if "video" in streams:
-            video = self.media_cache.video(path) if self.media_cache is not None else load_video(path)
-        if "audio" in streams:
-            wav = wav_path(path)
-            audio = self.media_cache.audio(wav) if self.media_cache is not None else load_audio(wav)
-            if video is not None:
-                want = video.size(0) * SAMPLES_PER_FRAME
-                if abs(audio.size(0) - want) > self.av_tolerance * SAMPLE_RATE:
-                    raise ValueError(
-                        f"{path}: audio lasts {audio.size(0) / SAMPLE_RATE:.3f} s but the video "
-                        f"{video.size(0) / VIDEO_FPS:.3f} s ({video.size(0)} frames); they differ by more than "
-                        f"{self.av_tolerance} s"
-                    )
-                audio = cut_or_pad(audio, want)
+        clip = load_clip(path, streams, media_cache=self.media_cache, av_tolerance=self.av_tolerance)
+        if "audio" in clip:
+            audio = clip["audio"]
             out["audio"] = self.audio_transform(audio, idx, generator) if self.audio_transform else audio
-        if video is not None:
+        if "video" in clip:
+            video = clip["video"]
             out["video"] = self.video_transform(video, generator) if self.video_transform else video
         return out

@@ -142,6 +142,7 @@ class DataModule(LightningDataModule):
             dataset.input_lengths, self.max_frames, self.train_num_buckets, shuffle=True,
             seed=self.seed, source=dataset.label_path, rank=rank, world_size=world, keyed=True,
         )
+        self._note_left_out(self.train_sampler, dataset.label_path, rank, world)
         if self._resume is not None:
             self.train_sampler.resume_at(self._resume["epoch"], self._resume["start"])
             self._resume = None
@@ -157,7 +158,16 @@ class DataModule(LightningDataModule):
         rank, world = self._rank_world()
         sampler = BucketBatchSampler(dataset.input_lengths, self.max_frames, 1, shuffle=False,
                                      source=dataset.label_path, rank=rank, world_size=world)
+        self._note_left_out(sampler, dataset.label_path, rank, world)
         return self._loader(dataset, sampler)
+
+    @staticmethod
+    def _note_left_out(sampler: BucketBatchSampler, label_path: str, rank: int, world: int) -> None:
+        """Say (once, on rank 0) when batches had to be left out to give the ranks equal counts."""
+        if sampler.left_out and rank == 0:
+            print(f"note: {label_path}: {sampler.left_out} single-utterance batch(es) left out so that the "
+                  f"{world} ranks get the same number of batches (each batch holds one utterance: raise "
+                  f"--max-frames or use fewer processes)")
 
     def state_dict(self) -> Dict[str, Any]:
         """Where training stands in the batch order: ``{"train_sampler": {"epoch", "start"}}``

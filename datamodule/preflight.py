@@ -34,7 +34,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import AbstractSet, Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
-from datamodule.av_dataset import AV_TOLERANCE_SECONDS, MODALITY_STREAMS
+from datamodule.av_dataset import MODALITY_STREAMS
+from datamodule.clip import AV_TOLERANCE_SECONDS
 from datamodule.label_list import iter_label_lines, parse_label_line
 from datamodule.media import SAMPLE_RATE, VIDEO_FPS as FPS, AudioInfo, VideoInfo, probe_audio, probe_video, wav_path
 from datamodule.transforms import CROP_SIZE

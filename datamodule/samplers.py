@@ -27,8 +27,11 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         shuffle: Shuffle within buckets and the batch order.
         seed: Base seed.
         source: Name used in error messages (the label file).
-        rank, world_size: Distributed shard; each rank gets every ``world_size``-th batch
-            (the batch list is truncated to a multiple of ``world_size``).
+        rank, world_size: Distributed shard; each rank gets every ``world_size``-th batch.
+            Every rank must get the same number of batches (DDP's collectives run once per
+            batch on every rank), so when the count is not a multiple of ``world_size`` the
+            largest batches are split in two until it is; only when no batch holds two
+            utterances are batches left out, counted in :attr:`left_out`.
         keyed: Yield ``(epoch, index)`` pairs instead of indices.
     """
 
@@ -65,6 +68,7 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         self.world_size = world_size
         self.keyed = keyed
         self.start = 0
+        self.left_out = 0
         self._batches = self._make_batches()
 
     def set_epoch(self, epoch: int) -> None:
@@ -107,9 +111,23 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         if self.shuffle:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
         if self.world_size > 1:
-            usable = len(batches) - len(batches) % self.world_size
-            batches = batches[self.rank : usable : self.world_size]
+            batches = self._even_out(batches)
+            batches = batches[self.rank :: self.world_size]
         return batches
+
+    def _even_out(self, batches: List[List[int]]) -> List[List[int]]:
+        """``batches`` made a multiple of ``world_size`` long: split the batch of most
+        utterances (the first such) in two halves, in place, as often as needed; leave out
+        the last batches only when none has two utterances (:attr:`left_out`)."""
+        batches = list(batches)
+        while len(batches) % self.world_size:
+            i = max(range(len(batches)), key=lambda j: len(batches[j]))
+            if len(batches[i]) < 2:
+                break
+            half = len(batches[i]) // 2
+            batches[i:i + 1] = [batches[i][:half], batches[i][half:]]
+        self.left_out = len(batches) % self.world_size
+        return batches[: len(batches) - self.left_out]
 
     def __iter__(self) -> Iterator[List[Any]]:
         batches = self._batches[self.start:]  # the resume position holds until the next epoch

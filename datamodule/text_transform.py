@@ -24,6 +24,7 @@ class TextTransform:
         for flag, path in (("--sp-model-path", sp_model_path), ("--dict-path", dict_path)):
             if not path or not os.path.isfile(path):
                 raise FileNotFoundError(f"{flag}: file not found: {path}")
+        self.sp_model_path, self.dict_path = sp_model_path, dict_path
         self.spm = sentencepiece.SentencePieceProcessor(model_file=sp_model_path)
         self.piece_to_id = {}
         units: List[str] = []

@@ -171,7 +171,7 @@ def process_one(cropper, clip: Clip, paths: Dict[str, str], mode: str) -> Outcom
     """
     import av
 
-    from datamodule.av_dataset import cut_or_pad
+    from datamodule.clip import cut_or_pad
     from datamodule.media import load_audio, wav_path, write_wav
 
     fail_errors = (av.error.FFmpegError, OSError, ValueError, RuntimeError)

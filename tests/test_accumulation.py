@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-import train as train_cli
+from espnet.training import train_cli
 from bad_corpus import BadCorpus, train_args
 from conftest import read_metrics
 from toy_lightning import LinearToy, fit_toy

@@ -7,8 +7,8 @@ import pickle
 import pytest
 import torch
 
-import eval as eval_cli
-import train as train_cli
+from espnet.asr import eval_cli
+from espnet.training import train_cli
 from bad_corpus import AUDIO_MODEL, BadCorpus, train_args, write_untrained_model
 
 VIDEO_MODEL = ["--vision-encoder", "resnet", "--resnet-width", "8"]

@@ -198,7 +198,7 @@ def test_prefix_cache_appends_and_reorders():
 
 
 def test_eval_batch_size_flag(capsys):
-    import eval as eval_cli
+    from espnet.asr import eval_cli
 
     base = ["--root-dir", "root", "--test-file", "test.csv", "--pretrained-model-path", "model.pth"]
     assert eval_cli.parse_args(base + ["--batch-size", "3"]).batch_size == 3

@@ -9,8 +9,8 @@ import pytest
 import torch
 from pytorch_lightning import Callback
 
-import eval as eval_cli
-import train as train_cli
+from espnet.asr import eval_cli
+from espnet.training import train_cli
 from bad_corpus import BadCorpus, train_args
 from conftest import read_metrics
 from espnet.asr.evaluate import load_model

@@ -11,8 +11,8 @@ import torch
 
 from conftest import REPO, TINY_DIMS
 
-import eval as eval_cli
-import train as train_cli
+from espnet.asr import eval_cli
+from espnet.training import train_cli
 
 
 def run(script, *args):

@@ -100,6 +100,15 @@ def test_bucket_sampler_budget_and_coverage():
     ranks = [list(BucketBatchSampler(lengths, 60, 3, seed=1, rank=r, world_size=2)) for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1])
     assert not set(map(tuple, ranks[0])) & set(map(tuple, ranks[1]))
+    # all utterances are used: a batch is split rather than left out to even the ranks' counts
+    assert sorted(i for r in ranks for b in r for i in b) == list(range(len(lengths)))
+    for world in (2, 3, 4):
+        shards = [BucketBatchSampler(lengths, 60, 3, seed=1, rank=r, world_size=world) for r in range(world)]
+        assert len({len(s) for s in shards}) == 1 and shards[0].left_out == 0
+        assert sorted(i for s in shards for b in s for i in b) == list(range(len(lengths)))
+    # nothing to split (one utterance per batch): the last batch is left out, and counted
+    singles = [BucketBatchSampler([50, 50, 50], 60, 1, seed=1, rank=r, world_size=2) for r in (0, 1)]
+    assert [len(s) for s in singles] == [1, 1] and singles[0].left_out == 1
     with pytest.raises(ValueError, match=r"train.csv: utterance 1 has 50 frames, more than --max-frames 40"):
         BucketBatchSampler(lengths, max_frames=40, source="train.csv")
 

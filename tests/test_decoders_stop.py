@@ -12,7 +12,7 @@ from conftest import TINY_ENCODER_DIMS
 
 transformers = pytest.importorskip("transformers")
 
-import eval as eval_cli  # noqa: E402
+from espnet.asr import eval_cli  # noqa: E402
 from tiny_hf import save_tiny_llama, save_tiny_whisper  # noqa: E402
 
 NUM_UTTS = 8

@@ -12,8 +12,8 @@ from conftest import TINY_ENCODER_DIMS
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-import eval as eval_cli  # noqa: E402
-import train as train_cli  # noqa: E402
+from espnet.asr import eval_cli  # noqa: E402
+from espnet.training import train_cli  # noqa: E402
 from tiny_hf import TEXTS, save_tiny_llama, save_tiny_whisper  # noqa: E402
 
 @pytest.fixture(scope="module")

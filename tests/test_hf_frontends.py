@@ -374,8 +374,8 @@ def test_train_and_eval_cli_with_pretrained_frontend(run, model_dirs, toy_corpus
     import json
     import os
 
-    import eval as eval_cli
-    import train as train_cli
+    from espnet.asr import eval_cli
+    from espnet.training import train_cli
 
     flags = list(CLI_RUNS[run])
     for name in run.split("+"):

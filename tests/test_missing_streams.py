@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-import eval as eval_cli
+from espnet.asr import eval_cli
 from datamodule.av_dataset import AVDataset
 from datamodule.collate import collate_pad
 from datamodule.label_list import format_label_line, read_label_list
@@ -248,7 +248,7 @@ def test_transfer_backend_starts_a_video_model_from_an_audio_model(tmp_path):
 
 
 def test_transfer_flags_are_checked(capsys):
-    from train import parse_args
+    from espnet.training.train_cli import parse_args
 
     for argv, message in ((["--transfer-backend"], "--transfer-backend need --pretrained-model-path"),
                           (["--transfer-backend", "--transfer-encoder", "--pretrained-model-path", "a.pth"],

@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("bitsandbytes")
 pytest.importorskip("peft")
 
-import train as train_cli  # noqa: E402
+from espnet.training import train_cli  # noqa: E402
 from tiny_hf import save_tiny_vit  # noqa: E402
 
 

@@ -10,8 +10,8 @@ import shutil
 import pytest
 import torch
 
-import eval as eval_cli
-import train as train_cli
+from espnet.asr import eval_cli
+from espnet.training import train_cli
 from bad_corpus import BadCorpus, train_args
 from espnet.training.checkpoints import load_checkpoint, write_sidecar
 from espnet.training.export import export_hf_folder

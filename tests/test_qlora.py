@@ -15,8 +15,8 @@ pytest.importorskip("transformers")
 bnb = pytest.importorskip("bitsandbytes")
 pytest.importorskip("peft")
 
-import eval as eval_cli  # noqa: E402
-import train as train_cli  # noqa: E402
+from espnet.asr import eval_cli  # noqa: E402
+from espnet.training import train_cli  # noqa: E402
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E  # noqa: E402
 from espnet.nets.pytorch_backend.lora.qlora_manager import (  # noqa: E402
     FINGERPRINT_BUFFER,

@@ -7,7 +7,7 @@ import signal
 import pytest
 import torch
 
-import train as train_cli
+from espnet.training import train_cli
 from bad_corpus import BadCorpus, train_args
 from espnet.training.model_module import ModelModule
 

@@ -12,7 +12,7 @@ from conftest import REPO
 
 transformers = pytest.importorskip("transformers")
 
-import eval as eval_cli  # noqa: E402
+from espnet.asr import eval_cli  # noqa: E402
 
 WHISPER = os.path.join(os.path.dirname(REPO), "shared", "models", "whisper-tiny.en")
 EOT = 50256  # <|endoftext|>

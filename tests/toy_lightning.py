@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import torch
 from pytorch_lightning import LightningModule
 
-import train as train_cli
+from espnet.training import train_cli, training_run
 from espnet.training.scheduler import adamw_warmup_cosine
 
 
@@ -57,6 +57,6 @@ def fit_toy(module: LinearToy, run_dir: str, *flags: str, callbacks=()):
     args = train_cli.parse_args(["--root-dir", run_dir, "--train-file", "t.csv", "--accelerator", "cpu",
                                  "--max-epochs", str(module.max_epochs),
                                  *(["--val-file", "v.csv"] if module.val_losses is not None else []), *flags])
-    trainer = train_cli.build_trainer(args, run_dir, list(callbacks), logger=False)
+    trainer = training_run.build_trainer(args, run_dir, list(callbacks), logger=False)
     trainer.fit(module)
     return trainer

@@ -10,10 +10,10 @@ Steps:
 1. A checkpoint: ``--checkpoint``, or (default) a tiny audio-visual model (ResNet video +
    1D-ResNet audio, gated fusion) trained for 1 epoch with ``train.py`` on a generated corpus
    in ``OUT/data`` (the command line is printed).
-2. Load it with ``inference.load_recognizer`` (weights + stored config + tokenizer).
+2. Load it with ``Recognizer.from_pretrained`` (weights + stored config + tokenizer).
 3. For each clip (``--clips`` mp4 files, the clips of ``--label-csv``, or by default the test
    split of the generated corpus), prepare the inputs as ``eval.py`` does
-   (``inference.load_clip``) and run the model's stages under ``torch.no_grad()``:
+   (``Recognizer.load_clip``) and run the model's stages under ``torch.no_grad()``:
 
    ============== ================================ ========================================
    name           what                             shape, rate
@@ -40,16 +40,16 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import make_corpus, train_tiny  # noqa: E402  (also puts the repository on sys.path)
-from inference import load_clip, load_recognizer  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
+from espnet.training.tiny_models import make_corpus, train_tiny  # noqa: E402
+from espnet.asr.pretrained import Recognizer  # noqa: E402
 
 import torch  # noqa: E402
 
 
 @torch.no_grad()
 def extract(model, inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Per-stage features ``(T, D)`` of one clip (unbatched ``inputs`` from ``load_clip``)."""
+    """Per-stage features ``(T, D)`` of one clip (unbatched ``inputs`` from ``Recognizer.load_clip``)."""
     from espnet.asr.recognizer import batch_of_one
 
     batch = batch_of_one(inputs)
@@ -125,14 +125,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         corpus = make_corpus(os.path.join(args.out, "data"))
         checkpoint = train_tiny(corpus, os.path.join(args.out, "exp"), "audiovisual", args.epochs)
     clips = clip_list(args, corpus)
-    model, _ = load_recognizer(checkpoint)
+    recognizer = Recognizer.from_pretrained(checkpoint)
+    model = recognizer.model
     rates = frame_rates(model)
     feature_dir = os.path.join(args.out, "features")
     common = os.path.commonpath([os.path.dirname(os.path.abspath(c)) for c in clips])
     index = {"checkpoint": checkpoint, "modality": model.modality, "frame_rate": rates, "format": args.format,
              "clips": []}
     for clip in clips:
-        feats = extract(model, load_clip(clip, model))
+        feats = extract(model, recognizer.load_clip(clip))
         stem = os.path.join(feature_dir, os.path.splitext(os.path.relpath(os.path.abspath(clip), common))[0])
         os.makedirs(os.path.dirname(stem), exist_ok=True)
         if args.format == "pt":

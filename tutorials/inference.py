@@ -12,16 +12,19 @@ Steps:
    resnet1d``, video ``--vision-encoder resnet``, audio-visual both + ``--fusion-type gated``),
    2 epochs each; the exact ``train.py`` command lines are printed. Such tiny, briefly
    trained models give poor (possibly empty) hypotheses: the point is the mechanics.
-2. Load it: :func:`load_recognizer` reads the weights and the model config stored with them
-   (``model_avg_N.pth`` + its ``model_avg_N.json`` sidecar, or a Lightning ``epoch=N.ckpt``),
-   finds the tokenizer the model was trained with and builds the model (``E2E``) in eval mode.
-3. Prepare the clip exactly as ``eval.py`` does (:func:`load_clip`): the video is a 25 fps
-   mp4 of 96×96 mouth crops (what ``preparation.prepare_dataset`` writes) → centre 88×88,
-   grayscale, normalised, ``(T, 1, 88, 88)``; the audio is the 16 kHz ``.wav`` next to it (or
-   the mp4's own audio stream), utterance-normalised, ``(S, 1)``; for audio-visual models it is
-   cut/padded to 640 samples per video frame.
-4. Decode (:func:`transcribe`): joint CTC/attention beam search for the Transformer decoder
-   (``--beam-size``, ``--ctc-weight``), the model's own ``generate`` for LLM/Whisper decoders.
+2. Load it with the project's model API, ``Recognizer.from_pretrained(checkpoint)``
+   (:mod:`espnet.asr.pretrained`): it reads the weights and the model config stored with them
+   (``model_avg_N.pth`` + its ``model_avg_N.json`` sidecar, a Lightning ``epoch=N.ckpt``, an
+   exported folder), finds the tokenizer the model was trained with and builds the model in
+   eval mode.
+3. Prepare the clip exactly as ``eval.py`` does (``Recognizer.load_clip``, the dataset's own
+   clip loader): the video is a 25 fps mp4 of 96×96 mouth crops (what
+   ``preparation.prepare_dataset`` writes) → centre 88×88, grayscale, normalised,
+   ``(T, 1, 88, 88)``; the audio is the 16 kHz ``.wav`` next to it (or the mp4's own audio
+   stream), utterance-normalised, ``(S, 1)``; for audio-visual models it is cut/padded to 640
+   samples per video frame.
+4. Decode (``Recognizer.transcribe``): the model's decoder with ``--beam-size`` and
+   ``--ctc-weight``.
 
 Prints ``hypothesis [<modality>]: <text>`` per checkpoint (and the reference when the clip
 has a transcript) and writes ``OUT/inference.json``. To decode a whole label list and get a
@@ -35,82 +38,13 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import make_corpus, train_tiny  # noqa: E402  (also puts the repository on sys.path)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
+from espnet.asr.pretrained import Recognizer  # noqa: E402
+from espnet.training.tiny_models import make_corpus, train_tiny  # noqa: E402
 
 import torch  # noqa: E402
 
 MODALITIES = ("audio", "video", "audiovisual")
-
-
-def load_recognizer(checkpoint: str, sp_model_path: Optional[str] = None, dict_path: Optional[str] = None):
-    """A trained model (eval mode) and its tokenizer from a checkpoint of this project.
-
-    Args:
-        checkpoint: ``model_avg_N.pth`` (with its ``.json`` sidecar) or a Lightning ``.ckpt``.
-        sp_model_path, dict_path: Tokenizer files; default: the ones recorded at training time.
-
-    Returns:
-        ``(model, tokenizer)``: an ``E2E`` and a ``TextTransform``.
-    """
-    from datamodule.text_transform import TextTransform
-    from espnet.asr.evaluate import load_model
-    from espnet.nets.pytorch_backend.model_config import ModelConfig
-    from espnet.training.checkpoints import load_checkpoint
-
-    state, config, meta = load_checkpoint(checkpoint)
-    if config is None:
-        raise SystemExit(f"{checkpoint} records no model config (an original Auto-AVSR checkpoint?); decode it with "
-                         f"eval.py, giving --modality, the model sizes and the tokenizer")
-    sp_model_path = sp_model_path or meta.get("sp_model_path")
-    dict_path = dict_path or meta.get("dict_path")
-    if not sp_model_path or not dict_path:
-        raise SystemExit(f"{checkpoint} records no tokenizer; give --sp-model-path and --dict-path")
-    tokenizer = TextTransform(sp_model_path, dict_path)
-    model = load_model(ModelConfig.from_dict(config), state, checkpoint)
-    return model, tokenizer
-
-
-def load_clip(video_path: str, model, audio_path: Optional[str] = None) -> Dict[str, torch.Tensor]:
-    """Unbatched model inputs of one clip, prepared as ``eval.py`` prepares a test utterance.
-
-    Args:
-        video_path: 25 fps mp4 of 96×96 mouth crops.
-        model: The recogniser: its modality says which streams to load, and its audio
-            frontend whether the waveform is layer-normed (the 1D-ResNet) or kept at its
-            recorded level (Whisper, WavLM).
-        audio_path: 16 kHz audio; default: the ``.wav`` next to the video, else the video's
-            own audio stream.
-
-    Returns:
-        ``{"video": (T, 1, 88, 88) float}`` and/or ``{"audio": (S, 1) float}`` (16 kHz).
-    """
-    from datamodule.av_dataset import SAMPLES_PER_FRAME, cut_or_pad
-    from datamodule.media import load_audio, load_video
-    from datamodule.transforms import AudioTransform, VideoTransform
-
-    inputs: Dict[str, torch.Tensor] = {}
-    modality = model.modality
-    if modality in ("video", "audiovisual"):
-        inputs["video"] = VideoTransform("test")(load_video(video_path))
-    if modality in ("audio", "audiovisual"):
-        if audio_path is None:
-            wav = os.path.splitext(video_path)[0] + ".wav"
-            audio_path = wav if os.path.isfile(wav) else video_path
-        audio = load_audio(audio_path)
-        if "video" in inputs:
-            audio = cut_or_pad(audio, inputs["video"].size(0) * SAMPLES_PER_FRAME)
-        inputs["audio"] = AudioTransform("test", utterance_norm=model.audio_utterance_norm)(audio)
-    return inputs
-
-
-def transcribe(model, tokenizer, inputs: Dict[str, torch.Tensor], beam_size: int = 5, ctc_weight: float = 0.3) -> str:
-    """The best hypothesis for one clip's ``inputs`` (from :func:`load_clip`)."""
-    from espnet.asr.recognizer import DecodeOptions, transcribe as decode
-
-    # every decoder decodes the same way: joint CTC/attention beam search for the Transformer
-    # decoder, generate for LLaMA / Whisper decoders (ctc_weight unused there)
-    return decode(model, [inputs], DecodeOptions(beam_size=beam_size, ctc_weight=ctc_weight), tokenizer)[0]
 
 
 def default_clip(corpus: Dict[str, str]) -> Tuple[str, str]:
@@ -168,10 +102,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if reference:
         print(f"reference: {reference}")
     for checkpoint in checkpoints:
-        model, tokenizer = load_recognizer(checkpoint)
-        inputs = load_clip(clip, model)
+        recognizer = Recognizer.from_pretrained(checkpoint)
+        model = recognizer.model
+        inputs = recognizer.load_clip(clip)
         start = time.perf_counter()
-        text = transcribe(model, tokenizer, inputs, beam_size=args.beam_size, ctc_weight=args.ctc_weight)
+        text = recognizer.transcribe(inputs, beam_size=args.beam_size, ctc_weight=args.ctc_weight)
         seconds = time.perf_counter() - start
         shapes = {k: list(v.shape) for k, v in inputs.items()}
         print(f"hypothesis [{model.modality}]: {text}")

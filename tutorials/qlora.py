@@ -28,8 +28,8 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import TINY_ENCODER, make_corpus  # noqa: E402  (also puts the repository on sys.path)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
+from espnet.training.tiny_models import TINY_ENCODER, make_corpus  # noqa: E402
 
 
 def save_tiny_models(out_dir: str, texts: List[str]) -> dict:
@@ -86,8 +86,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import eval as eval_cli
-    import train as train_cli
+    from espnet.asr import eval_cli
+    from espnet.training import train_cli
 
     corpus = make_corpus(os.path.join(args.out, "data"))
     tiny = save_tiny_models(os.path.join(args.out, "models"), transcripts(corpus["train"]))

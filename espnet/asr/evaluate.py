@@ -260,21 +260,10 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(payload: Any, path: str) -> None:
-    """Write ``payload`` as strict JSON (non-finite floats as ``null``) beside ``path``, then
-    rename it into place: a reader never sees a half-written file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf8") as handle:
-            json.dump(json_safe(payload), handle, indent=2, ensure_ascii=False, allow_nan=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_json(result: EvalResult, path: str) -> None:
-    """The results (WER, per-utterance rows, left-out utterances) as JSON at ``path`` (see
-    :func:`write_json_atomic`)."""
-    write_json_atomic(result.to_json(), path)
+    """``result`` as JSON at ``path`` (written beside and renamed; a NaN/inf number, which JSON
+    has not, is written as ``null``: :func:`json_safe`)."""
+    from espnet.utils.atomic_write import atomic_json_dump
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_json_dump(json_safe(result.to_json()), path, ensure_ascii=False)

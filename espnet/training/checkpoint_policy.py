@@ -10,6 +10,7 @@ from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import Checkpoint
 
 from espnet.training.checkpoints import epoch_checkpoints
+from espnet.utils.atomic_write import atomic_json_dump
 
 INDEX_FILE = "checkpoints.json"
 LAST, BEST, FINAL = "last.ckpt", "best.ckpt", "final.ckpt"
@@ -28,10 +29,7 @@ def update_index(run_dir: str, **entries: Any) -> Dict[str, Any]:
     """Merge ``entries`` into ``RUN/checkpoints.json`` (written atomically); returns the index."""
     index = read_index(run_dir)
     index.update(entries)
-    path = os.path.join(run_dir, INDEX_FILE)
-    with open(path + ".tmp", "w", encoding="utf8") as handle:
-        json.dump(index, handle, indent=2)
-    os.replace(path + ".tmp", path)
+    atomic_json_dump(index, os.path.join(run_dir, INDEX_FILE))
     return index
 
 
@@ -94,7 +92,15 @@ class CheckpointPolicy(Checkpoint):
         if trainer.sanity_checking:
             return
         epoch = self.last_epoch = trainer.current_epoch
-        improved, stop = trainer.strategy.broadcast(self._check(trainer, epoch))
+        # every rank computes its view (no rank raises alone: that would leave the others waiting in
+        # the broadcast); rank 0's decision, or its error, is what all ranks act on
+        try:
+            decision = self._check(trainer, epoch) + [None]
+        except RuntimeError as err:
+            decision = [False, False, str(err)]
+        improved, stop, error = trainer.strategy.broadcast(decision)
+        if error:
+            raise RuntimeError(error)
         if improved:
             trainer.save_checkpoint(os.path.join(self.run_dir, BEST), weights_only=False)
         if self.keep_last != 0 and (epoch + 1) % self.save_every == 0:

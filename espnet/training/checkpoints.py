@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from espnet.training.tokenizer_files import resolve_tokenizer_paths
+from espnet.utils.atomic_write import atomic_json_dump, atomic_torch_save
 
 LIGHTNING_PREFIX = "model."
 EXPORT_CONFIG, EXPORT_WEIGHTS = "config.json", "model.safetensors"
@@ -87,8 +88,16 @@ def sidecar_path(path: str) -> str:
 
 
 def write_sidecar(path: str, meta: Dict[str, Any]) -> None:
-    with open(sidecar_path(path), "w", encoding="utf8") as handle:
-        json.dump(meta, handle, indent=2)
+    """``meta`` as the ``.json`` sidecar of ``path`` (written atomically)."""
+    atomic_json_dump(meta, sidecar_path(path))
+
+
+def save_with_sidecar(state: Dict[str, torch.Tensor], path: str, meta: Optional[Dict[str, Any]]) -> None:
+    """A plain state dict at ``path`` and its sidecar, each written beside and renamed into place:
+    the sidecar first, so a ``.pth`` under its final name always has its own sidecar."""
+    if meta is not None:
+        write_sidecar(path, meta)
+    atomic_torch_save(state, path)
 
 
 def load_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]], Dict[str, Any]]:
@@ -229,9 +238,8 @@ def average_last_checkpoints(ckpt_dir: str, max_n: int = 10, meta: Optional[Dict
         raise FileNotFoundError(f"no epoch=*.ckpt checkpoints in {ckpt_dir}")
     last = paths[-max_n:]
     out = os.path.join(ckpt_dir, f"model_avg_{len(last)}.pth")
-    torch.save(average_state_dicts(last), out)
-    if meta is not None:
-        write_sidecar(out, {**meta, "averaged": [os.path.basename(p) for p in last]})
+    save_with_sidecar(average_state_dicts(last), out,
+                      None if meta is None else {**meta, "averaged": [os.path.basename(p) for p in last]})
     return out
 
 

@@ -18,7 +18,9 @@ pretrained models (``--*-model-name`` recorded in the checkpoint) to be present.
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 from typing import Any, Dict, Optional, Tuple
 
 import torch
@@ -58,7 +60,7 @@ def exported_state(path: str, merge_lora: bool = False) -> Tuple[Dict[str, torch
 def export_checkpoint(path: str, out: Optional[str] = None, merge_lora: bool = False) -> str:
     """Write ``out`` (default: ``<path stem>.pth``, or ``<path stem>_merged.pth`` with
     ``merge_lora``) and its ``.json`` sidecar; returns ``out``."""
-    from espnet.training.checkpoints import write_sidecar
+    from espnet.training.checkpoints import save_with_sidecar
     from espnet.training.tokenizer_files import relative_tokenizer_paths
 
     stem = os.path.splitext(path)[0]
@@ -67,9 +69,8 @@ def export_checkpoint(path: str, out: Optional[str] = None, merge_lora: bool = F
         raise ValueError(f"--out {out} would overwrite the input checkpoint")
     state, config, meta = exported_state(path, merge_lora)
     keep = relative_tokenizer_paths(meta, os.path.dirname(os.path.abspath(out)))
-    torch.save(state, out)
-    write_sidecar(out, {"model_config": config.to_dict(), **keep, "exported_from": os.path.abspath(path),
-                        "merged_lora": bool(merge_lora)})
+    save_with_sidecar(state, out, {"model_config": config.to_dict(), **keep, "exported_from": os.path.abspath(path),
+                                   "merged_lora": bool(merge_lora)})
     return out
 
 
@@ -119,28 +120,57 @@ def _readme(config, tokenizer: Dict[str, Optional[str]], source: str) -> str:
     return "\n".join(lines)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def export_hf_folder(path: str, out_dir: str, merge_lora: bool = False) -> str:
     """Write the Hugging Face-style folder ``out_dir`` (see the module docstring) for the
     checkpoint ``path``; returns ``out_dir``."""
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        raise ValueError(f"--hf-dir {out_dir} exists and is not empty")
+    state, config, meta = exported_state(path, merge_lora)
+    return write_export_folder(state, config, meta, out_dir, exported_from=os.path.abspath(path),
+                               merged_lora=merge_lora)
+
+
+def write_export_folder(state: Dict[str, torch.Tensor], config, meta: Dict[str, Any], out_dir: str,
+                        exported_from: str, merged_lora: bool = False) -> str:
+    """Write ``out_dir`` (a new or empty folder): ``config.json`` (model config, tokenizer file
+    names), ``model.safetensors`` (``state``), the tokenizer files named in ``meta``
+    (``sp_model_path``, ``dict_path``) and a README. It is built in a sibling folder and
+    renamed into place, so an interrupted export leaves no half folder; returns ``out_dir``."""
     try:
         from safetensors.torch import save_file
     except ImportError:
-        raise ImportError("--hf-dir needs the safetensors package: pip install safetensors") from None
+        raise ImportError("exporting needs the safetensors package: pip install safetensors") from None
     from espnet.training.checkpoints import EXPORT_CONFIG, EXPORT_WEIGHTS
     from espnet.training.tokenizer_files import copy_tokenizer
 
     if os.path.isdir(out_dir) and os.listdir(out_dir):
-        raise ValueError(f"--hf-dir {out_dir} exists and is not empty")
-    state, config, meta = exported_state(path, merge_lora)
-    os.makedirs(out_dir, exist_ok=True)
-    tokenizer = copy_tokenizer(meta.get("sp_model_path"), meta.get("dict_path"), out_dir, subdir="")
-    save_file(_unshared(state), os.path.join(out_dir, EXPORT_WEIGHTS), metadata={"format": "pt"})
-    exported = {"format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION, "model_config": config.to_dict(),
-                "tokenizer": tokenizer, "exported_from": os.path.abspath(path), "merged_lora": bool(merge_lora)}
-    with open(os.path.join(out_dir, EXPORT_CONFIG), "w", encoding="utf8") as handle:
-        json.dump(exported, handle, indent=2)
-    with open(os.path.join(out_dir, "README.md"), "w", encoding="utf8") as handle:
-        handle.write(_readme(config, tokenizer, os.path.basename(os.path.abspath(path))))
+        raise ValueError(f"{out_dir} exists and is not empty")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"{out_dir} exists and is not a folder")
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out_dir))}.", dir=parent)
+    try:
+        tokenizer = copy_tokenizer(meta.get("sp_model_path"), meta.get("dict_path"), staging, subdir="")
+        save_file(_unshared(state), os.path.join(staging, EXPORT_WEIGHTS), metadata={"format": "pt"})
+        exported = {"format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION,
+                    "model_config": config.to_dict(), "tokenizer": tokenizer, "exported_from": exported_from,
+                    "merged_lora": bool(merged_lora)}
+        with open(os.path.join(staging, EXPORT_CONFIG), "w", encoding="utf8") as handle:
+            json.dump(exported, handle, indent=2)
+        with open(os.path.join(staging, "README.md"), "w", encoding="utf8") as handle:
+            handle.write(_readme(config, tokenizer, os.path.basename(exported_from)))
+        os.chmod(staging, 0o777 & ~_umask())
+        os.replace(staging, out_dir)  # replaces an empty out_dir too
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return out_dir
 
 

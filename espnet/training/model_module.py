@@ -54,6 +54,21 @@ def select_for_transfer(state: Dict[str, torch.Tensor], what: str, modality: str
     return out
 
 
+def describe_nonfinite(epoch: int, step: int, reports: List[tuple]) -> str:
+    """Where a step went non-finite, from each rank's ``(found, utterance paths, batches)``:
+    the ranks with a non-finite loss (the gradient all-reduce spreads a NaN to every rank's
+    gradients, so a loss names the culprit), else every rank that found something."""
+    culprits = [(r, rep) for r, rep in enumerate(reports) if any(f.startswith("loss") for f in rep[0])]
+    culprits = culprits or [(r, rep) for r, rep in enumerate(reports) if rep[0]]
+    parts = []
+    for rank, (found, paths, n_batches) in culprits:
+        batches = f"{n_batches} batches" if n_batches > 1 else "the batch"
+        on_rank = f" on rank {rank}" if len(reports) > 1 else ""
+        parts.append(f"non-finite {', '.join(found)}{on_rank} on {batches} of {len(paths)} utterance(s) "
+                     f"{', '.join(paths)}")
+    return f"epoch {epoch}, step {step}: " + "; ".join(parts)
+
+
 class NonFiniteError(RuntimeError):
     """A training step produced a NaN/inf loss or gradient norm (exit status 1)."""
 
@@ -214,9 +229,12 @@ class ModelModule(LightningModule):
             found.append(f"buffer {bad_buffers[0]}")
         if not self.trainer.strategy.reduce_boolean_decision(bool(found), all=False):
             return
-        batches = f"{len(self._step_losses)} batches" if len(self._step_losses) > 1 else "the batch"
-        where = (f"epoch {self.current_epoch}, step {self.global_step}: non-finite {', '.join(found) or 'value on another rank'}"
-                 f" on {batches} of {len(self._step_paths)} utterance(s) {', '.join(self._step_paths)}")
+        # every rank takes part (the decision above is shared), so every rank's error names the culprit
+        reports = [(found, list(self._step_paths), len(self._step_losses))]
+        if self.trainer.world_size > 1:
+            reports = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(reports, (found, list(self._step_paths), len(self._step_losses)))
+        where = describe_nonfinite(self.current_epoch, self.global_step, reports)
         if self.hparams.get("skip_nonfinite"):
             self.skipped_batches += 1
             log.info("skipped (--skip-nonfinite): %s", where)

@@ -6,6 +6,8 @@ import os
 import shutil
 from typing import Any, Dict, Optional
 
+from espnet.utils.atomic_write import atomic_open
+
 TOKENIZER_KEYS = ("sp_model_path", "dict_path")
 TOKENIZER_SUBDIR = "tokenizer"
 
@@ -40,8 +42,9 @@ def copy_tokenizer(sp_model_path: Optional[str], dict_path: Optional[str], dest_
                                  f"one tokenizer (train with another --exp-name, or pass {dst})")
         else:
             os.makedirs(os.path.dirname(dst), exist_ok=True)
-            shutil.copyfile(src, dst + ".tmp")
-            os.replace(dst + ".tmp", dst)  # atomic: DDP ranks may copy at the same time
+            # atomic, through a temporary file of its own: DDP ranks may copy at the same time
+            with open(src, "rb") as source, atomic_open(dst, "wb") as target:
+                shutil.copyfileobj(source, target)
     return names
 
 

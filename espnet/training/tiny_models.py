@@ -1,16 +1,11 @@
-"""Set-up shared by the tutorials (not a tutorial itself): a small generated corpus and tiny
-models trained on it with ``train.py``, so that every tutorial runs offline in about a
-minute on a CPU. Real work uses your own data (``preparation.prepare_dataset``) and sizes."""
+"""Tiny models on a small generated corpus, trained as ``train.py`` trains, so that the
+tutorials and demos run offline in about a minute on a CPU. Real work uses your own data
+(``preparation.prepare_dataset``) and sizes."""
 
 import glob
 import os
-import sys
 import time
 from typing import Dict, List
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 #: A toy Conformer size (adim 32, one block): applies to every model.
 TINY_ENCODER = ["--adim", "32", "--aheads", "2", "--eunits", "64", "--elayers", "1"]
@@ -46,7 +41,7 @@ def make_corpus(out_dir: str, num_utts: int = 40, num_speakers: int = 5, seed: i
 
 def train_tiny(corpus: Dict[str, str], exp_dir: str, modality: str, epochs: int = 2,
                extra: List[str] = ()) -> str:
-    """Train a tiny ``modality`` model with ``train.py`` (in this process) and return its
+    """Train a tiny ``modality`` model as ``train.py`` does (in this process) and return its
     averaged checkpoint ``model_avg_N.pth`` (an existing one is reused)."""
     run_dir = os.path.join(exp_dir, modality)
     found = sorted(glob.glob(os.path.join(run_dir, "model_avg_*.pth")))
@@ -58,7 +53,7 @@ def train_tiny(corpus: Dict[str, str], exp_dir: str, modality: str, epochs: int 
             "--dict-path", corpus["dict_path"], *TINY_MODEL, "--max-epochs", str(epochs), "--warmup-epochs", "1",
             "--lr", "2e-3", "--ctc-weight", "0.3", "--max-frames", "400", "--num-workers", "0", *extra]
     print("$ python train.py " + " ".join(argv), flush=True)
-    import train
+    from espnet.training import train_cli as train
 
     start = time.perf_counter()
     if train.main(argv) != 0:
