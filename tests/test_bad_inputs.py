@@ -214,12 +214,12 @@ def test_skip_nonfinite_counts_the_skipped_batches(capsys, corpus, tmp_path):
 
 
 def test_error_in_a_dataloader_worker_reads_as_the_original(capsys, corpus, tmp_path, monkeypatch):
-    import datamodule.av_dataset
+    import datamodule.clip
 
     def broken(path):
         raise ValueError(f"{path}: simulated decoder failure")
 
-    monkeypatch.setattr(datamodule.av_dataset, "load_audio", broken)  # the forked worker inherits it
+    monkeypatch.setattr(datamodule.clip, "load_audio", broken)  # the forked worker inherits it
     train = corpus.write("w.csv", corpus.lines["train"][:4])
     # no media cache: the clips are then decoded in the worker, not before it starts
     code, _, err = run_train(capsys, corpus, tmp_path, train, "--media-cache-gb", "0", workers=1)
