@@ -48,10 +48,11 @@ def split_missing(rel_path: str, where: str) -> Tuple[str, Optional[str]]:
 
 
 def iter_label_lines(path: str) -> Iterator[Tuple[int, str]]:
-    """``(1-based line number, line)`` of every non-blank line of a label CSV."""
+    """``(1-based line number, line)`` of every non-blank line of a label CSV (a UTF-8
+    byte-order mark at the start, as some editors write, is not part of the first line)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"label list not found: {path}")
-    with open(path, encoding="utf8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:
         for line_no, line in enumerate(handle, 1):
             line = line.rstrip("\n\r")
             if line.strip():

@@ -89,10 +89,23 @@ def resolve_noise_file(root_dir: str, noise_file: Optional[str]) -> Optional[str
 
 
 def load_noise(path: Optional[str]) -> torch.Tensor:
-    """Noise ``(1, N)`` at 16 kHz from ``path``, or the built-in babble when ``None``."""
+    """Noise ``(1, N)`` at 16 kHz from ``path``, or the built-in babble when ``None``.
+
+    Raises:
+        ValueError: naming ``path`` when the noise cannot be mixed at an SNR: no samples,
+            NaN/inf samples, or no energy (all samples zero: any SNR would leave the speech clean).
+    """
     if path is None:
         return synthetic_babble()
-    return load_audio(path).t()
+    noise = load_audio(path).t()
+    if noise.numel() == 0:
+        raise ValueError(f"{path}: the noise file has no samples")
+    if not bool(torch.isfinite(noise).all()):
+        raise ValueError(f"{path}: the noise file has NaN/inf samples")
+    if not bool(noise.abs().max() > 0):
+        raise ValueError(f"{path}: the noise file has no energy (all {noise.size(1)} samples are zero), so no SNR "
+                         f"can be reached by mixing it in; give a noise file with sound in it")
+    return noise
 
 
 def add_noise(speech: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tensor:

@@ -6,6 +6,9 @@ For each line of a label CSV (``dataset,rel_path,input_length,token_ids[,transcr
   (and is not empty);
 * token ids are units of the tokenizer, ``1 .. odim - 2`` (skipped when ``odim`` is ``None``:
   a decoder with its own tokenizer);
+* the token ids spell the transcript, when both are there and the SentencePiece tokenizer is
+  known: the text of the ids equals the transcript as the tokenizer sees it (its text round
+  trip, which upper-cases, maps unknown characters to ``<unk>`` and normalises spaces);
 * ``input_length`` fits ``--max-frames`` (training and validation lists);
 * the media exist and open: the ``.mp4`` for video models, the ``.wav`` next to it for audio
   models; video is 25 fps and at least 88x88 pixels;
@@ -29,7 +32,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import AbstractSet, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from datamodule.av_dataset import MODALITY_STREAMS
 from datamodule.clip import AV_TOLERANCE_SECONDS
@@ -197,9 +200,29 @@ def check_line_media(facts: MediaFacts, video_path: str, input_length: int, moda
     return problems
 
 
+MAX_QUOTED = 60
+
+
+def _quoted(text: str) -> str:
+    return repr(text if len(text) <= MAX_QUOTED else text[: MAX_QUOTED - 3] + "...")
+
+
+def transcript_mismatch(tokenizer: Any, token_ids: Sequence[int], transcript: str) -> Optional[str]:
+    """Why ``token_ids`` do not spell ``transcript`` under ``tokenizer`` (a ``TextTransform``),
+    or ``None`` when they do. Both sides go through the tokenizer's text: the ids decoded,
+    the transcript tokenised and decoded (so case, unknown characters and spacing count as
+    the tokenizer sees them)."""
+    from_ids = " ".join(tokenizer.post_process(token_ids).split())
+    expected = " ".join(tokenizer.post_process(tokenizer.tokenize(transcript)).split())
+    if from_ids == expected:
+        return None
+    return (f"the token ids do not spell the transcript: they read {_quoted(from_ids)}, the transcript is "
+            f"{_quoted(transcript.strip())} (labels written with another tokenizer, or edited on one side?)")
+
+
 def check_label_list(root_dir: str, label_path: str, modality: str, odim: Optional[int] = None,
                      max_frames: Optional[int] = None, av_tolerance: float = AV_TOLERANCE_SECONDS,
-                     use_cache: bool = True, need_transcript: bool = False) -> ListCheck:
+                     use_cache: bool = True, need_transcript: bool = False, tokenizer: Any = None) -> ListCheck:
     """Check every line of ``label_path`` (see the module docstring); nothing is raised for
     bad data, every problem is collected in the returned :class:`ListCheck`.
 
@@ -213,6 +236,8 @@ def check_label_list(root_dir: str, label_path: str, modality: str, odim: Option
         use_cache: Read and write ``<label_path>.preflight.json``.
         need_transcript: Every line needs the transcript column (no SentencePiece tokenizer
             to recover the text from the token ids).
+        tokenizer: The SentencePiece ``TextTransform``; when given, the token ids of a
+            line with a transcript must spell it (:func:`transcript_mismatch`).
     """
     start = time.perf_counter()
     result = ListCheck(label_path)
@@ -247,6 +272,12 @@ def check_label_list(root_dir: str, label_path: str, modality: str, odim: Option
                 if bad:
                     problem(f"token id {bad[0]} is outside the tokenizer's units 1..{odim - 2}"
                             + (f" ({len(bad)} such ids)" if len(bad) > 1 else ""))
+            else:
+                bad = []
+            if tokenizer is not None and not bad and has_text and utt.transcript.strip():
+                mismatch = transcript_mismatch(tokenizer, utt.token_ids, utt.transcript)
+                if mismatch:
+                    problem(mismatch)
             if max_frames is not None and utt.input_length > max_frames:
                 problem(f"input_length {utt.input_length} frames is more than --max-frames {max_frames} "
                         f"(raise --max-frames or leave the line out)")
@@ -266,13 +297,14 @@ def check_label_list(root_dir: str, label_path: str, modality: str, odim: Option
 
 def run_preflight(root_dir: str, lists: Sequence[Tuple[str, str, Optional[int]]], modality: str,
                   odim: Optional[int], skip_invalid: bool = False, use_cache: bool = True,
-                  need_transcript: bool = False, log: Callable[[str], None] = print) -> Dict[str, AbstractSet[int]]:
+                  need_transcript: bool = False, log: Callable[[str], None] = print,
+                  tokenizer: Any = None) -> Dict[str, AbstractSet[int]]:
     """Check label lists before any work starts.
 
     Args:
         root_dir: Dataset root.
         lists: ``(name as given, path, max_frames or None)`` per list.
-        modality, odim, need_transcript: As :func:`check_label_list`.
+        modality, odim, need_transcript, tokenizer: As :func:`check_label_list`.
         skip_invalid: Leave invalid lines out (reported) instead of stopping.
         log: Where the summary and notes go.
 
@@ -285,7 +317,7 @@ def run_preflight(root_dir: str, lists: Sequence[Tuple[str, str, Optional[int]]]
             (missing, empty, or nothing valid left).
     """
     checks = [(name, check_label_list(root_dir, path, modality, odim, max_frames, use_cache=use_cache,
-                                      need_transcript=need_transcript))
+                                      need_transcript=need_transcript, tokenizer=tokenizer))
               for name, path, max_frames in lists]
     details = [line for _, c in checks if c.invalid_lines for line in c.listing()]
     list_errors = [p.message for _, c in checks for p in c.list_problems]

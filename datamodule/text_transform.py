@@ -1,5 +1,6 @@
 """SentencePiece tokenisation with the Auto-AVSR units list."""
 
+import hashlib
 import os
 from typing import List, Sequence, Union
 
@@ -27,7 +28,7 @@ class TextTransform:
         self.spm = sentencepiece.SentencePieceProcessor(model_file=sp_model_path)
         self.piece_to_id = {}
         units: List[str] = []
-        with open(dict_path, encoding="utf8") as handle:
+        with open(dict_path, encoding="utf-8-sig") as handle:  # a byte-order mark is not part of a piece
             for line_no, line in enumerate(handle, 1):
                 parts = line.split()
                 if not parts:
@@ -44,6 +45,19 @@ class TextTransform:
         self.odim = len(self.token_list)
         self.eos = self.odim - 1
         self.ignore_id = -1
+
+    @property
+    def fingerprint(self) -> str:
+        """``sha256:<hex>`` of what decides the meaning of the ids: the units list (id -> piece)
+        and the SentencePiece model's pieces in order. Two tokenizers with the same
+        fingerprint turn ids into the same text, whatever their file names."""
+        digest = hashlib.sha256()
+        for piece in self.token_list:
+            digest.update(piece.encode("utf8") + b"\n")
+        digest.update(b"\0")
+        for i in range(self.spm.get_piece_size()):
+            digest.update(self.spm.id_to_piece(i).encode("utf8") + b"\n")
+        return "sha256:" + digest.hexdigest()
 
     def tokenize(self, text: str) -> torch.Tensor:
         """Upper-cased ``text`` -> ids ``(L,)`` (unknown pieces map to ``<unk>``)."""

@@ -69,7 +69,7 @@ def read_transcript(path: str, layout: str) -> str:
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"transcript not found: {path}")
-    with open(path, encoding="utf8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark is not text
         content = handle.read()
     if layout == "plain":
         return normalise_text(content)
@@ -114,7 +114,7 @@ def _parse_split_files(split_files: Dict[str, str]) -> Dict[str, List[tuple]]:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--split-file {name}={path}: file not found")
         entries = []
-        with open(path, encoding="utf8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:
             for line_no, line in enumerate(handle, 1):
                 parts = line.split()
                 if parts:

@@ -48,7 +48,10 @@ resizes them to 96×96 and resamples the audio (no detector). Work is spread ove
 are done (files are written under ``*.partial.*`` names and renamed when complete, so a
 killed run never leaves a file that looks finished); ``--overwrite`` redoes everything.
 Clips without a detectable face are recorded (not retried), listed and left out of the
-CSVs; clips whose video cannot be read are listed as failed (exit status 1). A clip whose
+CSVs; clips whose video cannot be read are listed as failed (exit status 1); ``.wav`` files
+without a video (audio-only clips) are not prepared and are listed. When no clip at all can be
+prepared, nothing is written (no label CSV, no tokenizer) and the run is an error (exit status
+2). A trained tokenizer learns only the transcripts of clips that were prepared. A clip whose
 transcript is missing or empty is an error before any work starts, unless
 ``--skip-missing-transcripts`` (then it is listed and left out).
 """
@@ -346,6 +349,8 @@ class Summary:
         seconds: Wall time of the whole run.
         layout: Layout used.
         work_seconds: Wall time of the cropping alone (clips/s = processed / work_seconds).
+        audio_only: ``.wav`` files without a video (not prepared; listed).
+        empty_splits: Splits none of whose clips could be prepared (no label CSV).
     """
 
     outcomes: List[Outcome]
@@ -356,6 +361,8 @@ class Summary:
     seconds: float = 0.0
     layout: str = ""
     work_seconds: float = 0.0
+    audio_only: List[str] = field(default_factory=list)
+    empty_splits: List[str] = field(default_factory=list)
 
     def count(self, *statuses: str) -> int:
         return sum(o.status in statuses for o in self.outcomes)
@@ -446,7 +453,7 @@ def prepare(input_dir: str, out_dir: str, dataset: Optional[str] = None, layout:
     _check_flag(bool(clips), f"--input-dir {input_dir}: no clip has a transcript")
     split_names = sorted({c.split for c in clips})
 
-    # tokenizer: given, or trained on the training transcripts
+    # tokenizer: given (checked now), or trained on the training transcripts of the clips kept
     if sp_model_path is None:
         if tokenizer_splits:
             unknown = [s for s in tokenizer_splits if s not in split_names]
@@ -454,10 +461,9 @@ def prepare(input_dir: str, out_dir: str, dataset: Optional[str] = None, layout:
             chosen = list(tokenizer_splits)
         else:
             chosen = [s for s in split_names if "train" in s] or split_names
-        sp_model_path, dict_path = train_corpus_tokenizer(
-            [transcripts[c.rel_path] for c in clips if c.split in chosen], out_dir, dataset, vocab_size)
-    tokenizer = TextTransform(sp_model_path, dict_path)
-    token_ids = {rel: tokenizer.tokenize(text).tolist() for rel, text in transcripts.items()}
+    else:
+        TextTransform(sp_model_path, dict_path)
+    audio_only = find_audio_only(input_dir, exclude=out_dir)
 
     # media
     outcomes: Dict[str, Outcome] = {}
@@ -502,9 +508,21 @@ def prepare(input_dir: str, out_dir: str, dataset: Optional[str] = None, layout:
                 for outcome in pool.imap_unordered(_run_task, tasks, chunksize=1):
                     take(outcome)
     work_seconds = time.perf_counter() - work_start
+    ordered = [outcomes[c.rel_path] for c in clips]
+    if not any(o.usable for o in ordered):
+        raise NothingPrepared(input_dir, ordered, missing, audio_only)
+
+    # the tokenizer learns only the text of clips that are in the label CSVs
+    if sp_model_path is None:
+        texts = [transcripts[c.rel_path] for c, o in zip(clips, ordered) if c.split in chosen and o.usable]
+        _check_flag(bool(texts), f"--tokenizer-splits {' '.join(chosen)}: none of their clips could be prepared, "
+                                 f"so there is no text to train the tokenizer on (pass --tokenizer-splits, or "
+                                 f"--sp-model-path and --dict-path)")
+        sp_model_path, dict_path = train_corpus_tokenizer(texts, out_dir, dataset, vocab_size)
+    tokenizer = TextTransform(sp_model_path, dict_path)
+    token_ids = {o.rel_path: tokenizer.tokenize(transcripts[o.rel_path]).tolist() for o in ordered if o.usable}
 
     # label CSVs
-    ordered = [outcomes[c.rel_path] for c in clips]
     labels: Dict[str, int] = {}
     for split in split_names:
         rows = [(o, c) for o, c in zip(ordered, clips) if c.split == split and o.usable]
@@ -519,7 +537,44 @@ def prepare(input_dir: str, out_dir: str, dataset: Optional[str] = None, layout:
             write_text_if_changed(path, "\n".join(lines) + "\n")
             labels[path] = len(lines)
     return Summary(ordered, labels, sp_model_path, dict_path, missing, time.perf_counter() - start, layout,
-                   work_seconds)
+                   work_seconds, audio_only, [s for s in split_names if not any(
+                       o.usable for o, c in zip(ordered, clips) if c.split == s)])
+
+
+def find_audio_only(input_dir: str, exclude: Optional[str] = None) -> List[str]:
+    """``.wav`` files under ``input_dir`` (not under ``exclude``) without a video beside them:
+    audio-only clips, which this preparation (mouth crops) leaves out; sorted, relative."""
+    from preparation.corpus import VIDEO_EXTENSIONS
+
+    found = []
+    exclude = os.path.abspath(exclude) if exclude else None
+    for dirpath, dirnames, filenames in os.walk(input_dir):
+        dirnames[:] = [d for d in dirnames if not (exclude and os.path.abspath(os.path.join(dirpath, d)) == exclude)]
+        stems = {os.path.splitext(n)[0] for n in filenames if n.lower().endswith(VIDEO_EXTENSIONS)}
+        for name in filenames:
+            stem, ext = os.path.splitext(name)
+            if ext.lower() == ".wav" and stem not in stems:
+                found.append(os.path.relpath(os.path.join(dirpath, name), input_dir).replace(os.sep, "/"))
+    return sorted(found)
+
+
+class NothingPrepared(ValueError):
+    """No clip of the corpus could be prepared: the error line names the input folder and
+    the count per reason; ``details`` (printed above it) list the clips."""
+
+    def __init__(self, input_dir: str, outcomes: Sequence[Outcome], missing: Sequence[str],
+                 audio_only: Sequence[str]) -> None:
+        reasons = {"no face": [o for o in outcomes if o.status in ("no_face", "no_face_earlier")],
+                   "failed": [o for o in outcomes if o.status == "failed"]}
+        counts = [f"{len(v)} {k}" for k, v in reasons.items() if v]
+        counts += [f"{len(missing)} missing transcript"] if missing else []
+        counts += [f"{len(audio_only)} audio only (no .mp4)"] if audio_only else []
+        super().__init__(f"--input-dir {input_dir}: no clip could be prepared ({', '.join(counts) or 'no clips'}); "
+                         f"no label CSV and no tokenizer written")
+        self.details = ([f"  no face: {o.rel_path}" + (f": {o.message}" if o.message else "") for o in reasons["no face"]]
+                        + [f"  failed: {o.rel_path}: {o.message}" for o in reasons["failed"]]
+                        + [f"  missing or empty transcript (left out): {r}" for r in missing]
+                        + [f"  audio only (no .mp4; not prepared): {r}" for r in audio_only])
 
 
 def format_summary(summary: Summary, input_dir: str) -> str:
@@ -531,7 +586,8 @@ def format_summary(summary: Summary, input_dir: str) -> str:
         f"prepared {input_dir} (layout {summary.layout}): {len(summary.outcomes)} clips in {summary.seconds:.1f} s{rate}",
         f"  processed: {processed}   skipped (already done): {summary.count('skipped')}   "
         f"no face: {summary.count('no_face', 'no_face_earlier')}   failed: {summary.count('failed')}"
-        + (f"   missing transcript: {len(summary.missing_transcripts)}" if summary.missing_transcripts else ""),
+        + (f"   missing transcript: {len(summary.missing_transcripts)}" if summary.missing_transcripts else "")
+        + (f"   audio only (not prepared): {len(summary.audio_only)}" if summary.audio_only else ""),
     ]
     for o in summary.outcomes:
         if o.status in ("no_face", "no_face_earlier"):
@@ -542,6 +598,10 @@ def format_summary(summary: Summary, input_dir: str) -> str:
             lines.append(f"  failed: {o.rel_path}: {o.message}")
     for rel in summary.missing_transcripts:
         lines.append(f"  missing or empty transcript (left out): {rel}")
+    for rel in summary.audio_only:
+        lines.append(f"  audio only (no .mp4; not prepared): {rel}")
+    for split in summary.empty_splits:
+        lines.append(f"  note: split {split}: no clip could be prepared, so it has no label CSV")
     no_audio = [o.rel_path for o in summary.outcomes if o.usable and o.num_samples == 0]
     if no_audio:
         lines.append(f"  note: {len(no_audio)} clip(s) have no audio (video-only training only), e.g. {no_audio[0]}")

@@ -56,6 +56,12 @@ class BadCorpus:
 
         return TextTransform(self.toy["sp_model_path"], self.toy["dict_path"]).odim
 
+    def text_of(self, token_ids: Sequence[int]) -> str:
+        """The text the tokenizer reads in ``token_ids`` (a transcript that matches them)."""
+        from datamodule.text_transform import TextTransform
+
+        return TextTransform(self.toy["sp_model_path"], self.toy["dict_path"]).post_process(list(token_ids))
+
     @staticmethod
     def with_token(line: str, token: int) -> str:
         """``line`` with ``token`` appended to its token ids."""
@@ -90,3 +96,15 @@ def write_untrained_model(corpus: BadCorpus, path: str, modality: str = "audio")
     write_sidecar(path, {"model_config": config.to_dict(), "sp_model_path": corpus.toy["sp_model_path"],
                          "dict_path": corpus.toy["dict_path"]})
     return path
+
+
+def write_float_wav(path: str, samples: torch.Tensor, sample_rate: int = 16000) -> None:
+    """A mono 32-bit float wav (format 3) of ``samples`` as they are, NaN included (the
+    project's own writer stores 16-bit PCM, which cannot hold NaN)."""
+    import struct
+
+    data = samples.reshape(-1).to(torch.float32).numpy().tobytes()
+    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(data), b"WAVE", b"fmt ", 16, 3, 1, sample_rate,
+                         4 * sample_rate, 4, 32, b"data", len(data))
+    with open(path, "wb") as handle:
+        handle.write(header + data)

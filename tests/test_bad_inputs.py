@@ -101,8 +101,9 @@ def test_empty_and_header_only_csv(capsys, corpus, tmp_path):
 
 def test_every_problem_is_listed_at_once(capsys, corpus, tmp_path):
     lines = corpus.lines["train"]
-    many = [lines[0], lines[1].replace(",", ";"), "toy,spk00/none.mp4,40,3 4,X", lines[2]]
-    many += [f"toy,spk00/missing{i}.mp4,40,3 4,X" for i in range(25)]
+    text = corpus.text_of([3, 4])  # the transcript of these ids: only the missing media are wrong
+    many = [lines[0], lines[1].replace(",", ";"), f"toy,spk00/none.mp4,40,3 4,{text}", lines[2]]
+    many += [f"toy,spk00/missing{i}.mp4,40,3 4,{text}" for i in range(25)]
     code, _, err = run_train(capsys, corpus, tmp_path, corpus.write("m.csv", many))
     assert code == 2
     path = corpus.label_path("m.csv")
@@ -213,12 +214,12 @@ def test_skip_nonfinite_counts_the_skipped_batches(capsys, corpus, tmp_path):
 
 
 def test_error_in_a_dataloader_worker_reads_as_the_original(capsys, corpus, tmp_path, monkeypatch):
-    import datamodule.av_dataset
+    import datamodule.clip
 
     def broken(path):
         raise ValueError(f"{path}: simulated decoder failure")
 
-    monkeypatch.setattr(datamodule.av_dataset, "load_audio", broken)  # the forked worker inherits it
+    monkeypatch.setattr(datamodule.clip, "load_audio", broken)  # the forked worker inherits it
     train = corpus.write("w.csv", corpus.lines["train"][:4])
     # no media cache: the clips are then decoded in the worker, not before it starts
     code, _, err = run_train(capsys, corpus, tmp_path, train, "--media-cache-gb", "0", workers=1)
@@ -271,7 +272,23 @@ def test_missing_and_unreadable_checkpoints(capsys, corpus, tmp_path):
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"this is not a checkpoint" * 10)
     code, _, err = run_eval(capsys, corpus, str(junk), "test.csv")
-    assert code == 2 and error_line(err).startswith(f"error: {junk}: not a readable PyTorch checkpoint")
+    assert code == 2 and error_line(err) == f"error: {junk}: not a PyTorch checkpoint (a text file?)"
+    code, _, err = run_train(capsys, corpus, tmp_path, "train.csv", "--ckpt-path", str(junk))
+    assert code == 2 and error_line(err) == f"error: --ckpt-path {junk}: not a PyTorch checkpoint (a text file?)"
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(bytes(range(256)) * 4)
+    code, _, err = run_eval(capsys, corpus, str(noise), "test.csv")
+    assert code == 2 and error_line(err) == f"error: {noise}: not a PyTorch checkpoint (neither a zip archive nor a pickle)"
+    torch.save({"w": torch.ones(3)}, str(tmp_path / "whole.pth"))
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes((tmp_path / "whole.pth").read_bytes()[:200])
+    code, _, err = run_eval(capsys, corpus, str(cut), "test.csv")
+    assert code == 2 and error_line(err).startswith(f"error: {cut}: not a readable PyTorch checkpoint (damaged or "
+                                                    f"truncated? torch.load failed with RuntimeError: ")
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    code, _, err = run_eval(capsys, corpus, str(empty), "test.csv")
+    assert code == 2 and error_line(err) == f"error: {empty}: not a PyTorch checkpoint (an empty file)"
 
 
 # --- eval.py ---------------------------------------------------------------------------------
@@ -357,3 +374,336 @@ def test_unexpected_errors_are_one_line_with_status_1():
         raise KeyboardInterrupt
 
     assert run_cli(interrupted) == 130
+
+
+# --- issue 26: inputs that were silent or unclear ----------------------------------------------
+
+LOCK_HOLDER = ("import sys, time\n"
+               "from espnet.training.run_lock import RunLock\n"
+               "RunLock(sys.argv[1]).acquire()\n"
+               "print('locked', flush=True)\n"
+               "time.sleep(120)\n")
+
+
+def test_run_directory_in_use_is_refused_and_freed_when_its_run_dies(capsys, corpus, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from datamodule.text_transform import TextTransform
+    from espnet.training.checkpoints import load_checkpoint
+
+    run_dir = str(tmp_path / "exp" / "run")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")}
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, run_dir],
+                              stdout=subprocess.PIPE, text=True, env=dict(env, PYTHONPATH=REPO))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code, out, err = run_train(capsys, corpus, tmp_path, "train.csv")
+        assert code == 2
+        assert error_line(err) == (f"error: --exp-dir/--exp-name {run_dir}: the run directory is in use by another "
+                                   f"training run (process {holder.pid} holds {run_dir}/.lock); wait for it to end, "
+                                   f"or choose another --exp-name")
+        assert "pre-flight" not in out  # refused before any work
+    finally:
+        holder.kill()  # a crashed run: the kernel drops its lock
+        holder.wait()
+    code, _, err = run_train(capsys, corpus, tmp_path, "train.csv")
+    assert code == 0, err
+    code, out, err = run_train(capsys, corpus, tmp_path, "train.csv", "--ckpt-path", "last", "--max-epochs", "2")
+    assert code == 0, err  # resuming the same run later
+    # new checkpoints record which tokenizer they were trained with
+    meta = load_checkpoint(os.path.join(run_dir, "model_avg_2.pth"))[2]
+    tokenizer = TextTransform(corpus.toy["sp_model_path"], corpus.toy["dict_path"])
+    assert meta["tokenizer_fingerprint"] == tokenizer.fingerprint and tokenizer.fingerprint.startswith("sha256:")
+
+
+def test_run_lock_is_taken_by_rank_zero_only(tmp_path, monkeypatch):
+    from espnet.training.run_lock import RunLock
+
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    run_dir = str(tmp_path / "run")
+    with RunLock(run_dir) as first:
+        assert first.held
+        with open(os.path.join(run_dir, ".lock")) as handle:
+            assert handle.read() == f"{os.getpid()}\n"
+        with pytest.raises(ValueError, match=f"{run_dir}: the run directory is in use by another training run"):
+            RunLock(run_dir).acquire()
+        monkeypatch.setenv("LOCAL_RANK", "1")  # Lightning's DDP re-launch of rank 1
+        assert not RunLock(run_dir).acquire().held
+        monkeypatch.setenv("LOCAL_RANK", "0")
+        monkeypatch.setenv("RANK", "2")  # torchrun, second machine
+        assert not RunLock(run_dir).acquire().held
+        monkeypatch.delenv("RANK")
+    assert not first.held
+    with RunLock(run_dir) as again:  # released at the end of the run
+        assert again.held
+
+
+def _lightning_checkpoint(corpus, path, modality):
+    """A resumable-looking Lightning checkpoint of an untrained tiny ``modality`` model."""
+    from espnet.training.checkpoints import load_checkpoint
+
+    state = load_checkpoint(write_untrained_model(corpus, path + ".pth", modality))[0]
+    torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()}, "pytorch-lightning_version": "2.4.0",
+                "optimizer_states": [], "epoch": 0, "global_step": 1}, path)
+    return path
+
+
+def test_ckpt_path_of_another_model_or_a_weights_only_model(capsys, corpus, tmp_path):
+    video = _lightning_checkpoint(corpus, str(tmp_path / "video.ckpt"), "video")
+    code, out, err = run_train(capsys, corpus, tmp_path, "train.csv", "--ckpt-path", video)
+    assert code == 2
+    line = error_line(err)
+    assert line.startswith(f"error: --ckpt-path {video} does not match ") and "missing key(s)" in line
+    assert "unexpected key(s) ['vision_frontend." in line or "unexpected key(s) ['frontend" in line
+    assert "RuntimeError" not in err and not os.path.exists(tmp_path / "exp" / "run" / "last.ckpt")
+    averaged = write_untrained_model(corpus, str(tmp_path / "model_avg_3.pth"))
+    code, _, err = run_train(capsys, corpus, tmp_path, "train.csv", "--ckpt-path", averaged)
+    assert code == 2
+    assert error_line(err) == (f"error: --ckpt-path {averaged}: a weights-only model, not a resumable Lightning "
+                               f"checkpoint (it has no optimiser, schedule or epoch to resume); to start a new run "
+                               f"from its weights use --pretrained-model-path {averaged}")
+    assert "KeyError" not in err and "pytorch-lightning_version" not in err
+    code, _, err = run_train(capsys, corpus, tmp_path, "train.csv", "--ckpt-path", averaged, "--debug")
+    assert code == 2 and "Traceback" in err  # --debug still shows where
+
+
+def test_max_epochs_zero_is_refused_by_the_parser(capsys, corpus, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        train_cli.parse_args(train_args(corpus, str(tmp_path / "exp"), "train.csv", "--max-epochs", "0"))
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("error: --max-epochs must be >= 1, got 0")
+
+
+def test_label_list_with_a_byte_order_mark(capsys, corpus, model, tmp_path):
+    from datamodule.label_list import read_label_list
+
+    path = corpus.label_path(corpus.write("bom.csv", corpus.lines["test"]))
+    with open(path, "rb") as handle:
+        body = handle.read()
+    with open(path, "wb") as handle:
+        handle.write(b"\xef\xbb\xbf" + body)
+    assert read_label_list(path)[0].dataset == "toy"
+    code, out, err = run_eval(capsys, corpus, model, "bom.csv")
+    assert code == 0, err
+    assert f"decoded {len(corpus.lines['test'])} utterances" in out
+
+
+def test_transcript_that_disagrees_with_its_token_ids(capsys, corpus, tmp_path):
+    lines = corpus.lines["train"][:4]
+    first_text, second_text = lines[0].split(",", 4)[4], lines[1].split(",", 4)[4]
+    assert first_text != second_text
+    lines[1] = ",".join(lines[1].split(",", 4)[:4] + [first_text])
+    lowered = lines[2].split(",", 4)
+    lines[2] = ",".join(lowered[:4] + [" " + lowered[4].lower() + "  "])  # case and spaces are not a mismatch
+    code, _, err = run_train(capsys, corpus, tmp_path, corpus.write("x.csv", lines))
+    assert code == 2
+    assert (f"{corpus.label_path('x.csv')}:2: the token ids do not spell the transcript: they read "
+            f"{second_text!r}, the transcript is {first_text!r}") in err
+    assert "x.csv:3" not in err and "1 problem(s) found before starting" in error_line(err)
+
+
+def test_eval_refuses_another_tokenizer_of_the_same_size(capsys, corpus, model, tmp_path):
+    import json
+    import shutil
+
+    from datamodule.text_transform import TextTransform
+
+    sp, units = corpus.toy["sp_model_path"], corpus.toy["dict_path"]
+    with open(units, encoding="utf8") as handle:
+        pieces = [line.split()[0] for line in handle if line.strip()]
+    swapped = pieces[-1:] + pieces[:-1]  # the same pieces, other ids
+    other = tmp_path / "other_units.txt"
+    other.write_text("".join(f"{p} {i}\n" for i, p in enumerate(swapped, 1)), encoding="utf8")
+    code, out, err = run_eval(capsys, corpus, model, "test.csv", "--dict-path", str(other))
+    assert code == 2
+    assert error_line(err) == (f"error: --dict-path {other}: not the tokenizer {model} was trained with ({sp}, {units}; "
+                               f"the pieces differ), so its token ids would decode to other words; leave the flag(s) "
+                               f"out to use the checkpoint's tokenizer, or pass its files")
+    assert "decoded" not in out
+    same = tmp_path / "copy_units.txt"
+    shutil.copy(units, same)
+    code, out, err = run_eval(capsys, corpus, model, "test.csv", "--dict-path", str(same))
+    assert code == 0, err
+    # a checkpoint whose tokenizer files are gone is still known by its fingerprint
+    sidecar = model[:-4] + ".json"
+    with open(sidecar, encoding="utf8") as handle:
+        meta = json.load(handle)
+    meta.update(sp_model_path=str(tmp_path / "gone.model"), dict_path=str(tmp_path / "gone_units.txt"),
+                tokenizer_fingerprint=TextTransform(sp, units).fingerprint)
+    with open(sidecar, "w", encoding="utf8") as handle:
+        json.dump(meta, handle)
+    code, _, err = run_eval(capsys, corpus, model, "test.csv", "--sp-model-path", sp, "--dict-path", str(other))
+    assert code == 2 and "not the tokenizer" in error_line(err)
+    code, _, err = run_eval(capsys, corpus, model, "test.csv", "--sp-model-path", sp, "--dict-path", units)
+    assert code == 0, err
+
+
+def test_decode_snr_and_drop_stream_flags(capsys, corpus, model, tmp_path):
+    from datamodule.media import write_wav
+
+    silent = str(tmp_path / "silence.wav")
+    write_wav(silent, torch.zeros(16000))
+    code, out, err = run_eval(capsys, corpus, model, "test.csv", "--decode-snr-target", "-5", "--noise-file", silent)
+    assert code == 2
+    assert error_line(err).startswith(f"error: {silent}: the noise file has no energy (all 16000 samples are zero)")
+    assert "decoded" not in out
+    for extra, message in ((["--decode-snr-target", "nan"], "--decode-snr-target must be a finite number of dB, got nan"),
+                           (["--decode-snr-target", "inf"], "--decode-snr-target must be a finite number of dB, got inf"),
+                           (["--drop-stream", "audio", "--drop-stream", "video"],
+                            "--drop-stream video and --drop-stream audio: dropping both streams leaves nothing to decode"),
+                           (["--drop-stream", "audio", "--drop-stream", "audio"],
+                            "--drop-stream audio is given 2 times; give it once")):
+        with pytest.raises(SystemExit) as info:
+            eval_cli.parse_args(["--root-dir", corpus.root, "--test-file", "test.csv", *extra])
+        assert info.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"error: {message}")
+
+
+def _strict_json(path):
+    import json
+
+    def refuse(constant):
+        raise AssertionError(f"{path}: {constant} is not JSON")
+
+    with open(path, encoding="utf8") as handle:
+        return json.load(handle, parse_constant=refuse)
+
+
+def test_eval_nan_samples_are_refused_or_left_out(capsys, corpus, model, tmp_path):
+    from datamodule.media import load_audio
+
+    from bad_corpus import write_float_wav
+
+    line = corpus.copy_clip(corpus.lines["test"][0], "nan")
+    wav = corpus.media("nan", ".wav")
+    audio = load_audio(wav)[:, 0]
+    audio[10:20] = float("nan")
+    write_float_wav(wav, audio)
+    test_file = corpus.write("n.csv", [line] + corpus.lines["test"][1:])
+    out_json = str(tmp_path / "r.json")
+    code, out, err = run_eval(capsys, corpus, model, test_file, "--output-json", out_json)
+    assert code == 2
+    assert error_line(err) == (f"error: {wav}: the audio holds NaN/inf values; fix or remove the file, or pass "
+                               f"--skip-invalid to leave such utterances out of the decoding and the WER")
+    assert not os.path.exists(out_json)
+    code, out, err = run_eval(capsys, corpus, model, test_file, "--output-json", out_json, "--skip-invalid")
+    assert code == 0, err
+    n = len(corpus.lines["test"])
+    assert f"decoded {n - 1} utterances" in out
+    assert f"left out (--skip-invalid): {wav}: the audio holds NaN/inf values" in out
+    result = _strict_json(out_json)
+    assert result["num_utterances"] == n - 1 and len(result["utterances"]) == n - 1
+    assert result["left_out"] == [{"path": corpus.media("nan", ".mp4"),
+                                   "reason": f"{wav}: the audio holds NaN/inf values"}]
+    assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []
+
+
+def test_results_json_is_strict_json():
+    import tempfile
+
+    from espnet.asr.evaluate import EvalResult, write_json
+
+    result = EvalResult(float("nan"), 1, 0, 0, 0.5, [{"path": "a", "score": float("-inf")}], audio_seconds=0.0)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "sub", "r.json")
+        write_json(result, path)
+        data = _strict_json(path)
+        assert os.listdir(os.path.dirname(path)) == ["r.json"]
+    assert data["wer"] is None and data["real_time_factor"] is None and data["utterances"][0]["score"] is None
+    assert data["decode_seconds"] == pytest.approx(0.5)
+
+
+def test_output_json_that_cannot_be_written_is_refused_before_decoding(capsys, corpus, model, tmp_path, monkeypatch):
+    regular = tmp_path / "file"
+    regular.write_text("x")
+    target = str(regular / "x.json")
+    code, out, err = run_eval(capsys, corpus, model, "test.csv", "--output-json", target)
+    assert code == 2
+    assert error_line(err) == f"error: --output-json {target}: {regular} is a file, not a directory"
+    assert "decoded" not in out
+    code, out, err = run_eval(capsys, corpus, model, "test.csv", "--output-json", str(tmp_path))
+    assert code == 2 and error_line(err) == f"error: --output-json {tmp_path}: is a directory; give a file name"
+    import espnet.asr.evaluate
+
+    def disk_full(result, path):
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr(espnet.asr.evaluate, "write_json", disk_full)
+    code, out, err = run_eval(capsys, corpus, model, "test.csv", "--output-json", str(tmp_path / "r.json"))
+    assert code == 1 and "No space left on device" in error_line(err)
+    assert any(line.startswith("WER: ") for line in out.splitlines())  # the result is not lost
+
+
+# --- prepare_dataset: nothing usable, tokenizer text, audio-only clips -----------------------
+
+class _NoFaceIn:
+    """A cropper that finds no face in clips whose path contains one of ``markers`` and
+    resamples the others (in place of the MediaPipe cropper)."""
+
+    def __init__(self, markers):
+        from preparation.resample_clip import ResampleClip
+
+        self.markers = markers
+        self.inner = ResampleClip()
+
+    def process_clip(self, video_path, video_out, audio_out=None):
+        from preparation.mouth_crop import CropResult
+
+        if any(m in video_path for m in self.markers):
+            return CropResult("no_face", 0, 0, "no face in any frame")
+        return self.inner.process_clip(video_path, video_out, audio_out)
+
+
+def _raw_corpus(corpus, folder, texts):
+    """A plain-layout corpus: ``c<i>.mp4`` + ``.wav`` (toy clips) and ``c<i>.txt`` = ``texts[i]``,
+    plus an audio-only clip ``solo.wav`` + ``solo.txt``."""
+    import shutil
+
+    os.makedirs(folder)
+    for i, (line, text) in enumerate(zip(corpus.lines["train"], texts)):
+        src = os.path.join(corpus.toy["root"], "toy", line.split(",")[1])
+        for ext in (".mp4", ".wav"):
+            shutil.copy(src[:-4] + ext, os.path.join(folder, f"c{i}{ext}"))
+        with open(os.path.join(folder, f"c{i}.txt"), "w", encoding="utf8") as handle:
+            handle.write(text + "\n")
+    shutil.copy(os.path.join(folder, "c0.wav"), os.path.join(folder, "solo.wav"))
+    with open(os.path.join(folder, "solo.txt"), "w", encoding="utf8") as handle:
+        handle.write("AUDIO ONLY\n")
+
+
+def test_prepare_dataset_with_nothing_usable_is_an_error(capsys, corpus, tmp_path, monkeypatch):
+    import preparation.prepare_dataset as prep
+
+    src, out = str(tmp_path / "src"), str(tmp_path / "out")
+    _raw_corpus(corpus, src, ["SET SOON", "RED NOW"])
+    monkeypatch.setattr(prep, "make_cropper", lambda already_cropped, crop_size: _NoFaceIn(["c0", "c1"]))
+    code = prep.main(["--input-dir", src, "--out-dir", out, "--already-cropped", "--no-progress", "--vocab-size", "20"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert error_line(err) == (f"error: --input-dir {src}: no clip could be prepared (2 no face, 1 audio only "
+                               f"(no .mp4)); no label CSV and no tokenizer written")
+    assert "  no face: c0.mp4: no face in any frame" in err and "  audio only (no .mp4; not prepared): solo.wav" in err
+    assert not os.path.exists(os.path.join(out, "labels")) and not os.path.exists(os.path.join(out, "spm"))
+
+
+def test_prepare_dataset_tokenizer_learns_only_the_kept_clips(capsys, corpus, tmp_path, monkeypatch):
+    import preparation.prepare_dataset as prep
+
+    src, out = str(tmp_path / "src"), str(tmp_path / "out")
+    _raw_corpus(corpus, src, ["SET SOON NOW", "RED NOW SET", "JAZZ QUIZ VEX"])
+    monkeypatch.setattr(prep, "make_cropper", lambda already_cropped, crop_size: _NoFaceIn(["c2"]))
+    code = prep.main(["--input-dir", src, "--out-dir", out, "--already-cropped", "--no-progress", "--vocab-size", "20",
+                      "--dataset", "d"])
+    report = capsys.readouterr().out
+    assert code == 0
+    assert "processed: 2   skipped (already done): 0   no face: 1   failed: 0   audio only (not prepared): 1" in report
+    assert "  audio only (no .mp4; not prepared): solo.wav" in report
+    with open(os.path.join(out, "spm", "d_unigram20_units.txt"), encoding="utf8") as handle:
+        pieces = [line.split()[0] for line in handle]
+    assert not [p for p in pieces if set(p) & set("JQZVX")], pieces  # letters only the skipped clip has
+    from datamodule.label_list import read_label_list
+
+    assert [u.rel_path for u in read_label_list(os.path.join(out, "labels", "d_train.csv"))] == ["c0.mp4", "c1.mp4"]

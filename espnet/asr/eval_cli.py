@@ -4,6 +4,7 @@
 
 import argparse
 import logging
+import math
 from typing import List, Optional
 
 DESCRIPTION = "Decode a test label list with a trained checkpoint and print the corpus WER."
@@ -25,7 +26,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--noise-file", default=None,
                    help="Noise wav for --decode-snr-target. (Default: ROOT/babble.wav if present, else the "
                         "built-in procedural babble)")
-    p.add_argument("--drop-stream", default=None, choices=["video", "audio"],
+    p.add_argument("--drop-stream", default=None, action="append", choices=["video", "audio"],
                    help="Audio-visual models: decode without this stream (its learned stand-in takes its place), "
                         "e.g. to see how the model copes when the camera or the microphone fails. "
                         "(Default: both streams)")
@@ -56,6 +57,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add_tokenizer_args(p)
     add_generate_args(p)
     args = p.parse_args(argv)
+    if args.decode_snr_target is not None and not math.isfinite(args.decode_snr_target):
+        p.error(f"--decode-snr-target must be a finite number of dB, got {args.decode_snr_target}")
+    if args.drop_stream and len(args.drop_stream) > 1:
+        if len(set(args.drop_stream)) > 1:
+            p.error("--drop-stream video and --drop-stream audio: dropping both streams leaves nothing to decode")
+        p.error(f"--drop-stream {args.drop_stream[0]} is given {len(args.drop_stream)} times; give it once")
+    args.drop_stream = args.drop_stream[0] if args.drop_stream else None
     if args.beam_size < 1:
         p.error(f"--beam-size must be >= 1, got {args.beam_size}")
     if args.num_threads < 0:
@@ -81,9 +89,11 @@ def decode(args: argparse.Namespace) -> int:
 
     from datamodule.data_module import label_path
     from datamodule.preflight import run_preflight
-    from espnet.asr.evaluate import DEFAULT_BATCH_SIZE, evaluate, write_json
+    from espnet.asr.evaluate import DEFAULT_BATCH_SIZE, check_output_file, evaluate, write_json
     from espnet.asr.pretrained import Recognizer, resolve_pretrained
 
+    if args.output_json:
+        check_output_file(args.output_json, "--output-json")  # before the decoding, not after it
     precision = args.precision
     resolved = resolve_pretrained(args.pretrained_model_path, args, precision=precision)
     config, tokenizer = resolved.config, resolved.tokenizer
@@ -98,7 +108,7 @@ def decode(args: argparse.Namespace) -> int:
                              f"a missing stream (its config was written before they existed); it needs both streams")
         read = "audio" if args.drop_stream == "video" else "video"  # what the pre-flight check must find
     skip_lines = run_preflight(args.root_dir, [(args.test_file, label_path(args.root_dir, args.test_file), None)],
-                               read, odim, skip_invalid=args.skip_invalid, need_transcript=tokenizer is None)
+                               read, odim, skip_invalid=args.skip_invalid, need_transcript=tokenizer is None, tokenizer=tokenizer)
     model = Recognizer.from_resolved(resolved).model
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError("--accelerator gpu requested but no CUDA device is available")
@@ -112,13 +122,17 @@ def decode(args: argparse.Namespace) -> int:
                       noise_file=args.noise_file, seed=args.seed, num_workers=args.num_workers, device=device,
                       max_new_tokens=args.max_new_tokens, wer_normalizer=args.wer_normalizer,
                       skip_lines=skip_lines.get(args.test_file, frozenset()),
-                      batch_size=args.batch_size or DEFAULT_BATCH_SIZE, drop_stream=args.drop_stream)
+                      batch_size=args.batch_size or DEFAULT_BATCH_SIZE, drop_stream=args.drop_stream,
+                      skip_invalid=args.skip_invalid)
     print(f"decoded {result.num_utterances} utterances in {result.seconds:.1f} s "
           f"({result.num_utterances / max(result.seconds, 1e-9):.2f} utt/s, real-time factor "
           f"{result.real_time_factor:.3f} for {result.audio_seconds:.1f} s of media); "
           f"{result.errors} errors / {result.ref_words} words")
+    for row in result.left_out:
+        print(f"left out (--skip-invalid): {row['reason']}")
+    if args.output_json:
+        print(f"results: {args.output_json}")
+    print(f"WER: {result.wer}")  # before the file is written: a failed write does not lose it
     if args.output_json:
         write_json(result, args.output_json)
-        print(f"results: {args.output_json}")
-    print(f"WER: {result.wer}")
     return 0

@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -30,6 +31,7 @@ class EvalResult:
     seconds: float
     utterances: List[Dict[str, Any]] = field(default_factory=list)
     audio_seconds: float = 0.0
+    left_out: List[Dict[str, str]] = field(default_factory=list)  # {"path", "reason"} (--skip-invalid)
 
     @property
     def real_time_factor(self) -> float:
@@ -46,6 +48,7 @@ class EvalResult:
             "audio_seconds": self.audio_seconds,
             "real_time_factor": self.real_time_factor,
             "utterances": self.utterances,
+            "left_out": self.left_out,
         }
 
 
@@ -132,6 +135,7 @@ def evaluate(
     skip_lines: AbstractSet[int] = frozenset(),
     batch_size: int = DEFAULT_BATCH_SIZE,
     drop_stream: Optional[str] = None,
+    skip_invalid: bool = False,
 ) -> EvalResult:
     """Decode every utterance of ``test_file`` and score it.
 
@@ -144,7 +148,11 @@ def evaluate(
     (``pretrained_dtype``) decodes under bf16 autocast. ``skip_lines``: label-list lines
     left out (``--skip-invalid``). ``drop_stream`` (``video`` / ``audio``, audio-visual
     models): decode every utterance without that stream (the model's learned stand-in takes
-    its place); lines marked ``|missing=...`` lack their stream in any case."""
+    its place); lines marked ``|missing=...`` lack their stream in any case.
+
+    An utterance whose media hold NaN/inf values (which headers cannot show, so the
+    pre-flight check does not see them) is an error naming its file, or with
+    ``skip_invalid`` left out of the decoding and the WER and listed in ``left_out``."""
     if snr_target is not None and (model.modality == "video" or drop_stream == "audio"):
         raise ValueError("--decode-snr-target adds noise to audio, but " +
                          ("this model is video-only" if model.modality == "video" else "--drop-stream audio removes it"))
@@ -171,8 +179,23 @@ def evaluate(
     rows: List[Optional[Dict[str, Any]]] = [None] * len(dataset)
     audio_seconds = 0.0
     start = time.perf_counter()
+    left_out: List[Dict[str, str]] = []
     with tqdm(total=len(dataset), desc="decoding", disable=not progress, unit="utt") as bar:
         for items in loader:
+            valid = []
+            for item in items:
+                problem = nonfinite_media(item, dataset.media_path(int(item["idx"])))
+                if problem is None:
+                    valid.append(item)
+                elif skip_invalid:
+                    left_out.append({"path": dataset.media_path(int(item["idx"])), "reason": problem})
+                else:
+                    raise ValueError(f"{problem}; fix or remove the file, or pass --skip-invalid to leave such "
+                                     f"utterances out of the decoding and the WER")
+            bar.update(len(items) - len(valid))
+            items = valid
+            if not items:
+                continue
             inputs = [{k: item[k].to(device) for k in STREAMS if k in item} for item in items]
             with torch.autocast(device_type=device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
                 hyps = recognize_batch(model, inputs, options)
@@ -185,13 +208,62 @@ def evaluate(
                 audio_seconds += media_seconds(item)
             bar.update(len(items))
     seconds = time.perf_counter() - start
+    rows = [r for r in rows if r is not None]
+    if not rows:
+        raise ValueError(f"{test_file}: no utterance is left to decode after leaving out {len(left_out)} with "
+                         f"NaN/inf media (--skip-invalid)")
     scores = corpus_wer([r["reference"] for r in rows], [r["hypothesis"] for r in rows], normalize)
-    return EvalResult(scores["wer"], len(rows), scores["errors"], scores["ref_words"], seconds, rows, audio_seconds)
+    return EvalResult(scores["wer"], len(rows), scores["errors"], scores["ref_words"], seconds, rows, audio_seconds,
+                      left_out)
+
+
+def nonfinite_media(item: Dict[str, Any], media_path: str) -> Optional[str]:
+    """``"<file>: the audio holds NaN/inf values"`` (or the video) for an item of the dataset
+    whose input is not finite, else ``None`` (the item is normalised already, which may have
+    spread one NaN sample over the whole utterance, so no count is given)."""
+    from datamodule.media import wav_path
+
+    for stream in STREAMS:
+        data = item.get(stream)
+        if isinstance(data, torch.Tensor) and data.is_floating_point() and not bool(torch.isfinite(data).all()):
+            return f"{wav_path(media_path) if stream == 'audio' else media_path}: the {stream} holds NaN/inf values"
+    return None
+
+
+def check_output_file(path: str, flag: str) -> None:
+    """Refuse, before any work, an output file that could not be written: ``path`` is a
+    directory, or its nearest existing ancestor is not a directory (``FILE/x.json``) or not
+    writable. The missing folders in between are created when the file is written."""
+    full = os.path.abspath(path)
+    if os.path.isdir(full):
+        raise IsADirectoryError(f"{flag} {path}: is a directory; give a file name")
+    if os.path.exists(full) and not os.access(full, os.W_OK):
+        raise PermissionError(f"{flag} {path}: the file exists and is not writable")
+    ancestor = os.path.dirname(full)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise NotADirectoryError(f"{flag} {path}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(f"{flag} {path}: cannot write into {ancestor} (permission denied)")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN/inf float replaced by ``None`` (JSON has no such numbers:
+    ``json.dump`` would write a bare ``NaN``, which JSON readers refuse)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def write_json(result: EvalResult, path: str) -> None:
-    """``result`` as JSON at ``path`` (written beside and renamed; NaN/inf refused: not JSON)."""
+    """``result`` as JSON at ``path`` (written beside and renamed; a NaN/inf number, which JSON
+    has not, is written as ``null``: :func:`json_safe`)."""
     from espnet.utils.atomic_write import atomic_json_dump
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_json_dump(result.to_json(), path, ensure_ascii=False)
+    atomic_json_dump(json_safe(result.to_json()), path, ensure_ascii=False)

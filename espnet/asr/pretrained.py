@@ -75,6 +75,7 @@ def resolve_pretrained(path: Optional[str] = None, flags: Union[Sequence[str], a
     model config and tokenizer, without building the model."""
     from espnet.training.checkpoints import load_checkpoint
     from espnet.training.cli_args import load_tokenizer, resolve_model_config
+    from espnet.training.tokenizer_files import check_same_tokenizer
 
     args = flags if isinstance(flags, argparse.Namespace) else parse_model_flags(flags)
     state, stored_config, meta = None, None, {}
@@ -82,6 +83,7 @@ def resolve_pretrained(path: Optional[str] = None, flags: Union[Sequence[str], a
         state, stored_config, meta = load_checkpoint(path)
     tokenizer = load_tokenizer(getattr(args, "sp_model_path", None) or meta.get("sp_model_path"),
                                getattr(args, "dict_path", None) or meta.get("dict_path"))
+    check_same_tokenizer(tokenizer, {k: getattr(args, k, None) for k in ("sp_model_path", "dict_path")}, meta, path)
     odim = tokenizer.odim if tokenizer is not None else None
     config = resolve_model_config(args, odim, stored_config, source=path or "model flags",
                                   state_keys=state.keys() if state is not None else None)

@@ -22,11 +22,37 @@ def _safe_load(path: str) -> Any:
     ``Namespace`` in ``hyper_parameters``, which is the one class allow-listed here."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    not_pytorch = sniff_not_a_checkpoint(path)
+    if not_pytorch:
+        raise ValueError(f"{path}: not a PyTorch checkpoint ({not_pytorch})")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - arbitrary bytes fail in arbitrary ways (IndexError, EOFError, ...)
         raise checkpoint_load_error(path, err) from err
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
+PICKLE_PROTOCOL_2 = 0x80  # the legacy format starts with a pickle (protocol >= 2)
+
+
+def sniff_not_a_checkpoint(path: str) -> Optional[str]:
+    """Why the first bytes of ``path`` show that it is no file ``torch.save`` wrote (``empty
+    file``, ``a text file?``, ``neither a zip archive nor a pickle``), or ``None`` when it may
+    be one (a zip archive, a legacy pickle or tar file)."""
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if not head:
+        return "an empty file"
+    if head.startswith(ZIP_MAGIC) or head[0] == PICKLE_PROTOCOL_2 or head[257:262] == b"ustar":
+        return None
+    try:
+        text = head.decode("utf8")
+    except UnicodeDecodeError as err:
+        text = head[: err.start].decode("utf8") if err.start > len(head) - 4 else ""  # a character cut at 512
+    if text and all(c.isprintable() or c in "\t\r\n" for c in text):
+        return "a text file?"
+    return "neither a zip archive nor a pickle"
 
 
 def checkpoint_load_error(path: str, err: BaseException) -> ValueError:
@@ -41,8 +67,9 @@ def checkpoint_load_error(path: str, err: BaseException) -> ValueError:
         reason = f" ({reasons[0].splitlines()[0]})" if reasons else ""
         return ValueError(f"{path}: not a safe checkpoint: it holds Python objects that weights-only loading "
                           f"refuses{reason}; use a checkpoint written by train.py, or a plain state dict")
-    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    return ValueError(f"{path}: not a readable PyTorch checkpoint ({first})")
+    first = text.strip().splitlines()[0].split(". ")[0] if text.strip() else ""
+    return ValueError(f"{path}: not a readable PyTorch checkpoint (damaged or truncated? torch.load failed with "
+                      f"{type(err).__name__}{': ' + first if first else ''})")
 
 
 def strip_lightning_prefix(state_dict: Dict[str, torch.Tensor], path: str) -> Dict[str, torch.Tensor]:

@@ -71,3 +71,48 @@ def relative_tokenizer_paths(meta: Dict[str, Any], base_dir: str) -> Dict[str, A
         if key in meta:
             out[key] = value
     return out
+
+
+FINGERPRINT_KEY = "tokenizer_fingerprint"
+
+
+def check_same_tokenizer(tokenizer: Any, given: Dict[str, Optional[str]], meta: Dict[str, Any], source: str) -> None:
+    """Refuse a tokenizer given on the command line (``--sp-model-path``/``--dict-path``)
+    that is not the one the checkpoint ``source`` was trained with: its ids would decode
+    to other words, silently.
+
+    The checkpoint's tokenizer is known by its fingerprint (``tokenizer_fingerprint``,
+    written by ``train.py`` since it was added; see
+    :attr:`~datamodule.text_transform.TextTransform.fingerprint`), else by the files its
+    ``sp_model_path``/``dict_path`` name, when they are still there. A checkpoint that
+    records neither is not checked (as before).
+
+    Args:
+        tokenizer: The ``TextTransform`` built from the given files (with the
+            checkpoint's for a flag not given), or ``None``.
+        given: ``{"sp_model_path": flag value or None, "dict_path": ...}``.
+        meta: The checkpoint's hyper-parameters (tokenizer paths made absolute).
+        source: The checkpoint, as named in the message.
+
+    Raises:
+        ValueError: one line naming the given files and the checkpoint's.
+    """
+    if tokenizer is None or not any(given.values()):
+        return
+    recorded = {key: meta.get(key) for key in TOKENIZER_KEYS}
+    expected = meta.get(FINGERPRINT_KEY)
+    if expected is None:
+        if not all(isinstance(p, str) and os.path.isfile(p) for p in recorded.values()):
+            return  # no record of the checkpoint's tokenizer to compare with
+        if all(os.path.realpath(given[k] or recorded[k]) == os.path.realpath(recorded[k]) for k in TOKENIZER_KEYS):
+            return
+        from datamodule.text_transform import TextTransform
+
+        expected = TextTransform(recorded["sp_model_path"], recorded["dict_path"]).fingerprint
+    if tokenizer.fingerprint == expected:
+        return
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items() if v)
+    theirs = ", ".join(str(v) for v in recorded.values() if v) or "files no longer recorded"
+    raise ValueError(f"{flags}: not the tokenizer {source} was trained with ({theirs}; the pieces differ), so its "
+                     f"token ids would decode to other words; leave the flag(s) out to use the checkpoint's tokenizer, "
+                     f"or pass its files")

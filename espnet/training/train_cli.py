@@ -3,6 +3,7 @@
 
 import argparse
 import logging
+import os
 from typing import List, Optional
 
 DESCRIPTION = "Train an Auto-AVSR style recogniser (hybrid CTC/attention) with PyTorch Lightning."
@@ -143,7 +144,8 @@ def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
 
 def check_checkpoint_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Range and consistency checks of the checkpoint/accumulation flags (``p.error`` exits)."""
-    for flag, value, least in (("--save-every", args.save_every, 1), ("--average-last", args.average_last, 0),
+    for flag, value, least in (("--max-epochs", args.max_epochs, 1), ("--warmup-epochs", args.warmup_epochs, 0),
+                               ("--save-every", args.save_every, 1), ("--average-last", args.average_last, 0),
                                ("--val-wer-every", args.val_wer_every, 0),
                                ("--accumulate-grad-batches", args.accumulate_grad_batches, 1),
                                ("--early-stop-patience", args.early_stop_patience, 1),
@@ -166,6 +168,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s %(message)s" if args.debug else "%(message)s")
     from espnet.training.cli_errors import run_cli
+    from espnet.training.run_lock import run_locked
     from espnet.training.training_run import train
 
-    return run_cli(lambda: train(args), debug=args.debug)
+    # one run per run directory at a time (refused with one line; released when the run ends)
+    return run_cli(lambda: run_locked(os.path.join(args.exp_dir, args.exp_name), lambda: train(args)),
+                   debug=args.debug)

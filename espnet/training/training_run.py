@@ -82,8 +82,9 @@ def train(args: argparse.Namespace) -> int:
     from espnet.training.distributed import MetricsOnEveryRank, RanksAgree, collective_failure, uses_cuda
     from espnet.training.interrupt import SaveOnSignal, TrainingInterrupted
     from espnet.training.model_module import ModelModule
+    from espnet.training.resume import check_resume_matches, read_resume_checkpoint
     from espnet.training.throughput import ThroughputMonitor
-    from espnet.training.tokenizer_files import copy_tokenizer, tokenizer_names
+    from espnet.training.tokenizer_files import FINGERPRINT_KEY, copy_tokenizer, tokenizer_names
 
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError(f"--accelerator {args.accelerator} requested but no CUDA device is available")
@@ -95,6 +96,7 @@ def train(args: argparse.Namespace) -> int:
         apply_num_threads(args.num_threads, args.num_workers)
     run_dir = os.path.join(args.exp_dir, args.exp_name)
     ckpt_path = resolve_ckpt_path(args.ckpt_path, run_dir) if args.ckpt_path else None
+    resume_state = read_resume_checkpoint(ckpt_path) if ckpt_path and ckpt_path != "hpc" else None
     # A mid-epoch checkpoint resumes at the right batch: the DataModule's state holds the sampler
     # position (Lightning only knows about loaders with their own state_dict, and warns).
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
@@ -115,12 +117,13 @@ def train(args: argparse.Namespace) -> int:
     lists = [(args.train_file, args.max_frames), (args.val_file, args.max_frames), (args.test_file, None)]
     skip_lines = run_preflight(args.root_dir, [(f, label_path(args.root_dir, f), n) for f, n in lists if f],
                                config.modality, odim, skip_invalid=args.skip_invalid,
-                               need_transcript=tokenizer is None)
+                               need_transcript=tokenizer is None, tokenizer=tokenizer)
     # the run directory will hold its tokenizer; checkpoints name it relative to themselves
     tokenizer_files = tokenizer_names(args.sp_model_path, args.dict_path)
     hparams = {
         "model_config": config.to_dict(),
         **tokenizer_files,
+        FINGERPRINT_KEY: tokenizer.fingerprint if tokenizer is not None else None,
         "lr": args.lr,
         "weight_decay": args.weight_decay,
         "warmup_epochs": args.warmup_epochs,
@@ -147,6 +150,9 @@ def train(args: argparse.Namespace) -> int:
     from espnet.nets.pytorch_backend.lora.qlora_manager import parameter_table
 
     print(parameter_table(module.model))
+    if resume_state is not None:
+        check_resume_matches(module.model, resume_state, ckpt_path)
+        resume_state = None  # Lightning reads the file again
     os.makedirs(run_dir, exist_ok=True)
     copy_tokenizer(args.sp_model_path, args.dict_path, run_dir)
     datamodule = DataModule(args.root_dir, args.train_file, args.val_file, config.modality,
@@ -215,7 +221,7 @@ def finish_run(args: argparse.Namespace, run_dir: str, config, tokenizer, hparam
         print(f"note: no epoch=E.ckpt to average (--save-every {args.save_every}, stopped after epoch "
               f"{index.get('final', {}).get('epoch')}); using {os.path.basename(model_path)}")
     elif args.average_last:
-        meta = {k: hparams[k] for k in ("model_config", "sp_model_path", "dict_path")}
+        meta = {k: hparams[k] for k in ("model_config", "sp_model_path", "dict_path", "tokenizer_fingerprint")}
         model_path = average_last_checkpoints(run_dir, args.average_last, meta=meta)
         averaged = load_checkpoint(model_path)[2]["averaged"]
         update_index(run_dir, averaged={"file": os.path.basename(model_path), "from": averaged})
@@ -232,9 +238,12 @@ def finish_run(args: argparse.Namespace, run_dir: str, config, tokenizer, hparam
             print("note: --noise-file is used for training augmentation only; --test-file is decoded clean")
         result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
                           ctc_weight=args.ctc_weight, seed=args.seed, device=device,
-                          max_new_tokens=args.max_new_tokens, skip_lines=skip_lines.get(args.test_file, frozenset()))
+                          max_new_tokens=args.max_new_tokens, skip_lines=skip_lines.get(args.test_file, frozenset()),
+                          skip_invalid=args.skip_invalid)
+        for row in result.left_out:
+            print(f"left out (--skip-invalid): {row['reason']}")
         out = os.path.join(run_dir, "test_results.json")
-        write_json(result, out)
         print(f"test results ({os.path.basename(model_path)}): {out}")
-        print(f"WER: {result.wer}")
+        print(f"WER: {result.wer}")  # before the file is written: a failed write does not lose it
+        write_json(result, out)
     return 0
