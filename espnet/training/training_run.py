@@ -84,7 +84,8 @@ def train(args: argparse.Namespace) -> int:
     from espnet.training.model_module import ModelModule
     from espnet.training.resume import check_resume_matches, read_resume_checkpoint
     from espnet.training.throughput import ThroughputMonitor
-    from espnet.training.tokenizer_files import FINGERPRINT_KEY, copy_tokenizer, tokenizer_names
+    from espnet.training.hparams import TrainingHparams
+    from espnet.training.tokenizer_files import copy_tokenizer, tokenizer_names
 
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError(f"--accelerator {args.accelerator} requested but no CUDA device is available")
@@ -120,32 +121,8 @@ def train(args: argparse.Namespace) -> int:
                                need_transcript=tokenizer is None, tokenizer=tokenizer)
     # the run directory will hold its tokenizer; checkpoints name it relative to themselves
     tokenizer_files = tokenizer_names(args.sp_model_path, args.dict_path)
-    hparams = {
-        "model_config": config.to_dict(),
-        **tokenizer_files,
-        FINGERPRINT_KEY: tokenizer.fingerprint if tokenizer is not None else None,
-        "lr": args.lr,
-        "weight_decay": args.weight_decay,
-        "warmup_epochs": args.warmup_epochs,
-        "max_epochs": args.max_epochs,
-        "pretrained_model_path": args.pretrained_model_path,
-        "transfer_frontend": args.transfer_frontend,
-        "transfer_encoder": args.transfer_encoder,
-        "transfer_backend": args.transfer_backend,
-        "init_audio_from": args.init_audio_from,
-        "init_video_from": args.init_video_from,
-        "init_encoder_from": args.init_encoder_from,
-        "modality_dropout": args.modality_dropout,
-        "root_dir": args.root_dir,
-        "train_file": args.train_file,
-        "val_file": args.val_file,
-        "max_frames": args.max_frames,
-        "seed": args.seed,
-        "skip_nonfinite": args.skip_nonfinite,
-        "accumulate_grad_batches": args.accumulate_grad_batches,
-        "val_wer_every": args.val_wer_every,
-        "max_new_tokens": args.max_new_tokens,
-    }
+    hparams = TrainingHparams.from_args(
+        args, config.to_dict(), tokenizer_files, tokenizer.fingerprint if tokenizer is not None else None).to_dict()
     module = ModelModule(hparams, text_transform=tokenizer)
     from espnet.nets.pytorch_backend.lora.qlora_manager import parameter_table
 
