@@ -186,7 +186,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from espnet.training.train_cli import parse_args
 
     probe = parse_args(train_args(args, data, "audio", os.path.join(args.out, "unused"), args.flags.split()))
-    apply_num_threads(probe.num_threads, probe.num_workers)  # as train.py will (same load, same choice)
+    apply_num_threads(probe.num_threads)  # as train.py will (same flags and environment, same choice)
 
     results: Dict[str, Dict[str, float]] = {}
     for modality in args.modalities.split(","):

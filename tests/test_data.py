@@ -192,30 +192,34 @@ def test_media_cache_gives_the_items_of_decoding(toy_corpus):
     assert torch.equal(small.video(plain.media_path(n - 1)), load_video(plain.media_path(n - 1)))
 
 
-def test_cpu_threads_use_the_idle_cores():
-    from espnet.training.cpu_threads import choose_num_threads
+def test_cpu_threads_default_to_all_cores_unless_told():
+    from espnet.training.cpu_threads import available_cores, choose_num_threads
 
-    assert choose_num_threads(0, cores=2, load=0.1) == 2
-    assert choose_num_threads(0, num_workers=1, cores=2, load=0.0) == 1
-    assert choose_num_threads(0, cores=2, load=4.2) == 1  # a busy shared machine: one thread, no waiting
-    assert choose_num_threads(0, cores=16, load=3.6) == 12
-    assert choose_num_threads(3, cores=2, load=9.0) == 3  # given: used as it is
+    assert choose_num_threads(0, environ={}, cores=16) == (16, "all 16 available cores")
+    assert choose_num_threads(0, environ={})[0] == available_cores() == len(os.sched_getaffinity(0))
+    assert choose_num_threads(0, environ={"OMP_NUM_THREADS": "3"}, cores=16) == (3, "OMP_NUM_THREADS")
+    assert choose_num_threads(0, environ={"OMP_NUM_THREADS": "4,2"}, cores=16)[0] == 4  # nested: the outer level
+    assert choose_num_threads(0, environ={"OMP_NUM_THREADS": ""}, cores=2)[0] == 2  # empty = unset
+    assert choose_num_threads(5, environ={"OMP_NUM_THREADS": "3"}, cores=2) == (5, "--num-threads")  # the flag wins
+    with pytest.raises(ValueError, match="OMP_NUM_THREADS='zero' is not a positive number"):
+        choose_num_threads(0, environ={"OMP_NUM_THREADS": "zero"})
+    with pytest.raises(ValueError, match="OMP_NUM_THREADS='0'"):
+        choose_num_threads(0, environ={"OMP_NUM_THREADS": "0"})
     with pytest.raises(ValueError, match="--num-threads must be >= 0"):
         choose_num_threads(-1)
 
 
-def test_cpu_threads_measure_the_busy_cores_from_proc_stat():
-    from espnet.training.cpu_threads import busy_cores, parse_proc_stat
+def test_cpu_threads_are_set_and_printed(monkeypatch):
+    import torch
 
-    def stat(cpu0, cpu1):  # (busy, idle) ticks per CPU
-        lines = ["cpu  1 2 3 4 5 6 7 8 0 0"]
-        for n, (busy, idle) in enumerate((cpu0, cpu1)):
-            lines.append(f"cpu{n} {busy} 0 0 {idle} 0 0 0 0 0 0")
-        return "\n".join(lines + ["intr 1 2 3", "ctxt 99"])
+    from espnet.training.cpu_threads import apply_num_threads, available_cores
 
-    before = parse_proc_stat(stat((100, 900), (50, 950)))
-    assert before == {0: (100, 1000), 1: (50, 1000)}
-    after = parse_proc_stat(stat((150, 900), (55, 995)))  # cpu0 all busy, cpu1 10 % busy
-    assert busy_cores(before, after, {0, 1}) == pytest.approx(1.1)
-    assert busy_cores(before, after, {1}) == pytest.approx(0.1)  # only the cores this process may use
-    assert busy_cores(before, before, {0, 1}) == 0.0
+    lines = []
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert apply_num_threads(0, log=lines.append) == torch.get_num_threads() == available_cores()
+    assert lines[-1] == f"CPU threads: {available_cores()} (all {available_cores()} available cores)"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert apply_num_threads(0, log=lines.append) == torch.get_num_threads() == 1
+    assert lines[-1] == "CPU threads: 1 (OMP_NUM_THREADS)"
+    assert apply_num_threads(3, log=lines.append) == torch.get_num_threads() == 3
+    assert lines[-1] == "CPU threads: 3 (--num-threads)"

@@ -41,8 +41,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="Seed of the test-time noise. (Default: 0)")
     p.add_argument("--num-workers", type=int, default=1, help="DataLoader workers. (Default: 1)")
     p.add_argument("--num-threads", type=int, default=0,
-                   help="PyTorch threads when decoding on the CPU; 0 = auto: the cores idle at the start (measured over "
-                        "half a second) minus --num-workers, at least 1. (Default: 0)")
+                   help="PyTorch threads when decoding on the CPU; 0 = the environment's OMP_NUM_THREADS if set, "
+                        "else all the cores this process may use (as PyTorch). (Default: 0)")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"],
                    help="Device for decoding. (Default: auto)")
     p.add_argument("--precision", default=None, choices=["32", "bf16-mixed"],
@@ -59,7 +59,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.beam_size < 1:
         p.error(f"--beam-size must be >= 1, got {args.beam_size}")
     if args.num_threads < 0:
-        p.error(f"--num-threads must be >= 0 (0 = auto), got {args.num_threads}")
+        p.error(f"--num-threads must be >= 0 (0 = default), got {args.num_threads}")
     if args.batch_size is not None and args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if not 0.0 <= args.ctc_weight <= 1.0:
@@ -106,7 +106,7 @@ def decode(args: argparse.Namespace) -> int:
     if device == "cpu":
         from espnet.training.cpu_threads import apply_num_threads
 
-        apply_num_threads(args.num_threads, args.num_workers)
+        apply_num_threads(args.num_threads)
     result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
                       ctc_weight=args.ctc_weight, snr_target=args.decode_snr_target,
                       noise_file=args.noise_file, seed=args.seed, num_workers=args.num_workers, device=device,

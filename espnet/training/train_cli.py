@@ -65,8 +65,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="Lightning checkpoint to resume training from ('last' / 'best' = that file of this run).")
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers. (Default: 2)")
     p.add_argument("--num-threads", type=int, default=0,
-                   help="PyTorch threads of a CPU run; 0 = auto: the cores idle when training starts (measured "
-                        "over half a second) minus --num-workers, at least 1. (Default: 0)")
+                   help="PyTorch threads of a CPU run; 0 = the environment's OMP_NUM_THREADS if set, else all the "
+                        "cores this process may use (as PyTorch; DataLoader workers are separate processes). On a "
+                        "machine shared with other jobs, fewer threads than cores can be faster. (Default: 0)")
     p.add_argument("--media-cache-gb", type=float, default=2.0,
                    help="Decode the clips of --train-file and --val-file once, before training, and keep up to this "
                         "many GiB of them in memory (uint8 frames, float32 audio); 0 = decode every clip in every "
@@ -103,7 +104,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if not 0.0 <= args.modality_dropout <= 1.0:
         p.error(f"--modality-dropout must be in [0, 1], got {args.modality_dropout}")
     if args.num_threads < 0:
-        p.error(f"--num-threads must be >= 0 (0 = auto), got {args.num_threads}")
+        p.error(f"--num-threads must be >= 0 (0 = default), got {args.num_threads}")
     for flag, value in (("--dist-timeout", args.dist_timeout), ("--signal-grace", args.signal_grace)):
         if not value > 0 or value == float("inf"):
             p.error(f"{flag} must be a positive number of seconds, got {value:g}")

@@ -92,7 +92,7 @@ def train(args: argparse.Namespace) -> int:
     if not uses_cuda(args.accelerator):
         from espnet.training.cpu_threads import apply_num_threads
 
-        apply_num_threads(args.num_threads, args.num_workers)
+        apply_num_threads(args.num_threads)
     run_dir = os.path.join(args.exp_dir, args.exp_name)
     ckpt_path = resolve_ckpt_path(args.ckpt_path, run_dir) if args.ckpt_path else None
     # A mid-epoch checkpoint resumes at the right batch: the DataModule's state holds the sampler
