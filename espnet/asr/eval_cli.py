@@ -45,9 +45,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "else all the cores this process may use (as PyTorch). (Default: 0)")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"],
                    help="Device for decoding. (Default: auto)")
-    p.add_argument("--precision", default=None, choices=["32", "bf16-mixed"],
+    p.add_argument("--precision", default="auto", choices=["auto", "32", "bf16-mixed", "checkpoint"],
                    help="32: pretrained weights in float32; bf16-mixed: pretrained weights in bfloat16 and decoding "
-                        "under bf16 autocast. (Default: what the checkpoint was trained with, else 32)")
+                        "under bf16 autocast; auto: bf16-mixed where the device computes bf16 natively (a CUDA GPU "
+                        "with bf16 support; a CPU with avx512_bf16 or amx_bf16), else 32; checkpoint: what the "
+                        "model was trained with. The choice is printed. (Default: auto)")
     p.add_argument("--wer-normalizer", default="lower", choices=["lower", "whisper"],
                    help="Text normalisation before scoring: lower = case-insensitive words (Auto-AVSR); whisper = "
                         "Whisper's English normaliser (punctuation, numbers, spellings). (Default: lower)")
@@ -83,9 +85,18 @@ def decode(args: argparse.Namespace) -> int:
     from datamodule.preflight import run_preflight
     from espnet.asr.evaluate import DEFAULT_BATCH_SIZE, evaluate, write_json
     from espnet.asr.pretrained import Recognizer, resolve_pretrained
+    from espnet.training.precision import resolve_precision
 
-    precision = args.precision
+    if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError("--accelerator gpu requested but no CUDA device is available")
+    device = "cuda" if args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available()) else "cpu"
+    if args.precision == "checkpoint":
+        precision, reason = None, "--precision checkpoint"
+    else:
+        precision, reason = resolve_precision(args.precision, device)
     resolved = resolve_pretrained(args.pretrained_model_path, args, precision=precision)
+    chosen = "bf16-mixed" if resolved.config.pretrained_dtype == "bfloat16" else "32"
+    print(f"precision: {chosen} ({reason})")
     config, tokenizer = resolved.config, resolved.tokenizer
     odim = tokenizer.odim if tokenizer is not None else None
     read = config.modality
@@ -100,9 +111,6 @@ def decode(args: argparse.Namespace) -> int:
     skip_lines = run_preflight(args.root_dir, [(args.test_file, label_path(args.root_dir, args.test_file), None)],
                                read, odim, skip_invalid=args.skip_invalid, need_transcript=tokenizer is None)
     model = Recognizer.from_resolved(resolved).model
-    if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ValueError("--accelerator gpu requested but no CUDA device is available")
-    device = "cuda" if args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available()) else "cpu"
     if device == "cpu":
         from espnet.training.cpu_threads import apply_num_threads
 
