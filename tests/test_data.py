@@ -209,6 +209,55 @@ def test_cpu_threads_default_to_all_cores_unless_told():
         choose_num_threads(-1)
 
 
+def test_cpu_threads_idle_is_opt_in_and_checked_again_every_epoch():
+    import torch
+
+    from espnet.training.cpu_threads import choose_num_threads
+    from espnet.training.idle_threads import IdleThreads
+    from espnet.training.train_cli import parse_args
+
+    assert choose_num_threads("idle", environ={}, cores=2, busy=0.1) == (
+        2, "--num-threads idle: 2 cores, 0.1 busy with other work")
+    assert choose_num_threads("idle", environ={}, cores=2, busy=4.2)[0] == 1  # at least one
+    assert choose_num_threads("idle", environ={"OMP_NUM_THREADS": "8"}, cores=16, busy=3.6)[0] == 12
+    base = ["--root-dir", "r", "--train-file", "t.csv"]
+    assert parse_args(base + ["--num-threads", "idle"]).num_threads == "idle"
+    assert parse_args(base).num_threads == 0 and parse_args(base + ["--num-threads", "3"]).num_threads == 3
+    for bad in ("some", "-1"):
+        with pytest.raises(SystemExit) as stop:
+            parse_args(base + ["--num-threads", bad])
+        assert stop.value.code == 2
+    # during training: the first epoch keeps the start-up choice, each later one measures again
+    busy, lines = iter([1.0, 0.0, 0.0]), []
+    callback = IdleThreads(measure=lambda: next(busy), cores=2, log=lines.append)
+    torch.set_num_threads(2)
+    callback.on_train_epoch_start()
+    assert torch.get_num_threads() == 2 and lines == []
+    callback.on_train_epoch_start()  # another job took a core
+    assert torch.get_num_threads() == 1
+    assert lines == ["CPU threads: 2 -> 1 (--num-threads idle: 2 cores, 1.0 busy with other work)"]
+    callback.on_train_epoch_start()  # it ended
+    callback.on_train_epoch_start()
+    assert torch.get_num_threads() == 2 and len(lines) == 2
+
+
+def test_cpu_threads_measure_the_busy_cores_from_proc_stat():
+    from espnet.training.cpu_threads import busy_cores, parse_proc_stat
+
+    def stat(cpu0, cpu1):  # (busy, idle) ticks per CPU
+        lines = ["cpu  1 2 3 4 5 6 7 8 0 0"]
+        for n, (busy, idle) in enumerate((cpu0, cpu1)):
+            lines.append(f"cpu{n} {busy} 0 0 {idle} 0 0 0 0 0 0")
+        return "\n".join(lines + ["intr 1 2 3", "ctxt 99"])
+
+    before = parse_proc_stat(stat((100, 900), (50, 950)))
+    assert before == {0: (100, 1000), 1: (50, 1000)}
+    after = parse_proc_stat(stat((150, 900), (55, 995)))  # cpu0 all busy, cpu1 10 % busy
+    assert busy_cores(before, after, {0, 1}) == pytest.approx(1.1)
+    assert busy_cores(before, after, {1}) == pytest.approx(0.1)  # only the cores this process may use
+    assert busy_cores(before, before, {0, 1}) == 0.0
+
+
 def test_cpu_threads_are_set_and_printed(monkeypatch):
     import torch
 

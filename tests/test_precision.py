@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from espnet.training import precision
 from espnet.training.precision import cpu_bf16_flag, read_cpu_flags, resolve_precision
@@ -60,7 +61,8 @@ def test_eval_prints_and_applies_the_choice(capsys, cpu_flags, toy_corpus, tmp_p
     corpus = BadCorpus(toy_corpus, str(tmp_path / "root"))
     model = write_untrained_model(corpus, str(tmp_path / "model_avg_1.pth"))
     results = {}
-    for name, flags, extra in (("bf16", ZEN4, []), ("fp32", SKYLAKE, []), ("given", ZEN4, ["--precision", "32"])):
+    for name, flags, extra in (("bf16", ZEN4, []), ("fp32", SKYLAKE, ["--num-threads", "idle"]),
+                               ("given", ZEN4, ["--precision", "32"])):
         cpu_flags(flags)
         out = str(tmp_path / f"{name}.json")
         code = eval_cli.main(["--root-dir", corpus.root, "--test-file", "test.csv", "--pretrained-model-path", model,
@@ -71,6 +73,7 @@ def test_eval_prints_and_applies_the_choice(capsys, cpu_flags, toy_corpus, tmp_p
     assert "precision: bf16-mixed (auto: the CPU has avx512_bf16)" in results["bf16"][0]
     assert "precision: 32 (auto: the CPU has neither avx512_bf16 nor amx_bf16" in results["fp32"][0]
     assert "precision: 32 (--precision)" in results["given"][0]
+    assert "(--num-threads idle: " in results["fp32"][0] and "CPU threads: " in results["given"][0]
     # the explicit 32 decodes as auto does on a CPU without bf16: the same hypotheses
     hyps = {name: [u["hypothesis"] for u in res["utterances"]] for name, (_, res) in results.items()}
     assert hyps["given"] == hyps["fp32"] and len(hyps["fp32"]) == len(corpus.lines["test"])
@@ -87,10 +90,12 @@ def test_train_resolves_auto_before_anything_reads_it(capsys, cpu_flags, toy_cor
     cpu_flags(SAPPHIRE_RAPIDS)
     exp = str(tmp_path / "exp")
     train = corpus.write("few.csv", corpus.lines["train"][:4])
-    code = train_cli.main(train_args(corpus, exp, train, "--precision", "auto", "--average-last", "1"))
+    code = train_cli.main(train_args(corpus, exp, train, "--precision", "auto", "--average-last", "1",
+                                     "--num-threads", "1"))
     stdout = capsys.readouterr().out
     assert code == 0
     assert "precision: bf16-mixed (auto: the CPU has amx_bf16)" in stdout
+    assert "CPU threads: 1 (--num-threads)" in stdout and torch.get_num_threads() == 1  # the flag is obeyed
     with open(os.path.join(exp, "run", "model_avg_1.json")) as handle:
         assert json.load(handle)["model_config"]["pretrained_dtype"] == "bfloat16"
     cpu_flags(SKYLAKE)  # eval.py on another machine: auto decodes in float32, checkpoint as trained

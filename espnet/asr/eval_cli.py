@@ -11,6 +11,7 @@ DESCRIPTION = "Decode a test label list with a trained checkpoint and print the 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     from espnet.training.cli_args import add_failure_args, add_generate_args, add_model_args, add_tokenizer_args
+    from espnet.training.cpu_threads import IDLE, num_threads_flag
 
     p = argparse.ArgumentParser(prog="eval.py", description=DESCRIPTION)
     p.add_argument("--root-dir", required=True, help="Root of the preprocessed dataset.")
@@ -40,9 +41,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--output-json", default=None, help="Write WER and per-utterance results here.")
     p.add_argument("--seed", type=int, default=0, help="Seed of the test-time noise. (Default: 0)")
     p.add_argument("--num-workers", type=int, default=1, help="DataLoader workers. (Default: 1)")
-    p.add_argument("--num-threads", type=int, default=0,
+    p.add_argument("--num-threads", type=num_threads_flag, default=0, metavar="N|idle",
                    help="PyTorch threads when decoding on the CPU; 0 = the environment's OMP_NUM_THREADS if set, "
-                        "else all the cores this process may use (as PyTorch). (Default: 0)")
+                        "else all the cores this process may use (as PyTorch); idle = the cores other work leaves "
+                        "idle, measured over half a second at the start. (Default: 0)")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"],
                    help="Device for decoding. (Default: auto)")
     p.add_argument("--precision", default="auto", choices=["auto", "32", "bf16-mixed", "checkpoint"],
@@ -60,8 +62,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.beam_size < 1:
         p.error(f"--beam-size must be >= 1, got {args.beam_size}")
-    if args.num_threads < 0:
-        p.error(f"--num-threads must be >= 0 (0 = default), got {args.num_threads}")
+    if args.num_threads != IDLE and args.num_threads < 0:
+        p.error(f"--num-threads must be >= 0 (0 = default) or idle, got {args.num_threads}")
     if args.batch_size is not None and args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if not 0.0 <= args.ctc_weight <= 1.0:

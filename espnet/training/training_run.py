@@ -183,6 +183,10 @@ def train(args: argparse.Namespace) -> int:
     # MetricsOnEveryRank first: it keeps the ranks' metric syncs in step (see espnet.training.distributed)
     callbacks = [MetricsOnEveryRank(), policy, LearningRateMonitor(logging_interval="step"), ThroughputMonitor(),
                  on_signal, RanksAgree()]
+    if args.num_threads == "idle" and not uses_cuda(args.accelerator):
+        from espnet.training.idle_threads import IdleThreads
+
+        callbacks.append(IdleThreads())
     if args.log_param_updates:
         from espnet.training.param_updates import ParamUpdateLogger
 
