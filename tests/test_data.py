@@ -209,7 +209,7 @@ def test_cpu_threads_default_to_all_cores_unless_told():
         choose_num_threads(-1)
 
 
-def test_cpu_threads_idle_is_opt_in_and_checked_again_every_epoch():
+def test_cpu_threads_idle_is_opt_in_and_checked_again_every_epoch(capsys):
     import torch
 
     from espnet.training.cpu_threads import choose_num_threads
@@ -223,10 +223,11 @@ def test_cpu_threads_idle_is_opt_in_and_checked_again_every_epoch():
     base = ["--root-dir", "r", "--train-file", "t.csv"]
     assert parse_args(base + ["--num-threads", "idle"]).num_threads == "idle"
     assert parse_args(base).num_threads == 0 and parse_args(base + ["--num-threads", "3"]).num_threads == 3
-    for bad in ("some", "-1"):
+    for bad, message in (("some", "expected a number of threads or 'idle', got 'some'"),
+                         ("-1", "--num-threads must be >= 0 (0 = default) or idle, got -1")):
         with pytest.raises(SystemExit) as stop:
             parse_args(base + ["--num-threads", bad])
-        assert stop.value.code == 2
+        assert stop.value.code == 2 and message in capsys.readouterr().err
     # during training: the first epoch keeps the start-up choice, each later one measures again
     busy, lines = iter([1.0, 0.0, 0.0]), []
     callback = IdleThreads(measure=lambda: next(busy), cores=2, log=lines.append)

@@ -21,6 +21,7 @@ measures again at the start of every epoch (:class:`espnet.training.idle_threads
 so a burst of load at start-up costs at most one epoch.
 """
 
+import argparse
 import os
 import time
 from typing import Callable, Dict, Mapping, Optional, Tuple, Union
@@ -34,7 +35,10 @@ def num_threads_flag(value: str) -> Threads:
     """``--num-threads`` as argparse reads it: an integer (range-checked by the caller) or ``idle``."""
     if value.strip().lower() == IDLE:
         return IDLE
-    return int(value)  # argparse turns a ValueError into "invalid num_threads_flag value"
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of threads or 'idle', got {value!r}") from None
 
 
 def available_cores() -> int:
