@@ -253,9 +253,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     for modality, row in results.items():
         for key in [k for k in row if k.startswith("step_cpu_fps_")]:
             other = key[len("step_cpu_fps_"):]
-            print(f"[{modality}] step alone at {row['precision']} vs {other}: "
-                  f"{row['step_cpu_fps'] / row[key]:.2f}x in CPU time, {row['step_fps'] / row['step_fps_' + other]:.2f}x "
-                  f"in wall time")
+            cpu_ratio, wall_ratio = row["step_cpu_fps"] / row[key], row["step_fps"] / row["step_fps_" + other]
+            print(f"[{modality}] step alone at {row['precision']} vs {other}: frames/s ratio {cpu_ratio:.2f} in "
+                  f"CPU time, {wall_ratio:.2f} in wall time")
     for key, what in (("epoch_over_step", "wall time"), ("epoch_over_step_cpu", "CPU time")):
         below = [m for m, r in results.items() if r[key] < 0.85]
         print(f"epoch < 0.85 x step alone ({what}) for: {', '.join(below)}" if below

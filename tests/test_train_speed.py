@@ -13,7 +13,8 @@ def test_train_speed_benchmark_runs_at_a_tiny_size(toy_corpus, tmp_path):
     out = tmp_path / "speed"
     cmd = [sys.executable, os.path.join(REPO, "benchmarks", "train_speed.py"), "--out", str(out),
            "--root-dir", toy_corpus["root"], "--modalities", "audiovisual", "--adim", "16", "--elayers", "1",
-           "--resnet-width", "4", "--epochs", "1", "--max-frames", "200", "--flags", "--num-workers 0 --num-threads 1 --precision 32",
+           "--resnet-width", "4", "--epochs", "1", "--max-frames", "200",
+           "--flags", "--num-workers 0 --num-threads 1 --precision 32",
            "--step-precisions", "32,bf16-mixed"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO), timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr

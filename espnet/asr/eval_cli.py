@@ -91,7 +91,8 @@ def decode(args: argparse.Namespace) -> int:
 
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError("--accelerator gpu requested but no CUDA device is available")
-    device = "cuda" if args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available()) else "cpu"
+    cuda = args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available())
+    device = "cuda" if cuda else "cpu"
     if args.precision == "checkpoint":
         precision, reason = None, "--precision checkpoint"
     else:

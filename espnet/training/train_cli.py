@@ -32,7 +32,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "128+signal. (Default: 60)")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda", "mps"],
                    help="Lightning accelerator. (Default: auto = GPU when present, else CPU)")
-    p.add_argument("--precision", default="auto", choices=["auto", "32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"],
+    p.add_argument("--precision", default="auto",
+                   choices=["auto", "32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"],
                    help="Lightning precision. auto = bf16-mixed where the device computes bf16 natively (a CUDA GPU "
                         "with bf16 support; a CPU with avx512_bf16 or amx_bf16), else 32; the choice is printed. "
                         "fp16 is GPU-only. (Default: auto)")
