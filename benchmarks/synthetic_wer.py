@@ -294,7 +294,7 @@ def main() -> int:
 
     from espnet.training.cpu_threads import apply_num_threads
 
-    apply_num_threads(0, 0)
+    apply_num_threads(0)
     results = decode_rows(args, data, ckpts, snrs, seconds)
     cpu_step("decode")
     seconds["total"] = time.perf_counter() - start

@@ -10,7 +10,9 @@ ResNet width 16, batches of at most 300 frames), in 25 Hz input frames per secon
 * **data loading alone**: one pass over the training loader exactly as ``train.py`` builds
   it (``DataModule``: media cache, workers, augmentation, bucketing, padding), no model;
 * **step alone**: forward, backward, gradient clipping and the AdamW update of the same model
-  on batches already in memory (the same batches: no loading at all);
+  on batches already in memory (the same batches: no loading at all), at the precision
+  ``train.py`` chooses for ``--flags`` (``--precision auto``: bf16-mixed on a CPU with native
+  bf16, else 32); ``--step-precisions 32,bf16-mixed`` also times it at the other one;
 * **epoch**: ``train.py`` itself (through ``benchmarks/epoch_timer.py``), training frames
   over the wall time of each epoch's training batches, data loading included; the last
   epoch is reported (the first one of a fresh process also pays for warming up);
@@ -30,13 +32,14 @@ load, the ratios measured side by side much less.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -112,6 +115,7 @@ def measure_in_process(args, data: Dict[str, str], modality: str) -> Dict[str, f
     from espnet.training.throughput import batch_frames
     from espnet.training.model_module import ModelModule
     from espnet.training.train_cli import parse_args
+    from espnet.training.training_run import resolve_run_precision
 
     argv = train_args(args, data, modality, os.path.join(args.out, "unused"), args.flags.split())
     targs = parse_args(argv)
@@ -140,20 +144,32 @@ def measure_in_process(args, data: Dict[str, str], modality: str) -> Dict[str, f
     model = module.model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=targs.lr, betas=(0.9, 0.98), weight_decay=targs.weight_decay)
 
-    def step(batch) -> None:
-        loss = module.forward_batch(batch)[0]
+    def step(batch, bf16: bool) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            loss = module.forward_batch(batch)[0]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step(batches[0])  # warm-up (allocations, kernel selection)
-    start, cpu = time.perf_counter(), time.process_time()
-    for batch in batches:
-        step(batch)
-    step_seconds, step_cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {"load_fps": frames / load_seconds, "load_cpu_fps": frames / load_cpu, "cache_fill_seconds": fill_seconds,
-            "step_fps": step_frames / step_seconds, "step_cpu_fps": step_frames / step_cpu, "epoch_frames": frames}
+    def timed_steps(bf16: bool) -> Tuple[float, float]:
+        step(batches[0], bf16)  # warm-up (allocations, kernel selection)
+        start, cpu = time.perf_counter(), time.process_time()
+        for batch in batches:
+            step(batch, bf16)
+        return time.perf_counter() - start, time.process_time() - cpu
+
+    # the step alone at the precision train.py will use (--precision of --flags, auto resolved)
+    run_precision = resolve_run_precision(targs, log=lambda line: None)
+    row = {"load_fps": frames / load_seconds, "load_cpu_fps": frames / load_cpu, "cache_fill_seconds": fill_seconds,
+           "epoch_frames": frames, "precision": run_precision}
+    for precision in [run_precision] + [p for p in args.step_precisions.split(",") if p and p != run_precision]:
+        if precision not in ("32", "bf16-mixed"):
+            raise ValueError(f"--step-precisions: {precision!r} is not 32 or bf16-mixed")
+        step_seconds, step_cpu = timed_steps(precision == "bf16-mixed")
+        suffix = "" if precision == run_precision else f"_{precision}"
+        row["step_fps" + suffix], row["step_cpu_fps" + suffix] = step_frames / step_seconds, step_frames / step_cpu
+    return row
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -171,6 +187,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--epochs", type=int, default=2, help="train.py epochs per run; the last is reported. (Default: 2)")
     p.add_argument("--step-batches", type=int, default=0,
                    help="Batches for the step-alone measurement (0 = all of an epoch). (Default: 0)")
+    p.add_argument("--step-precisions", default="",
+                   help="Also time the step alone at these precisions (comma-separated: 32, bf16-mixed), beside the "
+                        "one of --flags (default auto: bf16-mixed on a CPU with native bf16, else 32); each extra "
+                        "one is reported as step_fps_P, step_cpu_fps_P and its ratio. (Default: none)")
     p.add_argument("--flags", default="--num-workers 0",
                    help="Extra train.py flags of this checkout (threads, cache, workers). (Default: --num-workers 0)")
     p.add_argument("--baseline-repo", default=None, help="Another checkout to time the same way (its train.py).")
@@ -186,7 +206,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from espnet.training.train_cli import parse_args
 
     probe = parse_args(train_args(args, data, "audio", os.path.join(args.out, "unused"), args.flags.split()))
-    apply_num_threads(probe.num_threads, probe.num_workers)  # as train.py will (same load, same choice)
+    apply_num_threads(probe.num_threads)  # as train.py will (same flags and environment, same choice)
 
     results: Dict[str, Dict[str, float]] = {}
     for modality in args.modalities.split(","):
@@ -224,10 +244,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         lines.append(line)
     table = "\n".join(lines)
     with open(os.path.join(args.out, "train_speed.md"), "w") as handle:
-        handle.write("Training throughput, 25 Hz input frames per second\n\n" + table + "\n")
+        precisions = ", ".join(f"{m} {r['precision']}" for m, r in results.items())
+        handle.write(f"Training throughput, 25 Hz input frames per second (precision: {precisions})\n\n"
+                     + table + "\n")
     with open(os.path.join(args.out, "train_speed.json"), "w") as handle:
         json.dump({"results": results, "args": vars(args), "load_average": os.getloadavg()}, handle, indent=2)
     print(table)
+    for modality, row in results.items():
+        for key in [k for k in row if k.startswith("step_cpu_fps_")]:
+            other = key[len("step_cpu_fps_"):]
+            cpu_ratio, wall_ratio = row["step_cpu_fps"] / row[key], row["step_fps"] / row["step_fps_" + other]
+            print(f"[{modality}] step alone at {row['precision']} vs {other}: frames/s ratio {cpu_ratio:.2f} in "
+                  f"CPU time, {wall_ratio:.2f} in wall time")
     for key, what in (("epoch_over_step", "wall time"), ("epoch_over_step_cpu", "CPU time")):
         below = [m for m, r in results.items() if r[key] < 0.85]
         print(f"epoch < 0.85 x step alone ({what}) for: {', '.join(below)}" if below

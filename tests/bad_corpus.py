@@ -74,8 +74,10 @@ class BadCorpus:
 
 def train_args(corpus: BadCorpus, exp_dir: str, train_file: str, *extra: str, model: Sequence[str] = AUDIO_MODEL,
                epochs: int = 1, workers: int = 0) -> List[str]:
-    """``train.py`` arguments for a tiny model on ``corpus``."""
-    return ["--exp-dir", exp_dir, "--exp-name", "run", "--root-dir", corpus.root, "--train-file", train_file,
+    """``train.py`` arguments for a tiny model on ``corpus`` (float32 on every machine: ``--precision
+    32``, which ``extra`` may override)."""
+    return ["--precision", "32", "--exp-dir", exp_dir, "--exp-name", "run", "--root-dir", corpus.root,
+            "--train-file", train_file,
             *corpus.tokenizer_args(), *model, *TINY_DIMS, "--max-epochs", str(epochs), "--warmup-epochs", "1",
             "--max-frames", "300", "--num-workers", str(workers), *extra]
 

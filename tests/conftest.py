@@ -27,13 +27,31 @@ def offline_hub():
 
 @pytest.fixture(autouse=True)
 def restore_torch_threads():
-    """train.py/eval.py called in-process set torch's intra-op threads (``--num-threads``, auto
-    by load); the next test gets the process default back, so numerics do not depend on order."""
+    """train.py/eval.py called in-process set torch's intra-op threads (``--num-threads``, by
+    default all cores); the next test gets the process default back, so numerics do not depend
+    on order."""
     import torch
 
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cpu_without_native_bf16(tmp_path_factory):
+    """``--precision auto`` (the default of train.py and eval.py) picks bf16-mixed on a CPU with
+    avx512_bf16 or amx_bf16 and float32 elsewhere. The tests compare numbers (resumed vs
+    uninterrupted runs, batched vs single decoding, legacy outputs) that must not depend on the
+    machine, so in-process runs here see a CPU without those flags: auto resolves to 32
+    everywhere. Tests of auto's choice give the flags themselves (tests/test_precision.py);
+    train.py started as a subprocess gets ``--precision 32`` from ``bad_corpus.train_args``."""
+    from espnet.training import precision
+
+    cpuinfo = tmp_path_factory.mktemp("cpuinfo") / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(precision, "CPUINFO", str(cpuinfo))
+        yield
 
 
 @pytest.fixture(scope="session")

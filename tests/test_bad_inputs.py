@@ -293,6 +293,13 @@ def test_missing_and_unreadable_checkpoints(capsys, corpus, tmp_path):
 
 # --- eval.py ---------------------------------------------------------------------------------
 
+def test_bad_omp_num_threads(capsys, corpus, model, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "all")
+    code, _, err = run_eval(capsys, corpus, model, "test.csv")
+    assert code == 2
+    assert error_line(err) == "error: environment variable OMP_NUM_THREADS='all' is not a positive number of threads"
+
+
 def test_eval_token_id_beyond_the_vocabulary(capsys, corpus, model):
     odim = corpus.odim()
     lines = list(corpus.lines["test"])

@@ -195,16 +195,54 @@ def test_media_cache_gives_the_items_of_decoding(toy_corpus):
     assert torch.equal(small.video(plain.media_path(n - 1)), load_video(plain.media_path(n - 1)))
 
 
-def test_cpu_threads_use_the_idle_cores():
-    from espnet.training.cpu_threads import choose_num_threads
+def test_cpu_threads_default_to_all_cores_unless_told():
+    from espnet.training.cpu_threads import available_cores, choose_num_threads
 
-    assert choose_num_threads(0, cores=2, load=0.1) == 2
-    assert choose_num_threads(0, num_workers=1, cores=2, load=0.0) == 1
-    assert choose_num_threads(0, cores=2, load=4.2) == 1  # a busy shared machine: one thread, no waiting
-    assert choose_num_threads(0, cores=16, load=3.6) == 12
-    assert choose_num_threads(3, cores=2, load=9.0) == 3  # given: used as it is
+    assert choose_num_threads(0, environ={}, cores=16) == (16, "all 16 available cores")
+    assert choose_num_threads(0, environ={})[0] == available_cores() == len(os.sched_getaffinity(0))
+    assert choose_num_threads(0, environ={"OMP_NUM_THREADS": "3"}, cores=16) == (3, "OMP_NUM_THREADS")
+    assert choose_num_threads(0, environ={"OMP_NUM_THREADS": "4,2"}, cores=16)[0] == 4  # nested: the outer level
+    assert choose_num_threads(0, environ={"OMP_NUM_THREADS": ""}, cores=2)[0] == 2  # empty = unset
+    assert choose_num_threads(5, environ={"OMP_NUM_THREADS": "3"}, cores=2) == (5, "--num-threads")  # the flag wins
+    with pytest.raises(ValueError, match="OMP_NUM_THREADS='zero' is not a positive number"):
+        choose_num_threads(0, environ={"OMP_NUM_THREADS": "zero"})
+    with pytest.raises(ValueError, match="OMP_NUM_THREADS='0'"):
+        choose_num_threads(0, environ={"OMP_NUM_THREADS": "0"})
     with pytest.raises(ValueError, match="--num-threads must be >= 0"):
         choose_num_threads(-1)
+
+
+def test_cpu_threads_idle_is_opt_in_and_checked_again_every_epoch(capsys):
+    import torch
+
+    from espnet.training.cpu_threads import choose_num_threads
+    from espnet.training.idle_threads import IdleThreads
+    from espnet.training.train_cli import parse_args
+
+    assert choose_num_threads("idle", environ={}, cores=2, busy=0.1) == (
+        2, "--num-threads idle: 2 cores, 0.1 busy with other work")
+    assert choose_num_threads("idle", environ={}, cores=2, busy=4.2)[0] == 1  # at least one
+    assert choose_num_threads("idle", environ={"OMP_NUM_THREADS": "8"}, cores=16, busy=3.6)[0] == 12
+    base = ["--root-dir", "r", "--train-file", "t.csv"]
+    assert parse_args(base + ["--num-threads", "idle"]).num_threads == "idle"
+    assert parse_args(base).num_threads == 0 and parse_args(base + ["--num-threads", "3"]).num_threads == 3
+    for bad, message in (("some", "expected a number of threads or 'idle', got 'some'"),
+                         ("-1", "--num-threads must be >= 0 (0 = default) or idle, got -1")):
+        with pytest.raises(SystemExit) as stop:
+            parse_args(base + ["--num-threads", bad])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    # during training: the first epoch keeps the start-up choice, each later one measures again
+    busy, lines = iter([1.0, 0.0, 0.0]), []
+    callback = IdleThreads(measure=lambda: next(busy), cores=2, log=lines.append)
+    torch.set_num_threads(2)
+    callback.on_train_epoch_start()
+    assert torch.get_num_threads() == 2 and lines == []
+    callback.on_train_epoch_start()  # another job took a core
+    assert torch.get_num_threads() == 1
+    assert lines == ["CPU threads: 2 -> 1 (--num-threads idle: 2 cores, 1.0 busy with other work)"]
+    callback.on_train_epoch_start()  # it ended
+    callback.on_train_epoch_start()
+    assert torch.get_num_threads() == 2 and len(lines) == 2
 
 
 def test_cpu_threads_measure_the_busy_cores_from_proc_stat():
@@ -222,3 +260,19 @@ def test_cpu_threads_measure_the_busy_cores_from_proc_stat():
     assert busy_cores(before, after, {0, 1}) == pytest.approx(1.1)
     assert busy_cores(before, after, {1}) == pytest.approx(0.1)  # only the cores this process may use
     assert busy_cores(before, before, {0, 1}) == 0.0
+
+
+def test_cpu_threads_are_set_and_printed(monkeypatch):
+    import torch
+
+    from espnet.training.cpu_threads import apply_num_threads, available_cores
+
+    lines = []
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert apply_num_threads(0, log=lines.append) == torch.get_num_threads() == available_cores()
+    assert lines[-1] == f"CPU threads: {available_cores()} (all {available_cores()} available cores)"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert apply_num_threads(0, log=lines.append) == torch.get_num_threads() == 1
+    assert lines[-1] == "CPU threads: 1 (OMP_NUM_THREADS)"
+    assert apply_num_threads(3, log=lines.append) == torch.get_num_threads() == 3
+    assert lines[-1] == "CPU threads: 3 (--num-threads)"

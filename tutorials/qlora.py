@@ -19,6 +19,10 @@ Steps:
 4. ``eval.py`` on the adapter checkpoint (it rebuilds the base models from the recorded
    ``--*-model-name``, re-quantises them and loads the adapters) and on the merged
    full-precision export; both print the same WER. Checkpoint sizes are compared at the end.
+
+Both run with ``--precision 32``: under bf16 (``auto``'s choice on a CPU or GPU with native
+bf16) the 4-bit weights plus adapters and their merged sum round differently, and a hypothesis
+can change where two are close.
 """
 
 import argparse
@@ -99,7 +103,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     "--merge-lora", "--root-dir", corpus["root"], "--train-file", "train.csv", "--val-file", "val.csv",
                     "--sp-model-path", corpus["sp_model_path"], "--dict-path", corpus["dict_path"], *TINY_ENCODER,
                     "--max-epochs", str(args.epochs), "--warmup-epochs", "1", "--lr", "5e-3",
-                    "--max-frames", "400", "--num-workers", "0"], "train.py")
+                    "--max-frames", "400", "--num-workers", "0", "--precision", "32"], "train.py")
     run_dir = os.path.join(exp, "vit_llama_qlora")
     adapters = sorted(p for p in glob.glob(os.path.join(run_dir, "model_avg_*.pth")) if "_merged" not in p)[0]
     merged = adapters[:-4] + "_merged.pth"
@@ -107,7 +111,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name, path in (("adapters", adapters), ("merged", merged)):
         out_json = os.path.join(args.out, f"eval_{name}.json")
         run(eval_cli, ["--root-dir", corpus["root"], "--test-file", "test.csv", "--pretrained-model-path", path,
-                       "--beam-size", "1", "--max-new-tokens", "12", "--num-workers", "0", "--output-json", out_json],
+                       "--beam-size", "1", "--max-new-tokens", "12", "--num-workers", "0", "--output-json", out_json,
+                       "--precision", "32"],
             "eval.py")
         with open(out_json) as handle:
             results[name] = {"checkpoint": path, "bytes": os.path.getsize(path), "wer": json.load(handle)["wer"]}

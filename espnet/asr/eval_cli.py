@@ -12,6 +12,7 @@ DESCRIPTION = "Decode a test label list with a trained checkpoint and print the 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     from espnet.training.cli_args import add_failure_args, add_generate_args, add_model_args, add_tokenizer_args
+    from espnet.training.cpu_threads import IDLE, num_threads_flag
 
     p = argparse.ArgumentParser(prog="eval.py", description=DESCRIPTION)
     p.add_argument("--root-dir", required=True, help="Root of the preprocessed dataset.")
@@ -41,14 +42,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--output-json", default=None, help="Write WER and per-utterance results here.")
     p.add_argument("--seed", type=int, default=0, help="Seed of the test-time noise. (Default: 0)")
     p.add_argument("--num-workers", type=int, default=1, help="DataLoader workers. (Default: 1)")
-    p.add_argument("--num-threads", type=int, default=0,
-                   help="PyTorch threads when decoding on the CPU; 0 = auto: the cores idle at the start (measured over "
-                        "half a second) minus --num-workers, at least 1. (Default: 0)")
+    p.add_argument("--num-threads", type=num_threads_flag, default=0, metavar="N|idle",
+                   help="PyTorch threads when decoding on the CPU; 0 = the environment's OMP_NUM_THREADS if set, "
+                        "else all the cores this process may use (as PyTorch); idle = the cores other work leaves "
+                        "idle, measured over half a second at the start. (Default: 0)")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"],
                    help="Device for decoding. (Default: auto)")
-    p.add_argument("--precision", default=None, choices=["32", "bf16-mixed"],
-                   help="32: pretrained weights in float32; bf16-mixed: pretrained weights in bfloat16 and decoding "
-                        "under bf16 autocast. (Default: what the checkpoint was trained with, else 32)")
+    p.add_argument("--precision", default="checkpoint", choices=["checkpoint", "auto", "32", "bf16-mixed"],
+                   help="checkpoint: as the model was trained (float32 for the original Auto-AVSR's and for models "
+                        "trained in float32, so a checkpoint scores the same WER as before); 32: pretrained weights "
+                        "in float32; bf16-mixed: pretrained weights in bfloat16 and decoding under bf16 autocast; "
+                        "auto: bf16-mixed where the device computes bf16 natively (a CUDA GPU with bf16 support; a "
+                        "CPU with avx512_bf16 or amx_bf16), else 32. The choice is printed. (Default: checkpoint)")
     p.add_argument("--wer-normalizer", default="lower", choices=["lower", "whisper"],
                    help="Text normalisation before scoring: lower = case-insensitive words (Auto-AVSR); whisper = "
                         "Whisper's English normaliser (punctuation, numbers, spellings). (Default: lower)")
@@ -66,8 +71,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args.drop_stream = args.drop_stream[0] if args.drop_stream else None
     if args.beam_size < 1:
         p.error(f"--beam-size must be >= 1, got {args.beam_size}")
-    if args.num_threads < 0:
-        p.error(f"--num-threads must be >= 0 (0 = auto), got {args.num_threads}")
+    if args.num_threads != IDLE and args.num_threads < 0:
+        p.error(f"--num-threads must be >= 0 (0 = default) or idle, got {args.num_threads}")
     if args.batch_size is not None and args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if not 0.0 <= args.ctc_weight <= 1.0:
@@ -91,11 +96,21 @@ def decode(args: argparse.Namespace) -> int:
     from datamodule.preflight import run_preflight
     from espnet.asr.evaluate import DEFAULT_BATCH_SIZE, check_output_file, evaluate, write_json
     from espnet.asr.pretrained import Recognizer, resolve_pretrained
+    from espnet.training.precision import resolve_precision
 
     if args.output_json:
         check_output_file(args.output_json, "--output-json")  # before the decoding, not after it
-    precision = args.precision
+    if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError("--accelerator gpu requested but no CUDA device is available")
+    cuda = args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available())
+    device = "cuda" if cuda else "cpu"
+    if args.precision == "checkpoint":
+        precision, reason = None, "--precision checkpoint"
+    else:
+        precision, reason = resolve_precision(args.precision, device)
     resolved = resolve_pretrained(args.pretrained_model_path, args, precision=precision)
+    chosen = "bf16-mixed" if resolved.config.pretrained_dtype == "bfloat16" else "32"
+    print(f"precision: {chosen} ({reason})")
     config, tokenizer = resolved.config, resolved.tokenizer
     odim = tokenizer.odim if tokenizer is not None else None
     read = config.modality
@@ -110,13 +125,10 @@ def decode(args: argparse.Namespace) -> int:
     skip_lines = run_preflight(args.root_dir, [(args.test_file, label_path(args.root_dir, args.test_file), None)],
                                read, odim, skip_invalid=args.skip_invalid, need_transcript=tokenizer is None, tokenizer=tokenizer)
     model = Recognizer.from_resolved(resolved).model
-    if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ValueError("--accelerator gpu requested but no CUDA device is available")
-    device = "cuda" if args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available()) else "cpu"
     if device == "cpu":
         from espnet.training.cpu_threads import apply_num_threads
 
-        apply_num_threads(args.num_threads, args.num_workers)
+        apply_num_threads(args.num_threads)
     result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
                       ctc_weight=args.ctc_weight, snr_target=args.decode_snr_target,
                       noise_file=args.noise_file, seed=args.seed, num_workers=args.num_workers, device=device,

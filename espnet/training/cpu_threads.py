@@ -1,21 +1,44 @@
-"""How many threads a CPU training process gives PyTorch (``--num-threads``).
+"""How many threads a CPU process gives PyTorch (``--num-threads`` of ``train.py`` and ``eval.py``).
 
-PyTorch's intra-op pool defaults to one thread per core. Every operator then ends at a
-barrier where all threads wait for the slowest, so when another process holds a core (a
-DataLoader worker, or other jobs on a shared machine) each of the thousands of small
-operators of a training step waits for a descheduled thread: on this project's 2-core
-machine under a load of about 4, video training steps took several times longer with 2
-threads than with 1 (``benchmarks/train_speed.py`` measures it). ``auto`` therefore uses
-only the cores that are idle when training starts: on Linux it measures them over half a
-second from ``/proc/stat`` (the 1-minute load average still counts a job that ended a minute
-ago as most of a core); elsewhere it falls back to the load average.
+The rule, in order:
+
+1. ``--num-threads N`` (N > 0): N threads.
+2. else the environment's ``OMP_NUM_THREADS`` (a positive integer; of a nested list such as
+   ``4,2`` the first level): that many.
+3. else all the cores this process may run on (``os.sched_getaffinity``, which follows
+   ``taskset``, cgroup cpusets and SLURM's binding), as PyTorch itself does.
+
+Nothing is subtracted for DataLoader workers: they are separate processes and the operating
+system shares the cores among them. Nothing is sampled by default either: an earlier version
+counted the cores idle during half a second at start-up, and a short burst of another process
+then kept a whole run on one core of an idle machine. On a machine shared with other jobs,
+give ``--num-threads`` (or ``OMP_NUM_THREADS``) yourself: fewer threads than cores avoids
+waiting at every operator's barrier for a thread that another job has descheduled.
+
+``--num-threads idle`` (opt-in) uses the cores that other processes leave idle, measured over
+half a second from ``/proc/stat`` (elsewhere: the 1-minute load average), at least 1; training
+measures again at the start of every epoch (:class:`espnet.training.idle_threads.IdleThreads`),
+so a burst of load at start-up costs at most one epoch.
 """
 
+import argparse
 import os
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
-import torch
+OMP_VARIABLE = "OMP_NUM_THREADS"
+IDLE = "idle"
+Threads = Union[int, str]  # a number of threads (0 = default) or IDLE
+
+
+def num_threads_flag(value: str) -> Threads:
+    """``--num-threads`` as argparse reads it: an integer (range-checked by the caller) or ``idle``."""
+    if value.strip().lower() == IDLE:
+        return IDLE
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of threads or 'idle', got {value!r}") from None
 
 
 def available_cores() -> int:
@@ -23,13 +46,19 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def load_average() -> float:
-    """Busy cores now: measured over half a second where ``/proc/stat`` exists, else the
-    1-minute load average (0 where the system has none)."""
-    measured = measured_load()
-    if measured is not None:
-        return measured
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+def omp_num_threads(environ: Mapping[str, str]) -> Optional[int]:
+    """Threads that ``OMP_NUM_THREADS`` in ``environ`` asks for (``None`` when unset or empty).
+
+    Raises:
+        ValueError: the value is not a positive integer (or a list of them, ``4,2``).
+    """
+    value = environ.get(OMP_VARIABLE, "").strip()
+    if not value:
+        return None
+    first = value.split(",")[0].strip()
+    if not first.isdigit() or int(first) < 1:
+        raise ValueError(f"environment variable {OMP_VARIABLE}={value!r} is not a positive number of threads")
+    return int(first)
 
 
 def parse_proc_stat(text: str) -> Dict[int, Tuple[int, int]]:
@@ -53,11 +82,11 @@ def busy_cores(earlier: Dict[int, Tuple[int, int]], later: Dict[int, Tuple[int, 
     return 0.0 if total <= 0 else busy / total * len(seen)
 
 
-def measured_load(seconds: float = 0.5) -> Optional[float]:
-    """Busy cores (of those this process may use) measured over ``seconds`` from
-    ``/proc/stat``; None where there is no ``/proc/stat``."""
+def measure_busy_cores(seconds: float = 0.5) -> float:
+    """Busy cores (of those this process may use) over the next ``seconds``, from ``/proc/stat``;
+    where there is none, the 1-minute load average (0 where the system has none either)."""
     if not os.path.isfile("/proc/stat"):
-        return None
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     with open("/proc/stat") as handle:
         first = parse_proc_stat(handle.read())
@@ -67,41 +96,44 @@ def measured_load(seconds: float = 0.5) -> Optional[float]:
     return busy_cores(first, second, cpus if cpus is not None else first.keys())
 
 
-def idle_cores(cores: int, load: float) -> int:
-    """Cores not busy with other work: ``cores - round(load)``, at least 1."""
-    return max(1, cores - int(round(load)))
+def idle_threads(cores: int, busy: float) -> Tuple[int, str]:
+    """Threads for ``--num-threads idle``: ``cores - round(busy)``, at least 1, and why."""
+    threads = max(1, cores - int(round(busy)))
+    return threads, f"--num-threads idle: {cores} cores, {busy:.1f} busy with other work"
 
 
-def choose_num_threads(requested: int, num_workers: int = 0, cores: Optional[int] = None,
-                       load: Optional[float] = None) -> int:
-    """Intra-op threads for a CPU run.
+def choose_num_threads(requested: Threads, environ: Optional[Mapping[str, str]] = None,
+                       cores: Optional[int] = None, busy: Optional[float] = None) -> Tuple[int, str]:
+    """Intra-op threads for a CPU run and why (the rule of this module's docstring).
 
     Args:
-        requested: ``--num-threads``; a positive value is used as it is, 0 means auto.
-        num_workers: DataLoader worker processes (each keeps a core busy while it decodes).
-        cores: CPU cores (default: the ones this process may run on).
-        load: Other work, in busy cores (default: :func:`load_average`).
+        requested: ``--num-threads``; a positive value is used as it is, 0 means the default,
+            ``idle`` the cores other work leaves idle.
+        environ: Environment to read ``OMP_NUM_THREADS`` from (default: ``os.environ``).
+        cores: Cores this process may run on (default: :func:`available_cores`).
+        busy: For ``idle``: cores busy with other work (default: :func:`measure_busy_cores`).
 
     Returns:
-        ``requested`` if positive, else the idle cores minus the workers, at least 1.
+        ``(threads, reason)``, e.g. ``(2, "all 2 available cores")``.
     """
+    cores = available_cores() if cores is None else cores
+    if requested == IDLE:
+        return idle_threads(cores, measure_busy_cores() if busy is None else busy)
     if requested < 0:
-        raise ValueError(f"--num-threads must be >= 0 (0 = auto), got {requested}")
+        raise ValueError(f"--num-threads must be >= 0 (0 = default), got {requested}")
     if requested > 0:
-        return requested
-    if cores is None:
-        cores = available_cores()
-    if load is None:
-        load = load_average()
-    return max(1, idle_cores(cores, load) - num_workers)
+        return requested, "--num-threads"
+    omp = omp_num_threads(os.environ if environ is None else environ)
+    if omp is not None:
+        return omp, f"{OMP_VARIABLE}"
+    return cores, f"all {cores} available cores"
 
 
-def apply_num_threads(requested: int, num_workers: int, log: Callable[[str], None] = print) -> int:
-    """Set ``torch.set_num_threads`` for a CPU run (see :func:`choose_num_threads`) and say so."""
-    cores, load = available_cores(), load_average()  # read once: the choice and its message agree
-    threads = choose_num_threads(requested, num_workers, cores, load)
+def apply_num_threads(requested: Threads, log: Callable[[str], None] = print) -> int:
+    """``torch.set_num_threads`` as :func:`choose_num_threads` says, and print the choice."""
+    import torch
+
+    threads, reason = choose_num_threads(requested)
     torch.set_num_threads(threads)
-    how = "--num-threads" if requested > 0 else \
-        f"auto: idle cores of {cores}, {load:.1f} busy, minus {num_workers} DataLoader worker(s)"
-    log(f"CPU threads: {threads} ({how})")
+    log(f"CPU threads: {threads} ({reason})")
     return threads

@@ -11,6 +11,7 @@ DESCRIPTION = "Train an Auto-AVSR style recogniser (hybrid CTC/attention) with P
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     from espnet.training.cli_args import add_failure_args, add_generate_args, add_model_args, add_tokenizer_args
+    from espnet.training.cpu_threads import IDLE, num_threads_flag
 
     p = argparse.ArgumentParser(prog="train.py", description=DESCRIPTION)
     p.add_argument("--exp-dir", default="./exp", help="Directory for checkpoints and logs. (Default: ./exp)")
@@ -32,8 +33,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "128+signal. (Default: 60)")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda", "mps"],
                    help="Lightning accelerator. (Default: auto = GPU when present, else CPU)")
-    p.add_argument("--precision", default="32", choices=["32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"],
-                   help="Lightning precision. fp16 is GPU-only; bf16 works on CPU. (Default: 32)")
+    p.add_argument("--precision", default="auto",
+                   choices=["auto", "32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"],
+                   help="Lightning precision. auto = bf16-mixed where the device computes bf16 natively (a CUDA GPU "
+                        "with bf16 support; a CPU with avx512_bf16 or amx_bf16), else 32; the choice is printed. "
+                        "fp16 is GPU-only. (Default: auto)")
     p.add_argument("--pretrained-model-path", default=None, help="Initialise from this checkpoint (.pth or .ckpt).")
     p.add_argument("--transfer-frontend", action="store_true", help="Load only the frontend from --pretrained-model-path.")
     p.add_argument("--transfer-encoder", action="store_true",
@@ -65,9 +69,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--ckpt-path", default=None,
                    help="Lightning checkpoint to resume training from ('last' / 'best' = that file of this run).")
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers. (Default: 2)")
-    p.add_argument("--num-threads", type=int, default=0,
-                   help="PyTorch threads of a CPU run; 0 = auto: the cores idle when training starts (measured "
-                        "over half a second) minus --num-workers, at least 1. (Default: 0)")
+    p.add_argument("--num-threads", type=num_threads_flag, default=0, metavar="N|idle",
+                   help="PyTorch threads of a CPU run; 0 = the environment's OMP_NUM_THREADS if set, else all the "
+                        "cores this process may use (as PyTorch; DataLoader workers are separate processes). On a "
+                        "machine shared with other jobs, fewer threads than cores can be faster; idle = the cores "
+                        "other work leaves idle, measured over half a second at the start and again at the start "
+                        "of every epoch. (Default: 0)")
     p.add_argument("--media-cache-gb", type=float, default=2.0,
                    help="Decode the clips of --train-file and --val-file once, before training, and keep up to this "
                         "many GiB of them in memory (uint8 frames, float32 audio); 0 = decode every clip in every "
@@ -103,8 +110,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         p.error("--init-audio-from/--init-video-from and --pretrained-model-path are alternatives; give one")
     if not 0.0 <= args.modality_dropout <= 1.0:
         p.error(f"--modality-dropout must be in [0, 1], got {args.modality_dropout}")
-    if args.num_threads < 0:
-        p.error(f"--num-threads must be >= 0 (0 = auto), got {args.num_threads}")
+    if args.num_threads != IDLE and args.num_threads < 0:
+        p.error(f"--num-threads must be >= 0 (0 = default) or idle, got {args.num_threads}")
     for flag, value in (("--dist-timeout", args.dist_timeout), ("--signal-grace", args.signal_grace)):
         if not value > 0 or value == float("inf"):
             p.error(f"{flag} must be a positive number of seconds, got {value:g}")

@@ -65,6 +65,26 @@ def resolve_ckpt_path(ckpt_path: str, run_dir: str) -> str:
     return ckpt_path
 
 
+def resolve_run_precision(args: argparse.Namespace, log=print) -> str:
+    """Replace ``--precision auto`` by its concrete value for this run's device (see
+    :mod:`espnet.training.precision`) and print the choice; returns it."""
+    import torch
+
+    from espnet.training.distributed import uses_cuda
+    from espnet.training.precision import resolve_precision
+
+    mps = getattr(torch.backends, "mps", None)
+    if uses_cuda(args.accelerator):
+        device = "cuda"
+    elif args.accelerator == "mps" or (args.accelerator == "auto" and mps is not None and mps.is_available()):
+        device = "mps"
+    else:
+        device = "cpu"
+    args.precision, reason = resolve_precision(args.precision, device)
+    log(f"precision: {args.precision} ({reason})")
+    return args.precision
+
+
 def train(args: argparse.Namespace) -> int:
     """Train (and optionally decode ``--test-file``); raises on bad input (see ``run_cli``)."""
     import pickle
@@ -89,12 +109,13 @@ def train(args: argparse.Namespace) -> int:
 
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError(f"--accelerator {args.accelerator} requested but no CUDA device is available")
+    resolve_run_precision(args)
     if args.precision.startswith("16") and not uses_cuda(args.accelerator):
         raise ValueError("--precision 16-mixed needs a GPU (none found); use bf16-mixed on CPU")
     if not uses_cuda(args.accelerator):
         from espnet.training.cpu_threads import apply_num_threads
 
-        apply_num_threads(args.num_threads, args.num_workers)
+        apply_num_threads(args.num_threads)
     run_dir = os.path.join(args.exp_dir, args.exp_name)
     ckpt_path = resolve_ckpt_path(args.ckpt_path, run_dir) if args.ckpt_path else None
     resume_state = read_resume_checkpoint(ckpt_path) if ckpt_path and ckpt_path != "hpc" else None
@@ -145,6 +166,10 @@ def train(args: argparse.Namespace) -> int:
     # MetricsOnEveryRank first: it keeps the ranks' metric syncs in step (see espnet.training.distributed)
     callbacks = [MetricsOnEveryRank(), policy, LearningRateMonitor(logging_interval="step"), ThroughputMonitor(),
                  on_signal, RanksAgree()]
+    if args.num_threads == "idle" and not uses_cuda(args.accelerator):
+        from espnet.training.idle_threads import IdleThreads
+
+        callbacks.append(IdleThreads())
     if args.log_param_updates:
         from espnet.training.param_updates import ParamUpdateLogger
 
