@@ -61,8 +61,9 @@ def test_eval_prints_and_applies_the_choice(capsys, cpu_flags, toy_corpus, tmp_p
     corpus = BadCorpus(toy_corpus, str(tmp_path / "root"))
     model = write_untrained_model(corpus, str(tmp_path / "model_avg_1.pth"))
     results = {}
-    for name, flags, extra in (("bf16", ZEN4, []), ("fp32", SKYLAKE, ["--num-threads", "idle"]),
-                               ("given", ZEN4, ["--precision", "32"])):
+    for name, flags, extra in (("bf16", ZEN4, ["--precision", "auto"]),
+                               ("fp32", SKYLAKE, ["--precision", "auto", "--num-threads", "idle"]),
+                               ("given", ZEN4, ["--precision", "32"]), ("default", ZEN4, [])):
         cpu_flags(flags)
         out = str(tmp_path / f"{name}.json")
         code = eval_cli.main(["--root-dir", corpus.root, "--test-file", "test.csv", "--pretrained-model-path", model,
@@ -73,10 +74,12 @@ def test_eval_prints_and_applies_the_choice(capsys, cpu_flags, toy_corpus, tmp_p
     assert "precision: bf16-mixed (auto: the CPU has avx512_bf16)" in results["bf16"][0]
     assert "precision: 32 (auto: the CPU has neither avx512_bf16 nor amx_bf16" in results["fp32"][0]
     assert "precision: 32 (--precision)" in results["given"][0]
+    # the default decodes as the (float32-trained) model was trained, whatever the processor
+    assert "precision: 32 (--precision checkpoint)" in results["default"][0]
     assert "(--num-threads idle: " in results["fp32"][0] and "CPU threads: " in results["given"][0]
     # the explicit 32 decodes as auto does on a CPU without bf16: the same hypotheses
     hyps = {name: [u["hypothesis"] for u in res["utterances"]] for name, (_, res) in results.items()}
-    assert hyps["given"] == hyps["fp32"] and len(hyps["fp32"]) == len(corpus.lines["test"])
+    assert hyps["given"] == hyps["fp32"] == hyps["default"] and len(hyps["fp32"]) == len(corpus.lines["test"])
 
 
 def test_train_resolves_auto_before_anything_reads_it(capsys, cpu_flags, toy_corpus, tmp_path):
