@@ -31,8 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "decoding. Memory grows with N (beam x N hypotheses with their attention caches); on a "
                         "2-core CPU the speed-up is flat from 4 to 16. (Default: 8)")
     p.add_argument("--ctc-weight", type=float, default=0.1,
-                   help="CTC weight in joint decoding (transformer decoder; --decoder llama / whisper-decoder "
-                        "decode with their own generate). (Default: 0.1)")
+                   help="CTC weight in joint CTC/attention beam search (every decoder; used when the model's CTC "
+                        "head was trained, i.e. trained with --ctc-weight > 0). (Default: 0.1)")
     p.add_argument("--output-json", default=None, help="Write WER and per-utterance results here.")
     p.add_argument("--seed", type=int, default=0, help="Seed of the test-time noise. (Default: 0)")
     p.add_argument("--num-workers", type=int, default=1, help="DataLoader workers. (Default: 1)")
@@ -110,6 +110,10 @@ def decode(args: argparse.Namespace) -> int:
             raise ValueError(
                 "without --pretrained-model-path every part of the model must be pretrained, but these are "
                 f"not: {', '.join(untrained)}; train the model first (train.py) and pass its checkpoint")
+        if args.ctc_weight > 0:  # a CTC head is never pretrained
+            print(f"note: without --pretrained-model-path the model has no trained CTC head: --ctc-weight "
+                  f"{args.ctc_weight:g} is not used (decoding with the decoder alone)", file=sys.stderr)
+            args.ctc_weight = 0.0
     else:
         model = load_model(config, state, args.pretrained_model_path)
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
