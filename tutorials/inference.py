@@ -20,8 +20,8 @@ Steps:
    grayscale, normalised, ``(T, 1, 88, 88)``; the audio is the 16 kHz ``.wav`` next to it (or
    the mp4's own audio stream), utterance-normalised, ``(S, 1)``; for audio-visual models it is
    cut/padded to 640 samples per video frame.
-4. Decode (:func:`transcribe`): joint CTC/attention beam search for the Transformer decoder
-   (``--beam-size``, ``--ctc-weight``), the model's own ``generate`` for LLM/Whisper decoders.
+4. Decode (:func:`transcribe`): the joint CTC/attention beam search (``--beam-size``,
+   ``--ctc-weight``), the same for the Transformer, LLM and Whisper decoders.
 
 Prints ``hypothesis [<modality>]: <text>`` per checkpoint (and the reference when the clip
 has a transcript) and writes ``OUT/inference.json``. To decode a whole label list and get a
@@ -108,8 +108,8 @@ def transcribe(model, tokenizer, inputs: Dict[str, torch.Tensor], beam_size: int
     """The best hypothesis for one clip's ``inputs`` (from :func:`load_clip`)."""
     from espnet.asr.recognizer import DecodeOptions, transcribe as decode
 
-    # every decoder decodes the same way: joint CTC/attention beam search for the Transformer
-    # decoder, generate for LLaMA / Whisper decoders (ctc_weight unused there)
+    # every decoder decodes the same way: joint CTC/attention beam search (the CTC head is
+    # used when the model was trained with it)
     return decode(model, [inputs], DecodeOptions(beam_size=beam_size, ctc_weight=ctc_weight), tokenizer)[0]
 
 
