@@ -251,3 +251,27 @@ def test_decoder_with_its_own_search_is_dispatched(models):
         del model.decoder.decodes_itself, model.decoder.recognize
     assert [h.token_ids for h in out] == [[7, 8]] * 3
     assert calls == [((3, 8, 32), [8, 3, 5], True, 4)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stopping_at_the_best_finished_hypothesis_keeps_the_best(kind, models):
+    """Without a positive length bonus the search stops an utterance once its best finished
+    hypothesis beats every running one: the best hypothesis is the one of a search that runs
+    to --max-new-tokens, with fewer hypotheses finished on the way."""
+    model = models[kind]
+    memory, lengths = _memory(seed=5)
+    options = DecodeOptions(beam_size=4, ctc_weight=0.3, max_new_tokens=12)
+    results = {}
+    for stop in (True, False):
+        search = build_beam_search(model, 4, 0.3)
+        assert search.stop_at_best_ended
+        search.stop_at_best_ended = stop
+        with torch.no_grad():
+            results[stop] = search.batch_forward(memory, lengths, model.decoder.max_length_ratio(options))
+    for early, full in zip(results[True], results[False]):
+        assert early[0].yseq.tolist() == full[0].yseq.tolist()
+        assert early[0].score == pytest.approx(full[0].score, abs=1e-5)
+        assert len(early) <= len(full)
+    if kind == "llama":  # (the random Whisper's 4 hypotheses all end before the limit either way)
+        assert sum(map(len, results[True])) < sum(map(len, results[False]))
+    assert not build_beam_search(model, 4, 0.3, penalty=0.5).stop_at_best_ended

@@ -40,7 +40,9 @@ def build_beam_search(model: E2E, beam_size: int = 40, ctc_weight: float = 0.1,
     """The joint CTC/attention beam search of any decoder that is a batch scorer: decoder
     weight ``1 - ctc_weight``, CTC prefix scores of the model's CTC head (when it was
     trained, see :func:`decoding_ctc`) on the decoder's pre-beam, length bonus ``penalty``;
-    the decoder's own ``sos`` / ``eos`` and vocabulary."""
+    the decoder's own ``sos`` / ``eos`` and vocabulary. Without a positive length bonus, a
+    search with an explicit maximum length (a pretrained decoder's ``--max-new-tokens``)
+    stops an utterance once no running hypothesis can beat its best finished one."""
     from espnet.nets.scorers.ctc import CTCPrefixScorer
     from espnet.nets.scorers.length_bonus import LengthBonus
 
@@ -56,7 +58,8 @@ def build_beam_search(model: E2E, beam_size: int = 40, ctc_weight: float = 0.1,
         scorers["ctc"] = CTCPrefixScorer(ctc, decoder.eos, 0, token_offset=decoder.ctc_token_offset, vocab_size=vocab)
     weights = {"decoder": 1.0 - ctc_weight, "ctc": ctc_weight, "length_bonus": penalty}
     return BatchBeamSearch(scorers, weights, beam_size=beam_size, vocab_size=vocab, sos=decoder.sos,
-                           eos=decoder.eos, pre_beam_score_key=None if ctc_weight == 1.0 else "decoder")
+                           eos=decoder.eos, pre_beam_score_key=None if ctc_weight == 1.0 else "decoder",
+                           stop_at_best_ended=penalty <= 0.0)
 
 
 @torch.no_grad()

@@ -215,11 +215,21 @@ class WhisperTextDecoder(HFTextDecoder):
         return self.whisper.proj_out(out.last_hidden_state[:, -1])
 
     def select_cache(self, state: HFSearchState, rows: torch.Tensor, utts: torch.Tensor, width: int) -> None:
-        """Self-attention rows follow the hypotheses; the cross-attention rows (equal within an
-        utterance) are copied only when the utterances or the hypotheses per utterance change."""
+        """Self-attention rows follow the hypotheses. The cross-attention rows (the same keys
+        and values for every hypothesis of an utterance) change only when the utterances or
+        the hypotheses per utterance do: each utterance then keeps the first ``width`` rows
+        of its block (repeated when the block is narrower), a view when they are a prefix
+        (one utterance whose hypotheses dwindle), else a copy."""
         state.cache.self_attention_cache.reorder_cache(rows)
-        if width != state.width or utts.numel() != state.utterances:
-            state.cache.cross_attention_cache.reorder_cache((utts * state.width).repeat_interleave(width))
+        if width == state.width and utts.numel() == state.utterances:
+            return
+        keep = torch.arange(width, device=utts.device) % state.width
+        src = (utts.view(-1, 1) * state.width + keep).reshape(-1)
+        cross = state.cache.cross_attention_cache
+        if bool((src == torch.arange(src.numel(), device=src.device)).all()):
+            cross.batch_select_indices(slice(0, src.numel()))  # rows [0, n): a view of the cache
+        else:
+            cross.reorder_cache(src)
 
     @torch.no_grad()
     def generate_ids(self, memory, memory_lengths, beam_size: int = 1, max_new_tokens: int = 64) -> List[List[int]]:
