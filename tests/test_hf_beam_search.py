@@ -68,6 +68,26 @@ def _decoder_log_probs(decoder, memory, tokens):
     return torch.log_softmax(logits.float(), -1)[start: start + len(tokens) + 1]
 
 
+def _next_log_probs(decoder, memory):
+    """``(V, V)``: row ``c`` = the log-probabilities after the one-token hypothesis ``c``, all
+    ``V`` hypotheses in one full forward pass (as :func:`_decoder_log_probs`, batched)."""
+    vocab = decoder.search_vocab_size
+    tokens = torch.arange(vocab)
+    with torch.no_grad():
+        if hasattr(decoder, "llm"):
+            soft, n = decoder.soft_prompt(memory[None], torch.tensor([memory.size(0)]))
+            prompt = decoder.prompt_pieces(soft[0], int(n[0]), memory.device)
+            x = torch.cat([prompt.expand(vocab, -1, -1), decoder._embed(tokens.tolist(), memory.device)[:, None]], 1)
+            logits = decoder.llm(inputs_embeds=x).logits[:, -1]
+        else:
+            ids = torch.cat([torch.tensor(decoder.prompt_ids).expand(vocab, -1), tokens[:, None]], 1)
+            mem = decoder.project(memory[None]).expand(vocab, -1, -1)
+            hidden = decoder.whisper.model.decoder(input_ids=ids, encoder_hidden_states=mem,
+                                                   use_cache=False).last_hidden_state
+            logits = decoder.whisper.proj_out(hidden[:, -1])
+    return torch.log_softmax(logits.float(), -1)
+
+
 def _ctc_prefix_log_prob(logp, labels):
     """log P(the CTC output of ``logp`` ``(T, C)`` (blank 0) starts with ``labels``): the sum
     over the frame ``t`` where the last label is first emitted, with the forward variables
@@ -163,14 +183,14 @@ def test_full_beam_finds_the_best_hypothesis_greedy_may_miss(kind, models):
     for i in range(3):
         mem = memory[i, : int(lengths[i])]
         first = _decoder_log_probs(decoder, mem, [])[0]
+        second = _next_log_probs(decoder, mem)  # (V, V): after each first token
         best_score, best_ids = float(first[eos]), []
         for c in range(vocab):
             if c == eos:
                 continue
-            second = _decoder_log_probs(decoder, mem, [c])[1]
-            d = int(second.argmax())
-            if float(first[c] + second[d]) > best_score:
-                best_score, best_ids = float(first[c] + second[d]), [c] if d == eos else [c, d]
+            d = int(second[c].argmax())
+            if float(first[c] + second[c, d]) > best_score:
+                best_score, best_ids = float(first[c] + second[c, d]), [c] if d == eos else [c, d]
         assert full[i].token_ids == best_ids
         assert full[i].score == pytest.approx(best_score, abs=1e-4)
         assert full[i].score >= greedy[i].score - 1e-5
