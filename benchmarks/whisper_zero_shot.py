@@ -2,10 +2,11 @@
 real-length encoding vs padding each clip with silence to S seconds, side by side.
 
 For every padding setting the same utterances are decoded one at a time (greedy by
-default) and the script prints the WER after Whisper's English text normaliser, the share
-of hypotheses that stopped at ``<|endoftext|>`` before ``--max-new-tokens``, the decoding
-time and the real-time factor (decode seconds / audio seconds). ``--pad-seconds 30`` is
-exactly Whisper's own input (``WhisperFeatureExtractor`` + ``generate``); ``0`` runs the
+default; the beam search eval.py runs, without a CTC head) and the script prints the WER
+after Whisper's English text normaliser, the share of hypotheses that stopped at
+``<|endoftext|>`` before ``--max-new-tokens``, the decoding time and the real-time factor
+(decode seconds / audio seconds). ``--pad-seconds 30`` is exactly Whisper's own input
+(``WhisperFeatureExtractor``; greedy, the tokens of its ``generate``); ``0`` runs the
 encoder on the real length only.
 
     python benchmarks/whisper_zero_shot.py --root-dir exp/whisper_ft/data --test-file test.csv \\
@@ -46,11 +47,12 @@ def main(argv=None) -> int:
 
     from datamodule.data_module import build_dataset
     from espnet.asr.evaluate import corpus_wer, text_normalizer
-    from espnet.asr.recognizer import batch_of_one
+    from espnet.asr.recognizer import DecodeOptions, batch_of_one, decode_memory
     from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
     from espnet.nets.pytorch_backend.model_config import ModelConfig
 
     normalize = text_normalizer("whisper", [args.model_dir])
+    options = DecodeOptions(beam_size=args.beam_size, ctc_weight=0.0, max_new_tokens=args.max_new_tokens)
     rows, details = [], {}
     with open(os.path.join(args.model_dir, "config.json"), encoding="utf8") as handle:
         d_model = int(json.load(handle)["d_model"])  # identity projections: Whisper's own pair
@@ -71,8 +73,7 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             with torch.no_grad():
                 enc, enc_len = model.encode(batch_of_one(item))
-                ids = model.decoder.generate_ids(enc, enc_len, beam_size=args.beam_size,
-                                                 max_new_tokens=args.max_new_tokens)[0]
+                ids = decode_memory(model, enc, enc_len, options)[0].token_ids
             decode_s += time.perf_counter() - start
             stopped += len(ids) < args.max_new_tokens
             hyps.append(model.decoder.tokenizer.decode(ids, skip_special_tokens=True).strip())

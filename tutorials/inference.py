@@ -23,8 +23,8 @@ Steps:
    ``(T, 1, 88, 88)``; the audio is the 16 kHz ``.wav`` next to it (or the mp4's own audio
    stream), utterance-normalised, ``(S, 1)``; for audio-visual models it is cut/padded to 640
    samples per video frame.
-4. Decode (``Recognizer.transcribe``): the model's decoder with ``--beam-size`` and
-   ``--ctc-weight``.
+4. Decode (``Recognizer.transcribe``): the joint CTC/attention beam search (``--beam-size``,
+   ``--ctc-weight``), the same for the Transformer, LLM and Whisper decoders.
 
 Prints ``hypothesis [<modality>]: <text>`` per checkpoint (and the reference when the clip
 has a transcript) and writes ``OUT/inference.json``. To decode a whole label list and get a

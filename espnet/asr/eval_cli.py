@@ -4,6 +4,7 @@
 
 import argparse
 import logging
+import sys
 import math
 from typing import List, Optional
 
@@ -37,8 +38,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "decoding. Memory grows with N (beam x N hypotheses with their attention caches); on a "
                         "2-core CPU the speed-up is flat from 4 to 16. (Default: 8)")
     p.add_argument("--ctc-weight", type=float, default=0.1,
-                   help="CTC weight in joint decoding (transformer decoder; --decoder llama / whisper-decoder "
-                        "decode with their own generate). (Default: 0.1)")
+                   help="CTC weight in joint CTC/attention beam search (every decoder; used when the model's CTC "
+                        "head was trained, i.e. trained with --ctc-weight > 0). (Default: 0.1)")
     p.add_argument("--output-json", default=None, help="Write WER and per-utterance results here.")
     p.add_argument("--seed", type=int, default=0, help="Seed of the test-time noise. (Default: 0)")
     p.add_argument("--num-workers", type=int, default=1, help="DataLoader workers. (Default: 1)")
@@ -125,6 +126,10 @@ def decode(args: argparse.Namespace) -> int:
     skip_lines = run_preflight(args.root_dir, [(args.test_file, label_path(args.root_dir, args.test_file), None)],
                                read, odim, skip_invalid=args.skip_invalid, need_transcript=tokenizer is None, tokenizer=tokenizer)
     model = Recognizer.from_resolved(resolved).model
+    if resolved.state is None and args.ctc_weight > 0:  # a CTC head is never pretrained
+        print(f"note: without --pretrained-model-path the model has no trained CTC head: --ctc-weight "
+              f"{args.ctc_weight:g} is not used (decoding with the decoder alone)", file=sys.stderr)
+        args.ctc_weight = 0.0
     if device == "cpu":
         from espnet.training.cpu_threads import apply_num_threads
 

@@ -141,8 +141,7 @@ def evaluate(
 
     Utterances are decoded ``batch_size`` at a time, in batches of similar length, by the
     model's decoder (:func:`espnet.asr.recognizer.recognize_batch`: the joint CTC/attention
-    beam search of the Transformer decoder, ``generate`` of a pretrained decoder; each
-    utterance gets the hypothesis it gets alone); the results keep the order of
+    beam search, for every decoder; each utterance gets the hypothesis it gets alone); the results keep the order of
     ``test_file``. The reference is the transcript column, else the text of the
     SentencePiece ids (``text_transform``). A model whose pretrained weights are bfloat16
     (``pretrained_dtype``) decodes under bf16 autocast. ``skip_lines``: label-list lines

@@ -91,6 +91,8 @@ def resolve_pretrained(path: Optional[str] = None, flags: Union[Sequence[str], a
         if precision not in ("32", "bf16-mixed"):
             raise ValueError(f"precision must be 32 or bf16-mixed, got {precision!r}")
         config.pretrained_dtype = "bfloat16" if precision == "bf16-mixed" else "float32"
+    if state is None:
+        config.ctc_weight = 0.0  # no checkpoint: the CTC head is untrained, decoding leaves it out
     return ResolvedModel(config, state, tokenizer, path or "model flags")
 
 

@@ -1,8 +1,10 @@
-"""Decoding utterances with the model's decoder (joint CTC/attention beam search or a pretrained
-decoder's generate), one utterance or many at once."""
+"""Decoding utterances with the model's decoder, one utterance or many at once: every decoder
+that is a batch scorer (Transformer, LLaMA, Whisper) in the one joint CTC/attention beam search,
+a decoder with its own search (``decodes_itself``) by itself."""
 
+import warnings
 from collections import defaultdict
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -14,12 +16,72 @@ from espnet.nets.pytorch_backend.decoder.base_decoder import DecodeOptions, Deco
 Item = Dict[str, torch.Tensor]
 
 
+def decoding_ctc(model: E2E, ctc_weight: float) -> Optional[torch.nn.Module]:
+    """The CTC head joint decoding uses with weight ``ctc_weight``: ``None`` for weight 0,
+    and (with a warning) for a model whose CTC head was not trained (its training
+    ``ctc_weight`` is 0). A head whose classes are not the decoder's vocabulary (blank
+    included) cannot score its hypotheses: a ``ValueError``."""
+    if ctc_weight == 0.0:
+        return None
+    if model.ctc_weight == 0.0:
+        warnings.warn(f"--ctc-weight {ctc_weight:g}: this model's CTC head was not trained (training --ctc-weight 0); "
+                      "decoding with the decoder alone", stacklevel=2)
+        return None
+    classes, needed = model.ctc.ctc_lo.out_features, model.decoder.ctc_vocab_size
+    if classes != needed:
+        raise ValueError(f"--ctc-weight {ctc_weight:g}: the CTC head predicts {classes} classes but the decoder's "
+                         f"vocabulary needs {needed} (blank included), so it cannot score the decoder's hypotheses; "
+                         "decode with --ctc-weight 0")
+    return model.ctc
+
+
 def build_beam_search(model: E2E, beam_size: int = 40, ctc_weight: float = 0.1,
                       penalty: float = 0.0) -> BatchBeamSearch:
-    """The joint CTC/attention search of a model with the Transformer decoder (what its
-    ``decode`` runs; for tests and benchmarks that drive the search directly)."""
-    return model.decoder.beam_search(model.ctc, DecodeOptions(beam_size=beam_size, ctc_weight=ctc_weight,
-                                                              penalty=penalty))
+    """The joint CTC/attention beam search of any decoder that is a batch scorer: decoder
+    weight ``1 - ctc_weight``, CTC prefix scores of the model's CTC head (when it was
+    trained, see :func:`decoding_ctc`) on the decoder's pre-beam, length bonus ``penalty``;
+    the decoder's own ``sos`` / ``eos`` and vocabulary. Without a positive length bonus, a
+    search with an explicit maximum length (a pretrained decoder's ``--max-new-tokens``)
+    stops an utterance once no running hypothesis can beat its best finished one."""
+    from espnet.nets.scorers.ctc import CTCPrefixScorer
+    from espnet.nets.scorers.length_bonus import LengthBonus
+
+    decoder = model.decoder
+    if decoder.decodes_itself:
+        raise ValueError(f"{type(decoder).__name__} decodes by its own search, not in the beam search")
+    ctc = decoding_ctc(model, ctc_weight)
+    if ctc is None:
+        ctc_weight = 0.0
+    vocab = decoder.search_vocab_size
+    scorers = {"decoder": decoder, "length_bonus": LengthBonus(vocab)}
+    if ctc is not None:
+        scorers["ctc"] = CTCPrefixScorer(ctc, decoder.eos, 0, token_offset=decoder.ctc_token_offset, vocab_size=vocab)
+    weights = {"decoder": 1.0 - ctc_weight, "ctc": ctc_weight, "length_bonus": penalty}
+    return BatchBeamSearch(scorers, weights, beam_size=beam_size, vocab_size=vocab, sos=decoder.sos,
+                           eos=decoder.eos, pre_beam_score_key=None if ctc_weight == 1.0 else "decoder",
+                           stop_at_best_ended=penalty <= 0.0)
+
+
+@torch.no_grad()
+def decode_memory(model: E2E, memory: torch.Tensor, memory_lengths: torch.Tensor,
+                  options: DecodeOptions) -> List[Decoded]:
+    """Best hypothesis per utterance of a padded batch of encoder outputs ``(B, T, D)``
+    (lengths ``(B,)``): the beam search of :func:`build_beam_search` (each utterance up to
+    the decoder's maximum length, see ``BaseDecoder.max_length_ratio``), or the decoder's
+    own search for a ``decodes_itself`` decoder."""
+    decoder = model.decoder
+    if decoder.decodes_itself:
+        return decoder.recognize(memory, memory_lengths, decoding_ctc(model, options.ctc_weight), options)
+    search = build_beam_search(model, options.beam_size, options.ctc_weight, options.penalty)
+    best = []
+    for i, hyps in enumerate(search.batch_forward(memory, memory_lengths, decoder.max_length_ratio(options))):
+        if not hyps:
+            raise RuntimeError(f"beam search returned no hypothesis for utterance {i} of the batch")
+        ids = hyps[0].yseq.tolist()[1:]  # without <sos>
+        while ids and ids[-1] == decoder.eos:  # (an eos chosen at the length limit gets a second one)
+            ids.pop()
+        best.append(Decoded(ids, float(hyps[0].score)))
+    return best
 
 
 def batch_of_one(item: Item) -> Dict[str, torch.Tensor]:
@@ -77,11 +139,11 @@ def encode_utterances(model: E2E, items: Sequence[Item]) -> Tuple[torch.Tensor, 
 
 @torch.no_grad()
 def recognize_batch(model: E2E, items: Sequence[Item], options: DecodeOptions) -> List[Decoded]:
-    """Best hypothesis of each unbatched utterance, encoded and decoded together by the
-    model's decoder (its one ``decode`` interface); each equals what the utterance gets
-    alone (scores up to float rounding)."""
+    """Best hypothesis of each unbatched utterance, encoded and decoded together
+    (:func:`decode_memory`); each equals what the utterance gets alone (scores up to float
+    rounding)."""
     memory, lengths = encode_utterances(model, items)
-    return model.decoder.decode(memory, lengths, model.ctc, options)
+    return decode_memory(model, memory, lengths, options)
 
 
 def recognize(model: E2E, item: Item, options: DecodeOptions) -> Decoded:

@@ -66,6 +66,12 @@ class BatchBeamSearch(torch.nn.Module):
         pre_beam_ratio: Pre-beam size = ``int(pre_beam_ratio * beam_size)``.
         pre_beam_score_key: Full scorer whose scores choose the tokens that partial
             scorers (CTC) evaluate; ``None`` scores every token.
+        stop_at_best_ended: With an explicit maximum length (``maxlenratio < 0``, no end
+            detection), an utterance stops as soon as its best finished hypothesis scores
+            at least as high as its best running one. Exact when no score increment is
+            positive (log-probabilities, CTC prefix scores, no positive length bonus): the
+            best hypothesis is the one the search finds without it; only the n-best list
+            after it is shorter.
 
     ``timings``: set it to a dict to accumulate wall seconds per scorer name (plus
     ``search`` for the rest of the step) over the following calls (synchronising CUDA).
@@ -81,6 +87,7 @@ class BatchBeamSearch(torch.nn.Module):
         eos: int,
         pre_beam_ratio: float = 1.5,
         pre_beam_score_key: Optional[str] = "decoder",
+        stop_at_best_ended: bool = False,
     ) -> None:
         super().__init__()
         if not 1 <= beam_size <= vocab_size:
@@ -111,6 +118,7 @@ class BatchBeamSearch(torch.nn.Module):
             and self.pre_beam_size < self.n_vocab
             and len(self.part_scorers) > 0
         )
+        self.stop_at_best_ended = stop_at_best_ended
         self.timings: Optional[Dict[str, float]] = None
 
     @property
@@ -160,7 +168,9 @@ class BatchBeamSearch(torch.nn.Module):
         if lengths.shape != (n_utts,) or n_utts == 0 or int(lengths.min()) < 1 or int(lengths.max()) > frames:
             raise ValueError(f"memory lengths {lengths.tolist()} do not fit memory of shape {tuple(memory.shape)}")
         limits = [length_limits(t, maxlenratio, minlenratio) for t in lengths.tolist()]
-        device, dtype, beam, n_vocab = memory.device, memory.dtype, self.beam_size, self.n_vocab
+        device, beam, n_vocab = memory.device, self.beam_size, self.n_vocab
+        # scores add up over the tokens: at least float32 (bfloat16 memory would round them to 0.1)
+        dtype = torch.promote_types(memory.dtype, torch.float32)
         clock = self._now(device)
         states = {}
         for name, scorer in self.scorers.items():
@@ -215,9 +225,15 @@ class BatchBeamSearch(torch.nn.Module):
                     seq = torch.cat([seq, seq.new_full((1,), self.eos)])
                 ended[alive[row]].append(Hypothesis(yseq=seq.clone(), score=value))
             all_eos = is_eos.all(dim=1).tolist()
+            beaten = [False] * len(alive)
+            if self.stop_at_best_ended and maxlenratio < 0 and any(ended[u] for u in alive):
+                running_best = score.masked_fill(is_eos, -math.inf).max(dim=1).values.tolist()
+                beaten = [bool(ended[u]) and max(h.score for h in ended[u]) >= running_best[row]
+                          for row, u in enumerate(alive)]
             going = [
                 row for row, u in enumerate(alive)
-                if not (row in forced_set or (maxlenratio == 0.0 and end_detect(ended[u], i)) or all_eos[row])
+                if not (row in forced_set or (maxlenratio == 0.0 and end_detect(ended[u], i)) or all_eos[row]
+                        or beaten[row])
             ]
             if not going:
                 break

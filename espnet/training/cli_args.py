@@ -128,7 +128,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def add_generate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64,
-                        help="Most tokens generated per utterance by --decoder llama / whisper-decoder. (Default: 64)")
+                        help="Most tokens per utterance in decoding with --decoder llama / whisper-decoder (the "
+                             "transformer decoder ends at the encoder length). (Default: 64)")
 
 
 def add_failure_args(parser: argparse.ArgumentParser, work: str) -> None:

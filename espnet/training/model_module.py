@@ -93,7 +93,7 @@ class ModelModule(LightningModule):
             :class:`NonFiniteError`; :attr:`skipped_batches` counts them.
         val_wer_every: Every this many epochs, also decode the validation batches (beam 1,
             see :func:`decode_batch`) and log their corpus WER as ``wer_val``; 0 = never.
-        max_new_tokens: Generation limit of that decoding for decoders with their own tokenizer.
+        max_new_tokens: Most tokens of that decoding for decoders with their own tokenizer.
     text_transform: The tokenizer, when already loaded (else loaded from ``sp_model_path`` /
         ``dict_path``).
 

@@ -79,14 +79,15 @@ class E2E(torch.nn.Module):
     def untrained_parts(self) -> List[str]:
         """Names of the modules used in decoding whose parameters were not loaded from a
         pretrained model (a Conformer, a projection that is not the identity, a fusion
-        layer, a decoder's input projection, a CTC head used in joint decoding...).
-        Empty when the model can decode zero-shot, straight from ``--*-model-name``."""
+        layer, a decoder's input projection...). Empty when the model can decode zero-shot,
+        straight from ``--*-model-name``. The CTC head is not counted: nothing pretrained has
+        one, and zero-shot decoding goes without it (``eval.py`` without a checkpoint)."""
         pretrained = set()
         for module in self.modules():
             get = getattr(module, "pretrained_model", None)
             if module is not self and callable(get):
                 pretrained.update(id(p) for p in get().parameters())
-        used = [n for n, _ in self.named_children() if n != "ctc" or self.decoder.joint_ctc_decoding]
+        used = [n for n, _ in self.named_children() if n != "ctc"]
         owners: List[str] = []
         for top in used:
             child = getattr(self, top)

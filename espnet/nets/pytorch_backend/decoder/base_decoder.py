@@ -1,4 +1,4 @@
-"""Contract shared by every decoder."""
+"""Contract shared by every decoder (training, CTC vocabulary, decoding)."""
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
+from espnet.nets.scorer_interface import BatchScorerInterface
 
 
 @dataclass
@@ -16,10 +17,10 @@ class DecodeOptions:
     Attributes:
         beam_size: Hypotheses kept per step (1 = greedy).
         ctc_weight: Weight of the CTC prefix score in joint CTC/attention decoding (the
-            decoder gets ``1 - ctc_weight``); only for decoders with ``joint_ctc_decoding``.
-        max_new_tokens: Most tokens a ``generate``-based decoder produces per utterance (joint
-            decoding ends at the encoder length).
-        penalty: Length bonus per token (joint decoding).
+            decoder gets ``1 - ctc_weight``); used when the model's CTC head was trained.
+        max_new_tokens: Most tokens per utterance for a decoder with its own tokenizer
+            (LLaMA, Whisper); the Transformer decoder ends at the encoder length.
+        penalty: Length bonus per token.
     """
 
     beam_size: int = 40
@@ -45,7 +46,7 @@ class Decoded:
     score: Optional[float] = None
 
 
-class BaseDecoder(torch.nn.Module, ABC):
+class BaseDecoder(torch.nn.Module, BatchScorerInterface, ABC):
     """A decoder owns its vocabulary and turns encoder memory into text.
 
     Training: ``forward_train(memory (B, T, D), memory_lengths (B,), targets (B, L), texts)
@@ -55,20 +56,38 @@ class BaseDecoder(torch.nn.Module, ABC):
     decoder the ids, a pretrained decoder with its own tokenizer the texts).
 
     CTC: the CTC head of the model predicts this decoder's vocabulary (``ctc_vocab_size``
-    classes, blank included) with the targets ``ctc_targets(targets, texts)``;
-    ``joint_ctc_decoding`` says whether decoding uses it too.
+    classes, blank = 0 included) with the targets ``ctc_targets(targets, texts)``; the CTC
+    class of decoder token ``t`` is ``t + ctc_token_offset`` (0 for the Transformer decoder,
+    whose vocabulary has the blank at 0; 1 for a pretrained decoder's vocabulary).
 
-    Decoding, the one interface of every decoder: ``decode(memory (B, T, D), memory_lengths
-    (B,), ctc, options) -> [Decoded]`` (the Transformer decoder runs joint CTC/attention
-    beam search behind it, a pretrained decoder its ``generate``), and ``ids_to_text`` turns
-    the ids into text. The tokenizer needs are declared here too: ``check_tokenizer`` says
-    whether the SentencePiece tokenizer (``TextTransform`` or ``None``) is enough.
+    Decoding: by default a decoder is a batch scorer
+    (:class:`~espnet.nets.scorer_interface.BatchScorerInterface`: ``batch_init_state`` /
+    ``batch_score`` / ``select_state``) in the one joint CTC/attention beam search
+    (:class:`~espnet.nets.beam_search.BatchBeamSearch`, assembled by
+    :func:`espnet.asr.recognizer.build_beam_search`) that every such decoder shares with the
+    CTC prefix scorer and the length bonus. For it the decoder declares:
+
+    * ``sos`` / ``eos``: the ids that open and close a hypothesis (``sos`` is the first
+      element of every prefix the search passes to ``batch_score``; a decoder whose prompt
+      is longer, e.g. Whisper's ``<|startoftranscript|><|notimestamps|>``, keeps the rest of
+      it in its state);
+    * ``search_vocab_size``: ``V`` of the ``(B, W, V)`` scores of ``batch_score``;
+    * ``max_length_ratio(options)``: the search's ``maxlenratio`` (0 = up to the encoder
+      length with end detection; ``-N`` = at most ``N`` tokens).
+
+    A decoder with a search of its own (e.g. a non-autoregressive one) sets
+    ``decodes_itself = True`` and implements :meth:`recognize`, which the recognizer calls
+    instead. Either way ``ids_to_text`` turns the ids into text, and ``check_tokenizer``
+    says whether the SentencePiece tokenizer (``TextTransform`` or ``None``) is enough.
 
     ``options`` (class attribute): the decoder's own options (see ``component_options.py``).
     """
 
     options: Tuple[Option, ...] = ()
-    joint_ctc_decoding: bool = False
+    decodes_itself: bool = False
+    ctc_token_offset: int = 0
+    sos: int
+    eos: int
 
     @classmethod
     @abstractmethod
@@ -92,11 +111,20 @@ class BaseDecoder(torch.nn.Module, ABC):
         """CTC label ids ``(B, L)`` padded with -1, in ``[1, ctc_vocab_size)``."""
         raise NotImplementedError
 
-    @abstractmethod
-    def decode(self, memory: torch.Tensor, memory_lengths: torch.Tensor, ctc: Optional[torch.nn.Module],
-               options: DecodeOptions) -> List[Decoded]:
-        """Best hypothesis per utterance of a padded batch of encoder outputs."""
-        raise NotImplementedError
+    @property
+    def search_vocab_size(self) -> int:
+        """``V`` of the scores :meth:`batch_score` returns (the decoder's output classes)."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare its search vocabulary")
+
+    def max_length_ratio(self, options: DecodeOptions) -> float:
+        """``maxlenratio`` of the beam search: 0 = up to the encoder length, with end detection."""
+        return 0.0
+
+    def recognize(self, memory: torch.Tensor, memory_lengths: torch.Tensor, ctc: Optional[torch.nn.Module],
+                  options: DecodeOptions) -> List[Decoded]:
+        """Best hypothesis per utterance of a padded batch of encoder outputs, by the
+        decoder's own search (only for ``decodes_itself`` decoders)."""
+        raise NotImplementedError(f"{type(self).__name__} is decoded by the shared beam search, not by itself")
 
     @abstractmethod
     def ids_to_text(self, token_ids: Sequence[int], sentencepiece) -> str:

@@ -13,8 +13,9 @@ eos only (labels -100 elsewhere).
 
 Padding: training sequences are right-padded (attention mask 0, labels -100), so with
 causal attention and positions counted from each sequence's start an utterance's loss
-does not depend on its batch-mates. Generation left-pads the prompts (the layout HF
-``generate`` expects for decoder-only models; positions follow the attention mask).
+does not depend on its batch-mates. Decoding left-pads the prompts (the layout HF
+``generate`` expects for decoder-only models; positions follow the attention mask), runs
+them once, then scores one token per hypothesis on the KV cache in the beam search.
 """
 
 from typing import Dict, List, Sequence, Tuple
@@ -23,6 +24,7 @@ import torch
 
 from espnet.nets.pytorch_backend.component_options import Option, merge
 from espnet.nets.pytorch_backend.decoder.hf_decoder_base import (
+    HFSearchState,
     HFTextDecoder,
     downsample_frames,
     load_tokenizer,
@@ -152,11 +154,19 @@ class LlamaDecoder(HFTextDecoder):
         return out
 
     # ---- decoding --------------------------------------------------------------------
-    @torch.no_grad()
-    def generate_ids(self, memory: torch.Tensor, memory_lengths: torch.Tensor, beam_size: int = 1,
-                     max_new_tokens: int = 64) -> List[List[int]]:
-        """Batched ``generate`` (KV cache) on left-padded prompts -> the generated ids of each
-        utterance, up to (without) eos."""
+    @property
+    def sos(self) -> int:
+        """First id of a search prefix: a stand-in for the prompt (never fed to the model)."""
+        return int(self.bos_id) if self.bos_id is not None else self.eos_id
+
+    @property
+    def eos(self) -> int:
+        return self.eos_id
+
+    def left_padded_prompts(self, memory: torch.Tensor, memory_lengths: torch.Tensor
+                            ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Prompts of a padded batch, left-padded: ``inputs_embeds`` ``(B, P, H)`` and
+        ``attention_mask`` ``(B, P)`` (1 on the prompt, 0 on the padding before it)."""
         device = memory.device
         soft, lengths = self.soft_prompt(memory, memory_lengths)
         prompts = [self.prompt_pieces(soft[i], int(lengths[i]), device) for i in range(memory.size(0))]
@@ -166,6 +176,14 @@ class LlamaDecoder(HFTextDecoder):
         for i, p in enumerate(prompts):
             embeds[i, s - p.size(0):] = p
             mask[i, s - p.size(0):] = 1
+        return embeds, mask
+
+    @torch.no_grad()
+    def generate_ids(self, memory: torch.Tensor, memory_lengths: torch.Tensor, beam_size: int = 1,
+                     max_new_tokens: int = 64) -> List[List[int]]:
+        """Batched ``generate`` (KV cache) on left-padded prompts -> the generated ids of each
+        utterance, up to (without) eos."""
+        embeds, mask = self.left_padded_prompts(memory, memory_lengths)
         out = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
                                 num_beams=beam_size, do_sample=False, eos_token_id=self.eos_id,
                                 pad_token_id=self.pad_id)
@@ -173,3 +191,25 @@ class LlamaDecoder(HFTextDecoder):
         for row in out.tolist():
             rows.append(row[: row.index(self.eos_id)] if self.eos_id in row else row)
         return rows
+
+    def start_prompt(self, memory: torch.Tensor, memory_lengths: torch.Tensor) -> Tuple[torch.Tensor, HFSearchState]:
+        """One pass over the left-padded prompts (positions count from each prompt's first
+        token, as in ``generate``). Context: ``mask`` ``(B, P)`` and the prompt lengths
+        ``lengths`` ``(B,)`` (the first generated token's position)."""
+        embeds, mask = self.left_padded_prompts(memory, memory_lengths)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
+                       logits_to_keep=1)
+        context = {"mask": mask, "lengths": mask.sum(-1)}
+        return out.logits[:, -1], HFSearchState(cache=out.past_key_values, context=context)
+
+    def step(self, tokens: torch.Tensor, length: int, state: HFSearchState) -> torch.Tensor:
+        """The newest token of each hypothesis at position ``prompt length + length - 2``,
+        attending to its utterance's prompt (not its padding) and its own tokens."""
+        n = tokens.size(0)
+        mask = state.context["mask"].repeat_interleave(state.width, dim=0)
+        mask = torch.cat([mask, mask.new_ones(n, length - 1)], dim=1)
+        positions = (state.context["lengths"].repeat_interleave(state.width) + (length - 2)).view(n, 1)
+        out = self.llm(input_ids=tokens, attention_mask=mask, position_ids=positions, past_key_values=state.cache,
+                       use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1]

@@ -1,11 +1,11 @@
-"""Transformer decoder (ESPnet / Auto-AVSR layout) with the batched scorer interface."""
+"""Transformer decoder (ESPnet / Auto-AVSR layout), a batch scorer of the joint CTC/attention beam search."""
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
-from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, DecodeOptions, Decoded
+from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, th_accuracy
 from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
@@ -18,7 +18,6 @@ from espnet.nets.pytorch_backend.transformer.positionwise_feed_forward import (
 )
 from espnet.nets.pytorch_backend.transformer.prefix_cache import PrefixCache
 from espnet.nets.pytorch_backend.transformer.repeat import repeat
-from espnet.nets.scorer_interface import BatchScorerInterface
 
 
 class DecoderLayer(torch.nn.Module):
@@ -61,7 +60,7 @@ class DecoderLayer(torch.nn.Module):
         return x + self.dropout(self.feed_forward(self.norm3(x)))
 
 
-class TransformerDecoder(BaseDecoder, BatchScorerInterface):
+class TransformerDecoder(BaseDecoder):
     """Autoregressive Transformer decoder over a SentencePiece vocabulary.
 
     Args:
@@ -126,16 +125,18 @@ class TransformerDecoder(BaseDecoder, BatchScorerInterface):
             lsm_weight=config.lsm_weight,
         )
 
-    joint_ctc_decoding = True
-
     @property
     def ctc_vocab_size(self) -> int:
+        return self.odim
+
+    @property
+    def search_vocab_size(self) -> int:
         return self.odim
 
     def ctc_targets(self, targets: torch.Tensor, texts=None) -> torch.Tensor:
         return targets
 
-    # ---- decoding: joint CTC/attention beam search ------------------------------------------
+    # ---- decoding: a batch scorer in the joint CTC/attention beam search (up to the encoder length) ----
     def check_tokenizer(self, sentencepiece) -> None:
         if sentencepiece is None:
             raise ValueError("--decoder transformer decodes SentencePiece tokens: give --sp-model-path and --dict-path")
@@ -143,35 +144,6 @@ class TransformerDecoder(BaseDecoder, BatchScorerInterface):
     def ids_to_text(self, token_ids: Sequence[int], sentencepiece) -> str:
         self.check_tokenizer(sentencepiece)
         return sentencepiece.post_process(token_ids)
-
-    def beam_search(self, ctc: torch.nn.Module, options: DecodeOptions):
-        """The Auto-AVSR search: decoder weight ``1 - ctc_weight``, CTC prefix scores of
-        ``ctc`` on the decoder's pre-beam, length bonus ``penalty``."""
-        from espnet.nets.beam_search import BatchBeamSearch
-        from espnet.nets.scorers.ctc import CTCPrefixScorer
-        from espnet.nets.scorers.length_bonus import LengthBonus
-
-        scorers = {"decoder": self, "ctc": CTCPrefixScorer(ctc, self.eos, 0), "length_bonus": LengthBonus(self.odim)}
-        weights = {"decoder": 1.0 - options.ctc_weight, "ctc": options.ctc_weight, "length_bonus": options.penalty}
-        return BatchBeamSearch(scorers, weights, beam_size=options.beam_size, vocab_size=self.odim, sos=self.sos,
-                               eos=self.eos, pre_beam_score_key=None if options.ctc_weight == 1.0 else "decoder")
-
-    @torch.no_grad()
-    def decode(self, memory: torch.Tensor, memory_lengths: torch.Tensor, ctc: Optional[torch.nn.Module],
-               options: DecodeOptions) -> List[Decoded]:
-        """Joint CTC/attention beam search over the whole batch (each utterance up to its own
-        encoder length, with end detection); the best hypothesis per utterance."""
-        if ctc is None:
-            raise ValueError("joint CTC/attention decoding needs the model's CTC head")
-        best = []
-        for i, hyps in enumerate(self.beam_search(ctc, options).batch_forward(memory, memory_lengths)):
-            if not hyps:
-                raise RuntimeError(f"beam search returned no hypothesis for utterance {i} of the batch")
-            ids = hyps[0].yseq.tolist()[1:]  # without <sos>
-            if ids and ids[-1] == self.eos:
-                ids = ids[:-1]
-            best.append(Decoded(ids, float(hyps[0].score)))
-        return best
 
     def forward(
         self,

@@ -10,8 +10,12 @@ every ``encoder_attn`` call by a forward pre-hook while this module runs.
 Prompt: ``<|startoftranscript|> <|lang|> <|transcribe|> <|notimestamps|>`` from the
 model's tokenizer (tokens the tokenizer lacks are left out; the language and task tokens
 only for a multilingual model). Training is teacher-forced on ``prompt + text + eos``
-(loss on text + eos). Decoding runs the generic HF ``generate`` with the projected
-memory as ``encoder_outputs`` (KV cache, beam search, batched).
+(loss on text + eos). Decoding: a batch scorer of the joint CTC/attention beam search; the
+prompt runs once per utterance, then one token per hypothesis on the model's
+``EncoderDecoderCache`` (the cross-attention keys/values are computed once and copied only
+when the hypotheses per utterance change), with the suppressed tokens of the model's
+generation config. Greedy, it gives the token ids of the model's own ``generate``
+(:meth:`WhisperTextDecoder.generate_ids`, kept as the reference).
 
 Reproducing a pretrained Whisper: ``--audio-encoder whisper --decoder whisper-decoder``
 with the same ``--*-model-name``, ``--elayers 0`` (no Conformer: the encoder output goes
@@ -21,11 +25,11 @@ gives the pretrained model's own transcription.
 
 import contextlib
 from types import SimpleNamespace
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from espnet.nets.pytorch_backend.decoder.hf_decoder_base import HFTextDecoder, load_tokenizer
+from espnet.nets.pytorch_backend.decoder.hf_decoder_base import HFSearchState, HFTextDecoder, load_tokenizer
 from espnet.nets.pytorch_backend.frontend.hf_base import load_pretrained, pretrained_dtype, valid_mask
 from espnet.nets.pytorch_backend.projection.auto_projection import AutoProjection
 
@@ -86,6 +90,9 @@ class WhisperTextDecoder(HFTextDecoder):
         eos = tok.eos_token_id if tok.eos_token_id is not None else cfg.eos_token_id
         self.eos_id = int(eos)
         self.pad_id = int(tok.pad_token_id) if tok.pad_token_id is not None else self.eos_id
+        # what Whisper's generate suppresses: always, and at the first generated token
+        self.suppress_ids = tuple(int(i) for i in (getattr(gen, "suppress_tokens", None) or ()))
+        self.begin_suppress_ids = tuple(int(i) for i in (getattr(gen, "begin_suppress_tokens", None) or ()))
         self._memory_mask: Optional[torch.Tensor] = None
         for layer in full.model.decoder.layers:
             layer.encoder_attn.register_forward_pre_hook(self._inject_mask, with_kwargs=True)
@@ -113,19 +120,28 @@ class WhisperTextDecoder(HFTextDecoder):
         kwargs["attention_mask"] = mask.to(hidden.dtype)
         return args, kwargs
 
-    @contextlib.contextmanager
-    def memory_mask(self, memory_lengths: Optional[torch.Tensor], t: int, dtype: torch.dtype, device):
-        """Additive ``(B, 1, 1, T)`` key-padding mask for the cross-attention while active."""
+    @staticmethod
+    def additive_mask(memory_lengths: Optional[torch.Tensor], t: int, dtype: torch.dtype, device
+                      ) -> Optional[torch.Tensor]:
+        """Additive ``(B, 1, 1, T)`` key-padding mask of the memory, ``None`` without padding."""
         if memory_lengths is None or bool((memory_lengths >= t).all()):
-            self._memory_mask = None
-        else:
-            keep = valid_mask(memory_lengths.to(device), t)
-            m = torch.zeros(keep.shape, dtype=torch.float32, device=device)
-            self._memory_mask = m.masked_fill(~keep, torch.finfo(dtype).min)[:, None, None, :]
+            return None
+        keep = valid_mask(memory_lengths.to(device), t)
+        m = torch.zeros(keep.shape, dtype=torch.float32, device=device)
+        return m.masked_fill(~keep, torch.finfo(dtype).min)[:, None, None, :]
+
+    @contextlib.contextmanager
+    def masking(self, mask: Optional[torch.Tensor]):
+        """Inject ``mask`` (see :meth:`additive_mask`) into every cross-attention while active."""
+        self._memory_mask = mask
         try:
             yield
         finally:
             self._memory_mask = None
+
+    def memory_mask(self, memory_lengths: Optional[torch.Tensor], t: int, dtype: torch.dtype, device):
+        """:meth:`masking` with the mask of ``memory_lengths`` for ``t`` frames."""
+        return self.masking(self.additive_mask(memory_lengths, t, dtype, device))
 
     def project(self, memory: torch.Tensor) -> torch.Tensor:
         return self.proj(memory).to(self.whisper.proj_out.weight.dtype)
@@ -151,6 +167,70 @@ class WhisperTextDecoder(HFTextDecoder):
         return self.masked_loss(self.whisper.proj_out(hidden), labels)
 
     # ---- decoding --------------------------------------------------------------------
+    @property
+    def sos(self) -> int:
+        """``<|startoftranscript|>``: the first id of a search prefix; the rest of the prompt
+        (language, task, ``<|notimestamps|>``) runs in :meth:`start_prompt`."""
+        return self.prompt_ids[0]
+
+    @property
+    def eos(self) -> int:
+        return self.eos_id
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.whisper.config.max_target_positions)
+
+    @property
+    def prompt_length(self) -> int:
+        return len(self.prompt_ids)
+
+    def projected_memory(self, memory: torch.Tensor) -> torch.Tensor:
+        """``adim -> d_model``; refuses more frames than Whisper's 30 s window."""
+        mem = self.project(memory)
+        max_frames = int(self.whisper.config.max_source_positions)
+        if mem.size(1) > max_frames:
+            raise ValueError(f"--decoder whisper-decoder: the encoder memory has {mem.size(1)} frames, more than "
+                             f"Whisper's {max_frames} (30 s); decode shorter clips")
+        return mem
+
+    def start_prompt(self, memory: torch.Tensor, memory_lengths: torch.Tensor) -> Tuple[torch.Tensor, HFSearchState]:
+        """The prompt of every utterance in one pass (it fills the self- and cross-attention
+        caches). Context: the projected ``memory`` ``(B, T, d_model)`` and its additive
+        padding ``mask`` ``(B, 1, 1, T)`` (``None`` without padding)."""
+        mem = self.projected_memory(memory)
+        mask = self.additive_mask(memory_lengths, mem.size(1), mem.dtype, mem.device)
+        prompt = torch.tensor(self.prompt_ids, dtype=torch.long, device=mem.device).expand(mem.size(0), -1)
+        with self.masking(mask):
+            out = self.whisper.model.decoder(input_ids=prompt, encoder_hidden_states=mem, use_cache=True)
+        logits = self.whisper.proj_out(out.last_hidden_state[:, -1])
+        return logits, HFSearchState(cache=out.past_key_values, context={"memory": mem, "mask": mask})
+
+    def step(self, tokens: torch.Tensor, length: int, state: HFSearchState) -> torch.Tensor:
+        """The newest token of each hypothesis; the cross-attention reads the cached
+        keys/values of its utterance's memory (the mask repeated over the hypotheses)."""
+        with self.masking(state.context["mask"]):
+            out = self.whisper.model.decoder(input_ids=tokens, encoder_hidden_states=state.context["memory"],
+                                             past_key_values=state.cache, use_cache=True)
+        return self.whisper.proj_out(out.last_hidden_state[:, -1])
+
+    def select_cache(self, state: HFSearchState, rows: torch.Tensor, utts: torch.Tensor, width: int) -> None:
+        """Self-attention rows follow the hypotheses. The cross-attention rows (the same keys
+        and values for every hypothesis of an utterance) change only when the utterances or
+        the hypotheses per utterance do: each utterance then keeps the first ``width`` rows
+        of its block (repeated when the block is narrower), a view when they are a prefix
+        (one utterance whose hypotheses dwindle), else a copy."""
+        state.cache.self_attention_cache.reorder_cache(rows)
+        if width == state.width and utts.numel() == state.utterances:
+            return
+        keep = torch.arange(width, device=utts.device) % state.width
+        src = (utts.view(-1, 1) * state.width + keep).reshape(-1)
+        cross = state.cache.cross_attention_cache
+        if bool((src == torch.arange(src.numel(), device=src.device)).all()):
+            cross.batch_select_indices(slice(0, src.numel()))  # rows [0, n): a view of the cache
+        else:
+            cross.reorder_cache(src)
+
     @torch.no_grad()
     def generate_ids(self, memory, memory_lengths, beam_size: int = 1, max_new_tokens: int = 64) -> List[List[int]]:
         """Generated token ids after the prompt (up to, without, eos) per utterance.
@@ -162,11 +242,7 @@ class WhisperTextDecoder(HFTextDecoder):
         cross-attention."""
         from transformers.modeling_outputs import BaseModelOutput
 
-        mem = self.project(memory)
-        max_frames = int(self.whisper.config.max_source_positions)
-        if mem.size(1) > max_frames:
-            raise ValueError(f"--decoder whisper-decoder: the encoder memory has {mem.size(1)} frames, more than "
-                             f"Whisper's {max_frames} (30 s); decode shorter clips")
+        mem = self.projected_memory(memory)
         kwargs = dict(encoder_outputs=BaseModelOutput(last_hidden_state=mem), num_beams=beam_size,
                       do_sample=False, max_new_tokens=max_new_tokens, return_timestamps=False,
                       return_dict_in_generate=True, force_unique_generate_call=True)  # one short-form pass
