@@ -4,8 +4,8 @@
 
 import argparse
 import logging
-import sys
 import math
+import sys
 from typing import List, Optional
 
 DESCRIPTION = "Decode a test label list with a trained checkpoint and print the corpus WER."
