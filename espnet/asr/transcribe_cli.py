@@ -23,6 +23,7 @@ LIST_EXTENSIONS = (".list", ".lst", ".txt")
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     from espnet.asr.transcription.writers import FORMATS
     from espnet.training.cli_args import add_generate_args, add_model_args, add_tokenizer_args
+    from espnet.training.cpu_threads import IDLE, num_threads_flag
 
     p = argparse.ArgumentParser(prog="transcribe.py", description=DESCRIPTION)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -44,7 +45,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "to see what the lips alone give. (Default: both streams)")
     p.add_argument("--beam-size", type=int, default=10, help="Beam size. (Default: 10)")
     p.add_argument("--ctc-weight", type=float, default=None,
-                   help="CTC weight of the joint decoding (Transformer decoder). "
+                   help="CTC weight of the joint CTC/attention beam search (every decoder; used when the CTC head was trained). "
                         "(Default: the model's training weight)")
     p.add_argument("--batch-size", type=int, default=8, help="Segments decoded together. (Default: 8)")
     p.add_argument("--max-segment-seconds", type=float, default=0.0,
@@ -60,10 +61,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="Video without audio: overlap of consecutive windows. (Default: 2)")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"],
                    help="Device for decoding. (Default: auto)")
-    p.add_argument("--num-threads", type=int, default=0,
-                   help="PyTorch threads on the CPU; 0 = auto (the idle cores). (Default: 0)")
-    p.add_argument("--precision", default=None, choices=["32", "bf16-mixed"],
-                   help="Pretrained weights in float32 or bfloat16. (Default: the checkpoint's, else 32)")
+    p.add_argument("--num-threads", type=num_threads_flag, default=0, metavar="N|idle",
+                   help="PyTorch threads on the CPU; 0 = the environment's OMP_NUM_THREADS if set, else all the "
+                        "cores this process may use (as PyTorch); idle = the cores other work leaves idle, measured "
+                        "at the start. (Default: 0)")
+    p.add_argument("--precision", default="checkpoint", choices=["checkpoint", "auto", "32", "bf16-mixed"],
+                   help="checkpoint: as the model was trained (else 32); 32: float32; bf16-mixed: pretrained "
+                        "weights in bfloat16 and decoding under bf16 autocast; auto: bf16-mixed where the device "
+                        "computes bf16 natively, else 32. The choice is printed. (Default: checkpoint)")
     p.add_argument("--no-progress", action="store_true", help="No progress bars.")
     p.add_argument("--debug", action="store_true", help="Debug-level logging; tracebacks on errors.")
     add_model_args(p)
@@ -76,8 +81,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.ctc_weight is not None and not 0.0 <= args.ctc_weight <= 1.0:
         p.error(f"--ctc-weight must be in [0, 1], got {args.ctc_weight}")
-    if args.max_segment_seconds < 0 or args.min_silence_seconds < 0 or args.num_threads < 0:
-        p.error("--max-segment-seconds, --min-silence-seconds and --num-threads must be >= 0")
+    if args.max_segment_seconds < 0 or args.min_silence_seconds < 0 or \
+            (args.num_threads != IDLE and args.num_threads < 0):
+        p.error("--max-segment-seconds, --min-silence-seconds and --num-threads must be >= 0 (or --num-threads idle)")
     if not 0.0 < args.vad_threshold < 1.0:
         p.error(f"--vad-threshold must be in (0, 1), got {args.vad_threshold}")
     if not 0 <= args.video_overlap_seconds < args.video_window_seconds:
@@ -125,7 +131,7 @@ def gather_inputs(names: List[str]) -> Tuple[List[str], List[str]]:
 def load_recognizer(args: argparse.Namespace):
     import torch
 
-    from espnet.asr.pretrained import Recognizer
+    from espnet.asr.pretrained import Recognizer, resolve_pretrained
 
     if args.model is None and args.decoder == "whisper-decoder" and args.whisper_pad_seconds is None:
         args.whisper_pad_seconds = 30.0  # Whisper's own input convention (see docs/transcription.md)
@@ -136,8 +142,15 @@ def load_recognizer(args: argparse.Namespace):
     if device == "cpu":
         from espnet.training.cpu_threads import apply_num_threads
 
-        apply_num_threads(args.num_threads, 0)
-    return Recognizer.from_pretrained(args.model, flags=args, device=device, precision=args.precision)
+        apply_num_threads(args.num_threads)
+    from espnet.training.precision import resolve_precision
+
+    precision, reason = (None, "--precision checkpoint") if args.precision == "checkpoint" else \
+        resolve_precision(args.precision, device)
+    resolved = resolve_pretrained(args.model, args, precision=precision)
+    chosen = "bf16-mixed" if resolved.config.pretrained_dtype == "bfloat16" else "32"
+    print(f"precision: {chosen} ({reason})")
+    return Recognizer.from_resolved(resolved, device=device)
 
 
 def transcribe(args: argparse.Namespace) -> int:
