@@ -52,18 +52,12 @@ def load_clips(args: argparse.Namespace, audio_norm: bool):
 
     root, test_file = args.root_dir, args.test_file
     if root is None:
-        from preparation.synthetic_av import generate
+        from preparation.synthetic_av import generate, join_splits
 
         root = tempfile.mkdtemp(prefix="hf_decoding_speed_")
         paths = generate(root, num_utts=max(args.num_clips, 3), num_speakers=3, seed=3, progress=False,
                          babble_seconds=20.0)
-        lines = []
-        for split in ("train", "val", "test"):
-            with open(paths[split], encoding="utf8") as handle:
-                lines += handle.readlines()
-        test_file = os.path.join(root, "labels", "all.csv")
-        with open(test_file, "w", encoding="utf8") as handle:
-            handle.writelines(lines)
+        test_file = join_splits(paths)
     dataset = build_dataset(root, test_file, "test", "audio", audio_utterance_norm=audio_norm)
     n = min(args.num_clips, len(dataset))
     return [{"audio": dataset[i]["audio"]} for i in range(n)]

@@ -173,6 +173,19 @@ def generate(out_dir: str, num_utts: int = 200, num_speakers: int = 10, seed: in
     return paths
 
 
+def join_splits(paths: Dict[str, str], name: str = "all.csv") -> str:
+    """One label list ``OUT/labels/<name>`` with the lines of the train, val and test lists of
+    a corpus written by :func:`generate` (``paths`` is what it returned); returns its path."""
+    lines: List[str] = []
+    for split in ("train", "val", "test"):
+        with open(paths[split], encoding="utf8") as handle:
+            lines += handle.readlines()
+    out = os.path.join(os.path.dirname(paths["train"]), name)
+    with open(out, "w", encoding="utf8") as handle:
+        handle.writelines(lines)
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="Output root directory.")

@@ -28,18 +28,11 @@ def whisper_dir():
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
     """Six eSpeak utterances (generated corpus) in one label list ``all.csv`` with transcripts."""
-    from preparation.synthetic_av import generate
+    from preparation.synthetic_av import generate, join_splits
 
     root = str(tmp_path_factory.mktemp("espeak"))
     paths = generate(root, num_utts=6, num_speakers=3, seed=3, progress=False, babble_seconds=20.0)
-    lines = []
-    for split in ("train", "val", "test"):
-        with open(paths[split], encoding="utf8") as handle:
-            lines += handle.readlines()
-    all_csv = os.path.join(root, "labels", "all.csv")
-    with open(all_csv, "w", encoding="utf8") as handle:
-        handle.writelines(lines)
-    return {"root": root, "csv": all_csv}
+    return {"root": root, "csv": join_splits(paths)}
 
 
 @pytest.fixture(scope="module")
