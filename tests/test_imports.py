@@ -34,6 +34,19 @@ def test_the_walk_sees_the_project():
     assert len(files) > 100 and os.path.join(REPO, "espnet", "asr", "pretrained.py") in files
 
 
+@pytest.mark.parametrize("path", [p for p in python_files() if os.sep + "tutorials" + os.sep in p],
+                         ids=lambda p: os.path.relpath(p, REPO))
+def test_tutorials_import_only_the_package_and_installed_modules(path):
+    """A tutorial runs from anywhere with the repository on its path, nothing else: every module
+    it imports must be found from there (the package, the standard library, the venv)."""
+    import importlib.util
+
+    for name in imported_modules(path):
+        top = name.split(".")[0]
+        assert top == "tutorials" or importlib.util.find_spec(top) is not None, \
+            f"{os.path.relpath(path, REPO)} imports {name}, which is neither in the package nor installed"
+
+
 @pytest.mark.parametrize("path", list(python_files()), ids=lambda p: os.path.relpath(p, REPO))
 def test_no_module_imports_a_script_or_a_tutorial(path):
     tutorials = {os.path.splitext(f)[0] for f in os.listdir(os.path.join(REPO, "tutorials")) if f.endswith(".py")}

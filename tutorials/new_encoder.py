@@ -41,8 +41,9 @@ import sys
 import time
 from typing import Optional, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import REPO, make_corpus  # noqa: E402  (also puts the repository on sys.path)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from espnet.training.tiny_models import make_corpus  # noqa: E402
 
 import torch  # noqa: E402
 
