@@ -30,10 +30,14 @@ def build_logger(args: argparse.Namespace, run_dir: str):
 
 
 def build_trainer(args: argparse.Namespace, run_dir: str, callbacks, logger):
-    """The Lightning ``Trainer`` of a run (devices, precision, DDP, clipping, accumulation)."""
+    """The Lightning ``Trainer`` of a run (devices, precision, DDP, clipping, accumulation).
+    ``--precision auto`` not resolved yet (:func:`resolve_run_precision`) is resolved here."""
     from pytorch_lightning import Trainer
 
     from espnet.training.distributed import ddp_settings
+
+    if args.precision == "auto":
+        resolve_run_precision(args)
 
     return Trainer(
         default_root_dir=run_dir,
