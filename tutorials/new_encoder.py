@@ -181,16 +181,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"\n== 4. decoding utterance 0 of the batch\nreference:  {report['reference']}\nhypothesis: {report['hypothesis']}")
 
     # 5. an epoch with the package's Lightning module; the checkpoint loads back and decodes
-    from espnet.asr.evaluate import evaluate, load_model
-    from espnet.nets.pytorch_backend.model_config import ModelConfig
-    from espnet.training.checkpoints import load_checkpoint
+    from espnet.asr.evaluate import evaluate
+    from espnet.asr.pretrained import Recognizer, resolve_pretrained
 
     print(f"\n== 5. training {args.epochs} epoch(s) with espnet.training.model_module.ModelModule", flush=True)
     start = time.perf_counter()
     checkpoint = train_with_lightning(config, corpus, tokenizer, os.path.join(args.out, "exp"), args.epochs)
-    state, stored, _ = load_checkpoint(checkpoint)
+    resolved = resolve_pretrained(checkpoint)  # the model API reads what the checkpoint stores
+    stored = resolved.config.to_dict()
     report["checkpoint_config"] = stored
-    trained = load_model(ModelConfig.from_dict(stored), state, checkpoint)
+    trained = Recognizer.from_resolved(resolved).model
     print(f"{time.perf_counter() - start:.1f} s; {os.path.relpath(checkpoint, args.out)} stores encoder "
           f"{stored['encoder']!r} with options {stored['encoder_conf']}")
     result = evaluate(trained, tokenizer, corpus["root"], "test.csv", beam_size=2, ctc_weight=0.3, progress=False)

@@ -67,6 +67,7 @@ class ResolvedModel:
     state: Optional[Dict[str, torch.Tensor]]
     tokenizer: Optional[TextTransform]
     source: str
+    config_stored: bool = False  # the file recorded its config (a checkpoint of this project)
 
 
 def resolve_pretrained(path: Optional[str] = None, flags: Union[Sequence[str], argparse.Namespace] = (),
@@ -93,7 +94,25 @@ def resolve_pretrained(path: Optional[str] = None, flags: Union[Sequence[str], a
         config.pretrained_dtype = "bfloat16" if precision == "bf16-mixed" else "float32"
     if state is None:
         config.ctc_weight = 0.0  # no checkpoint: the CTC head is untrained, decoding leaves it out
-    return ResolvedModel(config, state, tokenizer, path or "model flags")
+    return ResolvedModel(config, state, tokenizer, path or "model flags", config_stored=stored_config is not None)
+
+
+def build_model(resolved: ResolvedModel) -> E2E:
+    """The model (eval mode) that :func:`resolve_pretrained` described, its weights loaded (an
+    error that says what differs when they do not fit); a model without weights must be
+    pretrained in every part."""
+    from espnet.training.checkpoints import load_state_checked
+
+    model = E2E(resolved.config)
+    if resolved.state is None:
+        untrained = model.untrained_parts()
+        if untrained:
+            raise ValueError("without --pretrained-model-path every part of the model must be pretrained, but "
+                             f"these are not: {', '.join(untrained)}; train the model first (train.py) and "
+                             "pass its checkpoint")
+    else:
+        load_state_checked(model, resolved.state, resolved.source)
+    return model.eval()
 
 
 class Recognizer:
@@ -139,23 +158,7 @@ class Recognizer:
     @classmethod
     def from_resolved(cls, resolved: "ResolvedModel", device: str = "cpu") -> "Recognizer":
         """Build the model that :func:`resolve_pretrained` described (the slow part: weights)."""
-        model = cls._build(resolved.config, resolved.state, resolved.source)
-        return cls(model, resolved.tokenizer, source=resolved.source, device=device)
-
-    @staticmethod
-    def _build(config: ModelConfig, state: Optional[Dict[str, torch.Tensor]], path: Optional[str]) -> E2E:
-        from espnet.training.checkpoints import load_state_checked
-
-        model = E2E(config)
-        if state is None:
-            untrained = model.untrained_parts()
-            if untrained:
-                raise ValueError("without --pretrained-model-path every part of the model must be pretrained, but "
-                                 f"these are not: {', '.join(untrained)}; train the model first (train.py) and "
-                                 "pass its checkpoint")
-        else:
-            load_state_checked(model, state, path)
-        return model.eval()
+        return cls(build_model(resolved), resolved.tokenizer, source=resolved.source, device=device)
 
     def save_pretrained(self, out_dir: str) -> str:
         """Write ``out_dir`` (a new or empty folder): ``config.json``, ``model.safetensors`` and

@@ -30,16 +30,19 @@ EXPORT_FORMAT_VERSION = 1
 
 
 def _load(path: str):
-    from espnet.asr.evaluate import load_model
-    from espnet.nets.pytorch_backend.model_config import ModelConfig
-    from espnet.training.checkpoints import load_checkpoint
+    """The model of the checkpoint ``path`` (through the model API), its config and the
+    tokenizer files it names (absolute)."""
+    from espnet.asr.pretrained import build_model, resolve_pretrained
 
-    state, config, meta = load_checkpoint(path)
-    if config is None:
+    resolved = resolve_pretrained(path)
+    if not resolved.config_stored:
         raise ValueError(f"{path}: the checkpoint records no model config (an original Auto-AVSR file?); "
                          "it is already a plain state dict")
-    config = ModelConfig.from_dict(dict(config))
-    return load_model(config, state, path), config, meta
+    model = build_model(resolved)  # no tokenizer check: a model may be exported without its SentencePiece files
+    tokenizer = resolved.tokenizer
+    meta = {"sp_model_path": tokenizer.sp_model_path if tokenizer is not None else None,
+            "dict_path": tokenizer.dict_path if tokenizer is not None else None}
+    return model, resolved.config, meta
 
 
 def exported_state(path: str, merge_lora: bool = False) -> Tuple[Dict[str, torch.Tensor], Any, Dict[str, Any]]:
