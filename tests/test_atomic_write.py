@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from espnet.utils.atomic_write import atomic_json_dump, atomic_open, atomic_torch_save
+from espnet.utils.atomic_write import atomic_json_dump, atomic_open, atomic_torch_save, current_umask
 
 
 def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -29,7 +29,7 @@ def test_json_with_nan_is_refused_before_anything_is_written(tmp_path):
     atomic_json_dump({"wer": 0.25}, path)
     with open(path, encoding="utf8") as handle:
         assert json.load(handle) == {"wer": 0.25}
-    assert oct(os.stat(path).st_mode & 0o777) == oct(0o666 & ~_umask())
+    assert oct(os.stat(path).st_mode & 0o777) == oct(0o666 & ~current_umask())
 
 
 def test_averaged_model_and_sidecar_are_written_through_the_atomic_path(tmp_path, monkeypatch):
@@ -49,9 +49,3 @@ def test_averaged_model_and_sidecar_are_written_through_the_atomic_path(tmp_path
     with pytest.raises(OSError, match="No space left"):
         checkpoints.average_last_checkpoints(str(tmp_path), 2, meta={"model_config": {}})
     assert sorted(f for f in os.listdir(tmp_path) if not f.startswith("epoch=")) == ["model_avg_2.json"]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

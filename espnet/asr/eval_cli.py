@@ -91,27 +91,15 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def decode(args: argparse.Namespace) -> int:
     """Decode ``--test-file`` and print the WER; raises on bad input (see ``run_cli``)."""
-    import torch
-
     from datamodule.data_module import label_path
     from datamodule.preflight import run_preflight
     from espnet.asr.evaluate import DEFAULT_BATCH_SIZE, check_output_file, evaluate, write_json
-    from espnet.asr.pretrained import Recognizer, resolve_pretrained
-    from espnet.training.precision import resolve_precision
+    from espnet.asr.pretrained import Recognizer, decoding_device, resolve_for_decoding
 
     if args.output_json:
         check_output_file(args.output_json, "--output-json")  # before the decoding, not after it
-    if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ValueError("--accelerator gpu requested but no CUDA device is available")
-    cuda = args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available())
-    device = "cuda" if cuda else "cpu"
-    if args.precision == "checkpoint":
-        precision, reason = None, "--precision checkpoint"
-    else:
-        precision, reason = resolve_precision(args.precision, device)
-    resolved = resolve_pretrained(args.pretrained_model_path, args, precision=precision)
-    chosen = "bf16-mixed" if resolved.config.pretrained_dtype == "bfloat16" else "32"
-    print(f"precision: {chosen} ({reason})")
+    device = decoding_device(args.accelerator)
+    resolved = resolve_for_decoding(args.pretrained_model_path, args, device)
     config, tokenizer = resolved.config, resolved.tokenizer
     odim = tokenizer.odim if tokenizer is not None else None
     read = config.modality

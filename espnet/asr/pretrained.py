@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
+from datamodule.av_dataset import MODALITY_STREAMS
 from datamodule.clip import load_clip
 from datamodule.label_list import STREAMS
 from datamodule.text_transform import TextTransform
@@ -33,7 +34,6 @@ from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.nets.pytorch_backend.model_config import ModelConfig
 
 Clip = Union[str, Dict[str, torch.Tensor]]
-MODALITY_STREAMS = {"video": ("video",), "audio": ("audio",), "audiovisual": ("video", "audio")}
 
 
 def model_flag_parser() -> argparse.ArgumentParser:
@@ -95,6 +95,31 @@ def resolve_pretrained(path: Optional[str] = None, flags: Union[Sequence[str], a
     if state is None:
         config.ctc_weight = 0.0  # no checkpoint: the CTC head is untrained, decoding leaves it out
     return ResolvedModel(config, state, tokenizer, path or "model flags", config_stored=stored_config is not None)
+
+
+def decoding_device(accelerator: str) -> str:
+    """``--accelerator`` of ``eval.py`` / ``transcribe.py`` (``auto``, ``cpu``, ``gpu``, ``cuda``):
+    ``"cuda"`` or ``"cpu"``; asking for a GPU where there is none is an error."""
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--accelerator {accelerator} requested but no CUDA device is available")
+    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "cuda" if cuda else "cpu"
+
+
+def resolve_for_decoding(path: Optional[str], args: argparse.Namespace, device: str,
+                         log: Any = print) -> ResolvedModel:
+    """:func:`resolve_pretrained` with ``args.precision`` (``checkpoint``: as the model was
+    trained; ``auto``, ``32``, ``bf16-mixed``: see :mod:`espnet.training.precision`) resolved for
+    ``device``; the choice and its reason are printed (``precision: 32 (--precision checkpoint)``)."""
+    from espnet.training.precision import resolve_precision
+
+    if args.precision == "checkpoint":
+        precision, reason = None, "--precision checkpoint"
+    else:
+        precision, reason = resolve_precision(args.precision, device)
+    resolved = resolve_pretrained(path, args, precision=precision)
+    log(f"precision: {'bf16-mixed' if resolved.config.pretrained_dtype == 'bfloat16' else '32'} ({reason})")
+    return resolved
 
 
 def build_model(resolved: ResolvedModel) -> E2E:

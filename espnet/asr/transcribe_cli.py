@@ -129,27 +129,16 @@ def gather_inputs(names: List[str]) -> Tuple[List[str], List[str]]:
 
 
 def load_recognizer(args: argparse.Namespace):
-    import torch
-
-    from espnet.asr.pretrained import Recognizer, resolve_pretrained
+    from espnet.asr.pretrained import Recognizer, decoding_device, resolve_for_decoding
 
     if args.model is None and args.decoder == "whisper-decoder" and args.whisper_pad_seconds is None:
         args.whisper_pad_seconds = 30.0  # Whisper's own input convention (see docs/transcription.md)
-    if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ValueError("--accelerator gpu requested but no CUDA device is available")
-    cuda = args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available())
-    device = "cuda" if cuda else "cpu"
+    device = decoding_device(args.accelerator)
     if device == "cpu":
         from espnet.training.cpu_threads import apply_num_threads
 
         apply_num_threads(args.num_threads)
-    from espnet.training.precision import resolve_precision
-
-    precision, reason = (None, "--precision checkpoint") if args.precision == "checkpoint" else \
-        resolve_precision(args.precision, device)
-    resolved = resolve_pretrained(args.model, args, precision=precision)
-    chosen = "bf16-mixed" if resolved.config.pretrained_dtype == "bfloat16" else "32"
-    print(f"precision: {chosen} ({reason})")
+    resolved = resolve_for_decoding(args.model, args, device)
     return Recognizer.from_resolved(resolved, device=device)
 
 

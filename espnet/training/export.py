@@ -122,12 +122,6 @@ def _readme(config, tokenizer: Dict[str, Optional[str]], source: str) -> str:
     return "\n".join(lines)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def export_hf_folder(path: str, out_dir: str, merge_lora: bool = False) -> str:
     """Write the Hugging Face-style folder ``out_dir`` (see the module docstring) for the
     checkpoint ``path``; returns ``out_dir``."""
@@ -150,6 +144,7 @@ def write_export_folder(state: Dict[str, torch.Tensor], config, meta: Dict[str, 
         raise ImportError("exporting needs the safetensors package: pip install safetensors") from None
     from espnet.training.checkpoints import EXPORT_CONFIG, EXPORT_WEIGHTS
     from espnet.training.tokenizer_files import copy_tokenizer
+    from espnet.utils.atomic_write import current_umask
 
     if os.path.isdir(out_dir) and os.listdir(out_dir):
         raise ValueError(f"{out_dir} exists and is not empty")
@@ -168,7 +163,7 @@ def write_export_folder(state: Dict[str, torch.Tensor], config, meta: Dict[str, 
             json.dump(exported, handle, indent=2)
         with open(os.path.join(staging, "README.md"), "w", encoding="utf8") as handle:
             handle.write(_readme(config, tokenizer, os.path.basename(exported_from)))
-        os.chmod(staging, 0o777 & ~_umask())
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it 0700
         os.replace(staging, out_dir)  # replaces an empty out_dir too
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -9,6 +9,13 @@ import tempfile
 from typing import IO, Any, Iterator
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (read by setting it and back: there is no getter)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str, mode: str = "w", encoding: str = "utf8") -> Iterator[IO]:
     """``open(path, mode)`` for writing, but the data goes to a hidden temporary file in the
@@ -30,9 +37,7 @@ def atomic_open(path: str, mode: str = "w", encoding: str = "utf8") -> Iterator[
             handle.flush()
             os.fsync(handle.fileno())
         # mkstemp creates the file 0600; give it the permissions a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
