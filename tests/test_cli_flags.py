@@ -116,3 +116,14 @@ def test_bottleneck_fusion_flags():
         resolve_model_config(parse(*av, "--fusion-type", "gated", "--bottleneck-tokens", "8"), 10)
     with pytest.raises(ValueError, match=r"--bottleneck-tokens \(bottleneck\): num_tokens must be >= 1, got 0"):
         resolve_model_config(parse(*av, "--fusion-type", "bottleneck", "--bottleneck-tokens", "0"), 10)
+
+
+@pytest.mark.parametrize("flag", ["--dist-timeout", "--signal-grace"])
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf"])
+def test_multi_process_time_limits_must_be_positive_seconds(capsys, flag, value):
+    from espnet.training.train_cli import parse_args
+
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--root-dir", "data", "--train-file", "train.csv", "--audio-encoder", "resnet1d", flag, value])
+    assert stop.value.code == 2
+    assert f"{flag} must be a positive number of seconds, got {float(value):g}" in capsys.readouterr().err
