@@ -163,13 +163,15 @@ def test_audio_of_any_rate_and_channels_comes_out_16k_mono(tmp_path, ext, codec,
 
 # ---- output formats -------------------------------------------------------------------------
 def test_every_output_format_exactly(tmp_path):
+    from espnet.asr.repetition import check_hypothesis
     from espnet.asr.transcription.decode import SegmentText, Transcript
     from espnet.asr.transcription.writers import output_paths, write_outputs
 
     transcript = Transcript("in/talk.mp4", 3725.5, [
         SegmentText(1.2345, 3.5, "BIN BLUE AT F TWO NOW", ("video", "audio")),
         SegmentText(4.0, 5.0, "", ("audio",)),
-        SegmentText(3661.0009, 3662.9996, "héllo, world", ("audio",))])
+        SegmentText(3661.0009, 3662.9996, "héllo, world", ("audio",),
+                    check_hypothesis("héllo, world", True, -0.123456), temperature=0.4)])
     paths = output_paths(str(tmp_path), "talk", ["txt", "json", "srt", "vtt"])
     write_outputs(transcript, paths)
     text = {fmt: open(p, encoding="utf8").read() for fmt, p in paths.items()}
@@ -183,8 +185,10 @@ def test_every_output_format_exactly(tmp_path):
         "segments": [{"id": 0, "start": 1.234, "end": 3.5, "text": "BIN BLUE AT F TWO NOW",
                       "streams": ["video", "audio"]},
                      {"id": 1, "start": 4.0, "end": 5.0, "text": "", "streams": ["audio"]},
-                     {"id": 2, "start": 3661.001, "end": 3663.0, "text": "héllo, world", "streams": ["audio"]}],
-        "text": "BIN BLUE AT F TWO NOW héllo, world", "gaps": []}
+                     {"id": 2, "start": 3661.001, "end": 3663.0, "text": "héllo, world", "streams": ["audio"],
+                      "compression_ratio": round(13 / 21, 4), "hit_length_limit": True, "repeating": True,
+                      "avg_logprob": -0.1235, "temperature": 0.4}],
+        "text": "BIN BLUE AT F TWO NOW héllo, world", "repeating_segments": 1, "gaps": []}
     assert sorted(os.listdir(tmp_path)) == ["talk.json", "talk.srt", "talk.txt", "talk.vtt"]  # no temporary left
 
 

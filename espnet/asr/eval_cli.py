@@ -58,6 +58,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--wer-normalizer", default="lower", choices=["lower", "whisper"],
                    help="Text normalisation before scoring: lower = case-insensitive words (Auto-AVSR); whisper = "
                         "Whisper's English normaliser (punctuation, numbers, spellings). (Default: lower)")
+    from espnet.asr.fallback import add_guard_args, check_guard_args
+
+    add_guard_args(p, "none")
     add_failure_args(p, "decoding")
     add_model_args(p)
     add_tokenizer_args(p)
@@ -78,6 +81,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if not 0.0 <= args.ctc_weight <= 1.0:
         p.error(f"--ctc-weight must be in [0, 1], got {args.ctc_weight}")
+    try:
+        check_guard_args(args)
+    except ValueError as err:
+        p.error(str(err))
     return args
 
 
@@ -94,7 +101,10 @@ def decode(args: argparse.Namespace) -> int:
     from datamodule.data_module import label_path
     from datamodule.preflight import run_preflight
     from espnet.asr.evaluate import DEFAULT_BATCH_SIZE, check_output_file, evaluate, write_json
+    from espnet.asr.fallback import resolve_fallback
+    from espnet.asr.repetition import repetition_warning
     from espnet.asr.pretrained import Recognizer, decoding_device, resolve_for_decoding
+    from espnet.nets.pytorch_backend.decoder.base_decoder import DecodeOptions
 
     if args.output_json:
         check_output_file(args.output_json, "--output-json")  # before the decoding, not after it
@@ -128,11 +138,20 @@ def decode(args: argparse.Namespace) -> int:
                       max_new_tokens=args.max_new_tokens, wer_normalizer=args.wer_normalizer,
                       skip_lines=skip_lines.get(args.test_file, frozenset()),
                       batch_size=args.batch_size or DEFAULT_BATCH_SIZE, drop_stream=args.drop_stream,
-                      skip_invalid=args.skip_invalid)
+                      skip_invalid=args.skip_invalid, guard=args.guard,
+                      fallback=resolve_fallback(args.fallback, args.fallback_best_of,
+                                                resolved.state is None and config.decoder == "whisper-decoder"))
     print(f"decoded {result.num_utterances} utterances in {result.seconds:.1f} s "
           f"({result.num_utterances / max(result.seconds, 1e-9):.2f} utt/s, real-time factor "
           f"{result.real_time_factor:.3f} for {result.audio_seconds:.1f} s of media); "
           f"{result.errors} errors / {result.ref_words} words")
+    if result.fallback_used:
+        print(f"fallback: {result.fallback_used} hypotheses decoded again by sampling (--fallback-temperatures)")
+    warning = repetition_warning(result.checks, "hypotheses", args.guard, f"--max-new-tokens {args.max_new_tokens}"
+                                 if model.decoder.max_length_ratio(DecodeOptions(max_new_tokens=args.max_new_tokens)) < 0
+                                 else "the encoder length")
+    if warning:
+        print(warning, file=sys.stderr)
     for row in result.left_out:
         print(f"left out (--skip-invalid): {row['reason']}")
     if args.output_json:

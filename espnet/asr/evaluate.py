@@ -16,7 +16,9 @@ from datamodule.data_module import build_dataset
 from datamodule.media import SAMPLE_RATE, VIDEO_FPS
 from datamodule.noise import load_noise, resolve_noise_file
 from datamodule.text_transform import TextTransform
-from espnet.asr.recognizer import STREAMS, DecodeOptions, recognize_batch
+from espnet.asr.fallback import FallbackOptions, recognize_guarded
+from espnet.asr.recognizer import STREAMS, DecodeOptions
+from espnet.asr.repetition import GuardOptions, HypothesisCheck
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.nets.pytorch_backend.model_config import ModelConfig
 from espnet.training.checkpoints import load_state_checked
@@ -32,6 +34,13 @@ class EvalResult:
     utterances: List[Dict[str, Any]] = field(default_factory=list)
     audio_seconds: float = 0.0
     left_out: List[Dict[str, str]] = field(default_factory=list)  # {"path", "reason"} (--skip-invalid)
+    checks: List[HypothesisCheck] = field(default_factory=list)  # the guard's findings, per utterance
+    fallback_used: int = 0  # hypotheses that were decoded again by sampling
+
+    @property
+    def repeating(self) -> int:
+        """Hypotheses the guard finds repeating (see :mod:`espnet.asr.repetition`)."""
+        return sum(c.repeating for c in self.checks)
 
     @property
     def real_time_factor(self) -> float:
@@ -49,6 +58,8 @@ class EvalResult:
             "real_time_factor": self.real_time_factor,
             "utterances": self.utterances,
             "left_out": self.left_out,
+            "repeating_hypotheses": self.repeating,
+            "resampled_hypotheses": self.fallback_used,
         }
 
 
@@ -136,6 +147,8 @@ def evaluate(
     batch_size: int = DEFAULT_BATCH_SIZE,
     drop_stream: Optional[str] = None,
     skip_invalid: bool = False,
+    guard: GuardOptions = GuardOptions(),
+    fallback: Optional[FallbackOptions] = None,
 ) -> EvalResult:
     """Decode every utterance of ``test_file`` and score it.
 
@@ -151,7 +164,11 @@ def evaluate(
 
     An utterance whose media hold NaN/inf values (which headers cannot show, so the
     pre-flight check does not see them) is an error naming its file, or with
-    ``skip_invalid`` left out of the decoding and the WER and listed in ``left_out``."""
+    ``skip_invalid`` left out of the decoding and the WER and listed in ``left_out``.
+
+    Every hypothesis is checked by ``guard`` (:mod:`espnet.asr.repetition`; its findings go
+    into its row and ``checks``); with ``fallback`` a failed one is decoded again by sampling
+    at rising temperatures (:mod:`espnet.asr.fallback`)."""
     if snr_target is not None and (model.modality == "video" or drop_stream == "audio"):
         raise ValueError("--decode-snr-target adds noise to audio, but " +
                          ("this model is video-only" if model.modality == "video" else "--drop-stream audio removes it"))
@@ -179,6 +196,7 @@ def evaluate(
     audio_seconds = 0.0
     start = time.perf_counter()
     left_out: List[Dict[str, str]] = []
+    checks: List[Optional[HypothesisCheck]] = [None] * len(dataset)
     with tqdm(total=len(dataset), desc="decoding", disable=not progress, unit="utt") as bar:
         for items in loader:
             valid = []
@@ -197,23 +215,28 @@ def evaluate(
                 continue
             inputs = [{k: item[k].to(device) for k in STREAMS if k in item} for item in items]
             with torch.autocast(device_type=device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-                hyps = recognize_batch(model, inputs, options)
+                hyps = recognize_guarded(model, inputs, options, text_transform, guard, fallback)
             for item, hyp in zip(items, hyps):
                 row = {"path": dataset.media_path(int(item["idx"])), "reference": reference(item),
-                       "hypothesis": model.decoder.ids_to_text(hyp.token_ids, text_transform)}
-                if hyp.score is not None:
-                    row["score"] = hyp.score
+                       "hypothesis": hyp.text}
+                if hyp.decoded.score is not None:
+                    row["score"] = hyp.decoded.score
+                row.update(hyp.check.to_json())
+                if fallback is not None:
+                    row["temperature"] = hyp.temperature
                 rows[int(item["idx"])] = row
+                checks[int(item["idx"])] = hyp.check
                 audio_seconds += media_seconds(item)
             bar.update(len(items))
     seconds = time.perf_counter() - start
-    rows = [r for r in rows if r is not None]
+    kept = [i for i, r in enumerate(rows) if r is not None]
+    rows = [rows[i] for i in kept]
     if not rows:
         raise ValueError(f"{test_file}: no utterance is left to decode after leaving out {len(left_out)} with "
                          f"NaN/inf media (--skip-invalid)")
     scores = corpus_wer([r["reference"] for r in rows], [r["hypothesis"] for r in rows], normalize)
     return EvalResult(scores["wer"], len(rows), scores["errors"], scores["ref_words"], seconds, rows, audio_seconds,
-                      left_out)
+                      left_out, [checks[i] for i in kept], sum(r.get("temperature", 0.0) > 0 for r in rows))
 
 
 def nonfinite_media(item: Dict[str, Any], media_path: str) -> Optional[str]:

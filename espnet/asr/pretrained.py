@@ -253,6 +253,25 @@ class Recognizer:
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
             return recognize_batch(self.model, items, self.decode_options(**options))
 
+    @torch.no_grad()
+    def recognize_guarded(self, clips: Sequence[Clip], guard: Any = None, fallback: Any = None,
+                          previous_texts: Optional[Sequence[str]] = None, **options: Any) -> List[Any]:
+        """Best hypotheses of ``clips`` with their texts, checked for repetition by ``guard``
+        (:class:`espnet.asr.repetition.GuardOptions`; default: openai-whisper's thresholds) and,
+        with ``fallback`` (:class:`espnet.asr.fallback.FallbackOptions`), failed ones decoded
+        again by sampling; ``previous_texts``: per clip, the text to condition on (Whisper).
+        Returns :class:`espnet.asr.fallback.GuardedHypothesis` objects."""
+        from espnet.asr.fallback import recognize_guarded
+        from espnet.asr.repetition import GuardOptions
+
+        items = [self.load_clip(c) if isinstance(c, str) else c for c in clips]
+        items = [{k: item[k].to(self.device) for k in STREAMS if k in item} for item in items]
+        bf16 = self.model.config.pretrained_dtype == "bfloat16"
+        device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            return recognize_guarded(self.model, items, self.decode_options(**options), self.tokenizer,
+                                     guard if guard is not None else GuardOptions(), fallback, previous_texts)
+
     def transcribe_batch(self, clips: Sequence[Clip], **options: Any) -> List[str]:
         """Texts of ``clips`` (see :meth:`recognize_batch`); options as :meth:`decode_options`."""
         return [self.model.decoder.ids_to_text(hyp.token_ids, self.tokenizer)

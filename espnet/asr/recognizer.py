@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from datamodule.label_list import STREAMS
-from espnet.nets.beam_search import BatchBeamSearch
+from espnet.nets.beam_search import BatchBeamSearch, length_limits
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.nets.pytorch_backend.decoder.base_decoder import DecodeOptions, Decoded
 
@@ -73,14 +73,17 @@ def decode_memory(model: E2E, memory: torch.Tensor, memory_lengths: torch.Tensor
     if decoder.decodes_itself:
         return decoder.recognize(memory, memory_lengths, decoding_ctc(model, options.ctc_weight), options)
     search = build_beam_search(model, options.beam_size, options.ctc_weight, options.penalty)
+    ratio = decoder.max_length_ratio(options)
     best = []
-    for i, hyps in enumerate(search.batch_forward(memory, memory_lengths, decoder.max_length_ratio(options))):
+    for i, hyps in enumerate(search.batch_forward(memory, memory_lengths, ratio)):
         if not hyps:
             raise RuntimeError(f"beam search returned no hypothesis for utterance {i} of the batch")
         ids = hyps[0].yseq.tolist()[1:]  # without <sos>
         while ids and ids[-1] == decoder.eos:  # (an eos chosen at the length limit gets a second one)
             ids.pop()
-        best.append(Decoded(ids, float(hyps[0].score)))
+        # a hypothesis that chose its end token takes at most maxlen - 1 tokens before it
+        maxlen = length_limits(int(memory_lengths[i]), ratio, 0.0)[0]
+        best.append(Decoded(ids, float(hyps[0].score), hit_length_limit=len(ids) >= maxlen))
     return best
 
 

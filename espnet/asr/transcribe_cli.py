@@ -69,8 +69,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="checkpoint: as the model was trained (else 32); 32: float32; bf16-mixed: pretrained "
                         "weights in bfloat16 and decoding under bf16 autocast; auto: bf16-mixed where the device "
                         "computes bf16 natively, else 32. The choice is printed. (Default: checkpoint)")
+    p.add_argument("--previous-text", default="auto", choices=["auto", "on", "off"],
+                   help="Whisper decoders: decode each segment after the text of the segments before it "
+                        "(<|startofprev|>, openai-whisper's condition_on_previous_text); segments are then decoded "
+                        "one at a time in time order. auto = off (on the recorded speech measured it did not "
+                        "help; see docs/transcription.md). (Default: auto)")
     p.add_argument("--no-progress", action="store_true", help="No progress bars.")
     p.add_argument("--debug", action="store_true", help="Debug-level logging; tracebacks on errors.")
+    from espnet.asr.fallback import add_guard_args, check_guard_args
+
+    add_guard_args(p, "auto")
     add_model_args(p)
     add_tokenizer_args(p)
     add_generate_args(p)
@@ -88,7 +96,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         p.error(f"--vad-threshold must be in (0, 1), got {args.vad_threshold}")
     if not 0 <= args.video_overlap_seconds < args.video_window_seconds:
         p.error("--video-overlap-seconds must be >= 0 and shorter than --video-window-seconds")
+    if args.previous_text == "on" and args.decoder not in (None, "whisper-decoder"):
+        p.error(f"--previous-text on: only a Whisper decoder conditions on previous text, not --decoder {args.decoder}")
     try:
+        check_guard_args(args)
         from espnet.asr.transcription.writers import parse_formats
 
         args.formats = parse_formats(args.format)
@@ -157,6 +168,20 @@ def transcribe(args: argparse.Namespace) -> int:
     recognizer = load_recognizer(args)
     if args.drop_stream is not None:
         streams_to_read(recognizer, "", True, True, args.drop_stream)  # a model without stand-ins: exit 2 here
+    from espnet.asr.fallback import resolve_fallback
+    from espnet.asr.repetition import repetition_warning
+
+    config = recognizer.model.config
+    whisper = config.decoder == "whisper-decoder"
+    if args.previous_text == "on" and not whisper:
+        raise ValueError(f"--previous-text on: only a Whisper decoder conditions on previous text; {args.model} has "
+                         f"--decoder {config.decoder}")
+    previous_text = args.previous_text == "on"
+    fallback = resolve_fallback(args.fallback, args.fallback_best_of, whisper and args.model is None)
+    from espnet.nets.pytorch_backend.decoder.base_decoder import DecodeOptions
+
+    bounded = recognizer.model.decoder.max_length_ratio(DecodeOptions(max_new_tokens=args.max_new_tokens)) < 0
+    limit = f"--max-new-tokens {args.max_new_tokens}" if bounded else "the encoder length"
     options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens}
     if args.ctc_weight is not None:
         options["ctc_weight"] = args.ctc_weight
@@ -195,7 +220,8 @@ def transcribe(args: argparse.Namespace) -> int:
                 raise ValueError(f"{path}: the {' and '.join(streams)} stream is empty")
             segments, gaps = plan_segments(recognizer, media, seg_options)
             transcript = transcribe_media(recognizer, media, segments, batch_size=args.batch_size,
-                                          progress=not args.no_progress, gaps=gaps, **options)
+                                          progress=not args.no_progress, gaps=gaps, guard=args.guard,
+                                          fallback=fallback, previous_text=previous_text, **options)
             write_outputs(transcript, paths)
             busy += time.perf_counter() - start
             media_seconds += media.seconds
@@ -204,6 +230,10 @@ def transcribe(args: argparse.Namespace) -> int:
             no_face = f", {sum(g.seconds for g in gaps):.1f} s without a face not decoded" if gaps else ""
             print(f"{path}: {len(transcript.segments)} segments, {media.seconds:.1f} s{no_face} -> "
                   f"{', '.join(paths.values())}")
+            warning = repetition_warning([s.check for s in transcript.segments if s.check is not None],
+                                         f"segments of {path}", args.guard, limit)
+            if warning:
+                print(warning, file=sys.stderr)
         except INPUT_ERRORS as err:
             message = str(err)
             print(f"error: {message if message.startswith(path) else f'{path}: {message}'}", file=sys.stderr)

@@ -11,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from datamodule.media import SAMPLE_RATE, VIDEO_FPS
+from espnet.asr.repetition import GuardOptions, HypothesisCheck
 from espnet.asr.transcription.media import Media
 from espnet.asr.transcription.segments import Segment, VadOptions, fixed_windows, speech_segments
 
@@ -20,12 +21,16 @@ DEFAULT_MAX_SEGMENT = 20.0  # seconds: our models (trained on utterances of a fe
 
 @dataclass
 class SegmentText:
-    """The text of one segment (seconds from the start of the recording) and the streams read."""
+    """The text of one segment (seconds from the start of the recording), the streams read,
+    what the repetition guard found (:mod:`espnet.asr.repetition`) and the temperature of
+    the kept hypothesis (0.0: the search; above: the fallback's sampling)."""
 
     start: float
     end: float
     text: str
     streams: Tuple[str, ...]
+    check: Optional[HypothesisCheck] = None
+    temperature: float = 0.0
 
 
 @dataclass
@@ -37,6 +42,11 @@ class Transcript:
     seconds: float
     segments: List[SegmentText] = field(default_factory=list)
     gaps: List[Segment] = field(default_factory=list)  # stretches a video-only model could not read (no face)
+
+    @property
+    def repeating(self) -> int:
+        """Segments whose hypothesis the guard finds repeating."""
+        return sum(bool(s.check is not None and s.check.repeating) for s in self.segments)
 
     @property
     def text(self) -> str:
@@ -159,22 +169,43 @@ def segment_inputs(recognizer: Any, media: Media, segment: Segment) -> Dict[str,
     return recognizer.prepare_inputs(video=video, audio=audio)
 
 
+PROMPT_RESET_TEMPERATURE = 0.5  # openai-whisper: a text sampled hotter than this is not used as a prompt
+
+
 def transcribe_media(recognizer: Any, media: Media, segments: Sequence[Segment], batch_size: int = 8,
-                     progress: bool = True, gaps: Sequence[Segment] = (), **options: Any) -> Transcript:
+                     progress: bool = True, gaps: Sequence[Segment] = (), guard: GuardOptions = GuardOptions(),
+                     fallback: Any = None, previous_text: bool = False, **options: Any) -> Transcript:
     """Decode ``segments`` of ``media``, ``batch_size`` of similar length at a time (the
-    longest first); ``options`` go to :meth:`Recognizer.decode_options`; ``gaps`` are recorded."""
+    longest first); ``options`` go to :meth:`Recognizer.decode_options`; ``gaps`` are recorded.
+    Each hypothesis is checked by ``guard``; with ``fallback``
+    (:class:`espnet.asr.fallback.FallbackOptions`) a failed one is decoded again by sampling.
+
+    ``previous_text`` (Whisper decoders): each segment is decoded after the text of the
+    segments before it (openai-whisper's ``condition_on_previous_text``), so the segments are
+    decoded one at a time in time order; the context starts afresh after a segment whose kept
+    hypothesis was sampled above temperature 0.5 (as openai-whisper does) or still fails the guard."""
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
-    texts: List[str] = [""] * len(segments)
+    results: List[Any] = [None] * len(segments)
     streams: List[Tuple[str, ...]] = [()] * len(segments)
-    order = sorted(range(len(segments)), key=lambda i: (-segments[i].seconds, i))
+    if previous_text:
+        batches = [[i] for i in range(len(segments))]  # time order, one at a time
+    else:
+        order = sorted(range(len(segments)), key=lambda i: (-segments[i].seconds, i))
+        batches = [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
+    context = ""
     with tqdm(total=len(segments), desc=os.path.basename(media.path), unit="seg", disable=not progress) as bar:
-        for b in range(0, len(order), batch_size):
-            batch = order[b : b + batch_size]
+        for batch in batches:
             items = [segment_inputs(recognizer, media, segments[i]) for i in batch]
-            for i, item, text in zip(batch, items, recognizer.transcribe_batch(items, **options)):
-                texts[i] = text.strip()
+            previous = [context] if previous_text else None
+            hyps = recognizer.recognize_guarded(items, guard, fallback, previous, **options)
+            for i, item, hyp in zip(batch, items, hyps):
+                results[i] = hyp
                 streams[i] = tuple(s for s in ("video", "audio") if s in item)
+                if previous_text:
+                    fresh = hyp.temperature > PROMPT_RESET_TEMPERATURE or hyp.check.failed
+                    context = "" if fresh else f"{context} {hyp.text.strip()}".strip()
             bar.update(len(batch))
     return Transcript(media.path, media.seconds,
-                      [SegmentText(s.start, s.end, t, k) for s, t, k in zip(segments, texts, streams)], list(gaps))
+                      [SegmentText(s.start, s.end, r.text.strip(), k, r.check, r.temperature)
+                       for s, r, k in zip(segments, results, streams)], list(gaps))

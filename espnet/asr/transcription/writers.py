@@ -1,13 +1,14 @@
 """Writing a :class:`~espnet.asr.transcription.decode.Transcript` as ``.txt`` (one segment a
-line), ``.json`` (segments with start/end seconds, text and streams; the whole text; the stretches
+line), ``.json`` (segments with start/end seconds, text, streams and what the repetition guard found;
+the whole text and the count of repeating segments; the stretches
 without a face a video-only model could not read), ``.srt``
 and ``.vtt`` subtitles. Each file is written beside its destination and renamed into place."""
 
 import json
 import os
-from typing import Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
-from espnet.asr.transcription.decode import Transcript
+from espnet.asr.transcription.decode import SegmentText, Transcript
 from espnet.utils.atomic_write import atomic_open
 
 FORMATS = ("txt", "json", "srt", "vtt")
@@ -26,13 +27,22 @@ def format_txt(transcript: Transcript) -> str:
     return "".join(f"{s.text}\n" for s in transcript.segments if s.text)
 
 
+def segment_check(segment: SegmentText) -> Dict[str, Any]:
+    """The repetition guard's fields of a segment (``repeating``, ``compression_ratio``,
+    ``hit_length_limit``, ``avg_logprob`` where known, ``temperature``); none if unchecked."""
+    if segment.check is None:
+        return {}
+    return {**segment.check.to_json(), "temperature": segment.temperature}
+
+
 def format_json(transcript: Transcript) -> str:
     payload = {
         "source": transcript.path,
         "duration": round(transcript.seconds, 3),
         "segments": [{"id": i, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text,
-                      "streams": list(s.streams)} for i, s in enumerate(transcript.segments)],
+                      "streams": list(s.streams), **segment_check(s)} for i, s in enumerate(transcript.segments)],
         "text": transcript.text,
+        "repeating_segments": transcript.repeating,
         "gaps": [{"start": round(g.start, 3), "end": round(g.end, 3), "reason": "no face"} for g in transcript.gaps],
     }
     return json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -40,10 +40,12 @@ class DecodeOptions:
 @dataclass
 class Decoded:
     """The best hypothesis of one utterance: token ids of the decoder's vocabulary (no
-    start/end tokens) and its score (``None`` when the decoder reports none)."""
+    start/end tokens), its score (``None`` when the decoder reports none) and whether it was
+    stopped at the length limit instead of ending with the end token (``hit_length_limit``)."""
 
     token_ids: List[int]
     score: Optional[float] = None
+    hit_length_limit: bool = False
 
 
 class BaseDecoder(torch.nn.Module, BatchScorerInterface, ABC):
@@ -130,6 +132,17 @@ class BaseDecoder(torch.nn.Module, BatchScorerInterface, ABC):
     def ids_to_text(self, token_ids: Sequence[int], sentencepiece) -> str:
         """Text of decoded ids (``sentencepiece``: the model's SentencePiece tokenizer or ``None``)."""
         raise NotImplementedError
+
+    def condition_on(self, previous_texts: Sequence[str]):
+        """A context manager under which the decoder decodes utterance ``i`` of the next batches
+        after ``previous_texts[i]`` (what came before it in the recording), as Whisper's
+        ``<|startofprev|>`` prompt. Only decoders trained that way do it (Whisper); here every
+        text must be empty."""
+        import contextlib
+
+        if any(t.strip() for t in previous_texts):
+            raise ValueError(f"{type(self).__name__} does not condition on previous text (Whisper decoders do)")
+        return contextlib.nullcontext()
 
     def check_tokenizer(self, sentencepiece) -> None:
         """Raise when decoding needs a SentencePiece tokenizer that is not given."""

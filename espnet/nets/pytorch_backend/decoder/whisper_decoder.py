@@ -9,7 +9,8 @@ every ``encoder_attn`` call by a forward pre-hook while this module runs.
 
 Prompt: ``<|startoftranscript|> <|lang|> <|transcribe|> <|notimestamps|>`` from the
 model's tokenizer (tokens the tokenizer lacks are left out; the language and task tokens
-only for a multilingual model). Training is teacher-forced on ``prompt + text + eos``
+only for a multilingual model); under :meth:`WhisperTextDecoder.condition_on` it is preceded
+by ``<|startofprev|>`` and the text that came before (openai-whisper's previous-text prompt). Training is teacher-forced on ``prompt + text + eos``
 (loss on text + eos). Decoding: a batch scorer of the joint CTC/attention beam search; the
 prompt runs once per utterance, then one token per hypothesis on the model's
 ``EncoderDecoderCache`` (the cross-attention keys/values are computed once and copied only
@@ -87,6 +88,8 @@ class WhisperTextDecoder(HFTextDecoder):
         if notime is not None:
             prompt.append(notime)
         self.prompt_ids = prompt
+        self.startofprev_id = token("<|startofprev|>")
+        self._previous: Optional[List[List[int]]] = None  # per utterance: <|startofprev|> + text ids, or []
         eos = tok.eos_token_id if tok.eos_token_id is not None else cfg.eos_token_id
         self.eos_id = int(eos)
         self.pad_id = int(tok.pad_token_id) if tok.pad_token_id is not None else self.eos_id
@@ -107,6 +110,45 @@ class WhisperTextDecoder(HFTextDecoder):
     def text_ids(self, text: str) -> List[int]:
         text = text.strip()
         return list(self.tokenizer(" " + text if text else "", add_special_tokens=False)["input_ids"])
+
+    # ---- previous text ---------------------------------------------------------------
+    def previous_ids(self, text: str) -> List[int]:
+        """``<|startofprev|>`` and the ids of ``text``'s last ``max_target_positions // 2 - 1``
+        tokens (openai-whisper's limit: half of the decoder's positions), ``[]`` for no text."""
+        ids = self.text_ids(text)
+        if not ids:
+            return []
+        if self.startofprev_id is None:
+            raise ValueError(f"the tokenizer of {type(self).__name__} has no <|startofprev|> token: it cannot "
+                             "condition on previous text")
+        return [self.startofprev_id] + ids[-(self.max_positions // 2 - 1):]
+
+    @contextlib.contextmanager
+    def condition_on(self, previous_texts: Sequence[str]):
+        """Decode utterance ``i`` after ``<|startofprev|>`` + ``previous_texts[i]`` (before
+        ``<|startoftranscript|>``), as openai-whisper conditions a window on the text of the
+        windows before it. The prompts of one batch must have equal lengths (decode
+        utterances with different previous texts one at a time); a batch ``k`` times larger
+        than ``previous_texts`` (sampling ``k`` hypotheses per utterance) repeats each."""
+        ids = [self.previous_ids(t) for t in previous_texts]
+        if len({len(i) for i in ids}) > 1:
+            raise ValueError("utterances conditioned on previous texts of different lengths are decoded one at a time")
+        self._previous = ids if ids and ids[0] else None
+        try:
+            yield
+        finally:
+            self._previous = None
+
+    def prompts(self, batch: int, device) -> torch.Tensor:
+        """The prompt ids ``(B, P)`` of each utterance: the previous text if conditioned, then
+        ``<|startoftranscript|>`` ... ``<|notimestamps|>``."""
+        previous = self._previous
+        if previous is None:
+            return torch.tensor(self.prompt_ids, dtype=torch.long, device=device).expand(batch, -1)
+        if batch % len(previous):
+            raise ValueError(f"{len(previous)} previous texts for a batch of {batch} utterances")
+        rows = [p + self.prompt_ids for p in previous for _ in range(batch // len(previous))]
+        return torch.tensor(rows, dtype=torch.long, device=device)
 
     # ---- memory mask -----------------------------------------------------------------
     def _inject_mask(self, module, args, kwargs):
@@ -183,7 +225,7 @@ class WhisperTextDecoder(HFTextDecoder):
 
     @property
     def prompt_length(self) -> int:
-        return len(self.prompt_ids)
+        return len(self.prompt_ids) + (len(self._previous[0]) if self._previous else 0)
 
     def projected_memory(self, memory: torch.Tensor) -> torch.Tensor:
         """``adim -> d_model``; refuses more frames than Whisper's 30 s window."""
@@ -195,12 +237,12 @@ class WhisperTextDecoder(HFTextDecoder):
         return mem
 
     def start_prompt(self, memory: torch.Tensor, memory_lengths: torch.Tensor) -> Tuple[torch.Tensor, HFSearchState]:
-        """The prompt of every utterance in one pass (it fills the self- and cross-attention
+        """The prompt of every utterance (after its previous text under :meth:`condition_on`) in one pass (it fills the self- and cross-attention
         caches). Context: the projected ``memory`` ``(B, T, d_model)`` and its additive
         padding ``mask`` ``(B, 1, 1, T)`` (``None`` without padding)."""
         mem = self.projected_memory(memory)
         mask = self.additive_mask(memory_lengths, mem.size(1), mem.dtype, mem.device)
-        prompt = torch.tensor(self.prompt_ids, dtype=torch.long, device=mem.device).expand(mem.size(0), -1)
+        prompt = self.prompts(mem.size(0), mem.device)
         with self.masking(mask):
             out = self.whisper.model.decoder(input_ids=prompt, encoder_hidden_states=mem, use_cache=True)
         logits = self.whisper.proj_out(out.last_hidden_state[:, -1])
