@@ -128,6 +128,36 @@ def test_pair_gives_whispers_own_tokens_and_stops(pair, reference, clips, beam):
     assert hits >= 0.3 * sum(len(normalize(r).split()) for r in transcripts), texts
 
 
+def test_previous_text_prompt_gives_whispers_own_tokens(pair, reference, clips):
+    """Conditioned on the text before it (``<|startofprev|>``, openai-whisper's
+    condition_on_previous_text), the search gives the tokens of Whisper's ``generate`` with
+    the same ``prompt_ids``; an empty previous text is no prompt at all."""
+    from espnet.asr.fallback import decode_guarded
+    from espnet.nets.pytorch_backend.decoder.base_decoder import DecodeOptions
+
+    waves, transcripts = clips
+    hf, processor = reference
+    decoder = pair.decoder
+    previous = transcripts[0].capitalize() + "."
+    prompt_ids = processor.get_prompt_ids(previous, return_tensors="pt")
+    assert decoder.previous_ids(previous) == prompt_ids.tolist()  # <|startofprev|> + " " + text
+    assert decoder.previous_ids("  ") == []
+    options = DecodeOptions(beam_size=1, ctc_weight=0.0, max_new_tokens=64)
+    with torch.no_grad():
+        e, e_len = pair.encode({"audio": waves[1][None, :, None], "audio_lengths": torch.tensor([waves[1].numel()])})
+        ours = decode_guarded(pair, e, e_len, options, previous_texts=[previous])[0]
+        plain = decode_guarded(pair, e, e_len, options, previous_texts=[""])[0]
+        assert plain.decoded.token_ids == decode_guarded(pair, e, e_len, options)[0].decoded.token_ids
+        feats = processor.feature_extractor([waves[1].numpy()], sampling_rate=16000, return_tensors="pt").input_features
+        row = hf.generate(feats, prompt_ids=prompt_ids, max_new_tokens=64).tolist()[0]
+    assert EOT in row or len(row) < 64
+    assert ours.decoded.token_ids == [t for t in row if t != EOT]
+    assert not ours.check.failed and ours.text
+    with pytest.raises(ValueError, match="decoded one at a time"):
+        with decoder.condition_on(["one two", "three four five six"]):
+            pass
+
+
 def test_zero_shot_eval_without_checkpoint(whisper_dir, speech, clips, reference, capsys, tmp_path):
     """eval.py from model flags alone decodes exactly what Whisper transcribes, and scores it."""
     import json
