@@ -260,9 +260,10 @@ def test_drop_stream_of_an_audio_visual_model(recordings, models, capsys, tmp_pa
 
 def test_whisper_zero_shot_on_the_long_recording(recordings, capsys, tmp_path):
     """The real Whisper tiny.en from flags alone (no --model) on the mp4: segments at the
-    utterances, padded to Whisper's 30 s window, each with the text it gets alone from the
-    search, or, where that failed the repetition guard (eSpeak's odd sentences often get an
-    average log-probability below -1), the first sample of the temperature fallback that passes."""
+    utterances, padded to Whisper's 30 s window, each decoded after the text of the segments
+    before it, with the text it gets alone from the search after that context, or, where that
+    failed the repetition guard (eSpeak's odd sentences often get an average log-probability
+    below -1), the first sample of the temperature fallback that passes."""
     if not os.path.isfile(os.path.join(WHISPER, "model.safetensors")):
         pytest.skip("../shared/models/whisper-tiny.en is not available")
     from espnet.asr.pretrained import Recognizer
@@ -277,17 +278,21 @@ def test_whisper_zero_shot_on_the_long_recording(recordings, capsys, tmp_path):
     assert_at_truth(result["segments"], recordings["truth"])
     recognizer = Recognizer.from_pretrained(None, WHISPER_FLAGS + ["--whisper-pad-seconds", "30"])
     media = decoded(recognizer, recordings["talk.mp4"])
-    searched = [recognizer.recognize_guarded([segment_inputs(recognizer, media, Segment(s["start"], s["end"]))],
-                                             beam_size=2)[0] for s in result["segments"]]
-    for seg, hyp in zip(result["segments"], searched):
-        if seg["temperature"] == 0.0:  # the search passed the guard: its text, as decoded alone
-            assert seg["text"] == hyp.text and not hyp.check.failed
+    context, prompted = "", 0  # each segment follows the text before it (--previous-text auto: on)
+    for seg in result["segments"]:
+        hyp = recognizer.recognize_guarded([segment_inputs(recognizer, media, Segment(seg["start"], seg["end"]))],
+                                           previous_texts=[context], beam_size=2)[0]
+        prompted += bool(context)
+        passes = seg["compression_ratio"] <= 2.4 and not seg["hit_length_limit"] and seg["avg_logprob"] >= -1.0
+        if seg["temperature"] == 0.0:  # the search passed the guard: its text, as decoded alone after the context
+            assert seg["text"] == hyp.text and not hyp.check.failed and passes
             torch.testing.assert_close(seg["avg_logprob"], hyp.check.avg_logprob, rtol=0, atol=1e-3)
         else:  # the search failed; the fallback kept a sample that passes (or the last one, still failing)
             assert hyp.check.failed and seg["temperature"] in (0.2, 0.4, 0.6, 0.8, 1.0)
-            passes = seg["compression_ratio"] <= 2.4 and not seg["hit_length_limit"] and seg["avg_logprob"] >= -1.0
             assert passes or seg["temperature"] == 1.0
         assert seg["repeating"] == (seg["compression_ratio"] > 2.4 or seg["hit_length_limit"])
+        context = "" if seg["temperature"] > 0.5 or not passes else f"{context} {seg['text']}".strip()
+    assert prompted >= 1
     texts = [s["text"] for s in result["segments"]]
     assert all(texts) and result["repeating_segments"] == sum(s["repeating"] for s in result["segments"])
     assert open(tmp_path / "talk.txt", encoding="utf8").read() == "".join(t + "\n" for t in texts)

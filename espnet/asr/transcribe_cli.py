@@ -72,8 +72,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--previous-text", default="auto", choices=["auto", "on", "off"],
                    help="Whisper decoders: decode each segment after the text of the segments before it "
                         "(<|startofprev|>, openai-whisper's condition_on_previous_text); segments are then decoded "
-                        "one at a time in time order. auto = off (on the recorded speech measured it did not "
-                        "help; see docs/transcription.md). (Default: auto)")
+                        "one at a time in time order. auto = on for a pretrained Whisper decoder used zero-shot (no "
+                        "--model; it lowered the WER on the recorded speech measured, see docs/transcription.md), off "
+                        "otherwise (a fine-tuned decoder never saw such a prompt). (Default: auto)")
     p.add_argument("--no-progress", action="store_true", help="No progress bars.")
     p.add_argument("--debug", action="store_true", help="Debug-level logging; tracebacks on errors.")
     from espnet.asr.fallback import add_guard_args, check_guard_args
@@ -176,8 +177,9 @@ def transcribe(args: argparse.Namespace) -> int:
     if args.previous_text == "on" and not whisper:
         raise ValueError(f"--previous-text on: only a Whisper decoder conditions on previous text; {args.model} has "
                          f"--decoder {config.decoder}")
-    previous_text = args.previous_text == "on"
-    fallback = resolve_fallback(args.fallback, args.fallback_best_of, whisper and args.model is None)
+    zero_shot_whisper = whisper and args.model is None
+    previous_text = args.previous_text == "on" or (args.previous_text == "auto" and zero_shot_whisper)
+    fallback = resolve_fallback(args.fallback, args.fallback_best_of, zero_shot_whisper)
     from espnet.nets.pytorch_backend.decoder.base_decoder import DecodeOptions
 
     bounded = recognizer.model.decoder.max_length_ratio(DecodeOptions(max_new_tokens=args.max_new_tokens)) < 0
