@@ -101,10 +101,9 @@ def decode(args: argparse.Namespace) -> int:
     from datamodule.data_module import label_path
     from datamodule.preflight import run_preflight
     from espnet.asr.evaluate import DEFAULT_BATCH_SIZE, check_output_file, evaluate, write_json
-    from espnet.asr.fallback import resolve_fallback
-    from espnet.asr.repetition import repetition_warning
+    from espnet.asr.fallback import length_limit_name, resolve_fallback
     from espnet.asr.pretrained import Recognizer, decoding_device, resolve_for_decoding
-    from espnet.nets.pytorch_backend.decoder.base_decoder import DecodeOptions
+    from espnet.asr.repetition import repetition_warning
 
     if args.output_json:
         check_output_file(args.output_json, "--output-json")  # before the decoding, not after it
@@ -147,9 +146,8 @@ def decode(args: argparse.Namespace) -> int:
           f"{result.errors} errors / {result.ref_words} words")
     if result.fallback_used:
         print(f"fallback: {result.fallback_used} hypotheses decoded again by sampling (--fallback-temperatures)")
-    warning = repetition_warning(result.checks, "hypotheses", args.guard, f"--max-new-tokens {args.max_new_tokens}"
-                                 if model.decoder.max_length_ratio(DecodeOptions(max_new_tokens=args.max_new_tokens)) < 0
-                                 else "the encoder length")
+    warning = repetition_warning(result.checks, "hypotheses", args.guard,
+                                 length_limit_name(model, args.max_new_tokens))
     if warning:
         print(warning, file=sys.stderr)
     for row in result.left_out:

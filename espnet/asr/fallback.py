@@ -198,6 +198,13 @@ def recognize_guarded(model: Any, items: Sequence[dict], options: DecodeOptions,
     return decode_guarded(model, memory, lengths, options, tokenizer, guard, fallback, previous_texts)
 
 
+def length_limit_name(model: Any, max_new_tokens: int) -> str:
+    """How the length limit of ``model``'s decoder is named in messages: ``--max-new-tokens N``
+    for a decoder with a token limit (LLaMA, Whisper), else ``the encoder length``."""
+    bounded = model.decoder.max_length_ratio(DecodeOptions(max_new_tokens=max_new_tokens)) < 0
+    return f"--max-new-tokens {max_new_tokens}" if bounded else "the encoder length"
+
+
 def logprob_flag(text: str) -> Optional[float]:
     """``--logprob-threshold``: a number, or ``none`` (not checked)."""
     if text.strip().lower() == "none":

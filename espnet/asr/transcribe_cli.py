@@ -169,7 +169,7 @@ def transcribe(args: argparse.Namespace) -> int:
     recognizer = load_recognizer(args)
     if args.drop_stream is not None:
         streams_to_read(recognizer, "", True, True, args.drop_stream)  # a model without stand-ins: exit 2 here
-    from espnet.asr.fallback import resolve_fallback
+    from espnet.asr.fallback import length_limit_name, resolve_fallback
     from espnet.asr.repetition import repetition_warning
 
     config = recognizer.model.config
@@ -180,10 +180,7 @@ def transcribe(args: argparse.Namespace) -> int:
     zero_shot_whisper = whisper and args.model is None
     previous_text = args.previous_text == "on" or (args.previous_text == "auto" and zero_shot_whisper)
     fallback = resolve_fallback(args.fallback, args.fallback_best_of, zero_shot_whisper)
-    from espnet.nets.pytorch_backend.decoder.base_decoder import DecodeOptions
-
-    bounded = recognizer.model.decoder.max_length_ratio(DecodeOptions(max_new_tokens=args.max_new_tokens)) < 0
-    limit = f"--max-new-tokens {args.max_new_tokens}" if bounded else "the encoder length"
+    limit = length_limit_name(recognizer.model, args.max_new_tokens)
     options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens}
     if args.ctc_weight is not None:
         options["ctc_weight"] = args.ctc_weight
