@@ -5,7 +5,7 @@ and ``.vtt`` subtitles. Each file is written beside its destination and renamed 
 
 import json
 import os
-from typing import Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 from espnet.asr.transcription.decode import Transcript
 from espnet.utils.atomic_write import atomic_open
@@ -26,8 +26,10 @@ def format_txt(transcript: Transcript) -> str:
     return "".join(f"{s.text}\n" for s in transcript.segments if s.text)
 
 
-def format_json(transcript: Transcript) -> str:
-    payload = {
+def transcript_dict(transcript: Transcript) -> Dict[str, Any]:
+    """The ``.json`` output as a dict: source, duration, segments (id, start, end, text,
+    streams), the whole text and the gaps; seconds rounded to milliseconds."""
+    return {
         "source": transcript.path,
         "duration": round(transcript.seconds, 3),
         "segments": [{"id": i, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text,
@@ -35,7 +37,10 @@ def format_json(transcript: Transcript) -> str:
         "text": transcript.text,
         "gaps": [{"start": round(g.start, 3), "end": round(g.end, 3), "reason": "no face"} for g in transcript.gaps],
     }
-    return json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def format_json(transcript: Transcript) -> str:
+    return json.dumps(transcript_dict(transcript), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def format_srt(transcript: Transcript) -> str:
