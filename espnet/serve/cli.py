@@ -16,6 +16,13 @@ DESCRIPTION = ("Serve a model over HTTP: OpenAI-style POST /v1/audio/transcripti
                "(/docs) and a page at / to transcribe a file in the browser.")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A bad flag is one line on stderr (not argparse's usage block first), exit status 2."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def positive_megabytes(text: str) -> float:
     try:
         value = float(text)
@@ -49,7 +56,7 @@ def port_number(text: str) -> int:
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     from espnet.asr.transcribe_cli import add_transcription_args, check_transcription_args
 
-    p = argparse.ArgumentParser(prog="python -m espnet.serve", description=DESCRIPTION)
+    p = OneLineParser(prog="python -m espnet.serve", description=DESCRIPTION)
     p.add_argument("--host", default="127.0.0.1",
                    help="Address to listen on; 0.0.0.0 serves every network the machine is on. (Default: 127.0.0.1, "
                         "this machine only)")
