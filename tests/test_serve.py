@@ -234,9 +234,21 @@ def test_bad_requests_and_media_this_model_cannot_read_get_422_or_400(transcribe
         assert_error(response, 422, "file", "missing_file", "the request has no 'file' part")
         response = client.post("/v1/audio/transcriptions", json={"file": "talk.mp4"})
         assert_error(response, 400, None, "malformed_request", "send the request as multipart/form-data")
-        response = client.post("/v1/audio/transcriptions", content=b'--b\r\nContent-Disposition: form-data; name="file"',
+        cut_short = b'--b\r\nContent-Disposition: form-data; name="file"'
+        response = client.post("/v1/audio/transcriptions", content=cut_short,
                                headers={"content-type": "multipart/form-data; boundary=b"})
         assert_error(response, 400, None, "malformed_request", "the multipart body ends before its closing boundary")
+
+
+def test_a_fault_of_the_server_is_500_and_leaves_nothing(media, temp_root):
+    def broken(path):
+        assert os.path.isfile(path) and os.path.dirname(os.path.dirname(path)) == temp_root
+        raise RuntimeError("the decoder fell over")
+
+    with service_client(broken, temp_root) as client:
+        error = assert_error(post(client, media["talk"]), 500, None, "server_error",
+                             "the server failed on this file: RuntimeError: the decoder fell over")
+    assert error["type"] == "server_error"
 
 
 def test_a_full_queue_answers_503_with_retry_after(transcriber, media, temp_root):
@@ -400,7 +412,8 @@ def test_the_page_in_headless_chromium(transcriber, expected, media, temp_root, 
                                                   "return t !== null && t.readyState === 2;"))
             track = driver.execute_script(
                 "const t = document.querySelector('#player track');"
-                "return {src: t.src, mode: t.track.mode, cues: Array.from(t.track.cues).map(c => [c.startTime, c.text]),"
+                "return {src: t.src, mode: t.track.mode,"
+                "        cues: Array.from(t.track.cues).map(c => [c.startTime, c.text]),"
                 "        media: document.querySelector('#player').src};")
             assert track["src"].startswith("blob:") and track["media"].startswith("blob:")
             assert track["mode"] == "showing"

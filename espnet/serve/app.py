@@ -13,10 +13,10 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from typing import Any, AsyncIterator, Callable, Dict, Optional
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -95,13 +95,6 @@ def create_app(transcribe: Callable[[str], Transcript], *, max_upload_bytes: int
         kind = "server_error" if err.status_code >= 500 else "invalid_request_error"
         return error_response(err.status_code, str(err.detail), kind, headers=getattr(err, "headers", None))
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
-        first = err.errors()[0] if err.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        return error_response(422, f"{where or 'request'}: {first.get('msg', 'invalid')}", "invalid_request_error",
-                              param=where)
-
     @app.get("/", response_class=HTMLResponse, summary="A page: pick a recording, see and hear its transcript")
     async def index() -> HTMLResponse:
         return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_POLICY})
@@ -132,9 +125,13 @@ def create_app(transcribe: Callable[[str], Transcript], *, max_upload_bytes: int
                 raise ApiError(422, f"response_format {response_format!r} is not one of {', '.join(RESPONSE_FORMATS)}",
                                param="response_format", code="invalid_response_format")
             job = queue.submit(Job(lambda: transcribe(upload.path), directory))  # the job owns the folder now
+            start = time.perf_counter()
             transcript = await answer_or_disconnect(request, job)
             if transcript is None:
-                return Response(status_code=499)  # the client is gone; nobody reads this
+                log.info("%s: the client went away before its answer", upload.filename)
+                return Response(status_code=499)  # nobody reads this
+            log.info("%s: %d segments, %.1f s of media, answered in %.1f s (%s)", upload.filename,
+                     len(transcript.segments), transcript.seconds, time.perf_counter() - start, response_format)
             return render(transcript, response_format, language)
         except ClientDisconnect:
             return Response(status_code=499)

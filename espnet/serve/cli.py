@@ -8,7 +8,6 @@ without a thread per request), with request parsing and OpenAPI docs (``/docs``,
 import argparse
 import logging
 import math
-import sys
 import time
 from typing import List, Optional
 
