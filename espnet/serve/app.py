@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import tempfile
 import time
 from typing import Any, AsyncIterator, Callable, Dict, Optional
@@ -26,7 +25,7 @@ from espnet.asr.transcription.pipeline import MediaError
 from espnet.serve.errors import ApiError, error_response
 from espnet.serve.responses import RESPONSE_FORMATS, render
 from espnet.serve.upload import FILE_PART, Upload, receive_upload
-from espnet.serve.worker import DecodeQueue, Job
+from espnet.serve.worker import DecodeQueue, Job, remove_folder
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +146,7 @@ def create_app(transcribe: Callable[[str], Transcript], *, max_upload_bytes: int
                                 f"{client_message(err, upload)}", code="server_error") from err
         finally:
             if job is None:  # never queued: the folder is still ours
-                shutil.rmtree(directory, ignore_errors=True)
+                remove_folder(directory)
 
     return app
 

@@ -34,12 +34,18 @@ class Job:
         self.dropped = True
 
     def remove_directory(self) -> None:
-        try:
-            shutil.rmtree(self.directory)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            log.exception("cannot remove the request folder %s", self.directory)
+        remove_folder(self.directory)
+
+
+def remove_folder(path: str) -> None:
+    """Remove a request's folder; a failure is logged (with its traceback), not raised: the
+    request's answer does not depend on it."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        log.exception("cannot remove the request folder %s", path)
 
 
 class DecodeQueue:
