@@ -230,6 +230,11 @@ def test_bad_requests_and_media_this_model_cannot_read_get_422_or_400(transcribe
                      "clip.mp4: the model reads audio but the file holds only video")
         assert_error(post(client, media["talk"], "docx"), 422, "response_format", "invalid_response_format",
                      "response_format 'docx' is not one of json, text, srt, vtt, verbose_json")
+        response = post(client, media["talk"], "verbose_json", **{"timestamp_granularities[]": ["word", "segment"]})
+        assert_error(response, 422, "timestamp_granularities", "invalid_granularity",
+                     "timestamp_granularities word: only segment timestamps are available (no word timestamps)")
+        response = post(client, media["talk"], "verbose_json", **{"timestamp_granularities[]": "segment"})
+        assert response.status_code == 200 and response.json()["segments"]
         response = client.post("/v1/audio/transcriptions", data={"model": "whisper-1"}, files={"x": ("a", b"1")})
         assert_error(response, 422, "file", "missing_file", "the request has no 'file' part")
         response = client.post("/v1/audio/transcriptions", json={"file": "talk.mp4"})

@@ -13,7 +13,7 @@ import logging
 import os
 import tempfile
 import time
-from typing import Any, AsyncIterator, Callable, Dict, Optional
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -119,10 +119,7 @@ def create_app(transcribe: Callable[[str], Transcript], *, max_upload_bytes: int
         job, upload = None, None
         try:
             upload = await receive_upload(request, directory, max_upload_bytes)
-            response_format = upload.fields.get("response_format", "json") or "json"
-            if response_format not in RESPONSE_FORMATS:
-                raise ApiError(422, f"response_format {response_format!r} is not one of {', '.join(RESPONSE_FORMATS)}",
-                               param="response_format", code="invalid_response_format")
+            response_format = check_fields(upload.fields)
             job = queue.submit(Job(lambda: transcribe(upload.path), directory))  # the job owns the folder now
             start = time.perf_counter()
             transcript = await answer_or_disconnect(request, job)
@@ -149,6 +146,23 @@ def create_app(transcribe: Callable[[str], Transcript], *, max_upload_bytes: int
                 remove_folder(directory)
 
     return app
+
+
+def check_fields(fields: Dict[str, List[str]]) -> str:
+    """The ``response_format`` asked for (``json`` by default); 422 for one not in
+    :data:`RESPONSE_FORMATS`, and for word timestamps (``timestamp_granularities[]=word``),
+    which the models do not give. ``model``, ``language``, ``prompt`` and ``temperature`` are
+    accepted and not used."""
+    response_format = (fields.get("response_format") or ["json"])[-1] or "json"
+    if response_format not in RESPONSE_FORMATS:
+        raise ApiError(422, f"response_format {response_format!r} is not one of {', '.join(RESPONSE_FORMATS)}",
+                       param="response_format", code="invalid_response_format")
+    granularities = fields.get("timestamp_granularities[]", []) + fields.get("timestamp_granularities", [])
+    unknown = [g for g in granularities if g != "segment"]
+    if unknown:
+        raise ApiError(422, f"timestamp_granularities {', '.join(unknown)}: only segment timestamps are available "
+                            "(no word timestamps)", param="timestamp_granularities", code="invalid_granularity")
+    return response_format
 
 
 def client_message(err: BaseException, upload: Optional[Upload]) -> str:

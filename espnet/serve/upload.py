@@ -22,13 +22,14 @@ FILE_PART = "file"
 @dataclass
 class Upload:
     """What a request sent: the file (``path`` in the request's folder, the client's
-    ``filename`` and ``content_type``, ``size`` in bytes) and the form fields."""
+    ``filename`` and ``content_type``, ``size`` in bytes) and the form fields (every value of
+    each, in order: ``timestamp_granularities[]`` may come twice)."""
 
     path: str
     filename: str
     content_type: str
     size: int
-    fields: Dict[str, str] = field(default_factory=dict)
+    fields: Dict[str, List[str]] = field(default_factory=dict)
 
 
 def too_large(limit: int) -> ApiError:
@@ -48,7 +49,7 @@ class _Receiver:
     def __init__(self, directory: str, max_file_bytes: int) -> None:
         self.directory = directory
         self.max_file_bytes = max_file_bytes
-        self.fields: Dict[str, str] = {}
+        self.fields: Dict[str, List[str]] = {}
         self.upload: Optional[Upload] = None
         self._header_name: List[bytes] = []
         self._header_value: List[bytes] = []
@@ -110,7 +111,7 @@ class _Receiver:
             self._file.close()
             self._file = None
         else:
-            self.fields[self._name] = self._value.decode("utf-8", "replace")
+            self.fields.setdefault(self._name, []).append(self._value.decode("utf-8", "replace"))
 
     def end(self) -> None:
         self.complete = True
