@@ -335,6 +335,12 @@ def test_bad_flags_are_one_line_and_exit_2(flag, value, message, capsys):
     assert info.value.code == 2 and capsys.readouterr().err == f"python -m espnet.serve: error: {message}\n"
 
 
+def test_defaults_listen_on_this_machine_only():
+    args = serve_cli.parse_args(["--model", "m.pth"])
+    assert (args.host, args.port, args.max_upload_mb, args.max_queue, args.language, args.temp_dir) == (
+        "127.0.0.1", 8000, 200.0, 8, None, None)
+
+
 def test_eight_concurrent_uploads_to_the_command(media, expected, tmp_path):
     """``python -m espnet.serve`` in a subprocess: 8 uploads at once, in every format, all
     answered as transcribe.py writes them; no request folder left; Ctrl+C stops it."""
