@@ -35,7 +35,7 @@ decoder 0.9 / CTC 0.1, length bonus 0), this project as ``eval.py`` does (the cl
 batches of ``--batch-size``: batched encoding and beam search). The two alternate
 ``--repeats`` times (original first, then this project), so that load on a shared machine
 hits both alike; the wall time of each process (interpreter start, imports, model load and
-decoding) is measured from outside. The best hypothesis of every clip must have the same
+decoding) is measured from outside, and its CPU time (less disturbed by other work). The best hypothesis of every clip must have the same
 token ids on both sides (else exit status 1); the median wall times and their ratio are
 printed.
 
@@ -149,9 +149,12 @@ def child_ours(args, folder: str) -> List[Dict]:
     from espnet.asr.recognizer import build_beam_search, encode_utterances
     from espnet.training.checkpoints import load_checkpoint, load_state_checked
 
+    from espnet.utils.skip_weight_init import skip_weight_init
+
     path = os.path.join(folder, "model_avg_10.pth")
     state, _, _ = load_checkpoint(path)
-    model = legacy_model(args.modality)
+    with skip_weight_init():  # as espnet.asr.pretrained.build_model does
+        model = legacy_model(args.modality)
     load_state_checked(model, state, path)
     model.eval()
     items = torch.load(os.path.join(folder, "clips.pt"), weights_only=True)
@@ -211,6 +214,7 @@ def versus_original(args) -> int:
     """Whole decoding processes, the original's and this project's, alternating; see the
     module docstring."""
     import json
+    import resource
     import statistics
     import subprocess
     import tempfile
@@ -239,6 +243,7 @@ def versus_original(args) -> int:
               f"hypotheses capped at {cap}; this project in batches of {args.batch_size}; "
               f"{args.threads or 'default'} thread(s); {args.repeats} alternating runs each")
         seconds: Dict[str, List[float]] = {"original": [], "ours": []}
+        cpu: Dict[str, List[float]] = {"original": [], "ours": []}  # CPU seconds of the process
         hyps: Dict[str, List] = {}
         load = [os.getloadavg()[0]]
         for run in range(args.repeats):
@@ -247,9 +252,12 @@ def versus_original(args) -> int:
                 cmd = [sys.executable, script, "--child", side, "--child-folder", folder, "--modality", args.modality,
                        "--beams", str(beam), "--batch-size", str(args.batch_size),
                        "--max-len-ratio", str(args.max_len_ratio), "--original-checkout", checkout] + threads
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 start = time.perf_counter()
                 done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 seconds[side].append(time.perf_counter() - start)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu[side].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
                 if done.returncode != 0:
                     raise SystemExit(f"the {side} decoding process failed (exit status {done.returncode}):\n"
                                      f"{done.stderr[-4000:]}")
@@ -263,7 +271,8 @@ def versus_original(args) -> int:
                     worst = max(abs(a - b) for a, b in zip(scores, original_scores))
                 else:
                     original_scores = scores
-            print(f"run {run + 1}: original {seconds['original'][-1]:.1f} s, this project {seconds['ours'][-1]:.1f} s")
+            print(f"run {run + 1}: original {seconds['original'][-1]:.1f} s ({cpu['original'][-1]:.1f} s CPU), "
+                  f"this project {seconds['ours'][-1]:.1f} s ({cpu['ours'][-1]:.1f} s CPU)", flush=True)
             load.append(os.getloadavg()[0])
     different = [i for i, (a, b) in enumerate(zip(hyps["original"], hyps["ours"])) if a != b]
     if different:
@@ -271,10 +280,13 @@ def versus_original(args) -> int:
         return 1
     lengths = [len(h) for h in hyps["ours"]]
     orig, ours = statistics.median(seconds["original"]), statistics.median(seconds["ours"])
-    print(f"\n| beam | clips | original (s) | this project (s) | ratio |")
+    orig_cpu, ours_cpu = statistics.median(cpu["original"]), statistics.median(cpu["ours"])
+    print("\n| beam | clips | original: wall (CPU) s | this project: wall (CPU) s | ratio: wall (CPU) |")
     print("| --- | --- | --- | --- | --- |")
-    print(f"| {beam} | {len(items)} | {orig:.1f} | {ours:.1f} | {ours / orig:.2f}x |")
-    print(f"\nmedian wall time of {args.repeats} whole processes each; identical hypotheses ({min(lengths)}-"
+    print(f"| {beam} | {len(items)} | {orig:.1f} ({orig_cpu:.1f}) | {ours:.1f} ({ours_cpu:.1f}) | "
+          f"{ours / orig:.2f}x ({ours_cpu / orig_cpu:.2f}x) |")
+    print(f"\nmedians of {args.repeats} whole processes each (CPU: user + system seconds of the process, "
+          f"which other work on the machine disturbs less); identical hypotheses ({min(lengths)}-"
           f"{max(lengths)} tokens; largest score difference {worst:.1e}); load average (1 min) "
           f"{min(load):.1f}-{max(load):.1f} ({os.cpu_count()} CPUs)")
     return 0
