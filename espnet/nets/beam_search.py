@@ -200,8 +200,8 @@ class BatchBeamSearch(torch.nn.Module):
                 part_ids = torch.topk(full_scores[self.pre_beam_score_key], self.pre_beam_size, dim=-1)[1]
             part_states = {}
             for name, scorer in self.part_scorers.items():
-                if part_ids is not None and type(scorer).batch_score_candidates is not \
-                        BatchPartialScorerInterface.batch_score_candidates:
+                if part_ids is not None and getattr(type(scorer), "batch_score_candidates", None) not in (
+                        None, BatchPartialScorerInterface.batch_score_candidates):
                     # the scorer's values at its candidates only, the same number for all others
                     cand, delta, rest, part_states[name] = scorer.batch_score_candidates(
                         yseq, part_ids, states[name])
