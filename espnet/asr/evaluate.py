@@ -93,8 +93,12 @@ def corpus_wer(refs: List[str], hyps: List[str], normalize: Callable[[str], str]
 
 
 def load_model(config: ModelConfig, state: Dict[str, torch.Tensor], source: str) -> E2E:
-    """Build the model and load ``state`` strictly, with an error that says what differs."""
-    model = E2E(config)
+    """Build the model and load ``state`` strictly, with an error that says what differs
+    (without drawing random weights first when the load overwrites them all)."""
+    from espnet.utils.skip_weight_init import skip_weight_init
+
+    with skip_weight_init() if not config.use_qlora else contextlib.nullcontext():
+        model = E2E(config)
     load_state_checked(model, state, source)
     return model.eval()
 
