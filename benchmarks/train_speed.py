@@ -29,6 +29,26 @@ time counts it. The corpus is generated like the quickstart's (300 utterances, 1
 unless ``--root-dir`` points at one. Results go to ``OUT/train_speed.md`` and ``.json``.
 On a shared machine run everything from one invocation: absolute numbers move with the
 load, the ratios measured side by side much less.
+
+``--full-size`` measures something else: the training step alone of the full-size Auto-AVSR
+models (768-d, 12 Conformer blocks, 6 decoder blocks, ResNet-18 width 64, 5049 tokens), this
+project's against the original recipe's, on random data (``--batch-size`` utterances of
+``--seconds`` each), forward + backward + gradient clipping + AdamW:
+
+    python benchmarks/train_speed.py --full-size --original-checkout exp/auto_avsr --out exp/full_size
+
+Each model runs in its own process (``benchmarks/step_worker.py``) and the two take turns,
+one step each, so that the load of the machine hits both alike; the median of ``--steps``
+steps after one warm-up step is reported per model and precision (``--precisions``), with
+the ratio, 25 Hz frames per second, and the achieved GFLOP/s (the step's floating-point
+operations counted by ``torch.utils.flop_counter``) as a share of this machine's peak,
+measured in the same run (a large matrix product and a ResNet convolution, the faster of
+the two, in float32 and in bfloat16). The original is the ``E2E`` of an Auto-AVSR checkout
+given by ``--original-checkout`` (github mpc001/auto_avsr; the checkout's code is run, never
+copied here). Without one, this project's code with its speed levers off (attention step by
+step, the legacy video layout, PyTorch's default AdamW update: the original computation)
+stands in for it, and the output says so; audio-visual models, which the original does not
+have, are always compared with that stand-in. ``--sizes`` shrinks every model (tests).
 """
 
 import argparse
@@ -172,6 +192,190 @@ def measure_in_process(args, data: Dict[str, str], modality: str) -> Dict[str, f
     return row
 
 
+FULL_SIZES = {"odim": 5049, "adim": 768, "aheads": 12, "eunits": 3072, "elayers": 12, "dunits": 3072,
+              "dlayers": 6, "width": 64}
+
+
+def refuse(message: str) -> None:
+    """A bad flag: one line on stderr, exit status 2 (as argparse does)."""
+    print(f"train_speed.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def parse_sizes(text: str) -> Dict[str, int]:
+    """``--sizes adim=64,elayers=2,...`` over the full sizes."""
+    sizes = dict(FULL_SIZES)
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key not in sizes or not value.isdigit() or int(value) < 1:
+            refuse(f"--sizes: {item!r} is not NAME=N with NAME one of {', '.join(FULL_SIZES)}")
+        sizes[key] = int(value)
+    return sizes
+
+
+def machine_peak(dtype, repeats: int = 5) -> Dict[str, float]:
+    """GFLOP/s of a 2048^3 matrix product and of a ResNet 3x3 convolution (64 channels, 56x56,
+    batch 8, forward) in ``dtype``, the median of ``repeats`` runs each."""
+    import statistics
+
+    import torch
+    import torch.nn.functional as F
+
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+    x, w = torch.randn(8, 64, 56, 56, dtype=dtype), torch.randn(64, 64, 3, 3, dtype=dtype)
+    work = {"matmul": (lambda: torch.mm(a, b), 2 * 2048 ** 3),
+            "conv": (lambda: F.conv2d(x, w, padding=1), 2 * 8 * 64 * 64 * 9 * 56 * 56)}
+    peak = {}
+    for name, (fn, flops) in work.items():
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        peak[name] = flops / statistics.median(times) / 1e9
+    return peak
+
+
+class StepWorker:
+    """A ``benchmarks/step_worker.py`` process: one model, one step per request."""
+
+    def __init__(self, spec: Dict, log_path: str) -> None:
+        self.name = spec["impl"]
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(REPO, "benchmarks", "step_worker.py"),
+                                      json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log, text=True, cwd=REPO,
+                                     env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        self.info = self._reply()
+
+    def _reply(self) -> Dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            raise SystemExit(f"step worker {self.name} failed (exit {self.proc.returncode}); see {self.log.name}")
+        return json.loads(line)
+
+    def step(self, precision: str) -> Dict:
+        self.proc.stdin.write(precision + "\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=60)
+        self.log.close()
+
+
+def full_size(args) -> int:
+    """``--full-size``: this project's training step against the original's, side by side."""
+    import statistics
+
+    import torch
+
+    sizes = parse_sizes(args.sizes)
+    checkout = os.path.abspath(args.original_checkout) if args.original_checkout else None
+    if checkout and not os.path.isfile(os.path.join(checkout, "espnet", "nets", "pytorch_backend",
+                                                    "e2e_asr_conformer.py")):
+        refuse(f"--original-checkout {args.original_checkout}: no Auto-AVSR checkout there "
+                         f"(espnet/nets/pytorch_backend/e2e_asr_conformer.py is missing)")
+    if checkout and sizes != FULL_SIZES:
+        refuse("--sizes: the original Auto-AVSR model has fixed sizes; leave out --original-checkout "
+               "to compare shrunk models with the stand-in")
+    precisions = [p for p in args.precisions.split(",") if p]
+    for precision in precisions:
+        if precision not in ("32", "bf16-mixed"):
+            refuse(f"--precisions: {precision!r} is not 32 or bf16-mixed")
+    os.makedirs(args.out, exist_ok=True)
+    frames = args.batch_size * int(round(25 * args.seconds))
+    load_before = os.getloadavg()
+    print(f"processor: {processor_name()}; {torch.get_num_threads()} threads; load average before: "
+          f"{' '.join(f'{v:.2f}' for v in load_before)}", flush=True)
+    peaks = {"32": machine_peak(torch.float32), "bf16-mixed": machine_peak(torch.bfloat16)}
+    for precision, peak in peaks.items():
+        print(f"peak ({precision}): matmul {peak['matmul']:.1f} GFLOP/s, conv {peak['conv']:.1f} GFLOP/s", flush=True)
+    results = {}
+    for modality in args.modalities.split(","):
+        base_impl = "original" if checkout and modality != "audiovisual" else "standin"
+        spec = {"modality": modality, "sizes": sizes, "batch": args.batch_size, "seconds": args.seconds,
+                "tokens": args.tokens, "checkout": checkout}
+        workers = []
+        try:
+            for impl in (base_impl, "ours"):
+                workers.append(StepWorker(dict(spec, impl=impl, count_flops=impl == "ours",
+                                               compile=impl == "ours" and args.compile),
+                                          os.path.join(args.out, f"{modality}_{impl}.log")))
+            base, ours = workers
+            flops = ours.info["flops"]
+            what = ("the original Auto-AVSR (" + checkout + ")" if base_impl == "original" else
+                    "this project's code with the speed levers off (stand-in for the original)")
+            print(f"[{modality}] baseline: {what}; {base.info['params'] / 1e6:.1f} M vs {ours.info['params'] / 1e6:.1f} M "
+                  f"parameters; {flops / 1e9:.1f} GFLOP per step", flush=True)
+            for precision in precisions:
+                times = {w.name: [] for w in workers}
+                first = {w.name: w.step(precision)["seconds"] for w in workers}  # warm-up (and compilation)
+                for i in range(args.steps):
+                    for w in workers if i % 2 == 0 else workers[::-1]:
+                        times[w.name].append(w.step(precision)["seconds"])
+                median = {name: statistics.median(t) for name, t in times.items()}
+                row = {"precision": precision, "baseline": base_impl, "steps": times, "first_step": first,
+                       "baseline_seconds": median[base.name], "ours_seconds": median["ours"],
+                       "speedup": median[base.name] / median["ours"],
+                       "baseline_fps": frames / median[base.name], "ours_fps": frames / median["ours"],
+                       "gflops_per_step": flops / 1e9}
+                peak = max(peaks[precision].values())
+                row["baseline_gflops"], row["ours_gflops"] = flops / 1e9 / median[base.name], flops / 1e9 / median["ours"]
+                row["baseline_peak_share"], row["ours_peak_share"] = row["baseline_gflops"] / peak, row["ours_gflops"] / peak
+                if args.compile:
+                    row["compile_seconds"] = first["ours"] - median["ours"]
+                results[f"{modality} {precision}"] = row
+                print(f"[{modality} {precision}] {base_impl} {median[base.name]:.2f} s/step, ours {median['ours']:.2f} "
+                      f"s/step: {row['speedup']:.2f}x; {row['ours_fps']:.0f} vs {row['baseline_fps']:.0f} frames/s; "
+                      f"{row['ours_gflops']:.1f} vs {row['baseline_gflops']:.1f} GFLOP/s = "
+                      f"{100 * row['ours_peak_share']:.0f} % vs {100 * row['baseline_peak_share']:.0f} % of peak"
+                      + (f"; compilation {row['compile_seconds']:.0f} s" if args.compile else ""), flush=True)
+        finally:
+            for w in workers:
+                w.close()
+        for precision in precisions[1:]:
+            a, b = results[f"{modality} {precisions[0]}"], results[f"{modality} {precision}"]
+            print(f"[{modality}] ours at {precision} vs the baseline at {precisions[0]}: "
+                  f"{a['baseline_seconds'] / b['ours_seconds']:.2f}x (not side by side: different rounds)")
+    load_after = os.getloadavg()
+    head = ("| model | precision | baseline s/step | ours s/step | speed-up | ours frames/s | baseline frames/s | "
+            "ours GFLOP/s (% of peak) | baseline GFLOP/s (% of peak) |")
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for key, row in results.items():
+        modality = key.split()[0]
+        lines.append(f"| {modality} | {row['precision']} | {row['baseline_seconds']:.2f} | {row['ours_seconds']:.2f} | "
+                     f"{row['speedup']:.2f}x | {row['ours_fps']:.1f} | {row['baseline_fps']:.1f} | "
+                     f"{row['ours_gflops']:.1f} ({100 * row['ours_peak_share']:.0f} %) | "
+                     f"{row['baseline_gflops']:.1f} ({100 * row['baseline_peak_share']:.0f} %) |")
+    table = "\n".join(lines)
+    print(table)
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in load_after)}")
+    with open(os.path.join(args.out, "full_size.md"), "w") as handle:
+        handle.write(f"Full-size training step, batch {args.batch_size} x {args.seconds:g} s, median of {args.steps} "
+                     f"steps ({processor_name()}, load average {load_before[0]:.2f} before, {load_after[0]:.2f} "
+                     f"after)\n\n{table}\n")
+    with open(os.path.join(args.out, "full_size.json"), "w") as handle:
+        json.dump({"results": results, "peaks": peaks, "sizes": sizes, "args": vars(args),
+                   "processor": processor_name(), "load_average": [load_before, load_after]}, handle, indent=2)
+    return 0
+
+
+def processor_name() -> str:
+    """``model name`` of ``/proc/cpuinfo`` and the core count (``unknown`` where absent)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "unknown")
+    except OSError:
+        name = "unknown"
+    return f"{name}, {os.cpu_count()} cores"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="exp/train_speed", help="Output folder. (Default: exp/train_speed)")
@@ -196,7 +400,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--baseline-repo", default=None, help="Another checkout to time the same way (its train.py).")
     p.add_argument("--baseline-flags", default=BASELINE_FLAGS,
                    help=f"Extra train.py flags of the baseline. (Default: {BASELINE_FLAGS})")
+    p.add_argument("--full-size", action="store_true",
+                   help="Time the full-size training step alone against the original's, side by side (above).")
+    p.add_argument("--original-checkout", default=None,
+                   help="--full-size: an Auto-AVSR checkout (github mpc001/auto_avsr) whose E2E is the baseline. "
+                        "(Default: none: this project's code with its speed levers off stands in for it)")
+    p.add_argument("--precisions", default="32,bf16-mixed",
+                   help="--full-size: comma-separated precisions (32, bf16-mixed). (Default: 32,bf16-mixed)")
+    p.add_argument("--steps", type=int, default=4, help="--full-size: timed steps per model. (Default: 4)")
+    p.add_argument("--batch-size", type=int, default=2, help="--full-size: utterances per batch. (Default: 2)")
+    p.add_argument("--seconds", type=float, default=2.0, help="--full-size: seconds per utterance. (Default: 2)")
+    p.add_argument("--tokens", type=int, default=16, help="--full-size: label length in tokens. (Default: 16)")
+    p.add_argument("--sizes", default="", help="--full-size: NAME=N,... over the full sizes "
+                   f"({', '.join(f'{k}={v}' for k, v in FULL_SIZES.items())}), e.g. for a quick test.")
+    p.add_argument("--compile", action="store_true", help="--full-size: torch.compile this project's model "
+                   "(the compilation time is reported).")
     args = p.parse_args(argv)
+    if args.full_size:
+        if args.modalities == "audio,video,audiovisual":
+            args.modalities = "video,audio,audiovisual"
+        return full_size(args)
     # the baseline's train.py runs in its own checkout: every path it is given must be absolute
     args.out = os.path.abspath(args.out)
     args.root_dir = os.path.abspath(args.root_dir) if args.root_dir else None
