@@ -39,8 +39,9 @@ project's against the original recipe's, on random data (``--batch-size`` uttera
 
 Each model runs in its own process (``benchmarks/step_worker.py``) and the two take turns,
 one step each, so that the load of the machine hits both alike; the median of ``--steps``
-steps after one warm-up step is reported per model and precision (``--precisions``), with
-the ratio, 25 Hz frames per second, and the achieved GFLOP/s (the step's floating-point
+steps after one warm-up step is reported per model and precision (``--precisions``,
+``--baseline-precisions``; within a round every model and precision takes one step), with
+the ratio of every pair, 25 Hz frames per second, and the achieved GFLOP/s (the step's floating-point
 operations counted by ``torch.utils.flop_counter``) as a share of this machine's peak,
 measured in the same run (a large matrix product and a ResNet convolution, the faster of
 the two, in float32 and in bfloat16). The original is the ``E2E`` of an Auto-AVSR checkout
@@ -162,7 +163,9 @@ def measure_in_process(args, data: Dict[str, str], modality: str) -> Dict[str, f
     batches = batches[: args.step_batches] if args.step_batches else batches
     step_frames = sum(batch_frames(b) for b in batches)
     model = module.model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=targs.lr, betas=(0.9, 0.98), weight_decay=targs.weight_decay)
+    from espnet.training.scheduler import build_adamw
+
+    optimizer = build_adamw(model.parameters(), targs.lr, targs.weight_decay)  # as train.py
 
     def step(batch, bf16: bool) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
@@ -285,9 +288,11 @@ def full_size(args) -> int:
         refuse("--sizes: the original Auto-AVSR model has fixed sizes; leave out --original-checkout "
                "to compare shrunk models with the stand-in")
     precisions = [p for p in args.precisions.split(",") if p]
-    for precision in precisions:
-        if precision not in ("32", "bf16-mixed"):
-            refuse(f"--precisions: {precision!r} is not 32 or bf16-mixed")
+    base_precisions = [p for p in (args.baseline_precisions or args.precisions).split(",") if p]
+    for flag, values in (("--precisions", precisions), ("--baseline-precisions", base_precisions)):
+        for precision in values:
+            if precision not in ("32", "bf16-mixed"):
+                refuse(f"{flag}: {precision!r} is not 32 or bf16-mixed")
     os.makedirs(args.out, exist_ok=True)
     frames = args.batch_size * int(round(25 * args.seconds))
     load_before = os.getloadavg()
@@ -313,43 +318,50 @@ def full_size(args) -> int:
                     "this project's code with the speed levers off (stand-in for the original)")
             print(f"[{modality}] baseline: {what}; {base.info['params'] / 1e6:.1f} M vs {ours.info['params'] / 1e6:.1f} M "
                   f"parameters; {flops / 1e9:.1f} GFLOP per step", flush=True)
-            for precision in precisions:
-                times = {w.name: [] for w in workers}
-                first = {w.name: w.step(precision)["seconds"] for w in workers}  # warm-up (and compilation)
-                for i in range(args.steps):
-                    for w in workers if i % 2 == 0 else workers[::-1]:
-                        times[w.name].append(w.step(precision)["seconds"])
-                median = {name: statistics.median(t) for name, t in times.items()}
-                row = {"precision": precision, "baseline": base_impl, "steps": times, "first_step": first,
-                       "baseline_seconds": median[base.name], "ours_seconds": median["ours"],
-                       "speedup": median[base.name] / median["ours"],
-                       "baseline_fps": frames / median[base.name], "ours_fps": frames / median["ours"],
-                       "gflops_per_step": flops / 1e9}
-                peak = max(peaks[precision].values())
-                row["baseline_gflops"], row["ours_gflops"] = flops / 1e9 / median[base.name], flops / 1e9 / median["ours"]
-                row["baseline_peak_share"], row["ours_peak_share"] = row["baseline_gflops"] / peak, row["ours_gflops"] / peak
-                if args.compile:
-                    row["compile_seconds"] = first["ours"] - median["ours"]
-                results[f"{modality} {precision}"] = row
-                print(f"[{modality} {precision}] {base_impl} {median[base.name]:.2f} s/step, ours {median['ours']:.2f} "
-                      f"s/step: {row['speedup']:.2f}x; {row['ours_fps']:.0f} vs {row['baseline_fps']:.0f} frames/s; "
-                      f"{row['ours_gflops']:.1f} vs {row['baseline_gflops']:.1f} GFLOP/s = "
-                      f"{100 * row['ours_peak_share']:.0f} % vs {100 * row['baseline_peak_share']:.0f} % of peak"
-                      + (f"; compilation {row['compile_seconds']:.0f} s" if args.compile else ""), flush=True)
+            # every (model, precision) takes one step per round, in turn, the order reversed every round
+            runs = [(base, q) for q in base_precisions] + [(ours, p) for p in precisions]
+            first = {(w.name, p): w.step(p) for w, p in runs}  # warm-up (and compilation)
+            steps = {(w.name, p): [] for w, p in runs}
+            for i in range(args.steps):
+                for w, p in runs if i % 2 == 0 else runs[::-1]:
+                    steps[(w.name, p)].append(w.step(p))
+                    print(f"  [{modality}] round {i + 1}: {w.name} {p} {steps[(w.name, p)][-1]['seconds']:.1f} s",
+                          flush=True)
+            median = {key: statistics.median(r["seconds"] for r in replies) for key, replies in steps.items()}
+            for p in precisions:
+                for q in base_precisions:
+                    b_s, o_s = median[(base.name, q)], median[("ours", p)]
+                    row = {"precision": p, "baseline_precision": q, "baseline": base_impl,
+                           "baseline_steps": [r["seconds"] for r in steps[(base.name, q)]],
+                           "ours_steps": [r["seconds"] for r in steps[("ours", p)]],
+                           "baseline_cpu_seconds": statistics.median(r["cpu_seconds"] for r in steps[(base.name, q)]),
+                           "ours_cpu_seconds": statistics.median(r["cpu_seconds"] for r in steps[("ours", p)]),
+                           "baseline_first_step": first[(base.name, q)]["seconds"],
+                           "ours_first_step": first[("ours", p)]["seconds"],
+                           "baseline_seconds": b_s, "ours_seconds": o_s, "speedup": b_s / o_s,
+                           "baseline_fps": frames / b_s, "ours_fps": frames / o_s, "gflops_per_step": flops / 1e9,
+                           "baseline_gflops": flops / 1e9 / b_s, "ours_gflops": flops / 1e9 / o_s}
+                    row["baseline_peak_share"] = row["baseline_gflops"] / max(peaks[q].values())
+                    row["ours_peak_share"] = row["ours_gflops"] / max(peaks[p].values())
+                    if args.compile:
+                        row["compile_seconds"] = row["ours_first_step"] - o_s
+                    results[f"{modality} {p} vs {q}"] = row
+                    print(f"[{modality}] ours {p} {o_s:.2f} s/step vs {base_impl} {q} {b_s:.2f} s/step: "
+                          f"{row['speedup']:.2f}x; {row['ours_fps']:.1f} vs {row['baseline_fps']:.1f} frames/s; "
+                          f"{row['ours_gflops']:.1f} vs {row['baseline_gflops']:.1f} GFLOP/s = "
+                          f"{100 * row['ours_peak_share']:.0f} % vs {100 * row['baseline_peak_share']:.0f} % of peak"
+                          + (f"; compilation {row['compile_seconds']:.0f} s" if args.compile else ""), flush=True)
         finally:
             for w in workers:
                 w.close()
-        for precision in precisions[1:]:
-            a, b = results[f"{modality} {precisions[0]}"], results[f"{modality} {precision}"]
-            print(f"[{modality}] ours at {precision} vs the baseline at {precisions[0]}: "
-                  f"{a['baseline_seconds'] / b['ours_seconds']:.2f}x (not side by side: different rounds)")
     load_after = os.getloadavg()
-    head = ("| model | precision | baseline s/step | ours s/step | speed-up | ours frames/s | baseline frames/s | "
+    head = ("| model | ours | baseline | ours s/step | baseline s/step | speed-up | ours frames/s | baseline frames/s | "
             "ours GFLOP/s (% of peak) | baseline GFLOP/s (% of peak) |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for key, row in results.items():
         modality = key.split()[0]
-        lines.append(f"| {modality} | {row['precision']} | {row['baseline_seconds']:.2f} | {row['ours_seconds']:.2f} | "
+        lines.append(f"| {modality} | {row['precision']} | {row['baseline']} {row['baseline_precision']} | "
+                     f"{row['ours_seconds']:.2f} | {row['baseline_seconds']:.2f} | "
                      f"{row['speedup']:.2f}x | {row['ours_fps']:.1f} | {row['baseline_fps']:.1f} | "
                      f"{row['ours_gflops']:.1f} ({100 * row['ours_peak_share']:.0f} %) | "
                      f"{row['baseline_gflops']:.1f} ({100 * row['baseline_peak_share']:.0f} %) |")
@@ -407,6 +419,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "(Default: none: this project's code with its speed levers off stands in for it)")
     p.add_argument("--precisions", default="32,bf16-mixed",
                    help="--full-size: comma-separated precisions (32, bf16-mixed). (Default: 32,bf16-mixed)")
+    p.add_argument("--baseline-precisions", default=None,
+                   help="--full-size: the baseline's precisions, if not those of --precisions (e.g. 32: the original "
+                        "recipe trains in float32); every pair is compared. (Default: --precisions)")
     p.add_argument("--steps", type=int, default=4, help="--full-size: timed steps per model. (Default: 4)")
     p.add_argument("--batch-size", type=int, default=2, help="--full-size: utterances per batch. (Default: 2)")
     p.add_argument("--seconds", type=float, default=2.0, help="--full-size: seconds per utterance. (Default: 2)")

@@ -40,20 +40,22 @@ def test_full_size_mode_at_a_tiny_size_compares_with_the_stand_in(tmp_path):
     out = tmp_path / "full"
     cmd = [sys.executable, os.path.join(REPO, "benchmarks", "train_speed.py"), "--full-size", "--out", str(out),
            "--modalities", "audio", "--sizes", "odim=20,adim=16,aheads=2,eunits=32,elayers=1,dunits=32,dlayers=1,width=4",
-           "--seconds", "0.4", "--steps", "2", "--tokens", "3"]
+           "--seconds", "0.4", "--steps", "2", "--tokens", "3", "--precisions", "bf16-mixed",
+           "--baseline-precisions", "32,bf16-mixed"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO), timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((out / "full_size.json").read_text())
     assert report["sizes"]["adim"] == 16 and report["sizes"]["elayers"] == 1
+    assert sorted(report["results"]) == ["audio bf16-mixed vs 32", "audio bf16-mixed vs bf16-mixed"]
     for precision in ("32", "bf16-mixed"):
         assert report["peaks"][precision]["matmul"] > 0 and report["peaks"][precision]["conv"] > 0
-        row = report["results"][f"audio {precision}"]
-        assert row["baseline"] == "standin" and len(row["steps"]["ours"]) == len(row["steps"]["standin"]) == 2
+        row = report["results"][f"audio bf16-mixed vs {precision}"]
+        assert row["baseline"] == "standin" and len(row["ours_steps"]) == len(row["baseline_steps"]) == 2
         assert row["speedup"] == row["baseline_seconds"] / row["ours_seconds"]
         assert row["ours_fps"] == 2 * 10 / row["ours_seconds"]  # 2 utterances x 0.4 s x 25 Hz
         assert row["gflops_per_step"] > 0 and 0 < row["ours_peak_share"]
     assert "this project's code with the speed levers off (stand-in for the original)" in proc.stdout
-    assert "| audio | bf16-mixed |" in (out / "full_size.md").read_text()
+    assert "| audio | bf16-mixed | standin 32 |" in (out / "full_size.md").read_text()
 
 
 def test_full_size_mode_refuses_a_missing_checkout_and_shrunk_originals(tmp_path):
