@@ -7,8 +7,8 @@ both take turns on the same cores).
 
 ``SPEC_JSON`` (one JSON object):
 
-* ``impl``: ``ours`` (this project: fused attention, channels-last video stem and trunk in
-  training, fused AdamW), ``standin`` (this project's code with those levers off: the
+* ``impl``: ``ours`` (this project as ``train.py`` builds it: channels-last video stem and
+  trunk in training, fused AdamW), ``standin`` (this project's code with those levers off: the
   original's computation, for when no original checkout is given) or ``original`` (the
   original Auto-AVSR ``E2E`` imported from ``checkout``; full size only);
 * ``modality`` (``video``, ``audio``, ``audiovisual``; the original has no audio-visual model),
@@ -74,7 +74,8 @@ def build_ours(spec, levers: bool):
         adim=s["adim"], aheads=s["aheads"], ctc_weight=0.1)
     torch.manual_seed(0)
     model = E2E(config).train()
-    set_sdpa(model, levers)
+    if not levers:
+        set_sdpa(model, False)  # the default already; said for the stand-in
     for module in model.modules():
         if hasattr(module, "channels_last_training"):
             module.channels_last_training = levers

@@ -1,12 +1,13 @@
 """Multi-head attention: plain (decoder) and relative-position (Conformer encoder).
 
-Both compute through :func:`torch.nn.functional.scaled_dot_product_attention` (SDPA: one
-fused kernel, no ``(B, H, T1, T2)`` weights kept for the backward pass) by default; the
-Conformer's relative-position term enters it as an additive float bias, which is exact
-(the scores are ``(q_u k^T + bd) / sqrt(d_k)`` either way). ``use_sdpa = False`` (see
-:func:`set_sdpa`) computes the scores, softmax and weighted sum step by step as the original
-Auto-AVSR did; the two agree to float rounding. Nothing reads the attention weights, so
-neither path keeps them.
+By default both compute the scores, softmax and weighted sum step by step, as the original
+Auto-AVSR did. ``set_sdpa(model, True)`` switches them to
+:func:`torch.nn.functional.scaled_dot_product_attention` (SDPA: one fused kernel), the
+Conformer's relative-position term entering it as an additive float bias, which is exact (the
+scores are ``(q_u k^T + bd) / sqrt(d_k)`` either way); the two paths agree to float rounding.
+SDPA is not the default because on this project's 2-core CPU it was slower for one full-size
+relative-position layer's forward + backward (CPU time 0.68x at 50 frames, 0.92x at 150; see
+docs/benchmarks.md). Nothing reads the attention weights, so neither path keeps them.
 """
 
 import math
@@ -40,7 +41,7 @@ class MultiHeadedAttention(torch.nn.Module):
         self.linear_v = torch.nn.Linear(n_feat, n_feat)
         self.linear_out = torch.nn.Linear(n_feat, n_feat)
         self.dropout = torch.nn.Dropout(p=dropout_rate)
-        self.use_sdpa = True
+        self.use_sdpa = False  # step by step (see the module docstring)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, D) -> (B, H, T, d_k)``."""
@@ -162,9 +163,9 @@ class RelPositionMultiHeadedAttention(MultiHeadedAttention):
 
 
 def set_sdpa(model: torch.nn.Module, enabled: bool) -> int:
-    """Switch every attention layer of ``model`` to the fused kernel (``True``, the default)
-    or to the step-by-step computation of the original Auto-AVSR (``False``); the number of
-    layers switched."""
+    """Switch every attention layer of ``model`` to the fused kernel (``True``) or to the
+    step-by-step computation of the original Auto-AVSR (``False``, the default); the number
+    of layers switched."""
     layers = [m for m in model.modules() if isinstance(m, MultiHeadedAttention)]
     for layer in layers:
         layer.use_sdpa = enabled
