@@ -52,9 +52,10 @@ def glancing_mask(predicted: torch.Tensor, targets: torch.Tensor, ratio: float, 
 
 
 class ParaformerDecoder(BaseDecoder):
-    """Non-autoregressive decoder over the SentencePiece vocabulary (the Transformer
-    decoder's: ``<blank>`` + units + ``<eos>``, CTC classes the same); decoded by itself,
-    one parallel pass per batch (``decodes_itself``).
+    """Paraformer: CIF predictor -> one acoustic embedding per token -> parallel Transformer
+    blocks -> tokens, in one pass (no beam search); trained with label-smoothed
+    cross-entropy, the quantity loss and the glancing sampler. Vocabulary: the SentencePiece
+    one of the Transformer decoder (``<blank>`` + units + ``<eos>``, CTC classes the same).
 
     Args:
         odim: Vocabulary size ``V``.
