@@ -212,7 +212,7 @@ def trained(toy_corpus, tmp_path_factory):
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
-        losses.append({k: float(v) for k, v in out.items() if k.startswith("loss")})
+        losses.append({k: float(v.detach()) for k, v in out.items() if k.startswith("loss")})
         if step >= 49 and step % 10 == 9:  # until every utterance decodes right
             model.eval()
             items = [{"audio": batch["audios"][i, : int(n)]} for i, n in enumerate(batch["audio_lengths"])]
