@@ -183,7 +183,8 @@ class ModelModule(LightningModule):
     def _step(self, batch: Dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
         out = self.model.losses(batch_inputs(batch), batch["targets"], texts=self.batch_texts(batch))
         loss, loss_ctc, loss_att, acc = out["loss"], out["loss_ctc"], out["loss_att"], out["acc"]
-        extra = {k: v for k, v in out.items() if k.startswith("loss_") and k not in ("loss_ctc", "loss_att")}
+        extra = {k: v for k, v in out.items() if k.startswith("loss_") and k not in ("loss_ctc", "loss_att")
+                 and torch.is_tensor(v) and v.dim() == 0}  # scalar terms only (not loss_per_utt)
         if prefix == "":  # the non-finite check names the parts of a non-finite loss
             self._step_parts.append({"loss_ctc": loss_ctc.detach(), "loss_att": loss_att.detach(),
                                      **{k: v.detach() for k, v in extra.items()}})
