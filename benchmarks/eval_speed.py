@@ -23,6 +23,23 @@ beam of rows vs the batch's: batching does the same arithmetic, so that ratio bo
 it can gain in the decoder.
 
     python benchmarks/eval_speed.py --beams 40 10 --batch-size 8 --num-utts 16
+
+``--original-checkout PATH`` (a checkout of the original Auto-AVSR code, github
+mpc001/auto_avsr) measures instead the whole decoding process against the original's: the
+same random weights are written once as a legacy checkpoint (``model_avg_10.pth`` layout)
+and the same ``--num-utts`` clips (default 8) to a temporary folder; then each side runs as
+a fresh Python process that loads the checkpoint and the clips and decodes them at the first
+of ``--beams`` with the same length cap: the original as its ``eval.py`` does (one clip at a
+time: frontend, encoder and its ``BatchBeamSearch`` under ``torch.inference_mode``, weights
+decoder 0.9 / CTC 0.1, length bonus 0), this project as ``eval.py`` does (the clips in
+batches of ``--batch-size``: batched encoding and beam search). The two alternate
+``--repeats`` times (original first, then this project), so that load on a shared machine
+hits both alike; the wall time of each process (interpreter start, imports, model load and
+decoding) is measured from outside, and its CPU time (less disturbed by other work). The best hypothesis of every clip must have the same
+token ids on both sides (else exit status 1); the median wall times and their ratio are
+printed.
+
+    python benchmarks/eval_speed.py --original-checkout exp/auto_avsr --beams 40 --repeats 3
 """
 
 import argparse
@@ -111,17 +128,177 @@ def row(beam, batch, n_utts, media_seconds, clock: Clock, total: float, extra: s
             f"{shares['decoder']:.0f} % | {shares['ctc']:.0f} % | {other:.0f} % | {extra} |")
 
 
-def main() -> int:
-    from espnet.asr.evaluate import length_sorted_batches
-    from espnet.asr.recognizer import build_beam_search
+def legacy_model(modality: str):
+    """The full-size legacy Auto-AVSR model of this project (random weights)."""
     from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
     from espnet.nets.pytorch_backend.model_config import LEGACY_MODALITY_ENCODERS, ModelConfig
 
+    vision, audio = LEGACY_MODALITY_ENCODERS[modality]
+    return E2E(ModelConfig(odim=5049, vision_encoder=vision, audio_encoder=audio)).eval()
+
+
+def clip_frames(n: int, min_seconds: float, max_seconds: float) -> List[int]:
+    """``n`` clip lengths in frames (25 Hz), evenly spread over ``[min_seconds, max_seconds]``."""
+    lo, hi = round(min_seconds * 25), round(max_seconds * 25)
+    return [round(lo + (hi - lo) * i / max(1, n - 1)) for i in range(n)]
+
+
+def child_ours(args, folder: str) -> List[Dict]:
+    """This project's decoding process (as ``eval.py`` decodes): load the legacy checkpoint,
+    encode and decode the clips in length-sorted batches of ``--batch-size``."""
+    from espnet.asr.recognizer import build_beam_search, encode_utterances
+    from espnet.training.checkpoints import load_checkpoint, load_state_checked
+
+    from espnet.utils.skip_weight_init import skip_weight_init
+
+    path = os.path.join(folder, "model_avg_10.pth")
+    state, _, _ = load_checkpoint(path)
+    with skip_weight_init():  # as espnet.asr.pretrained.build_model does
+        model = legacy_model(args.modality)
+    load_state_checked(model, state, path)
+    model.eval()
+    items = torch.load(os.path.join(folder, "clips.pt"), weights_only=True)
+    search = build_beam_search(model, beam_size=args.beams[0], ctc_weight=0.1)
+    eos = model.decoder.eos
+    results: List[Dict] = [{}] * len(items)
+    with torch.no_grad():
+        # longest first, as eval.py batches (its module also loads the data pipeline, which decoding does not need)
+        order = sorted(range(len(items)), key=lambda i: -next(iter(items[i].values())).size(0))
+        for batch in (order[i : i + args.batch_size] for i in range(0, len(order), args.batch_size)):
+            memory, lengths = encode_utterances(model, [items[i] for i in batch])
+            for i, hyps in zip(batch, search.batch_forward(memory, lengths, maxlenratio=args.max_len_ratio)):
+                results[i] = {"ids": strip(hyps[0].yseq.tolist()[1:], eos), "score": float(hyps[0].score)}
+    return results
+
+
+def child_original(args, folder: str) -> List[Dict]:
+    """The original Auto-AVSR decoding process (as its ``eval.py`` / ``ModelModule.test_step``):
+    its model loads the checkpoint, each clip goes alone through frontend, projection,
+    encoder and its ``BatchBeamSearch`` (decoder 0.9, CTC 0.1, length bonus 0)."""
+    # its ``espnet`` (a namespace package: ours, a regular package, would win wherever it is on the path)
+    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path[:] = [os.path.abspath(args.original_checkout)] + [
+        p for p in sys.path if os.path.abspath(p or os.curdir) != ours]
+    from espnet.nets.batch_beam_search import BatchBeamSearch
+    from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
+    from espnet.nets.scorers.length_bonus import LengthBonus
+
+    model = E2E(5049, args.modality)
+    model.load_state_dict(torch.load(os.path.join(folder, "model_avg_10.pth"), weights_only=True))
+    model.eval()
+    items = torch.load(os.path.join(folder, "clips.pt"), weights_only=True)
+    scorers = model.scorers()
+    scorers["length_bonus"] = LengthBonus(5049)
+    search = BatchBeamSearch(beam_size=args.beams[0], vocab_size=5049, scorers=scorers, sos=5048, eos=5048,
+                             weights={"decoder": 0.9, "ctc": 0.1, "length_bonus": 0.0},
+                             token_list=[str(i) for i in range(5049)], pre_beam_score_key="decoder")
+    results = []
+    with torch.inference_mode():  # Lightning's test loop
+        for item in items:
+            x = model.frontend(item[args.modality].unsqueeze(0))
+            x = model.proj_encoder(x)
+            enc, _ = model.encoder(x, None)
+            best = search(enc.squeeze(0), maxlenratio=args.max_len_ratio)[0]
+            results.append({"ids": strip(best.yseq.tolist()[1:], 5048), "score": float(best.score)})
+    return results
+
+
+def strip(ids: List[int], eos: int) -> List[int]:
+    """Token ids without the trailing ``eos`` (two where the length limit added one)."""
+    while ids and ids[-1] == eos:
+        ids.pop()
+    return ids
+
+
+def versus_original(args) -> int:
+    """Whole decoding processes, the original's and this project's, alternating; see the
+    module docstring."""
+    import json
+    import resource
+    import statistics
+    import subprocess
+    import tempfile
+
+    from espnet.utils.atomic_write import atomic_torch_save
+
+    checkout = os.path.abspath(args.original_checkout)
+    if not os.path.isfile(os.path.join(checkout, "espnet", "nets", "batch_beam_search.py")):
+        raise SystemExit(f"--original-checkout {args.original_checkout}: not a checkout of the original "
+                         "Auto-AVSR code (no espnet/nets/batch_beam_search.py)")
+    torch.manual_seed(args.seed)
+    model = legacy_model(args.modality)
+    n_params = sum(p.numel() for p in model.parameters())
+    frames = clip_frames(args.num_utts, args.min_seconds, args.max_seconds)
+    items = make_utterances(args.modality, frames, args.seed)
+    beam = args.beams[0]
+    cap = f"{args.max_len_ratio} x frames" if args.max_len_ratio > 0 else "the encoder length"
+    script = os.path.abspath(__file__)
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    with tempfile.TemporaryDirectory(prefix="eval_speed_") as folder:
+        atomic_torch_save(model.state_dict(), os.path.join(folder, "model_avg_10.pth"))
+        atomic_torch_save(items, os.path.join(folder, "clips.pt"))
+        del model
+        print(f"full-size {args.modality} model: {n_params / 1e6:.1f} M parameters (random weights); "
+              f"{len(items)} clips of {frames[0]}-{frames[-1]} frames ({sum(frames) / 25:.1f} s); beam {beam}, "
+              f"hypotheses capped at {cap}; this project in batches of {args.batch_size}; "
+              f"{args.threads or 'default'} thread(s); {args.repeats} alternating runs each")
+        seconds: Dict[str, List[float]] = {"original": [], "ours": []}
+        cpu: Dict[str, List[float]] = {"original": [], "ours": []}  # CPU seconds of the process
+        hyps: Dict[str, List] = {}
+        load = [os.getloadavg()[0]]
+        for run in range(args.repeats):
+            for side in ("original", "ours"):
+                out = os.path.join(folder, f"{side}.json")
+                cmd = [sys.executable, script, "--child", side, "--child-folder", folder, "--modality", args.modality,
+                       "--beams", str(beam), "--batch-size", str(args.batch_size),
+                       "--max-len-ratio", str(args.max_len_ratio), "--original-checkout", checkout] + threads
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                start = time.perf_counter()
+                done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                seconds[side].append(time.perf_counter() - start)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu[side].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+                if done.returncode != 0:
+                    raise SystemExit(f"the {side} decoding process failed (exit status {done.returncode}):\n"
+                                     f"{done.stderr[-4000:]}")
+                with open(out) as f:
+                    result = json.load(f)
+                if side in hyps and hyps[side] != [h["ids"] for h in result]:
+                    raise SystemExit(f"the {side} decoding process gave other hypotheses in run {run + 1}")
+                hyps[side] = [h["ids"] for h in result]
+                scores = [h["score"] for h in result]
+                if side == "ours":
+                    worst = max(abs(a - b) for a, b in zip(scores, original_scores))
+                else:
+                    original_scores = scores
+            print(f"run {run + 1}: original {seconds['original'][-1]:.1f} s ({cpu['original'][-1]:.1f} s CPU), "
+                  f"this project {seconds['ours'][-1]:.1f} s ({cpu['ours'][-1]:.1f} s CPU)", flush=True)
+            load.append(os.getloadavg()[0])
+    different = [i for i, (a, b) in enumerate(zip(hyps["original"], hyps["ours"])) if a != b]
+    if different:
+        print(f"clips {different}: the hypotheses differ from the original's")
+        return 1
+    lengths = [len(h) for h in hyps["ours"]]
+    orig, ours = statistics.median(seconds["original"]), statistics.median(seconds["ours"])
+    orig_cpu, ours_cpu = statistics.median(cpu["original"]), statistics.median(cpu["ours"])
+    print("\n| beam | clips | original: wall (CPU) s | this project: wall (CPU) s | ratio: wall (CPU) |")
+    print("| --- | --- | --- | --- | --- |")
+    print(f"| {beam} | {len(items)} | {orig:.1f} ({orig_cpu:.1f}) | {ours:.1f} ({ours_cpu:.1f}) | "
+          f"{ours / orig:.2f}x ({ours_cpu / orig_cpu:.2f}x) |")
+    print(f"\nmedians of {args.repeats} whole processes each (CPU: user + system seconds of the process, "
+          f"which other work on the machine disturbs less); identical hypotheses ({min(lengths)}-"
+          f"{max(lengths)} tokens; largest score difference {worst:.1e}); load average (1 min) "
+          f"{min(load):.1f}-{max(load):.1f} ({os.cpu_count()} CPUs)")
+    return 0
+
+
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--modality", default="video", choices=["video", "audio"])
     p.add_argument("--beams", type=int, nargs="+", default=[40, 10], help="Beam sizes. (Default: 40 10)")
     p.add_argument("--batch-size", type=int, default=8, help="Utterances decoded together. (Default: 8)")
-    p.add_argument("--num-utts", type=int, default=16, help="Utterances. (Default: 16)")
+    p.add_argument("--num-utts", type=int, default=None,
+                   help="Utterances. (Default: 16; 8 with --original-checkout)")
     p.add_argument("--min-seconds", type=float, default=1.5, help="Shortest utterance. (Default: 1.5)")
     p.add_argument("--max-seconds", type=float, default=3.0, help="Longest utterance. (Default: 3.0)")
     p.add_argument("--max-len-ratio", type=float, default=0.2,
@@ -129,19 +306,39 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads. (Default: torch's default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda. (Default: cpu)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--original-checkout", default=None,
+                   help="A checkout of the original Auto-AVSR code: time whole decoding processes against it.")
+    p.add_argument("--repeats", type=int, default=3, help="Alternating runs per side with --original-checkout. "
+                   "(Default: 3)")
+    p.add_argument("--child", choices=["ours", "original"], help=argparse.SUPPRESS)
+    p.add_argument("--child-folder", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    if args.num_utts < 1 or args.batch_size < 1 or not 0 < args.min_seconds <= args.max_seconds:
-        p.error("--num-utts and --batch-size must be >= 1 and 0 < --min-seconds <= --max-seconds")
+    if args.child:
+        import json
+
+        results = (child_ours if args.child == "ours" else child_original)(args, args.child_folder)
+        with open(os.path.join(args.child_folder, f"{args.child}.json"), "w") as f:
+            json.dump(results, f)
+        return 0
+    if args.original_checkout and args.num_utts is None:
+        args.num_utts = 8
+    args.num_utts = args.num_utts or 16
+    if args.num_utts < 1 or args.batch_size < 1 or not 0 < args.min_seconds <= args.max_seconds or args.repeats < 1:
+        p.error("--num-utts, --batch-size and --repeats must be >= 1 and 0 < --min-seconds <= --max-seconds")
+    if args.original_checkout:
+        return versus_original(args)
+    # (after the original's child process branched off: it imports its own ``espnet``)
+    from espnet.asr.evaluate import length_sorted_batches
+    from espnet.asr.recognizer import build_beam_search
 
     torch.manual_seed(args.seed)
-    vision, audio = LEGACY_MODALITY_ENCODERS[args.modality]
-    model = E2E(ModelConfig(odim=5049, vision_encoder=vision, audio_encoder=audio)).eval().to(device)
+    model = legacy_model(args.modality).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     lo, hi = round(args.min_seconds * 25), round(args.max_seconds * 25)
-    frames = [round(lo + (hi - lo) * i / max(1, args.num_utts - 1)) for i in range(args.num_utts)]
+    frames = clip_frames(args.num_utts, args.min_seconds, args.max_seconds)
     items = [{k: v.to(device) for k, v in item.items()} for item in make_utterances(args.modality, frames, args.seed)]
     batches = length_sorted_batches(frames, args.batch_size)
     media_seconds = sum(frames) / 25

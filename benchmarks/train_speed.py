@@ -29,6 +29,27 @@ time counts it. The corpus is generated like the quickstart's (300 utterances, 1
 unless ``--root-dir`` points at one. Results go to ``OUT/train_speed.md`` and ``.json``.
 On a shared machine run everything from one invocation: absolute numbers move with the
 load, the ratios measured side by side much less.
+
+``--full-size`` measures something else: the training step alone of the full-size Auto-AVSR
+models (768-d, 12 Conformer blocks, 6 decoder blocks, ResNet-18 width 64, 5049 tokens), this
+project's against the original recipe's, on random data (``--batch-size`` utterances of
+``--seconds`` each), forward + backward + gradient clipping + AdamW:
+
+    python benchmarks/train_speed.py --full-size --original-checkout exp/auto_avsr --out exp/full_size
+
+Each model runs in its own process (``benchmarks/step_worker.py``) and the two take turns,
+one step each, so that the load of the machine hits both alike; the median of ``--steps``
+steps after one warm-up step is reported per model and precision (``--precisions``,
+``--baseline-precisions``; within a round every model and precision takes one step), with
+the ratio of every pair, 25 Hz frames per second, and the achieved GFLOP/s (the step's floating-point
+operations counted by ``torch.utils.flop_counter``) as a share of this machine's peak,
+measured in the same run (a large matrix product and a ResNet convolution, the faster of
+the two, in float32 and in bfloat16). The original is the ``E2E`` of an Auto-AVSR checkout
+given by ``--original-checkout`` (github mpc001/auto_avsr; the checkout's code is run, never
+copied here). Without one, this project's code with its speed levers off (attention step by
+step, the legacy video layout, PyTorch's default AdamW update: the original computation)
+stands in for it, and the output says so; audio-visual models, which the original does not
+have, are always compared with that stand-in. ``--sizes`` shrinks every model (tests).
 """
 
 import argparse
@@ -142,7 +163,9 @@ def measure_in_process(args, data: Dict[str, str], modality: str) -> Dict[str, f
     batches = batches[: args.step_batches] if args.step_batches else batches
     step_frames = sum(batch_frames(b) for b in batches)
     model = module.model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=targs.lr, betas=(0.9, 0.98), weight_decay=targs.weight_decay)
+    from espnet.training.scheduler import build_adamw
+
+    optimizer = build_adamw(model.parameters(), targs.lr, targs.weight_decay)  # as train.py
 
     def step(batch, bf16: bool) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
@@ -172,6 +195,199 @@ def measure_in_process(args, data: Dict[str, str], modality: str) -> Dict[str, f
     return row
 
 
+FULL_SIZES = {"odim": 5049, "adim": 768, "aheads": 12, "eunits": 3072, "elayers": 12, "dunits": 3072,
+              "dlayers": 6, "width": 64}
+
+
+def refuse(message: str) -> None:
+    """A bad flag: one line on stderr, exit status 2 (as argparse does)."""
+    print(f"train_speed.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def parse_sizes(text: str) -> Dict[str, int]:
+    """``--sizes adim=64,elayers=2,...`` over the full sizes."""
+    sizes = dict(FULL_SIZES)
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key not in sizes or not value.isdigit() or int(value) < 1:
+            refuse(f"--sizes: {item!r} is not NAME=N with NAME one of {', '.join(FULL_SIZES)}")
+        sizes[key] = int(value)
+    return sizes
+
+
+def machine_peak(dtype, repeats: int = 5) -> Dict[str, float]:
+    """GFLOP/s of a 2048^3 matrix product and of a ResNet 3x3 convolution (64 channels, 56x56,
+    batch 8, forward) in ``dtype``, the median of ``repeats`` runs each."""
+    import statistics
+
+    import torch
+    import torch.nn.functional as F
+
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+    x, w = torch.randn(8, 64, 56, 56, dtype=dtype), torch.randn(64, 64, 3, 3, dtype=dtype)
+    work = {"matmul": (lambda: torch.mm(a, b), 2 * 2048 ** 3),
+            "conv": (lambda: F.conv2d(x, w, padding=1), 2 * 8 * 64 * 64 * 9 * 56 * 56)}
+    peak = {}
+    for name, (fn, flops) in work.items():
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        peak[name] = flops / statistics.median(times) / 1e9
+    return peak
+
+
+class StepWorker:
+    """A ``benchmarks/step_worker.py`` process: one model, one step per request."""
+
+    def __init__(self, spec: Dict, log_path: str) -> None:
+        self.name = spec["impl"]
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(REPO, "benchmarks", "step_worker.py"),
+                                      json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log, text=True, cwd=REPO,
+                                     env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        self.info = self._reply()
+
+    def _reply(self) -> Dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            raise SystemExit(f"step worker {self.name} failed (exit {self.proc.returncode}); see {self.log.name}")
+        return json.loads(line)
+
+    def step(self, precision: str) -> Dict:
+        self.proc.stdin.write(precision + "\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=60)
+        self.log.close()
+
+
+def full_size(args) -> int:
+    """``--full-size``: this project's training step against the original's, side by side."""
+    import statistics
+
+    import torch
+
+    sizes = parse_sizes(args.sizes)
+    checkout = os.path.abspath(args.original_checkout) if args.original_checkout else None
+    if checkout and not os.path.isfile(os.path.join(checkout, "espnet", "nets", "pytorch_backend",
+                                                    "e2e_asr_conformer.py")):
+        refuse(f"--original-checkout {args.original_checkout}: no Auto-AVSR checkout there "
+                         f"(espnet/nets/pytorch_backend/e2e_asr_conformer.py is missing)")
+    if checkout and sizes != FULL_SIZES:
+        refuse("--sizes: the original Auto-AVSR model has fixed sizes; leave out --original-checkout "
+               "to compare shrunk models with the stand-in")
+    precisions = [p for p in args.precisions.split(",") if p]
+    base_precisions = [p for p in (args.baseline_precisions or args.precisions).split(",") if p]
+    for flag, values in (("--precisions", precisions), ("--baseline-precisions", base_precisions)):
+        for precision in values:
+            if precision not in ("32", "bf16-mixed"):
+                refuse(f"{flag}: {precision!r} is not 32 or bf16-mixed")
+    os.makedirs(args.out, exist_ok=True)
+    frames = args.batch_size * int(round(25 * args.seconds))
+    load_before = os.getloadavg()
+    print(f"processor: {processor_name()}; {torch.get_num_threads()} threads; load average before: "
+          f"{' '.join(f'{v:.2f}' for v in load_before)}", flush=True)
+    peaks = {"32": machine_peak(torch.float32), "bf16-mixed": machine_peak(torch.bfloat16)}
+    for precision, peak in peaks.items():
+        print(f"peak ({precision}): matmul {peak['matmul']:.1f} GFLOP/s, conv {peak['conv']:.1f} GFLOP/s", flush=True)
+    results = {}
+    for modality in args.modalities.split(","):
+        base_impl = "original" if checkout and modality != "audiovisual" else "standin"
+        spec = {"modality": modality, "sizes": sizes, "batch": args.batch_size, "seconds": args.seconds,
+                "tokens": args.tokens, "checkout": checkout}
+        workers = []
+        try:
+            for impl in (base_impl, "ours"):
+                workers.append(StepWorker(dict(spec, impl=impl, count_flops=impl == "ours",
+                                               compile=impl == "ours" and args.compile),
+                                          os.path.join(args.out, f"{modality}_{impl}.log")))
+            base, ours = workers
+            flops = ours.info["flops"]
+            what = ("the original Auto-AVSR (" + checkout + ")" if base_impl == "original" else
+                    "this project's code with the speed levers off (stand-in for the original)")
+            print(f"[{modality}] baseline: {what}; {base.info['params'] / 1e6:.1f} M vs {ours.info['params'] / 1e6:.1f} M "
+                  f"parameters; {flops / 1e9:.1f} GFLOP per step", flush=True)
+            # every (model, precision) takes one step per round, in turn, the order reversed every round
+            runs = [(base, q) for q in base_precisions] + [(ours, p) for p in precisions]
+            first = {(w.name, p): w.step(p) for w, p in runs}  # warm-up (and compilation)
+            steps = {(w.name, p): [] for w, p in runs}
+            for i in range(args.steps):
+                for w, p in runs if i % 2 == 0 else runs[::-1]:
+                    steps[(w.name, p)].append(w.step(p))
+                    print(f"  [{modality}] round {i + 1}: {w.name} {p} {steps[(w.name, p)][-1]['seconds']:.1f} s",
+                          flush=True)
+            median = {key: statistics.median(r["seconds"] for r in replies) for key, replies in steps.items()}
+            for p in precisions:
+                for q in base_precisions:
+                    b_s, o_s = median[(base.name, q)], median[("ours", p)]
+                    row = {"precision": p, "baseline_precision": q, "baseline": base_impl,
+                           "baseline_steps": [r["seconds"] for r in steps[(base.name, q)]],
+                           "ours_steps": [r["seconds"] for r in steps[("ours", p)]],
+                           "baseline_cpu_seconds": statistics.median(r["cpu_seconds"] for r in steps[(base.name, q)]),
+                           "ours_cpu_seconds": statistics.median(r["cpu_seconds"] for r in steps[("ours", p)]),
+                           "baseline_first_step": first[(base.name, q)]["seconds"],
+                           "ours_first_step": first[("ours", p)]["seconds"],
+                           "baseline_seconds": b_s, "ours_seconds": o_s, "speedup": b_s / o_s,
+                           "baseline_fps": frames / b_s, "ours_fps": frames / o_s, "gflops_per_step": flops / 1e9,
+                           "baseline_gflops": flops / 1e9 / b_s, "ours_gflops": flops / 1e9 / o_s}
+                    row["baseline_peak_share"] = row["baseline_gflops"] / max(peaks[q].values())
+                    row["ours_peak_share"] = row["ours_gflops"] / max(peaks[p].values())
+                    if args.compile:
+                        row["compile_seconds"] = row["ours_first_step"] - o_s
+                    results[f"{modality} {p} vs {q}"] = row
+                    print(f"[{modality}] ours {p} {o_s:.2f} s/step vs {base_impl} {q} {b_s:.2f} s/step: "
+                          f"{row['speedup']:.2f}x; {row['ours_fps']:.1f} vs {row['baseline_fps']:.1f} frames/s; "
+                          f"{row['ours_gflops']:.1f} vs {row['baseline_gflops']:.1f} GFLOP/s = "
+                          f"{100 * row['ours_peak_share']:.0f} % vs {100 * row['baseline_peak_share']:.0f} % of peak"
+                          + (f"; compilation {row['compile_seconds']:.0f} s" if args.compile else ""), flush=True)
+        finally:
+            for w in workers:
+                w.close()
+    load_after = os.getloadavg()
+    head = ("| model | ours | baseline | ours s/step | baseline s/step | speed-up | ours frames/s | baseline frames/s | "
+            "ours GFLOP/s (% of peak) | baseline GFLOP/s (% of peak) |")
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for key, row in results.items():
+        modality = key.split()[0]
+        lines.append(f"| {modality} | {row['precision']} | {row['baseline']} {row['baseline_precision']} | "
+                     f"{row['ours_seconds']:.2f} | {row['baseline_seconds']:.2f} | "
+                     f"{row['speedup']:.2f}x | {row['ours_fps']:.1f} | {row['baseline_fps']:.1f} | "
+                     f"{row['ours_gflops']:.1f} ({100 * row['ours_peak_share']:.0f} %) | "
+                     f"{row['baseline_gflops']:.1f} ({100 * row['baseline_peak_share']:.0f} %) |")
+    table = "\n".join(lines)
+    print(table)
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in load_after)}")
+    with open(os.path.join(args.out, "full_size.md"), "w") as handle:
+        handle.write(f"Full-size training step, batch {args.batch_size} x {args.seconds:g} s, median of {args.steps} "
+                     f"steps ({processor_name()}, load average {load_before[0]:.2f} before, {load_after[0]:.2f} "
+                     f"after)\n\n{table}\n")
+    with open(os.path.join(args.out, "full_size.json"), "w") as handle:
+        json.dump({"results": results, "peaks": peaks, "sizes": sizes, "args": vars(args),
+                   "processor": processor_name(), "load_average": [load_before, load_after]}, handle, indent=2)
+    return 0
+
+
+def processor_name() -> str:
+    """``model name`` of ``/proc/cpuinfo`` and the core count (``unknown`` where absent)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "unknown")
+    except OSError:
+        name = "unknown"
+    return f"{name}, {os.cpu_count()} cores"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="exp/train_speed", help="Output folder. (Default: exp/train_speed)")
@@ -196,7 +412,29 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--baseline-repo", default=None, help="Another checkout to time the same way (its train.py).")
     p.add_argument("--baseline-flags", default=BASELINE_FLAGS,
                    help=f"Extra train.py flags of the baseline. (Default: {BASELINE_FLAGS})")
+    p.add_argument("--full-size", action="store_true",
+                   help="Time the full-size training step alone against the original's, side by side (above).")
+    p.add_argument("--original-checkout", default=None,
+                   help="--full-size: an Auto-AVSR checkout (github mpc001/auto_avsr) whose E2E is the baseline. "
+                        "(Default: none: this project's code with its speed levers off stands in for it)")
+    p.add_argument("--precisions", default="32,bf16-mixed",
+                   help="--full-size: comma-separated precisions (32, bf16-mixed). (Default: 32,bf16-mixed)")
+    p.add_argument("--baseline-precisions", default=None,
+                   help="--full-size: the baseline's precisions, if not those of --precisions (e.g. 32: the original "
+                        "recipe trains in float32); every pair is compared. (Default: --precisions)")
+    p.add_argument("--steps", type=int, default=4, help="--full-size: timed steps per model. (Default: 4)")
+    p.add_argument("--batch-size", type=int, default=2, help="--full-size: utterances per batch. (Default: 2)")
+    p.add_argument("--seconds", type=float, default=2.0, help="--full-size: seconds per utterance. (Default: 2)")
+    p.add_argument("--tokens", type=int, default=16, help="--full-size: label length in tokens. (Default: 16)")
+    p.add_argument("--sizes", default="", help="--full-size: NAME=N,... over the full sizes "
+                   f"({', '.join(f'{k}={v}' for k, v in FULL_SIZES.items())}), e.g. for a quick test.")
+    p.add_argument("--compile", action="store_true", help="--full-size: torch.compile this project's model "
+                   "(the compilation time is reported).")
     args = p.parse_args(argv)
+    if args.full_size:
+        if args.modalities == "audio,video,audiovisual":
+            args.modalities = "video,audio,audiovisual"
+        return full_size(args)
     # the baseline's train.py runs in its own checkout: every path it is given must be absolute
     args.out = os.path.abspath(args.out)
     args.root_dir = os.path.abspath(args.root_dir) if args.root_dir else None

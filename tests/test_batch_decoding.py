@@ -218,3 +218,37 @@ def test_search_timings_per_scorer():
         search.batch_forward(torch.randn(2, 6, 16), torch.tensor([6, 4]))
     assert set(search.timings) == {"decoder", "ctc", "search"}
     assert all(seconds > 0 for seconds in search.timings.values())
+
+
+class DenseCTC:
+    """The CTC scorer of ``search`` seen without ``batch_score_candidates``: the beam search
+    then adds its ``(B, W, V)`` table (the reference path)."""
+
+    def __init__(self, scorer):
+        self.scorer = scorer
+
+    def __getattr__(self, name):
+        if name == "batch_score_candidates":
+            raise AttributeError(name)
+        return getattr(self.scorer, name)
+
+
+def test_candidate_ctc_scores_equal_the_full_table():
+    """Adding the CTC scorer's candidates only gives the same hypotheses and the very same
+    scores (to the bit) as adding its full-vocabulary table, with ends and length limits."""
+    torch.manual_seed(0)
+    model = E2E(model_config(odim=30, **TINY_AV)).eval()
+    fast = build_beam_search(model, beam_size=4)
+    dense = DenseCTC(fast.part_scorers["ctc"])
+    memory, lengths = torch.randn(3, 9, 16), torch.tensor([9, 4, 6])
+    with torch.no_grad(), EosBias(model, 4.0):
+        for ratio in (0.0, 0.5):
+            got = fast.batch_forward(memory, lengths, maxlenratio=ratio)
+            fast.part_scorers["ctc"], kept = dense, fast.part_scorers["ctc"]
+            try:
+                want = fast.batch_forward(memory, lengths, maxlenratio=ratio)
+            finally:
+                fast.part_scorers["ctc"] = kept
+            for a, b in zip(got, want):
+                assert [h.yseq.tolist() for h in a] == [h.yseq.tolist() for h in b]
+                assert [h.score for h in a] == [h.score for h in b]  # one process, the same arithmetic

@@ -234,12 +234,14 @@ def _argv_after(command: str, script: str) -> List[str]:
 @pytest.mark.parametrize("path", DOCS, ids=[os.path.relpath(p, REPO) for p in DOCS])
 def test_commands_name_existing_scripts_and_flags(path):
     """Every script or module a command runs exists, and every complete ``train.py`` /
-    ``eval.py`` / ``transcribe.py`` command line (no ``...``) parses with that script's own flags."""
+    ``eval.py`` / ``transcribe.py`` / ``-m espnet.serve`` command line (no ``...``) parses with
+    that program's own flags."""
     from espnet.asr import eval_cli, transcribe_cli
+    from espnet.serve import cli as serve_cli
     from espnet.training import train_cli
 
     parsers = {"train.py": train_cli.parse_args, "eval.py": eval_cli.parse_args,
-               "transcribe.py": transcribe_cli.parse_args}
+               "transcribe.py": transcribe_cli.parse_args, "espnet.serve": serve_cli.parse_args}
     problems = []
     for command in shell_commands(read(path)):
         words = shlex.split(command, comments=True)

@@ -131,7 +131,7 @@ def test_registries_and_factories():
     assert set(MODEL_REGISTRY) == {"vision_encoder", "audio_encoder", "encoder", "decoder", "fusion"}
     assert VISION_ENCODERS.choices()[:4] == ["resnet", "vit", "vivit", "clip-vit"]
     assert set(AUDIO_ENCODERS.choices()) == {"resnet1d", "whisper", "wavlm"}
-    assert set(DECODERS.choices()) == {"transformer", "llama", "whisper-decoder", "llm"}
+    assert set(DECODERS.choices()) == {"transformer", "llama", "whisper-decoder", "paraformer", "llm"}
     assert DECODERS.canonical("llm") == "llama"
     # static facts live on the classes; the CLI, the model and the tests read them there
     assert VISION_ENCODERS.resolve_class("resnet").frame_rate == 25.0
@@ -141,9 +141,10 @@ def test_registries_and_factories():
     front = FrontendFactory.create_vision_encoder("resnet", config)
     assert front.output_dim == 8 * TINY["resnet_width"] and front.frame_rate == type(front).frame_rate == 25.0
     assert type(DecoderFactory.create_decoder("transformer", config)).__name__ == "TransformerDecoder"
+    assert type(DecoderFactory.create_decoder("paraformer", config)).__name__ == "ParaformerDecoder"
     with pytest.raises(ValueError, match=r"unknown vision encoder 'resnet50' for --vision-encoder; registered: resnet, vit"):
         FrontendFactory.create_vision_encoder("resnet50", config)
-    assert DECODERS.available() == ["transformer", "llama", "whisper-decoder"]
+    assert DECODERS.available() == ["transformer", "llama", "whisper-decoder", "paraformer"]
     from espnet.nets.pytorch_backend.frontend.hf_base import PretrainedModelNotFound
 
     no_transformer = {k: v for k, v in TINY.items() if k not in ("dunits", "dlayers")}  # its options only

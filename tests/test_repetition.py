@@ -142,6 +142,21 @@ def test_fallback_keeps_the_first_sample_that_passes():
     assert last.temperature == 1.0 and last.check.failed
 
 
+def test_fallback_needs_an_autoregressive_search():
+    """CTC greedy and a decoder with its own one-pass search (Paraformer) cannot be sampled: the
+    fallback is refused with one line naming the flag; the guard still checks, without the
+    log-probability (their scores are not the decoder's)."""
+    model = types.SimpleNamespace(decoder=Looping(), ctc_weight=0.0)
+    memory, lengths = torch.zeros(1, 4, 3), torch.tensor([4])
+    fallback = FallbackOptions((0.2,), best_of=2)
+    with pytest.raises(ValueError, match="^--fallback-temperatures: .* --decode-mode ctc-greedy does not use"):
+        decode_guarded(model, memory, lengths, DecodeOptions(mode="ctc-greedy"), fallback=fallback)
+    own = types.SimpleNamespace(decodes_itself=True)
+    with pytest.raises(ValueError, match="^--fallback-temperatures: .* \\(its own search\\) does not use"):
+        decode_guarded(types.SimpleNamespace(decoder=own, ctc_weight=0.0), memory, lengths, DecodeOptions(),
+                       fallback=fallback)
+
+
 def test_samples_are_ranked_by_average_log_probability():
     model = types.SimpleNamespace(decoder=Looping(), ctc_weight=0.0)
     options = DecodeOptions(beam_size=1, ctc_weight=0.0, max_new_tokens=5)

@@ -32,6 +32,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="Audio-visual models: decode without this stream (its learned stand-in takes its place), "
                         "e.g. to see how the model copes when the camera or the microphone fails. "
                         "(Default: both streams)")
+    p.add_argument("--decode-mode", default="decoder", choices=["decoder", "ctc-greedy"],
+                   help="decoder: the model's decoder (joint CTC/attention beam search; a Paraformer's one parallel "
+                        "pass); ctc-greedy: the CTC head alone, best path (argmax per frame, repeats merged, blanks "
+                        "dropped), the cheapest baseline, for a model whose CTC head was trained. (Default: decoder)")
     p.add_argument("--beam-size", type=int, default=40, help="Beam size. (Default: 40)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="Utterances of similar length decoded together; hypotheses and scores equal one-at-a-time "
@@ -122,6 +126,9 @@ def decode(args: argparse.Namespace) -> int:
         read = "audio" if args.drop_stream == "video" else "video"  # what the pre-flight check must find
     skip_lines = run_preflight(args.root_dir, [(args.test_file, label_path(args.root_dir, args.test_file), None)],
                                read, odim, skip_invalid=args.skip_invalid, need_transcript=tokenizer is None, tokenizer=tokenizer)
+    if resolved.state is None and args.decode_mode == "ctc-greedy":
+        raise ValueError("--decode-mode ctc-greedy decodes with the model's trained CTC head: give "
+                         "--pretrained-model-path (without it the CTC head is untrained)")
     model = Recognizer.from_resolved(resolved).model
     if resolved.state is None and args.ctc_weight > 0:  # a CTC head is never pretrained
         print(f"note: without --pretrained-model-path the model has no trained CTC head: --ctc-weight "
@@ -137,7 +144,7 @@ def decode(args: argparse.Namespace) -> int:
                       max_new_tokens=args.max_new_tokens, wer_normalizer=args.wer_normalizer,
                       skip_lines=skip_lines.get(args.test_file, frozenset()),
                       batch_size=args.batch_size or DEFAULT_BATCH_SIZE, drop_stream=args.drop_stream,
-                      skip_invalid=args.skip_invalid, guard=args.guard,
+                      skip_invalid=args.skip_invalid, decode_mode=args.decode_mode, guard=args.guard,
                       fallback=resolve_fallback(args.fallback, args.fallback_best_of,
                                                 resolved.state is None and config.decoder == "whisper-decoder"))
     print(f"decoded {result.num_utterances} utterances in {result.seconds:.1f} s "

@@ -104,8 +104,12 @@ def corpus_wer(refs: List[str], hyps: List[str], normalize: Callable[[str], str]
 
 
 def load_model(config: ModelConfig, state: Dict[str, torch.Tensor], source: str) -> E2E:
-    """Build the model and load ``state`` strictly, with an error that says what differs."""
-    model = E2E(config)
+    """Build the model and load ``state`` strictly, with an error that says what differs
+    (without drawing random weights first when the load overwrites them all)."""
+    from espnet.utils.skip_weight_init import skip_weight_init
+
+    with skip_weight_init() if not config.use_qlora else contextlib.nullcontext():
+        model = E2E(config)
     load_state_checked(model, state, source)
     return model.eval()
 
@@ -147,6 +151,7 @@ def evaluate(
     batch_size: int = DEFAULT_BATCH_SIZE,
     drop_stream: Optional[str] = None,
     skip_invalid: bool = False,
+    decode_mode: str = "decoder",
     guard: GuardOptions = GuardOptions(),
     fallback: Optional[FallbackOptions] = None,
 ) -> EvalResult:
@@ -154,7 +159,9 @@ def evaluate(
 
     Utterances are decoded ``batch_size`` at a time, in batches of similar length, by the
     model's decoder (:func:`espnet.asr.recognizer.recognize_batch`: the joint CTC/attention
-    beam search, for every decoder; each utterance gets the hypothesis it gets alone); the results keep the order of
+    beam search, or the decoder's own one-pass decoding (Paraformer); with ``decode_mode``
+    ``ctc-greedy`` the CTC head's best path; each utterance gets the hypothesis it gets
+    alone); the results keep the order of
     ``test_file``. The reference is the transcript column, else the text of the
     SentencePiece ids (``text_transform``). A model whose pretrained weights are bfloat16
     (``pretrained_dtype``) decodes under bf16 autocast. ``skip_lines``: label-list lines
@@ -173,7 +180,8 @@ def evaluate(
         raise ValueError("--decode-snr-target adds noise to audio, but " +
                          ("this model is video-only" if model.modality == "video" else "--drop-stream audio removes it"))
     model.decoder.check_tokenizer(text_transform)
-    options = DecodeOptions(beam_size=beam_size, ctc_weight=ctc_weight, max_new_tokens=max_new_tokens)
+    options = DecodeOptions(beam_size=beam_size, ctc_weight=ctc_weight, max_new_tokens=max_new_tokens,
+                            mode=decode_mode)
     normalize = text_normalizer(wer_normalizer, list(model.config.model_names().values()))
     noise = load_noise(resolve_noise_file(root_dir, noise_file)) if snr_target is not None else None
     dataset = build_dataset(root_dir, test_file, "test", model.modality, noise=noise,

@@ -146,8 +146,11 @@ def sample_memory(model: Any, memory: torch.Tensor, memory_lengths: torch.Tensor
 
 
 def score_is_logprob(model: Any, options: DecodeOptions) -> bool:
-    """Whether the search's score is the decoder's own log-probability: no CTC prefix scores
+    """Whether the search's score is the decoder's own log-probability: an autoregressive
+    decoder's search (not CTC greedy, not a decoder with its own search), no CTC prefix scores
     (weight 0, or a CTC head never trained) and no length bonus."""
+    if options.mode != "decoder" or model.decoder.decodes_itself:
+        return False
     return options.penalty == 0.0 and (options.ctc_weight == 0.0 or model.ctc_weight == 0.0)
 
 
@@ -162,6 +165,10 @@ def decode_guarded(model: Any, memory: torch.Tensor, memory_lengths: torch.Tenso
     ``previous_texts``: per utterance, the text to condition on (a decoder with
     ``condition_on``: Whisper)."""
     decoder = model.decoder
+    if fallback is not None and (options.mode != "decoder" or decoder.decodes_itself):
+        what = "--decode-mode ctc-greedy" if options.mode != "decoder" else f"{type(decoder).__name__} (its own search)"
+        raise ValueError(f"--fallback-temperatures: the fallback samples an autoregressive decoder, which {what} "
+                         "does not use; pass --fallback-temperatures none")
     logprob = score_is_logprob(model, options)
 
     def guarded(d: Decoded, temperature: float, is_logprob: bool) -> GuardedHypothesis:

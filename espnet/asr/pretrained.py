@@ -127,8 +127,12 @@ def build_model(resolved: ResolvedModel) -> E2E:
     error that says what differs when they do not fit); a model without weights must be
     pretrained in every part."""
     from espnet.training.checkpoints import load_state_checked
+    from espnet.utils.skip_weight_init import skip_weight_init
 
-    model = E2E(resolved.config)
+    # a checkpoint overwrites every weight (strict load; a --use-qlora model loads a subset)
+    strict = resolved.state is not None and not resolved.config.use_qlora
+    with skip_weight_init() if strict else contextlib.nullcontext():
+        model = E2E(resolved.config)
     if resolved.state is None:
         untrained = model.untrained_parts()
         if untrained:

@@ -63,12 +63,36 @@ def build_beam_search(model: E2E, beam_size: int = 40, ctc_weight: float = 0.1,
 
 
 @torch.no_grad()
+def ctc_greedy(model: E2E, memory: torch.Tensor, memory_lengths: torch.Tensor) -> List[Decoded]:
+    """Best CTC path of each utterance of a padded batch (``memory`` ``(B, T, D)``, lengths
+    ``(B,)`` frames): the argmax class of each real frame, repeats merged, blanks (0)
+    dropped, as decoder token ids (CTC class minus ``ctc_token_offset``). ``score``: the sum
+    of the chosen classes' log-probabilities. The model's CTC head must have been trained."""
+    if model.ctc_weight == 0.0:
+        raise ValueError("--decode-mode ctc-greedy: this model's CTC head was not trained (training --ctc-weight 0)")
+    logp = model.ctc.log_softmax(memory).float()  # (B, T, V)
+    best, classes = logp.max(dim=-1)
+    offset = model.decoder.ctc_token_offset
+    out = []
+    for i, n in enumerate(memory_lengths.tolist()):
+        path = classes[i, : int(n)]
+        keep = torch.ones_like(path, dtype=torch.bool)
+        keep[1:] = path[1:] != path[:-1]
+        keep &= path != model.blank
+        out.append(Decoded([int(c) - offset for c in path[keep].tolist()], float(best[i, : int(n)].sum())))
+    return out
+
+
+@torch.no_grad()
 def decode_memory(model: E2E, memory: torch.Tensor, memory_lengths: torch.Tensor,
                   options: DecodeOptions) -> List[Decoded]:
     """Best hypothesis per utterance of a padded batch of encoder outputs ``(B, T, D)``
     (lengths ``(B,)``): the beam search of :func:`build_beam_search` (each utterance up to
     the decoder's maximum length, see ``BaseDecoder.max_length_ratio``), or the decoder's
-    own search for a ``decodes_itself`` decoder."""
+    own search for a ``decodes_itself`` decoder; with ``options.mode == "ctc-greedy"`` the
+    CTC head's best path (:func:`ctc_greedy`) instead."""
+    if options.mode == "ctc-greedy":
+        return ctc_greedy(model, memory, memory_lengths)
     decoder = model.decoder
     if decoder.decodes_itself:
         return decoder.recognize(memory, memory_lengths, decoding_ctc(model, options.ctc_weight), options)

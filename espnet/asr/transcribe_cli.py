@@ -20,26 +20,17 @@ MEDIA_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".wav", ".flac", ".
 LIST_EXTENSIONS = (".list", ".lst", ".txt")
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    from espnet.asr.transcription.writers import FORMATS
+def add_transcription_args(p: argparse.ArgumentParser) -> None:
+    """The flags ``transcribe.py`` and the web service share: the model (``--model`` or the model
+    flags of ``eval.py``), decoding, segmentation and the device."""
     from espnet.training.cli_args import add_generate_args, add_model_args, add_tokenizer_args
-    from espnet.training.cpu_threads import IDLE, num_threads_flag
+    from espnet.training.cpu_threads import num_threads_flag
 
-    p = argparse.ArgumentParser(prog="transcribe.py", description=DESCRIPTION)
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="Media files (mp4, mkv, mov, avi, webm, wav, flac, mp3, m4a, ogg, ...), directories (searched "
-                        f"recursively for {', '.join(MEDIA_EXTENSIONS[:10])}, ...) or list files "
-                        f"({', '.join(LIST_EXTENSIONS)}: one path a line, relative to the list; # comments).")
     p.add_argument("--model", default=None,
                    help="What eval.py decodes: a checkpoint (.ckpt, model_avg_*.pth), an export folder or a legacy "
                         "Auto-AVSR .pth (with its model flags). Without it, the model is built from the model flags "
                         "and must be pretrained in every part (e.g. --audio-encoder whisper --decoder "
                         "whisper-decoder --elayers 0).")
-    p.add_argument("--output-dir", default=None,
-                   help="Where the outputs go (INPUT_NAME.txt, ...). (Default: beside each input)")
-    p.add_argument("--format", default="txt,json,srt,vtt",
-                   help=f"Comma-separated output formats: {', '.join(FORMATS)} or all. (Default: all four)")
-    p.add_argument("--overwrite", action="store_true", help="Replace existing outputs (default: refuse the input).")
     p.add_argument("--drop-stream", default=None, choices=["video", "audio"],
                    help="Audio-visual models: decode without this stream (its learned stand-in takes its place), e.g. "
                         "to see what the lips alone give. (Default: both streams)")
@@ -75,15 +66,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "one at a time in time order. auto = on for a pretrained Whisper decoder used zero-shot (no "
                         "--model; it lowered the WER on the recorded speech measured, see docs/transcription.md), off "
                         "otherwise (a fine-tuned decoder never saw such a prompt). (Default: auto)")
-    p.add_argument("--no-progress", action="store_true", help="No progress bars.")
     p.add_argument("--debug", action="store_true", help="Debug-level logging; tracebacks on errors.")
-    from espnet.asr.fallback import add_guard_args, check_guard_args
+    from espnet.asr.fallback import add_guard_args
 
     add_guard_args(p, "auto")
     add_model_args(p)
     add_tokenizer_args(p)
     add_generate_args(p)
-    args = p.parse_args(argv)
+
+
+def check_transcription_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse bad values of :func:`add_transcription_args`'s flags (``p.error``: one line, exit 2)."""
+    from espnet.training.cpu_threads import IDLE
+
     if args.beam_size < 1:
         p.error(f"--beam-size must be >= 1, got {args.beam_size}")
     if args.batch_size < 1:
@@ -99,10 +94,32 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         p.error("--video-overlap-seconds must be >= 0 and shorter than --video-window-seconds")
     if args.previous_text == "on" and args.decoder not in (None, "whisper-decoder"):
         p.error(f"--previous-text on: only a Whisper decoder conditions on previous text, not --decoder {args.decoder}")
+    from espnet.asr.fallback import check_guard_args
+
     try:
         check_guard_args(args)
-        from espnet.asr.transcription.writers import parse_formats
+    except ValueError as err:
+        p.error(str(err))
 
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    from espnet.asr.transcription.writers import FORMATS, parse_formats
+
+    p = argparse.ArgumentParser(prog="transcribe.py", description=DESCRIPTION)
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="Media files (mp4, mkv, mov, avi, webm, wav, flac, mp3, m4a, ogg, ...), directories (searched "
+                        f"recursively for {', '.join(MEDIA_EXTENSIONS[:10])}, ...) or list files "
+                        f"({', '.join(LIST_EXTENSIONS)}: one path a line, relative to the list; # comments).")
+    p.add_argument("--output-dir", default=None,
+                   help="Where the outputs go (INPUT_NAME.txt, ...). (Default: beside each input)")
+    p.add_argument("--format", default="txt,json,srt,vtt",
+                   help=f"Comma-separated output formats: {', '.join(FORMATS)} or all. (Default: all four)")
+    p.add_argument("--overwrite", action="store_true", help="Replace existing outputs (default: refuse the input).")
+    p.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    add_transcription_args(p)
+    args = p.parse_args(argv)
+    check_transcription_args(p, args)
+    try:
         args.formats = parse_formats(args.format)
     except ValueError as err:
         p.error(str(err))
@@ -154,11 +171,33 @@ def load_recognizer(args: argparse.Namespace):
     return Recognizer.from_resolved(resolved, device=device)
 
 
+def build_transcriber(args: argparse.Namespace):
+    """The model of :func:`add_transcription_args`'s flags, loaded once, with its decoding and
+    segmentation settings: a :class:`~espnet.asr.transcription.pipeline.Transcriber`."""
+    from espnet.asr.transcription.decode import SegmentOptions
+    from espnet.asr.transcription.pipeline import Transcriber
+    from espnet.asr.transcription.segments import VadOptions
+
+    from espnet.asr.fallback import resolve_fallback
+
+    recognizer = load_recognizer(args)
+    whisper = recognizer.model.config.decoder == "whisper-decoder"
+    if args.previous_text == "on" and not whisper:
+        raise ValueError(f"--previous-text on: only a Whisper decoder conditions on previous text; {args.model} has "
+                         f"--decoder {recognizer.model.config.decoder}")
+    zero_shot_whisper = whisper and args.model is None
+    options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens}
+    if args.ctc_weight is not None:
+        options["ctc_weight"] = args.ctc_weight
+    segments = SegmentOptions(VadOptions(threshold=args.vad_threshold, min_silence=args.min_silence_seconds),
+                              args.max_segment_seconds, args.video_window_seconds, args.video_overlap_seconds)
+    return Transcriber(recognizer, options, segments, batch_size=args.batch_size, drop_stream=args.drop_stream,
+                       guard=args.guard, fallback=resolve_fallback(args.fallback, args.fallback_best_of, zero_shot_whisper),
+                       previous_text=args.previous_text == "on" or (args.previous_text == "auto" and zero_shot_whisper))
+
+
 def transcribe(args: argparse.Namespace) -> int:
     """Transcribe every input; returns 2 when any failed (each failure printed as one line)."""
-    from espnet.asr.transcription.decode import SegmentOptions, plan_segments, streams_to_read, transcribe_media
-    from espnet.asr.transcription.media import MOUTH_CROP_SIZE, decode_media, probe_streams
-    from espnet.asr.transcription.segments import VadOptions
     from espnet.asr.transcription.writers import output_paths, write_outputs
     from espnet.training.cli_errors import INPUT_ERRORS
 
@@ -166,36 +205,7 @@ def transcribe(args: argparse.Namespace) -> int:
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
     failed = len(errors)
-    recognizer = load_recognizer(args)
-    if args.drop_stream is not None:
-        streams_to_read(recognizer, "", True, True, args.drop_stream)  # a model without stand-ins: exit 2 here
-    from espnet.asr.fallback import length_limit_name, resolve_fallback
-    from espnet.asr.repetition import repetition_warning
-
-    config = recognizer.model.config
-    whisper = config.decoder == "whisper-decoder"
-    if args.previous_text == "on" and not whisper:
-        raise ValueError(f"--previous-text on: only a Whisper decoder conditions on previous text; {args.model} has "
-                         f"--decoder {config.decoder}")
-    zero_shot_whisper = whisper and args.model is None
-    previous_text = args.previous_text == "on" or (args.previous_text == "auto" and zero_shot_whisper)
-    fallback = resolve_fallback(args.fallback, args.fallback_best_of, zero_shot_whisper)
-    limit = length_limit_name(recognizer.model, args.max_new_tokens)
-    options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens}
-    if args.ctc_weight is not None:
-        options["ctc_weight"] = args.ctc_weight
-    seg_options = SegmentOptions(VadOptions(threshold=args.vad_threshold, min_silence=args.min_silence_seconds),
-                                 args.max_segment_seconds, args.video_window_seconds, args.video_overlap_seconds)
-    croppers: List = []
-
-    def cropper():  # made on the first face video (MediaPipe starts slowly) and kept for the others
-        if not croppers:
-            from preparation.prepare_dataset import import_mouth_cropper
-
-            croppers.append(import_mouth_cropper()(crop_size=MOUTH_CROP_SIZE, fps=25.0, sample_rate=16000,
-                                                   min_face_fraction=1e-6))
-        return croppers[0]
-
+    transcriber = build_transcriber(args)
     claimed: Dict[str, str] = {}
     done, media_seconds, busy = [], 0.0, 0.0
     for path in files:
@@ -210,27 +220,17 @@ def transcribe(args: argparse.Namespace) -> int:
                 if os.path.exists(out) and not args.overwrite:
                     raise ValueError(f"{path}: {out} exists (--overwrite replaces it)")
             start = time.perf_counter()
-            has_audio, has_video = probe_streams(path)
-            if not has_audio and not has_video:
-                raise ValueError(f"{path}: the file holds neither an audio nor a video stream")
-            streams = streams_to_read(recognizer, path, has_audio, has_video, args.drop_stream)
-            media = decode_media(path, streams, cropper)
-            if media.seconds <= 0:
-                raise ValueError(f"{path}: the {' and '.join(streams)} stream is empty")
-            segments, gaps = plan_segments(recognizer, media, seg_options)
-            transcript = transcribe_media(recognizer, media, segments, batch_size=args.batch_size,
-                                          progress=not args.no_progress, gaps=gaps, guard=args.guard,
-                                          fallback=fallback, previous_text=previous_text, **options)
+            transcript = transcriber(path, progress=not args.no_progress)
             write_outputs(transcript, paths)
             busy += time.perf_counter() - start
-            media_seconds += media.seconds
+            media_seconds += transcript.seconds
             claimed.update({out: path for out in paths.values()})
             done.append(paths)
+            gaps = transcript.gaps
             no_face = f", {sum(g.seconds for g in gaps):.1f} s without a face not decoded" if gaps else ""
-            print(f"{path}: {len(transcript.segments)} segments, {media.seconds:.1f} s{no_face} -> "
+            print(f"{path}: {len(transcript.segments)} segments, {transcript.seconds:.1f} s{no_face} -> "
                   f"{', '.join(paths.values())}")
-            warning = repetition_warning([s.check for s in transcript.segments if s.check is not None],
-                                         f"segments of {path}", args.guard, limit)
+            warning = transcriber.repetition_warning(transcript)
             if warning:
                 print(warning, file=sys.stderr)
         except INPUT_ERRORS as err:

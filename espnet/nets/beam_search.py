@@ -184,19 +184,33 @@ class BatchBeamSearch(torch.nn.Module):
 
         for i in range(max(maxlen for maxlen, _ in limits)):
             n_rows, width = yseq.shape[:2]
-            weighted = torch.zeros(n_rows, width, n_vocab, dtype=dtype, device=device)
+            # the weighted sum of the scores (B, W, V), added up in the reference order
+            # (0 + w_1 s_1 + w_2 s_2 ...: the first product is the sum so far, to the bit)
+            weighted: Optional[torch.Tensor] = None
             full_scores, full_states = {}, {}
             for name, scorer in self.full_scorers.items():
                 full_scores[name], full_states[name] = scorer.batch_score(yseq, states[name])
-                weighted += self.weights[name] * full_scores[name]
+                term = self.weights[name] * full_scores[name]
+                weighted = term.to(dtype) if weighted is None else weighted.add_(term)
                 clock = self._tick(name, clock, device)
+            if weighted is None:
+                weighted = torch.zeros(n_rows, width, n_vocab, dtype=dtype, device=device)
             part_ids = None
             if self.do_pre_beam:
                 part_ids = torch.topk(full_scores[self.pre_beam_score_key], self.pre_beam_size, dim=-1)[1]
             part_states = {}
             for name, scorer in self.part_scorers.items():
-                part_score, part_states[name] = scorer.batch_score_partial(yseq, part_ids, states[name])
-                weighted += self.weights[name] * part_score
+                if part_ids is not None and getattr(type(scorer), "batch_score_candidates", None) not in (
+                        None, BatchPartialScorerInterface.batch_score_candidates):
+                    # the scorer's values at its candidates only, the same number for all others
+                    cand, delta, rest, part_states[name] = scorer.batch_score_candidates(
+                        yseq, part_ids, states[name])
+                    at_cand = weighted.gather(2, cand) + self.weights[name] * delta
+                    weighted.add_((self.weights[name] * rest).unsqueeze(2))
+                    weighted.scatter_(2, cand, at_cand)
+                else:
+                    part_score, part_states[name] = scorer.batch_score_partial(yseq, part_ids, states[name])
+                    weighted += self.weights[name] * part_score
                 clock = self._tick(name, clock, device)
             weighted += score.unsqueeze(2)
             short = [row for row, u in enumerate(alive) if i < limits[u][1]]

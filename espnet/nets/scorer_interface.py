@@ -45,3 +45,12 @@ class BatchPartialScorerInterface(BatchScorerInterface):
         """Scores ``(B, W, V)`` where only ``ids`` ``(B, W, K)`` (all tokens if ``None``)
         carry real values."""
         raise NotImplementedError
+
+    def batch_score_candidates(
+        self, ys: torch.Tensor, ids: torch.Tensor, state: Any
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+        """:meth:`batch_score_partial` without the ``(B, W, V)`` table (optional: the beam
+        search uses it when a scorer has it): the tokens that carry real values ``(B, W, C)``
+        (``ids`` ``(B, W, K)`` and any the scorer adds), their scores ``(B, W, C)``, the
+        score of every other token ``(B, W)``, and the state."""
+        raise NotImplementedError

@@ -130,6 +130,7 @@ class ModelModule(LightningModule):
         # the batches accumulated into the coming optimiser step (--accumulate-grad-batches)
         self._step_losses: List[torch.Tensor] = []
         self._step_paths: List[str] = []
+        self._step_parts: List[Dict[str, torch.Tensor]] = []  # each batch's loss terms
         self._buffer_backup: Dict[str, torch.Tensor] = {}
         self._wer_counts = torch.zeros(2, dtype=torch.float64)  # word errors, reference words
 
@@ -180,7 +181,13 @@ class ModelModule(LightningModule):
                 for i, t in enumerate(texts)]
 
     def _step(self, batch: Dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
-        loss, loss_ctc, loss_att, acc = self.forward_batch(batch)
+        out = self.model.losses(batch_inputs(batch), batch["targets"], texts=self.batch_texts(batch))
+        loss, loss_ctc, loss_att, acc = out["loss"], out["loss_ctc"], out["loss_att"], out["acc"]
+        extra = {k: v for k, v in out.items() if k.startswith("loss_") and k not in ("loss_ctc", "loss_att")
+                 and torch.is_tensor(v) and v.dim() == 0}  # scalar terms only (not loss_per_utt)
+        if prefix == "":  # the non-finite check names the parts of a non-finite loss
+            self._step_parts.append({"loss_ctc": loss_ctc.detach(), "loss_att": loss_att.detach(),
+                                     **{k: v.detach() for k, v in extra.items()}})
         bsz = batch["targets"].size(0)
         on_step = prefix == ""
         # epoch-only values are averaged over the DDP ranks (one reduction at the epoch end)
@@ -189,6 +196,8 @@ class ModelModule(LightningModule):
         self.log(f"loss_ctc{prefix}", loss_ctc, on_step=False, on_epoch=True, batch_size=bsz, sync_dist=True)
         self.log(f"loss_att{prefix}", loss_att, on_step=False, on_epoch=True, batch_size=bsz, sync_dist=True)
         self.log(f"decoder_acc{prefix}", acc, on_step=on_step, on_epoch=True, batch_size=bsz, sync_dist=not on_step)
+        for name, value in extra.items():  # a decoder's own loss terms (the Paraformer's loss_ce, loss_quantity)
+            self.log(f"{name}{prefix}", value, on_step=False, on_epoch=True, batch_size=bsz, sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -210,7 +219,7 @@ class ModelModule(LightningModule):
         try:
             self._check_finite_step()
         finally:
-            self._step_losses, self._step_paths = [], []
+            self._step_losses, self._step_paths, self._step_parts = [], [], []
 
     def _check_finite_step(self) -> None:
         losses = torch.stack(self._step_losses) if self._step_losses else torch.zeros(1)
@@ -220,7 +229,9 @@ class ModelModule(LightningModule):
         found = []
         bad_losses = [float(v) for v in losses if not bool(torch.isfinite(v))]
         if bad_losses:
-            found.append(f"loss {bad_losses[0]:g}")
+            bad_parts = [f"{name} {float(v):g}" for parts in self._step_parts for name, v in parts.items()
+                         if not bool(torch.isfinite(v))]
+            found.append(f"loss {bad_losses[0]:g}" + (f" ({', '.join(dict.fromkeys(bad_parts))})" if bad_parts else ""))
         # fp16 mixed precision: inf gradients are routine; GradScaler skips those steps itself
         if not str(self.trainer.precision).startswith("16") and not bool(torch.isfinite(norm)):
             found.append(f"gradient norm {float(norm):g}")

@@ -38,6 +38,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="Lightning precision. auto = bf16-mixed where the device computes bf16 natively (a CUDA GPU "
                         "with bf16 support; a CPU with avx512_bf16 or amx_bf16), else 32; the choice is printed. "
                         "fp16 is GPU-only. (Default: auto)")
+    p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                   help="torch.compile the model's training forward (backend inductor unless named, e.g. eager; on a "
+                        "CPU inductor needs a C++ compiler). Off by default: compilation takes minutes and shapes that "
+                        "change between batches recompile (docs/benchmarks.md). (Default: off)")
     p.add_argument("--pretrained-model-path", default=None, help="Initialise from this checkpoint (.pth or .ckpt).")
     p.add_argument("--transfer-frontend", action="store_true", help="Load only the frontend from --pretrained-model-path.")
     p.add_argument("--transfer-encoder", action="store_true",
@@ -115,6 +119,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     for flag, value in (("--dist-timeout", args.dist_timeout), ("--signal-grace", args.signal_grace)):
         if not value > 0 or value == float("inf"):
             p.error(f"{flag} must be a positive number of seconds, got {value:g}")
+    if args.compile:
+        from torch._dynamo import list_backends
+
+        backends = list_backends(exclude_tags=())
+        if args.compile not in backends:
+            p.error(f"--compile: unknown torch.compile backend {args.compile!r} (one of: {', '.join(backends)})")
     if args.media_cache_gb < 0:
         p.error(f"--media-cache-gb must be >= 0, got {args.media_cache_gb}")
     if not 0.0 <= args.ctc_weight <= 1.0:

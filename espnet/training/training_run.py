@@ -149,6 +149,10 @@ def train(args: argparse.Namespace) -> int:
     hparams = TrainingHparams.from_args(
         args, config.to_dict(), tokenizer_files, tokenizer.fingerprint if tokenizer is not None else None).to_dict()
     module = ModelModule(hparams, text_transform=tokenizer)
+    if args.compile:
+        # in place: the state dict keeps its keys; decoding (validation WER) runs uncompiled
+        module.model.compile(backend=args.compile)
+        print(f"compiled: torch.compile(backend={args.compile!r}) of the model's training forward")
     from espnet.nets.pytorch_backend.lora.qlora_manager import parameter_table
 
     print(parameter_table(module.model))

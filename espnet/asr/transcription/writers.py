@@ -35,8 +35,11 @@ def segment_check(segment: SegmentText) -> Dict[str, Any]:
     return {**segment.check.to_json(), "temperature": segment.temperature}
 
 
-def format_json(transcript: Transcript) -> str:
-    payload = {
+def transcript_dict(transcript: Transcript) -> Dict[str, Any]:
+    """The ``.json`` output as a dict: source, duration, segments (id, start, end, text,
+    streams and the repetition guard's fields), the whole text, the number of repeating
+    segments and the gaps; seconds rounded to milliseconds."""
+    return {
         "source": transcript.path,
         "duration": round(transcript.seconds, 3),
         "segments": [{"id": i, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text,
@@ -45,7 +48,10 @@ def format_json(transcript: Transcript) -> str:
         "repeating_segments": transcript.repeating,
         "gaps": [{"start": round(g.start, 3), "end": round(g.end, 3), "reason": "no face"} for g in transcript.gaps],
     }
-    return json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def format_json(transcript: Transcript) -> str:
+    return json.dumps(transcript_dict(transcript), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def format_srt(transcript: Transcript) -> str:

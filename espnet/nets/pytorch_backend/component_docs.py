@@ -83,6 +83,10 @@ def option_type(option: Option) -> str:
         text += ": " + " \\| ".join(_value(c) for c in option.choices)
     if option.minimum is not None:
         text += f", ≥ {option.minimum:g}"
+    if option.greater_than is not None:
+        text += f", > {option.greater_than:g}"
+    if option.maximum is not None:
+        text += f", ≤ {option.maximum:g}"
     return text
 
 

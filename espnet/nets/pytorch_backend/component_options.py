@@ -18,6 +18,7 @@ gives ``--my-width`` (int, default 16), stored as ``vision_encoder_conf = {"widt
 and passed to ``MyEncoder.from_config(config, {"width": ...})``.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
@@ -35,6 +36,9 @@ class Option:
             sets ``True``.
         choices: Allowed values, or ``None``.
         minimum: Smallest allowed value of a number, or ``None``.
+        greater_than: A number must be larger than this (an open lower bound), or ``None``.
+        maximum: Largest allowed value of a number, or ``None``. A float option with a bound
+            refuses NaN and infinities.
         flag: Command-line flag; ``{family}`` stands for the family word (``vision`` /
             ``audio`` / ``encoder`` / ``decoder`` / ``fusion``). Default ``--<component
             name>-<name>``. Components may share a flag (``--resnet-width`` for both ResNets,
@@ -51,6 +55,8 @@ class Option:
     type: Optional[type] = None
     choices: Optional[Tuple[Any, ...]] = None
     minimum: Optional[float] = None
+    greater_than: Optional[float] = None
+    maximum: Optional[float] = None
     flag: Optional[str] = None
     aliases: Tuple[Tuple[str, Any], ...] = ()
     replaceable: bool = False
@@ -80,8 +86,15 @@ class Option:
             raise ValueError(f"{where}: {self.name} must be {self.type.__name__}, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{where}: {self.name} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
+        bounded = (self.minimum, self.greater_than, self.maximum) != (None, None, None)
+        if self.type is float and bounded and not math.isfinite(value):
+            raise ValueError(f"{where}: {self.name} must be a finite number, got {value!r}")
         if self.minimum is not None and value < self.minimum:
             raise ValueError(f"{where}: {self.name} must be >= {self.minimum:g}, got {value!r}")
+        if self.greater_than is not None and value <= self.greater_than:
+            raise ValueError(f"{where}: {self.name} must be > {self.greater_than:g}, got {value!r}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"{where}: {self.name} must be <= {self.maximum:g}, got {value!r}")
         return value
 
 

@@ -7,7 +7,7 @@ files load with ``strict=True``. An audio-visual model has ``vision_frontend``,
 ``audio_frontend`` and ``fusion`` instead of ``frontend`` and ``proj_encoder``.
 """
 
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -167,17 +167,17 @@ class E2E(torch.nn.Module):
         """Encoder output ``(B, T, adim)`` and its lengths."""
         return self.encoder(*self.fuse_frontends(inputs))
 
-    def forward(
-        self, inputs: Inputs, label: torch.Tensor, texts: Optional[List[Optional[str]]] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-        """Hybrid loss ``ctc_weight * ctc + (1 - ctc_weight) * att``.
+    def losses(self, inputs: Inputs, label: torch.Tensor,
+               texts: Optional[List[Optional[str]]] = None) -> Dict[str, Any]:
+        """The hybrid loss ``loss = ctc_weight * loss_ctc + (1 - ctc_weight) * loss_att`` and
+        its parts: ``loss_ctc``, ``loss_att`` (the decoder's loss; for the Paraformer its
+        cross-entropy plus its weighted quantity loss), ``acc`` (float), and any further
+        ``loss_*`` scalar the decoder reports (the Paraformer's ``loss_ce`` and
+        ``loss_quantity``).
 
         The reference comes in both forms, ``label`` (SentencePiece ids ``(B, L)``, padded
         with -1) and ``texts`` (transcripts); the decoder and its CTC targets use the one
         the decoder's vocabulary needs.
-
-        Returns:
-            ``loss, loss_ctc, loss_att, acc``.
         """
         enc, enc_lengths = self.encode(inputs)
         out = self.decoder.forward_train(enc, enc_lengths, label, texts)
@@ -187,4 +187,16 @@ class E2E(torch.nn.Module):
             loss_ctc = enc.new_zeros(())
         loss_att = out["loss_att"]
         loss = self.ctc_weight * loss_ctc + (1 - self.ctc_weight) * loss_att
-        return loss, loss_ctc, loss_att, out["acc"]
+        extra = {k: v for k, v in out.items() if k.startswith("loss_") and k != "loss_att"}
+        return {"loss": loss, "loss_ctc": loss_ctc, "loss_att": loss_att, "acc": out["acc"], **extra}
+
+    def forward(
+        self, inputs: Inputs, label: torch.Tensor, texts: Optional[List[Optional[str]]] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """Hybrid loss ``ctc_weight * ctc + (1 - ctc_weight) * att`` (see :meth:`losses`).
+
+        Returns:
+            ``loss, loss_ctc, loss_att, acc``.
+        """
+        out = self.losses(inputs, label, texts)
+        return out["loss"], out["loss_ctc"], out["loss_att"], out["acc"]

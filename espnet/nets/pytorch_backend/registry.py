@@ -185,6 +185,7 @@ DECODERS.add("transformer", f"{_DECODER}.transformer_decoder:TransformerDecoder"
 DECODERS.add("llama", f"{_DECODER}.llama_decoder:LlamaDecoder")
 DECODERS.alias("llm", "llama")
 DECODERS.add("whisper-decoder", f"{_DECODER}.whisper_decoder:WhisperTextDecoder")
+DECODERS.add("paraformer", f"{_DECODER}.paraformer_decoder:ParaformerDecoder")
 
 # ---- fusions (two aligned streams -> (B, T, adim)) -------------------------------------
 FUSIONS.add("concat", f"{_FUSION}.concat_fusion:ConcatFusion")

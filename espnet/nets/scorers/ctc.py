@@ -65,6 +65,13 @@ class CTCPrefixScorer(BatchPartialScorerInterface):
             delta = delta[:, :, : self.vocab_size]
         return delta, (impl, full)
 
+    def batch_score_candidates(
+        self, ys: torch.Tensor, ids: torch.Tensor, state: State
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, FullState]:
+        impl, hyp_state = state
+        cand, delta, rest, full = impl.score_candidates(ys, hyp_state, ids)
+        return cand, delta, rest, (impl, full)
+
     def select_state(self, state: FullState, utts: torch.Tensor, prev_ids: torch.Tensor,
                      token_ids: torch.Tensor) -> State:
         impl, full = state

@@ -10,6 +10,10 @@ from espnet.nets.pytorch_backend.component_options import Option
 from espnet.nets.scorer_interface import BatchScorerInterface
 
 
+#: What decodes (``DecodeOptions.mode``, ``eval.py --decode-mode``).
+DECODE_MODES = ("decoder", "ctc-greedy")
+
+
 @dataclass
 class DecodeOptions:
     """How to decode (every decoder reads what applies to it).
@@ -21,12 +25,17 @@ class DecodeOptions:
         max_new_tokens: Most tokens per utterance for a decoder with its own tokenizer
             (LLaMA, Whisper); the Transformer decoder ends at the encoder length.
         penalty: Length bonus per token.
+        mode: ``decoder``: the decoder's decoding (the joint beam search, or a
+            ``decodes_itself`` decoder's own); ``ctc-greedy``: the best path of the CTC head
+            alone (argmax per frame, repeats merged, blanks dropped), for any model whose
+            CTC head was trained.
     """
 
     beam_size: int = 40
     ctc_weight: float = 0.1
     max_new_tokens: int = 64
     penalty: float = 0.0
+    mode: str = "decoder"
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -35,6 +44,8 @@ class DecodeOptions:
             raise ValueError(f"--ctc-weight must be in [0, 1], got {self.ctc_weight}")
         if self.max_new_tokens < 1:
             raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if self.mode not in DECODE_MODES:
+            raise ValueError(f"--decode-mode must be one of {', '.join(DECODE_MODES)}, got {self.mode!r}")
 
 
 @dataclass

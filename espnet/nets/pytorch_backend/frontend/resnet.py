@@ -54,6 +54,8 @@ class VideoResNet(BaseFrontend):
             torch.nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
         )
         self.trunk = VideoTrunk(width)
+        # train channels-last (below); False = the legacy layout in training too
+        self.channels_last_training = True
 
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor
@@ -62,7 +64,7 @@ class VideoResNet(BaseFrontend):
             raise ValueError(f"video frontend expects (B, T, 1, H, W), got {tuple(x.shape)}")
         b = x.size(0)
         x = x.transpose(1, 2)  # (B, 1, T, H, W)
-        fast_layout = self.training and self.width >= MIN_CHANNELS_LAST_WIDTH
+        fast_layout = self.training and self.channels_last_training and self.width >= MIN_CHANNELS_LAST_WIDTH
         if fast_layout:
             # channels-last layouts: the same convolutions and pooling, 10-40 % faster on CPU in
             # training (benchmarks/train_speed.py); decoding keeps the legacy layout (and numerics).

@@ -1,9 +1,20 @@
-"""Multi-head attention: plain (decoder) and relative-position (Conformer encoder)."""
+"""Multi-head attention: plain (decoder) and relative-position (Conformer encoder).
+
+By default both compute the scores, softmax and weighted sum step by step, as the original
+Auto-AVSR did. ``set_sdpa(model, True)`` switches them to
+:func:`torch.nn.functional.scaled_dot_product_attention` (SDPA: one fused kernel), the
+Conformer's relative-position term entering it as an additive float bias, which is exact (the
+scores are ``(q_u k^T + bd) / sqrt(d_k)`` either way); the two paths agree to float rounding.
+SDPA is not the default because on this project's 2-core CPU it was slower for one full-size
+relative-position layer's forward + backward (CPU time 0.68x at 50 frames, 0.92x at 150; see
+docs/benchmarks.md). Nothing reads the attention weights, so neither path keeps them.
+"""
 
 import math
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 
 
 class MultiHeadedAttention(torch.nn.Module):
@@ -30,6 +41,7 @@ class MultiHeadedAttention(torch.nn.Module):
         self.linear_v = torch.nn.Linear(n_feat, n_feat)
         self.linear_out = torch.nn.Linear(n_feat, n_feat)
         self.dropout = torch.nn.Dropout(p=dropout_rate)
+        self.use_sdpa = False  # step by step (see the module docstring)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, D) -> (B, H, T, d_k)``."""
@@ -43,12 +55,44 @@ class MultiHeadedAttention(torch.nn.Module):
         v = self._split_heads(self.linear_v(value))
         return q, k, v
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
+               bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Attention of projected, head-split queries ``(B, H, T1, d_k)`` over keys/values
         ``(B, H, T2, d_k)`` -> ``(B, T1, D)`` (used by :meth:`forward` and by incremental
-        decoding with cached keys/values)."""
+        decoding with cached keys/values). ``bias`` ``(B, H, T1, T2)``, already divided by
+        ``sqrt(d_k)``, is added to the scaled scores (the relative-position term)."""
+        if self.use_sdpa:
+            return self.linear_out(self._merge_heads(self._sdpa(q, k, v, mask, bias)))
         scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k)
+        if bias is not None:
+            scores = scores + bias
         return self.forward_attention(v, scores, mask)
+
+    def _merge_heads(self, context: torch.Tensor) -> torch.Tensor:
+        """``(B, H, T, d_k) -> (B, T, D)``."""
+        return context.transpose(1, 2).reshape(context.size(0), -1, self.h * self.d_k)
+
+    def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
+              bias: Optional[torch.Tensor]) -> torch.Tensor:
+        """The fused kernel, with the step-by-step path's handling of padding: masked keys
+        get zero weight, and a query whose keys are all masked (an utterance of length 0)
+        gets a zero context, as :meth:`forward_attention` gives it (SDPA alone would spread
+        its weight over the masked keys).
+
+        Returns:
+            Context ``(B, H, T1, d_k)``.
+        """
+        dropout = self.dropout.p if self.training else 0.0
+        if mask is None:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+        valid = mask.unsqueeze(1)  # (B, 1, T1 or 1, T2), True = attend
+        if bias is None:
+            attn_mask = valid
+        else:
+            # a large finite negative, not -inf: a fully masked row stays finite (zeroed below)
+            attn_mask = bias.masked_fill(~valid, torch.finfo(bias.dtype).min)
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        return context.masked_fill(~valid.any(dim=-1, keepdim=True), 0.0)  # (B, 1, T1 or 1, 1)
 
     def forward_attention(
         self, value: torch.Tensor, scores: torch.Tensor, mask: Optional[torch.Tensor]
@@ -61,8 +105,7 @@ class MultiHeadedAttention(torch.nn.Module):
         else:
             attn = torch.softmax(scores, dim=-1)
         context = torch.matmul(self.dropout(attn), value)  # (B, H, T1, d_k)
-        context = context.transpose(1, 2).reshape(value.size(0), -1, self.h * self.d_k)
-        return self.linear_out(context)
+        return self.linear_out(self._merge_heads(context))
 
     def forward(
         self,
@@ -112,7 +155,18 @@ class RelPositionMultiHeadedAttention(MultiHeadedAttention):
         p = self._split_heads(self.linear_pos(pos_emb))  # (1, H, 2T-1, d_k)
         q_u = q + self.pos_bias_u.unsqueeze(1)
         q_v = q + self.pos_bias_v.unsqueeze(1)
+        matrix_bd = self.rel_shift(torch.matmul(q_v, p.transpose(-2, -1)))  # (B, H, T, T)
+        if self.use_sdpa:
+            return self.attend(q_u, k, v, mask, bias=matrix_bd / math.sqrt(self.d_k))
         matrix_ac = torch.matmul(q_u, k.transpose(-2, -1))
-        matrix_bd = self.rel_shift(torch.matmul(q_v, p.transpose(-2, -1)))
-        scores = (matrix_ac + matrix_bd) / math.sqrt(self.d_k)
-        return self.forward_attention(v, scores, mask)
+        return self.forward_attention(v, (matrix_ac + matrix_bd) / math.sqrt(self.d_k), mask)
+
+
+def set_sdpa(model: torch.nn.Module, enabled: bool) -> int:
+    """Switch every attention layer of ``model`` to the fused kernel (``True``) or to the
+    step-by-step computation of the original Auto-AVSR (``False``, the default); the number
+    of layers switched."""
+    layers = [m for m in model.modules() if isinstance(m, MultiHeadedAttention)]
+    for layer in layers:
+        layer.use_sdpa = enabled
+    return len(layers)

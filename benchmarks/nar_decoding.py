@@ -1,0 +1,184 @@
+"""Non-autoregressive decoding against the beam search: WER and decoding speed, side by side.
+
+    python benchmarks/nar_decoding.py --out exp/nar_decoding [--data exp/synthetic_wer/data]
+
+For audio-only, video-only and audio-visual models trained on the generated corpus
+(``preparation.synthetic_av``, test speakers unseen; the corpus of
+``benchmarks/synthetic_wer.py`` is reused with ``--data``), two models per modality with the
+same frontend, encoder size and epochs, trained by ``train.py`` as the WER-vs-SNR benchmark
+trains them (the video model starts from the audio model's back-end with
+``--transfer-backend``; the audio-visual model from both with ``--init-audio-from
+--init-video-from``):
+
+* an autoregressive one (``--decoder transformer``), decoded (a) by the joint CTC/attention beam
+  search (``--beam-size``, batched ``--batch-size`` utterances at a time) and (b) by its CTC head
+  alone (``eval.py --decode-mode ctc-greedy``);
+* a Paraformer (``--decoder paraformer``), decoded in one parallel pass.
+
+Each is decoded clean and with babble at ``--snrs`` (default clean and -5 dB), and the table
+gives the test WER and the decoding speed (utterances per second of the clean pass, encoder
+included, same batches and threads) with its ratio to the beam search of the same modality.
+Writes ``OUT/results.md`` and ``OUT/results.json``; models with a checkpoint in OUT are reused.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+MODALITIES = {"audio": ["--audio-encoder", "resnet1d"], "video": ["--vision-encoder", "resnet"],
+              "audiovisual": ["--vision-encoder", "resnet", "--audio-encoder", "resnet1d"]}
+DECODERS = ("transformer", "paraformer")
+
+
+def averaged_model(run_dir: str) -> Optional[str]:
+    found = sorted(f for f in os.listdir(run_dir) if f.startswith("model_avg_") and f.endswith(".pth")) \
+        if os.path.isdir(run_dir) else []
+    return os.path.join(run_dir, found[0]) if found else None
+
+
+def train(args, data: Dict[str, str], modality: str, decoder: str, extra: List[str]) -> str:
+    """``OUT/<modality>_<decoder>/model_avg_N.pth``, trained by ``train.py`` unless present."""
+    run_dir = os.path.join(args.out, f"{modality}_{decoder}")
+    found = averaged_model(run_dir)
+    if found:
+        print(f"[{modality} {decoder}] reusing {found}", flush=True)
+        return found
+    epochs = {"audio": args.epochs_audio, "video": args.epochs_video, "audiovisual": args.epochs_av}[modality]
+    lr = args.lr if modality == "audio" else args.lr_init
+    fusion = ["--fusion-type", args.fusion] if modality == "audiovisual" else []
+    cmd = [sys.executable, os.path.join(REPO, "train.py"), "--exp-dir", args.out, "--exp-name",
+           os.path.basename(run_dir), *MODALITIES[modality], *fusion, "--decoder", decoder,
+           "--root-dir", data["root"], "--train-file", "train.csv", "--val-file", "val.csv",
+           "--sp-model-path", data["sp_model_path"], "--dict-path", data["dict_path"],
+           "--adim", str(args.adim), "--aheads", "4", "--eunits", str(4 * args.adim), "--elayers", str(args.elayers),
+           "--dunits", str(4 * args.adim), "--dlayers", str(args.dlayers), "--resnet-width", str(args.resnet_width),
+           "--max-epochs", str(epochs), "--warmup-epochs", str(args.warmup_epochs if modality == "audio" else 1),
+           "--lr", str(lr), "--ctc-weight", str(args.ctc_weight), "--max-frames", str(args.max_frames),
+           "--average-last", str(min(args.average_last, epochs)), "--num-workers", "0",
+           "--num-threads", str(args.threads), "--seed", str(args.seed), *extra]
+    os.makedirs(run_dir, exist_ok=True)
+    start = time.perf_counter()
+    with open(os.path.join(run_dir, "train.log"), "w") as log:
+        log.write(" ".join(cmd) + "\n")
+        log.flush()
+        print(f"[{modality} {decoder}] training ({os.path.join(run_dir, 'train.log')})", flush=True)
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=REPO))
+    if code != 0 or not averaged_model(run_dir):
+        raise SystemExit(f"[{modality} {decoder}] training failed (exit {code}); see {run_dir}/train.log")
+    print(f"[{modality} {decoder}] trained in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    return averaged_model(run_dir)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="exp/nar_decoding", help="Output folder. (Default: exp/nar_decoding)")
+    p.add_argument("--data", default=None, help="An existing generated corpus. (Default: OUT/data, generated)")
+    p.add_argument("--num-utts", type=int, default=2000, help="Corpus size when generated. (Default: 2000)")
+    p.add_argument("--num-speakers", type=int, default=30, help="Speakers when generated. (Default: 30)")
+    p.add_argument("--modalities", default="audio,video,audiovisual", help="Comma-separated subset.")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs-audio", type=int, default=30)
+    p.add_argument("--epochs-video", type=int, default=8, help="(from the audio model's back-end)")
+    p.add_argument("--epochs-av", type=int, default=6, help="(from the audio and video models)")
+    p.add_argument("--lr", type=float, default=2e-3, help="Audio model (from scratch). (Default: 2e-3)")
+    p.add_argument("--lr-init", type=float, default=1e-3, help="Video and audio-visual models. (Default: 1e-3)")
+    p.add_argument("--warmup-epochs", type=int, default=2)
+    p.add_argument("--average-last", type=int, default=5)
+    p.add_argument("--fusion", default="gated")
+    p.add_argument("--adim", type=int, default=96)
+    p.add_argument("--elayers", type=int, default=2)
+    p.add_argument("--dlayers", type=int, default=1)
+    p.add_argument("--resnet-width", type=int, default=16)
+    p.add_argument("--ctc-weight", type=float, default=0.3, help="Training CTC weight. (Default: 0.3)")
+    p.add_argument("--max-frames", type=int, default=300)
+    p.add_argument("--threads", type=int, default=0, help="Training and decoding threads (0 = all cores).")
+    p.add_argument("--beam-size", type=int, default=5)
+    p.add_argument("--decode-ctc-weight", type=float, default=0.5, help="Beam search CTC weight. (Default: 0.5)")
+    p.add_argument("--batch-size", type=int, default=8, help="Utterances decoded together. (Default: 8)")
+    p.add_argument("--snrs", default="clean,-5", help="Comma-separated; 'clean' = no noise. (Default: clean,-5)")
+    args = p.parse_args()
+    modalities = args.modalities.split(",")
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown:
+        p.error(f"--modalities: unknown {', '.join(unknown)} (known: {', '.join(MODALITIES)})")
+    snrs = [None if s.strip() == "clean" else float(s) for s in args.snrs.split(",")]
+
+    data_dir = args.data or os.path.join(args.out, "data")
+    if not os.path.isfile(os.path.join(data_dir, "labels", "test.csv")):
+        from preparation.synthetic_av import generate
+
+        generate(data_dir, num_utts=args.num_utts, num_speakers=args.num_speakers, seed=args.seed, progress=False)
+    data = {"root": data_dir, "sp_model_path": os.path.join(data_dir, "spm", "synth_unigram.model"),
+            "dict_path": os.path.join(data_dir, "spm", "synth_unigram_units.txt")}
+
+    ckpts: Dict[str, Dict[str, str]] = {}
+    for decoder in DECODERS:  # audio first: the others start from it
+        ckpts[decoder] = {"audio": train(args, data, "audio", decoder, [])}
+        if {"video", "audiovisual"} & set(modalities):
+            ckpts[decoder]["video"] = train(args, data, "video", decoder,
+                                            ["--pretrained-model-path", ckpts[decoder]["audio"], "--transfer-backend"])
+        if "audiovisual" in modalities:
+            ckpts[decoder]["audiovisual"] = train(args, data, "audiovisual", decoder,
+                                                  ["--init-audio-from", ckpts[decoder]["audio"], "--init-video-from",
+                                                   ckpts[decoder]["video"], "--modality-dropout", "0.5"])
+
+    from datamodule.text_transform import TextTransform
+    from espnet.asr.evaluate import evaluate
+    from espnet.asr.pretrained import Recognizer
+    from espnet.training.cpu_threads import apply_num_threads
+
+    apply_num_threads(args.threads)
+    import torch
+
+    tokenizer = TextTransform(data["sp_model_path"], data["dict_path"])
+    methods = [(f"beam search (beam {args.beam_size}, batched)", "transformer", "decoder"),
+               ("CTC greedy (same model)", "transformer", "ctc-greedy"), ("Paraformer", "paraformer", "decoder")]
+    rows = []
+    for modality in modalities:
+        for label, decoder, mode in methods:
+            model = Recognizer.from_pretrained(ckpts[decoder][modality]).model
+            row = {"modality": modality, "method": label, "wer": {}, "utt_per_s": None}
+            for snr in snrs:
+                if modality == "video" and snr is not None:
+                    continue  # noise is added to audio only
+                res = evaluate(model, tokenizer, data["root"], "test.csv", beam_size=args.beam_size,
+                               ctc_weight=args.decode_ctc_weight, snr_target=snr, seed=args.seed, progress=False,
+                               batch_size=args.batch_size, decode_mode=mode)
+                key = "clean" if snr is None else f"{snr:g} dB"
+                row["wer"][key] = res.wer
+                if snr is None:
+                    row["utt_per_s"] = res.num_utterances / res.seconds
+                print(f"[{modality}] {label}, {key}: WER {100 * res.wer:.1f} %, {res.num_utterances} utterances "
+                      f"in {res.seconds:.1f} s", flush=True)
+            rows.append(row)
+    keys = ["clean" if s is None else f"{s:g} dB" for s in snrs]
+    beam = {r["modality"]: r["utt_per_s"] for r in rows if r["method"].startswith("beam")}
+    lines = ["| modality | decoding | " + " | ".join(f"WER {k}" for k in keys) + " | utt/s | × beam |",
+             "| --- | --- |" + " --- |" * (len(keys) + 2)]
+    for r in rows:
+        wers = " | ".join(f"{100 * r['wer'][k]:.1f}" if k in r["wer"] else "—" for k in keys)
+        lines.append(f"| {r['modality']} | {r['method']} | {wers} | {r['utt_per_s']:.1f} | "
+                     f"{r['utt_per_s'] / beam[r['modality']]:.1f} |")
+    table = "\n".join(lines)
+    threads = torch.get_num_threads()
+    note = (f"Test WER (%) on unseen speakers and decoding speed (clean pass, encoder included, batches of "
+            f"{args.batch_size}, {threads} threads, load average {os.getloadavg()[0]:.1f}).")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.md"), "w") as handle:
+        handle.write(note + "\n\n" + table + "\n")
+    with open(os.path.join(args.out, "results.json"), "w") as handle:
+        json.dump({"rows": rows, "args": vars(args), "threads": threads, "load_average": os.getloadavg()}, handle,
+                  indent=2)
+    print(note + "\n\n" + table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

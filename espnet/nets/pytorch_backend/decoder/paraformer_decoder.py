@@ -1,0 +1,221 @@
+"""Paraformer: a non-autoregressive decoder (CIF predictor + parallel decoder + glancing LM sampler).
+
+Gao, Zhang, McLoughlin & Yan, "Paraformer: Fast and Accurate Parallel Transformer for
+Non-autoregressive End-to-End Speech Recognition" (Interspeech 2022); FunASR is its public
+implementation. A CIF predictor (:mod:`.cif`) turns the encoder output into one acoustic
+embedding per token; Transformer blocks whose self-attention sees every embedding (masked
+only for padding) and whose source attention reads the encoder output turn them into token
+posteriors in one pass. Training adds the quantity loss ``|sum(alpha) - N|`` and the glancing
+language model sampler (a first pass without gradient; a share of the acoustic embeddings,
+proportional to the tokens that pass got wrong, replaced by the target tokens' embeddings
+for the second, trained pass).
+"""
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from espnet.nets.pytorch_backend.component_options import Option
+from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, Decoded, DecodeOptions
+from espnet.nets.pytorch_backend.decoder.cif import CifPredictor, integrate_and_fire, scale_to_lengths
+from espnet.nets.pytorch_backend.decoder.transformer_decoder import DecoderLayer
+from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, th_accuracy
+from espnet.nets.pytorch_backend.transformer.embedding import _sinusoid
+from espnet.nets.pytorch_backend.transformer.label_smoothing_loss import LabelSmoothingLoss
+from espnet.nets.pytorch_backend.transformer.layer_norm import LayerNorm
+from espnet.nets.pytorch_backend.transformer.repeat import repeat
+
+
+def glancing_mask(predicted: torch.Tensor, targets: torch.Tensor, ratio: float, ignore_id: int = -1,
+                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Positions whose acoustic embedding the glancing sampler replaces by the target token's.
+
+    Per utterance, ``floor(ratio * wrong)`` positions (``wrong``: the tokens of the first
+    pass that differ from the target), drawn uniformly without replacement among its
+    ``N`` target positions (as FunASR does).
+
+    Args:
+        predicted: First-pass argmax ``(B, L)`` int64.
+        targets: ``(B, L)`` int64, padded with ``ignore_id``.
+        ratio: Share in ``[0, 1]``.
+
+    Returns:
+        ``(B, L)`` bool, ``False`` on padding.
+    """
+    valid = targets != ignore_id
+    wrong = ((predicted != targets) & valid).sum(dim=1)
+    chosen = torch.floor(wrong.double() * ratio).long()
+    scores = torch.rand(targets.shape, generator=generator).to(targets.device)  # CPU draws on every device
+    scores = scores.masked_fill(~valid, 2.0)  # padding sorts last
+    rank = scores.argsort(dim=1).argsort(dim=1)  # rank of each position's draw within its utterance
+    return (rank < chosen.unsqueeze(1)) & valid
+
+
+class ParaformerDecoder(BaseDecoder):
+    """Paraformer: CIF predictor -> one acoustic embedding per token -> parallel Transformer
+    blocks -> tokens, in one pass (no beam search); trained with label-smoothed
+    cross-entropy, the quantity loss and the glancing sampler. Vocabulary: the SentencePiece
+    one of the Transformer decoder (``<blank>`` + units + ``<eos>``, CTC classes the same).
+
+    Args:
+        odim: Vocabulary size ``V``.
+        attention_dim: ``D`` (= the encoder output size).
+        attention_heads, linear_units, num_blocks, dropout_rate: The decoder blocks.
+        lsm_weight: Label smoothing of the cross-entropy.
+        threshold: CIF firing threshold (> 0).
+        tail_threshold: Decoding: a remainder ``r`` after the last frame fires a last token
+            when ``r + tail_threshold >= threshold`` (0 = never).
+        quantity_weight: Weight of the quantity loss.
+        sampling_ratio: Glancing sampler share (0 = no sampler, one trained pass).
+        cif_kernel: Frames of the CIF predictor's convolution.
+
+    Tensor contracts:
+        * ``forward_train(memory (B, T, D) float, memory_lengths (B,) int frames, targets
+          (B, L) int64 padded with -1)`` -> ``loss_att`` (cross-entropy + ``quantity_weight``
+          x quantity loss, scalar), ``loss_ce``, ``loss_quantity`` (mean over the batch of
+          ``|sum_t alpha - N|`` of the unscaled weights), ``acc`` (float), ``logits``
+          ``(B, L, V)``, ``embed_lengths`` ``(B,)`` (= the target lengths ``N``).
+        * ``forward(embeddings (B, K, D), embed_lengths (B,), memory (B, T, D),
+          memory_lengths (B,)) -> logits (B, K, V)``: positions from ``embed_lengths`` on are
+          padding (masked as keys; their rows are not used).
+        * ``recognize``: :class:`Decoded` per utterance, the argmax token of each fired
+          embedding; equal for an utterance decoded alone or in a padded batch.
+    """
+
+    decodes_itself = True
+
+    options = (
+        Option("dunits", 3072, "Feed-forward units of the Transformer/Paraformer decoder blocks.", minimum=1,
+               flag="--dunits"),
+        Option("dlayers", 6, "Blocks of the Transformer/Paraformer decoder.", minimum=1, flag="--dlayers"),
+        Option("threshold", 1.0, "CIF firing threshold: a token fires each time the frames' weights add up to "
+               "it.", greater_than=0.0, flag="--paraformer-threshold"),
+        Option("tail_threshold", 0.45, "Decoding: the weight left after the last frame fires a last token when it "
+               "plus this reaches the threshold (FunASR: 0.45; 0 = never).", minimum=0.0, maximum=1.0,
+               flag="--paraformer-tail-threshold"),
+        Option("quantity_weight", 1.0, "Weight of the quantity loss |sum(alpha) - target length| (FunASR's "
+               "predictor weight: 1).", minimum=0.0, flag="--paraformer-quantity-weight"),
+        Option("sampling_ratio", 0.75, "Glancing LM sampler: share of the first pass's wrong tokens whose acoustic "
+               "embedding the target embedding replaces (FunASR: 0.75; 0 = no sampler).", minimum=0.0, maximum=1.0,
+               flag="--paraformer-sampling-ratio"),
+        Option("cif_kernel", 3, "Frames of the CIF predictor's convolution over time (odd).", minimum=1,
+               flag="--paraformer-cif-kernel"),
+    )
+
+    def __init__(self, odim: int, attention_dim: int = 768, attention_heads: int = 12, linear_units: int = 3072,
+                 num_blocks: int = 6, dropout_rate: float = 0.1, lsm_weight: float = 0.1, threshold: float = 1.0,
+                 tail_threshold: float = 0.45, quantity_weight: float = 1.0, sampling_ratio: float = 0.75,
+                 cif_kernel: int = 3, ignore_id: int = -1) -> None:
+        super().__init__()
+        if threshold <= 0:
+            raise ValueError(f"--paraformer-threshold must be > 0, got {threshold}")
+        if not 0.0 <= sampling_ratio <= 1.0:
+            raise ValueError(f"--paraformer-sampling-ratio must be in [0, 1], got {sampling_ratio}")
+        if cif_kernel % 2 == 0:
+            raise ValueError(f"--paraformer-cif-kernel must be odd (centred on its frame), got {cif_kernel}")
+        self.odim = odim
+        self.sos = self.eos = odim - 1
+        self.ignore_id = ignore_id
+        self.threshold = threshold
+        self.tail_threshold = tail_threshold
+        self.quantity_weight = quantity_weight
+        self.sampling_ratio = sampling_ratio
+        self.predictor = CifPredictor(attention_dim, cif_kernel, dropout_rate)
+        self.embed = torch.nn.Embedding(odim, attention_dim)  # target embeddings of the glancing sampler
+        self.decoders = repeat(num_blocks, lambda _: DecoderLayer(attention_dim, attention_heads, linear_units,
+                                                                  dropout_rate))
+        self.after_norm = LayerNorm(attention_dim)
+        self.output_layer = torch.nn.Linear(attention_dim, odim)
+        self.criterion = LabelSmoothingLoss(odim, ignore_id, lsm_weight)
+
+    @classmethod
+    def from_config(cls, config, options: Dict[str, Any]) -> "ParaformerDecoder":
+        if config.odim is None:
+            raise ValueError("--decoder paraformer predicts SentencePiece tokens: give --sp-model-path and --dict-path")
+        return cls(odim=config.odim, attention_dim=config.adim, attention_heads=config.aheads,
+                   linear_units=options["dunits"], num_blocks=options["dlayers"], dropout_rate=config.dropout_rate,
+                   lsm_weight=config.lsm_weight, threshold=options["threshold"],
+                   tail_threshold=options["tail_threshold"], quantity_weight=options["quantity_weight"],
+                   sampling_ratio=options["sampling_ratio"], cif_kernel=options["cif_kernel"])
+
+    @property
+    def ctc_vocab_size(self) -> int:
+        return self.odim
+
+    def ctc_targets(self, targets: torch.Tensor, texts=None) -> torch.Tensor:
+        return targets
+
+    def check_tokenizer(self, sentencepiece) -> None:
+        if sentencepiece is None:
+            raise ValueError("--decoder paraformer decodes SentencePiece tokens: give --sp-model-path and --dict-path")
+
+    def ids_to_text(self, token_ids: Sequence[int], sentencepiece) -> str:
+        self.check_tokenizer(sentencepiece)
+        return sentencepiece.post_process(token_ids)
+
+    # ---- the parallel decoder ------------------------------------------------------------
+    def forward(self, embeddings: torch.Tensor, embed_lengths: torch.Tensor, memory: torch.Tensor,
+                memory_lengths: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K, V)`` of acoustic embeddings ``(B, K, D)`` (see the class docstring)."""
+        k = embeddings.size(1)
+        positions = _sinusoid(torch.arange(k, dtype=torch.float32), embeddings.size(-1))
+        x = embeddings + positions.to(embeddings.device, embeddings.dtype).unsqueeze(0)
+        self_mask = make_non_pad_mask(embed_lengths.to(x.device), k).unsqueeze(1)  # (B, 1, K): keys only
+        memory_mask = make_non_pad_mask(memory_lengths.to(x.device), memory.size(1)).unsqueeze(1)
+        x, _, _, _ = self.decoders(x, self_mask, memory, memory_mask)
+        return self.output_layer(self.after_norm(x))
+
+    def acoustic_embeddings(self, memory: torch.Tensor, memory_lengths: torch.Tensor,
+                            target_lengths: Optional[torch.Tensor] = None):
+        """CIF: ``(embeddings (B, K, D), counts (B,), alpha (B, T))``. With ``target_lengths``
+        (training) the weights are rescaled to sum to them and exactly ``N`` embeddings come
+        out per utterance; without (decoding) the tokens that fire, with the tail rule.
+        ``alpha`` is the unscaled weights either way."""
+        alpha = self.predictor(memory, memory_lengths)
+        if target_lengths is None:
+            emb, counts = integrate_and_fire(memory, alpha, self.threshold, tail_threshold=self.tail_threshold)
+        else:
+            scaled = scale_to_lengths(alpha, target_lengths, self.threshold)
+            emb, counts = integrate_and_fire(memory, scaled, self.threshold, counts=target_lengths)
+        return emb, counts, alpha
+
+    def forward_train(self, memory: torch.Tensor, memory_lengths: torch.Tensor, targets: torch.Tensor,
+                      texts=None) -> Dict[str, Any]:
+        """Cross-entropy of the second (glancing) pass + weighted quantity loss (see the class
+        docstring for the contract; ``texts`` unused)."""
+        valid = targets != self.ignore_id
+        lengths = valid.sum(dim=1)
+        emb, counts, alpha = self.acoustic_embeddings(memory, memory_lengths, lengths)
+        length = targets.size(1)
+        if emb.size(1) < length:  # every utterance shorter than the padded width (cannot happen from collate)
+            emb = torch.nn.functional.pad(emb, (0, 0, 0, length - emb.size(1)))
+        emb = emb[:, :length]
+        if self.training and self.sampling_ratio > 0:
+            with torch.no_grad():
+                predicted = self.forward(emb, counts, memory, memory_lengths).argmax(dim=-1)
+            replace = glancing_mask(predicted, targets, self.sampling_ratio, self.ignore_id)
+            target_emb = self.embed(targets.masked_fill(~valid, 0)).to(emb.dtype)
+            emb = torch.where(replace.unsqueeze(-1), target_emb, emb)
+        logits = self.forward(emb, counts, memory, memory_lengths)
+        loss_ce = self.criterion(logits, targets)
+        loss_quantity = (alpha.sum(dim=1) - lengths.to(alpha.dtype)).abs().mean()
+        acc = th_accuracy(logits.reshape(-1, self.odim), targets, self.ignore_id)
+        return {"loss_att": loss_ce + self.quantity_weight * loss_quantity, "loss_ce": loss_ce,
+                "loss_quantity": loss_quantity, "acc": acc, "logits": logits, "embed_lengths": counts}
+
+    # ---- decoding: one parallel pass ----------------------------------------------------
+    @torch.no_grad()
+    def recognize(self, memory: torch.Tensor, memory_lengths: torch.Tensor, ctc: Optional[torch.nn.Module],
+                  options: DecodeOptions) -> List[Decoded]:
+        """The argmax token of each fired acoustic embedding, for a whole batch at once
+        (``ctc`` and the beam options are not used: no search). ``score``: the sum of the
+        chosen tokens' log-probabilities."""
+        emb, counts, _ = self.acoustic_embeddings(memory, memory_lengths)
+        if emb.size(1) == 0:
+            return [Decoded([], 0.0) for _ in range(memory.size(0))]
+        logp = torch.log_softmax(self.forward(emb, counts, memory, memory_lengths).float(), dim=-1)
+        best, ids = logp.max(dim=-1)
+        out = []
+        for i, n in enumerate(counts.tolist()):
+            out.append(Decoded(ids[i, :n].tolist(), float(best[i, :n].sum())))
+        return out

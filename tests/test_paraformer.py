@@ -1,0 +1,319 @@
+"""The Paraformer decoder (``--decoder paraformer``): continuous integrate-and-fire against a plain
+reference loop, exact token counts in training, the glancing sampler's share, batch decoding
+equal to one at a time, a tiny model that learns a few toy utterances and decodes them through
+``eval.py`` (also after export), ``eval.py --decode-mode ctc-greedy``, and bad option values."""
+
+import json
+import math
+import types
+
+import pytest
+import torch
+
+from bad_corpus import AUDIO_MODEL, BadCorpus, train_args
+from conftest import TINY_DIMS
+from espnet.asr import eval_cli
+from espnet.asr.recognizer import DecodeOptions, ctc_greedy, recognize, recognize_batch
+from espnet.nets.pytorch_backend.decoder.cif import fire_weights, integrate_and_fire, scale_to_lengths
+from espnet.nets.pytorch_backend.decoder.paraformer_decoder import ParaformerDecoder, glancing_mask
+from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
+from espnet.training import train_cli
+from flag_config import model_config
+
+NUM_UTTS = 4
+
+
+def reference_cif(hidden, alpha, threshold=1.0, tail=0.0, count=None):
+    """Integrate-and-fire frame by frame (Python floats): the embeddings that fire, one
+    tensor each. ``count`` (training): exactly that many, the last taking the rest."""
+    fired, integral, acc = [], 0.0, torch.zeros(hidden.size(1), dtype=torch.float64)
+    for h, a in zip(hidden.double(), alpha.tolist()):
+        while integral + a >= threshold:  # the frame completes a token (maybe several)
+            take = threshold - integral
+            fired.append(acc + take * h)
+            acc, integral, a = torch.zeros_like(acc), 0.0, a - take
+        integral += a
+        acc = acc + a * h
+    if count is not None:
+        if len(fired) >= count:
+            return fired[: count - 1] + [sum(fired[count - 1:], acc)]
+        return fired + [acc] * (count - len(fired))  # one short (rounding): the rest is the last
+    if tail > 0 and integral > 0 and integral + tail >= threshold:
+        fired.append(acc)
+    return fired
+
+
+def random_batch(seed, b=4, t=23, d=5, scale=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(b, t, d, generator=gen)
+    lengths = torch.tensor([t] + [int(x) for x in torch.randint(1, t + 1, (b - 1,), generator=gen)])
+    alpha = torch.sigmoid(2 * torch.randn(b, t, generator=gen)) * scale
+    alpha = alpha.masked_fill(torch.arange(t)[None] >= lengths[:, None], 0.0)
+    return hidden, alpha, lengths
+
+
+def assert_matches_reference(emb, counts, hidden, alpha, lengths, **kw):
+    for i in range(hidden.size(0)):
+        n = int(lengths[i])
+        ref = reference_cif(hidden[i, :n], alpha[i, :n], **kw)
+        assert int(counts[i]) == len(ref)
+        if ref:
+            torch.testing.assert_close(emb[i, : len(ref)].double(), torch.stack(ref), rtol=1e-4, atol=1e-4)
+        assert not emb[i, len(ref):].any()  # nothing after the utterance's tokens
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("scale,tail", [(1.0, 0.0), (1.0, 0.45), (2.7, 0.0), (0.6, 0.45), (0.3, 0.9)])
+def test_cif_equals_the_reference_loop(seed, scale, tail):
+    """Random weights with padding; ``scale`` > 1 makes frames that fire several tokens."""
+    hidden, alpha, lengths = random_batch(seed, scale=scale)
+    emb, counts = integrate_and_fire(hidden, alpha, 1.0, tail_threshold=tail)
+    assert_matches_reference(emb, counts, hidden, alpha, lengths, tail=tail)
+    for i in range(hidden.size(0)):  # each utterance alone gets what it gets in the padded batch
+        n = int(lengths[i])
+        one, one_count = integrate_and_fire(hidden[i : i + 1, :n], alpha[i : i + 1, :n], 1.0, tail_threshold=tail)
+        assert int(one_count[0]) == int(counts[i])
+        torch.testing.assert_close(one[0], emb[i, : one.size(1)], rtol=1e-5, atol=1e-5)
+
+
+def test_cif_crossings_several_fires_and_the_tail_by_hand():
+    hidden = torch.eye(4).unsqueeze(0)  # frame t is the unit vector e_t: an embedding shows its weights
+    alpha = torch.tensor([[0.4, 0.8, 2.5, 0.55]])  # sums to 4.25
+    emb, counts = integrate_and_fire(hidden, alpha, 1.0)
+    assert counts.tolist() == [4]
+    torch.testing.assert_close(emb[0], torch.tensor([[0.4, 0.6, 0.0, 0.0],    # frame 1 crosses: 0.6 | 0.2
+                                                     [0.0, 0.2, 0.8, 0.0],    # frame 2 fires twice more
+                                                     [0.0, 0.0, 1.0, 0.0],
+                                                     [0.0, 0.0, 0.7, 0.3]]))  # 0.25 left over
+    assert integrate_and_fire(hidden, alpha, 1.0, tail_threshold=0.8)[1].tolist() == [5]  # 0.25 + 0.8 >= 1
+    assert integrate_and_fire(hidden, alpha, 1.0, tail_threshold=0.7)[1].tolist() == [4]
+    emb, counts = integrate_and_fire(hidden, alpha, 2.0)  # another threshold
+    assert counts.tolist() == [2]
+    torch.testing.assert_close(emb[0, 0], torch.tensor([0.4, 0.8, 0.8, 0.0]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_training_gives_exactly_the_target_length(seed):
+    """Rescaled weights sum to N up to float rounding; exactly N embeddings come out anyway,
+    each the reference loop's, and each integrates the threshold."""
+    gen = torch.Generator().manual_seed(seed)
+    hidden, alpha, lengths = random_batch(seed, b=5, t=301, d=3)
+    targets = torch.randint(1, 60, (5,), generator=gen)
+    for threshold in (1.0, 0.7):
+        scaled = scale_to_lengths(alpha, targets, threshold)
+        emb, counts = integrate_and_fire(hidden, scaled, threshold, counts=targets)
+        assert counts.tolist() == targets.tolist() and emb.size(1) == int(targets.max())
+        weights = fire_weights(scaled, counts, threshold, int(targets.max()), open_last=True).sum(-1)
+        for i, n in enumerate(targets.tolist()):
+            torch.testing.assert_close(weights[i, :n], torch.full((n,), threshold), rtol=1e-4, atol=1e-4)
+            ref = reference_cif(hidden[i, : int(lengths[i])], scaled[i, : int(lengths[i])], threshold, count=n)
+            torch.testing.assert_close(emb[i, :n].double(), torch.stack(ref), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 0.75, 1.0])
+def test_glancing_sampler_replaces_the_intended_share(ratio):
+    targets = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12], [5, 6, 7, -1, -1, -1, -1, -1], [1, 2, 3, 4, 5, -1, -1, -1]])
+    predicted = targets.clamp(min=0).clone()
+    predicted[0, [0, 2, 3, 5, 6, 7]] = 0  # 6 wrong
+    predicted[1, [1]] = 0  # 1 wrong
+    predicted[:, 5:] = 3  # the padding's predictions do not count
+    for seed in range(5):
+        mask = glancing_mask(predicted, targets, ratio, generator=torch.Generator().manual_seed(seed))
+        assert mask.sum(1).tolist() == [math.floor(ratio * 6), math.floor(ratio * 1), 0]
+        assert not (mask & (targets == -1)).any()
+
+
+def test_glancing_second_pass_gets_the_target_embeddings(monkeypatch):
+    """In training the decoder's second pass sees the target token's embedding exactly at the
+    sampler's positions and the CIF embeddings elsewhere."""
+    torch.manual_seed(0)
+    dec = ParaformerDecoder(12, 8, 2, 16, 1, dropout_rate=0.0, sampling_ratio=0.5).train()
+    memory, lengths = torch.randn(2, 30, 8), torch.tensor([30, 21])
+    targets = torch.tensor([[3, 4, 5, 6, 7, 8], [9, 10, 2, -1, -1, -1]])
+    seen, masks = [], []
+    forward = dec.forward
+    monkeypatch.setattr(dec, "forward", lambda emb, *a: seen.append(emb.detach().clone()) or forward(emb, *a))
+    import espnet.nets.pytorch_backend.decoder.paraformer_decoder as module
+    glance = module.glancing_mask
+    monkeypatch.setattr(module, "glancing_mask", lambda *a, **k: masks.append(glance(*a, **k)) or masks[-1])
+    out = dec.forward_train(memory, lengths, targets)
+    assert len(seen) == 2 and out["embed_lengths"].tolist() == [6, 3] and out["logits"].shape == (2, 6, 12)
+    mask = masks[0]
+    first, second = seen
+    assert int(mask.sum()) >= 1
+    torch.testing.assert_close(second[mask], dec.embed(targets[mask]).detach())
+    torch.testing.assert_close(second[~mask], first[~mask])
+
+
+def test_paraformer_batch_decoding_equals_one_at_a_time():
+    config = model_config(odim=20, audio_encoder="resnet1d", resnet_width=4, decoder="paraformer", adim=16, aheads=2,
+                          eunits=32, elayers=1, dunits=32, dlayers=1)
+    torch.manual_seed(0)
+    model = E2E(config).eval()
+    gen = torch.Generator().manual_seed(1)
+    items = [{"audio": torch.randn(n * 640, 1, generator=gen)} for n in (31, 17, 31, 9, 24)]
+    options = DecodeOptions(beam_size=5)
+    batched = recognize_batch(model, items, options)
+    assert any(len(h.token_ids) > 3 for h in batched)
+    for item, hyp in zip(items, batched):
+        alone = recognize(model, item, options)
+        assert alone.token_ids == hyp.token_ids
+        assert alone.score == pytest.approx(hyp.score, rel=1e-5, abs=1e-5)
+
+
+def test_ctc_greedy_merges_repeats_and_drops_blanks():
+    frames = torch.tensor([[0, 3, 3, 0, 3, 5, 5, 0, 2], [4, 4, 1, 1, 0, 2, 2, 2, 2]])
+    logp = torch.log_softmax(torch.nn.functional.one_hot(frames, 6).float() * 5, dim=-1)
+    ctc = types.SimpleNamespace(log_softmax=lambda memory: logp)
+    model = types.SimpleNamespace(ctc_weight=0.3, ctc=ctc, blank=0, decoder=types.SimpleNamespace(ctc_token_offset=0))
+    out = ctc_greedy(model, torch.zeros(2, 9, 1), torch.tensor([8, 5]))
+    assert [h.token_ids for h in out] == [[3, 3, 5], [4, 1]]  # the second is cut at its 5 frames
+    assert out[1].score == pytest.approx(float(logp[1, :5].max(-1).values.sum()))
+    model.decoder.ctc_token_offset = 1  # a pretrained decoder's vocabulary: class c is token c - 1
+    assert ctc_greedy(model, torch.zeros(2, 9, 1), torch.tensor([8, 5]))[0].token_ids == [2, 2, 4]
+    model.ctc_weight = 0.0
+    with pytest.raises(ValueError, match="ctc-greedy: this model's CTC head was not trained"):
+        ctc_greedy(model, torch.zeros(2, 9, 1), torch.tensor([8, 5]))
+
+
+# ---- a tiny model that learns the toy corpus -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(toy_corpus, tmp_path_factory):
+    """A tiny audio Paraformer (CTC weight 0.3) overfit on the first toy training utterances,
+    saved as train.py saves it; returns (checkpoint, label list, transcripts, losses)."""
+    from datamodule.collate import collate_pad
+    from datamodule.data_module import build_dataset
+    from datamodule.text_transform import TextTransform
+    from espnet.training.checkpoints import write_sidecar
+
+    tmp = tmp_path_factory.mktemp("paraformer")
+    path = str(tmp / "overfit.csv")
+    with open(toy_corpus["train"], encoding="utf8") as src:
+        lines = src.readlines()[:NUM_UTTS]
+    with open(path, "w", encoding="utf8") as dst:
+        dst.writelines(lines)
+    transcripts = [line.rstrip("\n").split(",", 4)[4] for line in lines]
+    tokenizer = TextTransform(toy_corpus["sp_model_path"], toy_corpus["dict_path"])
+    odim = tokenizer.odim
+    sizes = {k.lstrip("-"): int(v) for k, v in zip(TINY_DIMS[::2], TINY_DIMS[1::2])}
+    config = model_config(odim=odim, audio_encoder="resnet1d", resnet_width=8, decoder="paraformer", ctc_weight=0.3,
+                          dropout_rate=0.0, **sizes)
+    torch.manual_seed(0)
+    model = E2E(config)
+    dataset = build_dataset(toy_corpus["root"], path, "test", "audio", audio_utterance_norm=model.audio_utterance_norm)
+    batch = collate_pad([dataset[i] for i in range(len(dataset))])
+    inputs = {"audio": batch["audios"], "audio_lengths": batch["audio_lengths"]}
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    losses = []
+    for step in range(150):
+        model.train()
+        out = model.losses(inputs, batch["targets"])
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append({k: float(v.detach()) for k, v in out.items() if k.startswith("loss")})
+        if step >= 49 and step % 10 == 9:  # until every utterance decodes right
+            model.eval()
+            items = [{"audio": batch["audios"][i, : int(n)]} for i, n in enumerate(batch["audio_lengths"])]
+            texts = [tokenizer.post_process(h.token_ids) for h in recognize_batch(model, items, DecodeOptions())]
+            if texts == transcripts:
+                break
+    checkpoint = str(tmp / "model_avg_1.pth")
+    torch.save(model.state_dict(), checkpoint)
+    write_sidecar(checkpoint, {"model_config": config.to_dict(), "sp_model_path": toy_corpus["sp_model_path"],
+                               "dict_path": toy_corpus["dict_path"]})
+    return checkpoint, path, transcripts, losses
+
+
+def run_eval(root, test_file, checkpoint, out, *extra):
+    code = eval_cli.main(["--root-dir", root, "--test-file", test_file, "--pretrained-model-path", checkpoint,
+                          "--num-workers", "0", "--accelerator", "cpu", "--batch-size", "3", "--output-json", out,
+                          *extra])
+    with open(out, encoding="utf8") as handle:
+        return code, json.load(handle)
+
+
+def test_tiny_paraformer_learns_and_eval_decodes_its_training_utterances(trained, toy_corpus, tmp_path):
+    checkpoint, path, transcripts, losses = trained
+    first, last = losses[0], losses[-1]
+    assert last["loss_ce"] < 0.1 * first["loss_ce"] and last["loss_quantity"] < 0.7, (first, last)
+    code, result = run_eval(toy_corpus["root"], path, checkpoint, str(tmp_path / "decoded.json"))
+    assert code == 0
+    hyps = [u["hypothesis"] for u in result["utterances"]]
+    assert sum(h == t for h, t in zip(hyps, transcripts)) >= NUM_UTTS - 1, (hyps, transcripts)
+    assert result["wer"] <= 0.1
+
+
+def test_export_round_trip_and_the_recognizer(trained, toy_corpus, tmp_path):
+    from espnet.asr.pretrained import Recognizer
+
+    checkpoint, path, transcripts, _ = trained
+    rec = Recognizer.from_pretrained(checkpoint)
+    assert rec.model.decoder.decodes_itself
+    exported = rec.save_pretrained(str(tmp_path / "exported"))
+    again = Recognizer.from_pretrained(exported)
+    for key, value in rec.model.state_dict().items():
+        assert torch.equal(again.model.state_dict()[key], value), key
+    code, exported_result = run_eval(toy_corpus["root"], path, exported, str(tmp_path / "exported.json"))
+    code_ckpt, ckpt_result = run_eval(toy_corpus["root"], path, checkpoint, str(tmp_path / "checkpoint.json"))
+    assert code == code_ckpt == 0
+    assert [u["hypothesis"] for u in exported_result["utterances"]] == \
+        [u["hypothesis"] for u in ckpt_result["utterances"]]
+    from datamodule.data_module import build_dataset
+
+    dataset = build_dataset(toy_corpus["root"], path, "test", "audio")
+    clips = [dataset.media_path(i) for i in range(NUM_UTTS)]
+    assert again.transcribe_batch(clips) == [u["hypothesis"] for u in ckpt_result["utterances"]]
+
+
+def test_eval_ctc_greedy_mode(trained, toy_corpus, tmp_path):
+    """The CTC head's best path through eval.py: the JSON holds exactly what ctc_greedy gives
+    each utterance (the head was trained along, weight 0.3)."""
+    from datamodule.data_module import build_dataset
+    from espnet.asr.pretrained import Recognizer
+    from espnet.asr.recognizer import encode_utterances
+
+    checkpoint, path, transcripts, _ = trained
+    code, result = run_eval(toy_corpus["root"], path, checkpoint, str(tmp_path / "ctc.json"),
+                            "--decode-mode", "ctc-greedy")
+    assert code == 0
+    rec = Recognizer.from_pretrained(checkpoint)
+    dataset = build_dataset(toy_corpus["root"], path, "test", "audio", audio_utterance_norm=rec.model.audio_utterance_norm)
+    expected = []
+    for i in range(len(dataset)):
+        memory, lengths = encode_utterances(rec.model, [{"audio": dataset[i]["audio"]}])
+        expected.append(rec.tokenizer.post_process(ctc_greedy(rec.model, memory, lengths)[0].token_ids))
+    assert [u["hypothesis"] for u in result["utterances"]] == expected
+    assert result["wer"] < 0.7  # a trained head, not noise (an untrained one gives no word right)
+
+
+# ---- bad option values --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--paraformer-threshold", "0", "threshold must be > 0, got 0.0"),
+    ("--paraformer-threshold", "-1", "threshold must be > 0, got -1.0"),
+    ("--paraformer-threshold", "nan", "threshold must be a finite number, got nan"),
+    ("--paraformer-sampling-ratio", "1.5", "sampling_ratio must be <= 1, got 1.5"),
+    ("--paraformer-sampling-ratio", "-0.1", "sampling_ratio must be >= 0, got -0.1"),
+    ("--paraformer-tail-threshold", "-0.5", "tail_threshold must be >= 0, got -0.5"),
+    ("--paraformer-quantity-weight", "inf", "quantity_weight must be a finite number, got inf"),
+])
+def test_bad_option_values_are_refused_with_one_line(capsys, toy_corpus, tmp_path, flag, value, message):
+    corpus = BadCorpus(toy_corpus, str(tmp_path / "root"))
+    code = train_cli.main(train_args(corpus, str(tmp_path / "exp"), "train.csv", "--decoder", "paraformer",
+                                     flag, value, model=AUDIO_MODEL))
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == [f"error: {flag} (paraformer): {message}"]
+
+
+def test_paraformer_flags_need_the_paraformer(capsys, toy_corpus, tmp_path):
+    corpus = BadCorpus(toy_corpus, str(tmp_path / "root"))
+    code = train_cli.main(train_args(corpus, str(tmp_path / "exp"), "train.csv", "--paraformer-threshold", "0.8"))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines()[-1] == ("error: --paraformer-threshold does not apply to this model (audio encoder "
+                                            "resnet1d, decoder transformer): it is an option of decoder paraformer")
+    with pytest.raises(ValueError, match="--paraformer-cif-kernel must be odd"):
+        ParaformerDecoder(10, 8, 2, 16, 1, cif_kernel=4)
