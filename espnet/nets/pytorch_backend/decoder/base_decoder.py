@@ -157,3 +157,30 @@ class BaseDecoder(torch.nn.Module, BatchScorerInterface, ABC):
 
     def check_tokenizer(self, sentencepiece) -> None:
         """Raise when decoding needs a SentencePiece tokenizer that is not given."""
+
+
+class SentencePieceVocabulary:
+    """The vocabulary of a decoder trained from scratch on the model's SentencePiece units:
+    its ``odim`` classes are the units (blank/``<unk>`` = 0, ``<sos/eos>`` = ``odim - 1``), the
+    CTC head predicts the same classes (``ctc_token_offset`` 0) and decoding needs the
+    tokenizer. Put before :class:`BaseDecoder` in the bases; ``decoder_name`` is the
+    ``--decoder`` value named in errors."""
+
+    decoder_name: str = ""
+    odim: int
+
+    @property
+    def ctc_vocab_size(self) -> int:
+        return self.odim
+
+    def ctc_targets(self, targets: torch.Tensor, texts: Optional[List[Optional[str]]] = None) -> torch.Tensor:
+        return targets
+
+    def check_tokenizer(self, sentencepiece) -> None:
+        if sentencepiece is None:
+            raise ValueError(f"--decoder {self.decoder_name} decodes SentencePiece tokens: give --sp-model-path and "
+                             "--dict-path")
+
+    def ids_to_text(self, token_ids: Sequence[int], sentencepiece) -> str:
+        self.check_tokenizer(sentencepiece)
+        return sentencepiece.post_process(token_ids)

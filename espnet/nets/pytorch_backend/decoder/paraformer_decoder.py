@@ -11,12 +11,12 @@ proportional to the tokens that pass got wrong, replaced by the target tokens' e
 for the second, trained pass).
 """
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
-from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, Decoded, DecodeOptions
+from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, Decoded, DecodeOptions, SentencePieceVocabulary
 from espnet.nets.pytorch_backend.decoder.cif import CifPredictor, integrate_and_fire, scale_to_lengths
 from espnet.nets.pytorch_backend.decoder.transformer_decoder import DecoderLayer
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, th_accuracy
@@ -51,7 +51,7 @@ def glancing_mask(predicted: torch.Tensor, targets: torch.Tensor, ratio: float, 
     return (rank < chosen.unsqueeze(1)) & valid
 
 
-class ParaformerDecoder(BaseDecoder):
+class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
     """Paraformer: CIF predictor -> one acoustic embedding per token -> parallel Transformer
     blocks -> tokens, in one pass (no beam search); trained with label-smoothed
     cross-entropy, the quantity loss and the glancing sampler. Vocabulary: the SentencePiece
@@ -81,6 +81,8 @@ class ParaformerDecoder(BaseDecoder):
         * ``recognize``: :class:`Decoded` per utterance, the argmax token of each fired
           embedding; equal for an utterance decoded alone or in a padded batch.
     """
+
+    decoder_name = "paraformer"
 
     decodes_itself = True
 
@@ -137,21 +139,6 @@ class ParaformerDecoder(BaseDecoder):
                    lsm_weight=config.lsm_weight, threshold=options["threshold"],
                    tail_threshold=options["tail_threshold"], quantity_weight=options["quantity_weight"],
                    sampling_ratio=options["sampling_ratio"], cif_kernel=options["cif_kernel"])
-
-    @property
-    def ctc_vocab_size(self) -> int:
-        return self.odim
-
-    def ctc_targets(self, targets: torch.Tensor, texts=None) -> torch.Tensor:
-        return targets
-
-    def check_tokenizer(self, sentencepiece) -> None:
-        if sentencepiece is None:
-            raise ValueError("--decoder paraformer decodes SentencePiece tokens: give --sp-model-path and --dict-path")
-
-    def ids_to_text(self, token_ids: Sequence[int], sentencepiece) -> str:
-        self.check_tokenizer(sentencepiece)
-        return sentencepiece.post_process(token_ids)
 
     # ---- the parallel decoder ------------------------------------------------------------
     def forward(self, embeddings: torch.Tensor, embed_lengths: torch.Tensor, memory: torch.Tensor,

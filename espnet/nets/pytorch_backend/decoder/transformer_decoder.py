@@ -1,11 +1,11 @@
 """Transformer decoder (ESPnet / Auto-AVSR layout), a batch scorer of the joint CTC/attention beam search."""
 
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
-from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder
+from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, SentencePieceVocabulary
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, th_accuracy
 from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
@@ -60,7 +60,7 @@ class DecoderLayer(torch.nn.Module):
         return x + self.dropout(self.feed_forward(self.norm3(x)))
 
 
-class TransformerDecoder(BaseDecoder):
+class TransformerDecoder(SentencePieceVocabulary, BaseDecoder):
     """Autoregressive Transformer decoder over a SentencePiece vocabulary.
 
     Args:
@@ -77,6 +77,8 @@ class TransformerDecoder(BaseDecoder):
         ``forward(tgt (B, L), tgt_mask (B, L, L), memory (B, T, D), memory_mask (B, 1, T))
         -> logits (B, L, V)``.
     """
+
+    decoder_name = "transformer"
 
     def __init__(
         self,
@@ -126,25 +128,10 @@ class TransformerDecoder(BaseDecoder):
         )
 
     @property
-    def ctc_vocab_size(self) -> int:
-        return self.odim
-
-    @property
     def search_vocab_size(self) -> int:
         return self.odim
 
-    def ctc_targets(self, targets: torch.Tensor, texts=None) -> torch.Tensor:
-        return targets
-
     # ---- decoding: a batch scorer in the joint CTC/attention beam search (up to the encoder length) ----
-    def check_tokenizer(self, sentencepiece) -> None:
-        if sentencepiece is None:
-            raise ValueError("--decoder transformer decodes SentencePiece tokens: give --sp-model-path and --dict-path")
-
-    def ids_to_text(self, token_ids: Sequence[int], sentencepiece) -> str:
-        self.check_tokenizer(sentencepiece)
-        return sentencepiece.post_process(token_ids)
-
     def forward(
         self,
         tgt: torch.Tensor,
