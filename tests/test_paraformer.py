@@ -161,6 +161,24 @@ def test_paraformer_batch_decoding_equals_one_at_a_time():
         assert alone.score == pytest.approx(hyp.score, rel=1e-5, abs=1e-5)
 
 
+@pytest.mark.parametrize("name", ["transformer", "paraformer"])
+def test_sentencepiece_decoders_share_their_vocabulary_contract(name):
+    """Both decoders over the model's SentencePiece units: the CTC head predicts the same odim
+    classes from the same targets, and text needs the tokenizer (refused in one line naming
+    the decoder)."""
+    from espnet.nets.pytorch_backend.decoder.transformer_decoder import TransformerDecoder
+
+    cls = {"transformer": TransformerDecoder, "paraformer": ParaformerDecoder}[name]
+    decoder = cls(odim=11, attention_dim=8, attention_heads=2, linear_units=16, num_blocks=1)
+    targets = torch.tensor([[3, 4, -1]])
+    assert decoder.ctc_vocab_size == 11 and decoder.ctc_token_offset == 0
+    assert decoder.ctc_targets(targets, ["x"]) is targets
+    with pytest.raises(ValueError, match=f"^--decoder {name} decodes SentencePiece tokens: give --sp-model-path"):
+        decoder.ids_to_text([3, 4], None)
+    tokenizer = types.SimpleNamespace(post_process=lambda ids: "-".join(map(str, ids)))
+    assert decoder.ids_to_text([3, 4], tokenizer) == "3-4"
+
+
 def test_ctc_greedy_merges_repeats_and_drops_blanks():
     frames = torch.tensor([[0, 3, 3, 0, 3, 5, 5, 0, 2], [4, 4, 1, 1, 0, 2, 2, 2, 2]])
     logp = torch.log_softmax(torch.nn.functional.one_hot(frames, 6).float() * 5, dim=-1)
