@@ -16,10 +16,8 @@ to keep the saved checkpoint small; the frontend drops it anyway.
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 import torch
 
@@ -27,16 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-
-def timed(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from espnet.utils.timing import median_seconds  # noqa: E402
 
 
 def main() -> int:
@@ -69,8 +58,8 @@ def main() -> int:
         lengths = torch.tensor([48000, 41600, 35200, 28800])  # 3.0, 2.6, 2.2, 1.8 s
         audio = torch.randn(4, 48000, 1)
         with torch.inference_mode():
-            t_var = timed(lambda: var(audio, lengths), args.repeats)
-            t_pad = timed(lambda: pad(audio, lengths), args.padded_repeats)
+            t_var = median_seconds(lambda: var(audio, lengths), args.repeats)
+            t_pad = median_seconds(lambda: pad(audio, lengths), args.padded_repeats)
             f_var, l_var = var(audio, lengths)
             f_pad, _ = pad(audio, lengths)
         print("\nWhisper encoder frontend (whisper-base size, random weights), batch 4 x <= 3 s:")
@@ -89,7 +78,7 @@ def main() -> int:
         video = torch.randn(2, per_clip, 1, 88, 88)
         vlen = torch.tensor([per_clip, per_clip])
         with torch.inference_mode():
-            t_vit = timed(lambda: vit(video, vlen), args.repeats)
+            t_vit = median_seconds(lambda: vit(video, vlen), args.repeats)
         frames = int(vlen.sum())
         print("\nViT frontend (vit-base size, 224 px, random weights):")
         print(f"  {frames} frames in {t_vit * 1000:.1f} ms -> {frames / t_vit:.1f} frames/s "

@@ -219,25 +219,16 @@ def parse_sizes(text: str) -> Dict[str, int]:
 def machine_peak(dtype, repeats: int = 5) -> Dict[str, float]:
     """GFLOP/s of a 2048^3 matrix product and of a ResNet 3x3 convolution (64 channels, 56x56,
     batch 8, forward) in ``dtype``, the median of ``repeats`` runs each."""
-    import statistics
-
     import torch
     import torch.nn.functional as F
+
+    from espnet.utils.timing import median_seconds
 
     a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
     x, w = torch.randn(8, 64, 56, 56, dtype=dtype), torch.randn(64, 64, 3, 3, dtype=dtype)
     work = {"matmul": (lambda: torch.mm(a, b), 2 * 2048 ** 3),
             "conv": (lambda: F.conv2d(x, w, padding=1), 2 * 8 * 64 * 64 * 9 * 56 * 56)}
-    peak = {}
-    for name, (fn, flops) in work.items():
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        peak[name] = flops / statistics.median(times) / 1e9
-    return peak
+    return {name: flops / median_seconds(fn, repeats) / 1e9 for name, (fn, flops) in work.items()}
 
 
 class StepWorker:
