@@ -43,16 +43,16 @@ def child(argv) -> int:
     from espnet.asr import transcribe_cli
     from espnet.asr.pretrained import Recognizer
 
-    decode_batch = Recognizer.transcribe_batch
+    decode_batch = Recognizer.recognize_guarded  # what the transcription decodes each batch with
 
     def timed(self, *args, **kwargs):
-        texts = decode_batch(self, *args, **kwargs)
-        if Recognizer.transcribe_batch is timed:
+        hyps = decode_batch(self, *args, **kwargs)
+        if Recognizer.recognize_guarded is timed:
             print(f"{FIRST_TEXT}{time.time():.3f}", flush=True)
-            Recognizer.transcribe_batch = decode_batch
-        return texts
+            Recognizer.recognize_guarded = decode_batch
+        return hyps
 
-    Recognizer.transcribe_batch = timed
+    Recognizer.recognize_guarded = timed
     return transcribe_cli.main([recording, "--output-dir", out_dir, "--overwrite", "--no-progress", *flags])
 
 
@@ -162,8 +162,9 @@ def main(argv=None) -> int:
     wer = corpus_wer([" ".join(texts)], [result["text"]])
     print(f"WER of the whole text: {100 * wer['wer']:.1f} % ({wer['errors']} errors / {wer['ref_words']} words)")
     print(f"whole process {total:.1f} s for {seconds:.1f} s of media: real-time factor {total / seconds:.3f}; "
-          f"CPU time {usage.ru_utime + usage.ru_stime:.1f} s; first segment text {first[0]:.1f} s and the "
-          f"transcript written {written:.1f} s after the process start")
+          f"CPU time {usage.ru_utime + usage.ru_stime:.1f} s; first segment text "
+          f"{f'{first[0]:.1f} s' if first else 'never (no segment decoded)'} and the transcript written "
+          f"{written:.1f} s after the process start")
     return 0
 
 
