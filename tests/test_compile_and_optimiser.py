@@ -1,7 +1,7 @@
 """train.py --compile compiles the model's training forward (here with the eager backend:
 Dynamo traces the model, no C++ compilation) and trains; the fused AdamW makes the same
-update as PyTorch's default one; mixed precision (fp16 or bf16) keeps the unfused one (Lightning
-clips its gradients)."""
+update as PyTorch's default one; fp16 mixed precision keeps the unfused one (its gradient
+scaler), bf16 mixed precision the fused one, clipped by the training module."""
 
 import os
 import types
@@ -58,8 +58,27 @@ def test_fused_adamw_makes_the_default_update():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("precision, fused", [("32-true", True), ("bf16-mixed", False), ("16-mixed", False)])
-def test_the_recipe_optimiser_is_fused_only_in_full_precision(precision, fused):
+@pytest.mark.parametrize("precision, fused", [("32-true", True), ("bf16-mixed", True), ("16-mixed", False)])
+def test_the_recipe_optimiser_is_fused_except_with_fp16_scaling(precision, fused):
     trainer = types.SimpleNamespace(precision=precision, estimated_stepping_batches=10)
     (opt,), _ = adamw_warmup_cosine(torch.nn.Linear(3, 2).parameters(), trainer, 1e-3, 0.03, 1, 2)
     assert bool(opt.param_groups[0]["fused"]) is fused
+
+
+def test_fused_optimiser_without_a_scaler_is_clipped_by_norm():
+    """bf16 mixed precision has no gradient scaler: the training module clips a fused
+    optimiser's gradients itself (Lightning refuses), by their total norm, as Lightning does."""
+    from espnet.training.model_module import ModelModule
+
+    params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(4))]
+    params[0].grad, params[1].grad = torch.full((3,), 3.0), torch.full((4,), 4.0)
+    norm = float(torch.cat([p.grad for p in params]).norm())
+    opt = build_adamw(params, 1e-3, 0.0)
+    assert opt._step_supports_amp_scaling  # fused: what Lightning refuses to clip under mixed precision
+    module = types.SimpleNamespace(trainer=types.SimpleNamespace(precision_plugin=types.SimpleNamespace(scaler=None)))
+    ModelModule.configure_gradient_clipping(module, opt, 2.0, "norm")
+    clipped = torch.cat([p.grad for p in params])
+    torch.testing.assert_close(float(clipped.norm()), 2.0, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(clipped, torch.cat([torch.full((3,), 3.0), torch.full((4,), 4.0)]) * 2.0 / norm)
+    with pytest.raises(ValueError, match="gradient clipping by value is not supported with the fused optimiser"):
+        ModelModule.configure_gradient_clipping(module, opt, 2.0, "value")

@@ -289,6 +289,22 @@ class ModelModule(LightningModule):
         if sampler is not None:
             sampler.set_epoch(self.current_epoch)
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Lightning's clipping, except for a fused optimiser without a gradient scaler (bf16
+        mixed precision): clipped here by the norm of all its gradients, as Lightning clips.
+        bf16 needs no loss scaling, so the gradients are in true scale when clipped; Lightning
+        refuses to clip any optimiser that unscales gradients itself under mixed precision, a
+        guard that matters only with fp16's scaler (where the optimiser stays unfused)."""
+        fused = bool(getattr(optimizer, "_step_supports_amp_scaling", False))
+        if gradient_clip_val and fused and getattr(self.trainer.precision_plugin, "scaler", None) is None:
+            if gradient_clip_algorithm not in (None, "norm"):
+                raise ValueError(f"gradient clipping by {gradient_clip_algorithm} is not supported with the fused "
+                                 "optimiser; clip by norm")
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, float(gradient_clip_val))
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self):
         hp = self.hparams
         return adamw_warmup_cosine([p for p in self.model.parameters() if p.requires_grad], self.trainer,

@@ -37,9 +37,9 @@ def build_adamw(params, lr: float, weight_decay: float, fused: bool = True) -> t
     kernel: one pass over each parameter's weights, gradient and moments instead of one per
     operation; the same update to float rounding (on the CPU PyTorch's default is the
     per-parameter, per-operation loop; ``benchmarks/train_speed.py --full-size`` measures
-    the difference on a full-size model). Lightning cannot clip the gradients of a
-    fused optimiser under mixed precision (fp16 or bf16: it refuses any optimiser that
-    unscales gradients itself): pass ``fused=False`` there."""
+    the difference on a full-size model). A fused optimiser cannot be combined with fp16's
+    gradient scaler and clipping: pass ``fused=False`` there (under bf16 mixed precision the
+    training module clips the gradients itself)."""
     params = list(params)
     devices = {p.device.type for p in params}
     fused = fused and devices in ({"cpu"}, {"cuda"}) and all(p.is_floating_point() for p in params)
@@ -48,13 +48,15 @@ def build_adamw(params, lr: float, weight_decay: float, fused: bool = True) -> t
 
 def adamw_warmup_cosine(params, trainer, lr: float, weight_decay: float, warmup_epochs: int, max_epochs: int):
     """What ``LightningModule.configure_optimizers`` returns for the Auto-AVSR recipe: AdamW
-    (:func:`build_adamw`, fused under full precision only: Lightning's mixed-precision gradient clipping refuses it) and :func:`build_warmup_cosine` stepped after every optimiser step.
+    (:func:`build_adamw`, fused except under fp16 mixed precision, whose gradient scaler
+    cannot unscale for clipping before a fused step) and :func:`build_warmup_cosine` stepped
+    after every optimiser step.
 
     Steps per epoch come from ``trainer.estimated_stepping_batches``, which counts optimiser
     steps: ``ceil(batches / accumulate_grad_batches)`` per epoch (Lightning also steps on an
     epoch's last, incomplete accumulation), so ``--accumulate-grad-batches`` keeps the
     warm-up and decay lengths in epochs."""
-    optimizer = build_adamw(params, lr, weight_decay, fused="mixed" not in str(trainer.precision))
+    optimizer = build_adamw(params, lr, weight_decay, fused=str(trainer.precision) != "16-mixed")
     steps_per_epoch = max(1, math.ceil(trainer.estimated_stepping_batches / max_epochs))
     scheduler = build_warmup_cosine(optimizer, warmup_epochs, max_epochs, steps_per_epoch)
     return [optimizer], [{"scheduler": scheduler, "interval": "step", "frequency": 1}]
