@@ -24,6 +24,11 @@ it can gain in the decoder.
 
     python benchmarks/eval_speed.py --beams 40 10 --batch-size 8 --num-utts 16
 
+``--device cuda`` decodes on a GPU (timings between ``torch.cuda.synchronize()``);
+``--json PATH`` also writes the numbers of the table (``benchmarks/gpu_speed.py`` reads
+them); ``--tiny`` swaps the full-size model for a tiny one of the same kind (testing the
+script, not a measurement).
+
 ``--original-checkout PATH`` (a checkout of the original Auto-AVSR code, github
 mpc001/auto_avsr) measures instead the whole decoding process against the original's: the
 same random weights are written once as a legacy checkpoint (``model_avg_10.pth`` layout)
@@ -128,13 +133,24 @@ def row(beam, batch, n_utts, media_seconds, clock: Clock, total: float, extra: s
             f"{shares['decoder']:.0f} % | {shares['ctc']:.0f} % | {other:.0f} % | {extra} |")
 
 
-def legacy_model(modality: str):
-    """The full-size legacy Auto-AVSR model of this project (random weights)."""
+TINY = {"odim": 100, "adim": 16, "aheads": 2, "encoder_conf": {"linear_units": 32, "num_blocks": 1},
+        "decoder_conf": {"dunits": 32, "dlayers": 1}, "width": 4}  # --tiny: the same kind of model, small
+
+
+def legacy_model(modality: str, tiny: bool = False):
+    """The full-size legacy Auto-AVSR model of this project (random weights); with ``tiny``,
+    a small model of the same kind (:data:`TINY`: 100 tokens, 16-d, one block each)."""
     from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
     from espnet.nets.pytorch_backend.model_config import LEGACY_MODALITY_ENCODERS, ModelConfig
 
     vision, audio = LEGACY_MODALITY_ENCODERS[modality]
-    return E2E(ModelConfig(odim=5049, vision_encoder=vision, audio_encoder=audio)).eval()
+    if not tiny:
+        return E2E(ModelConfig(odim=5049, vision_encoder=vision, audio_encoder=audio)).eval()
+    width = {"width": TINY["width"]}
+    return E2E(ModelConfig(odim=TINY["odim"], vision_encoder=vision, audio_encoder=audio,
+                           vision_encoder_conf=width if vision else {}, audio_encoder_conf=width if audio else {},
+                           encoder_conf=TINY["encoder_conf"], decoder_conf=TINY["decoder_conf"],
+                           adim=TINY["adim"], aheads=TINY["aheads"])).eval()
 
 
 def clip_frames(n: int, min_seconds: float, max_seconds: float) -> List[int]:
@@ -306,6 +322,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads. (Default: torch's default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda. (Default: cpu)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="Also write the table's numbers to this JSON file.")
+    p.add_argument("--tiny", action="store_true", help="A tiny model instead of the full-size one (tests).")
     p.add_argument("--original-checkout", default=None,
                    help="A checkout of the original Auto-AVSR code: time whole decoding processes against it.")
     p.add_argument("--repeats", type=int, default=3, help="Alternating runs per side with --original-checkout. "
@@ -328,14 +346,18 @@ def main() -> int:
     args.num_utts = args.num_utts or 16
     if args.num_utts < 1 or args.batch_size < 1 or not 0 < args.min_seconds <= args.max_seconds or args.repeats < 1:
         p.error("--num-utts, --batch-size and --repeats must be >= 1 and 0 < --min-seconds <= --max-seconds")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device (torch.cuda.is_available() is False)")
     if args.original_checkout:
+        if args.tiny or args.json:
+            p.error("--tiny and --json do not apply to --original-checkout")
         return versus_original(args)
     # (after the original's child process branched off: it imports its own ``espnet``)
     from espnet.asr.evaluate import length_sorted_batches
     from espnet.asr.recognizer import build_beam_search
 
     torch.manual_seed(args.seed)
-    model = legacy_model(args.modality).to(device)
+    model = legacy_model(args.modality, tiny=args.tiny).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     lo, hi = round(args.min_seconds * 25), round(args.max_seconds * 25)
     frames = clip_frames(args.num_utts, args.min_seconds, args.max_seconds)
@@ -344,7 +366,12 @@ def main() -> int:
     media_seconds = sum(frames) / 25
     cap = f"{args.max_len_ratio} x frames" if args.max_len_ratio > 0 else "the encoder length (worst case)"
     load = os.getloadavg()[0]
-    print(f"full-size {args.modality} model: {n_params / 1e6:.1f} M parameters; {args.num_utts} utterances of "
+    report = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+              else "cpu", "torch": torch.__version__, "modality": args.modality, "tiny": args.tiny,
+              "params": n_params, "num_utts": args.num_utts, "media_seconds": media_seconds,
+              "max_len_ratio": args.max_len_ratio, "batch_size": args.batch_size, "rows": []}
+    print(f"{'tiny' if args.tiny else 'full-size'} {args.modality} model: {n_params / 1e6:.1f} M parameters; "
+          f"{args.num_utts} utterances of "
           f"{args.min_seconds}-{args.max_seconds} s ({lo}-{hi} frames, {media_seconds:.1f} s in all); hypotheses "
           f"capped at {cap}; {device}, {torch.get_num_threads()} thread(s)")
 
@@ -370,16 +397,28 @@ def main() -> int:
                 wall[n] += clocks[n].now() - start
                 cpu[n] += time.process_time() - cpu_start
                 worst = max(worst, compare(alone, together))
+            for size in (1, n):
+                report["rows"].append({
+                    "beam": beam, "batch": size, "utt_per_s": args.num_utts / wall[size],
+                    "rtf": wall[size] / media_seconds, "seconds": wall[size], "cpu_seconds": cpu[size],
+                    "stage_seconds": dict(clocks[size].seconds), "speedup": wall[1] / wall[size],
+                    "identical_hypotheses": True, "max_score_difference": worst})  # compare() exits otherwise
             print(row(beam, 1, args.num_utts, media_seconds, clocks[1], wall[1]))
             print(row(beam, n, args.num_utts, media_seconds, clocks[n], wall[n],
                       f"{wall[1] / wall[n]:.2f}x ({cpu[1] / cpu[n]:.2f}x in CPU time), identical hypotheses "
                       f"(max score difference {worst:.1e})"))
     rows_1, rows_n = max(args.beams), max(args.beams) * args.batch_size
-    print(f"\nmatmul ceiling: Linear(768, 3072) at {rows_1} rows {matmul_gflops(rows_1, device):.0f} GFLOP/s, at "
-          f"{rows_n} rows {matmul_gflops(rows_n, device):.0f} GFLOP/s (the decoder's matrices, one utterance's "
+    ceiling = {rows_1: matmul_gflops(rows_1, device), rows_n: matmul_gflops(rows_n, device)}
+    report["matmul_gflops"] = {str(rows): value for rows, value in ceiling.items()}
+    print(f"\nmatmul ceiling: Linear(768, 3072) at {rows_1} rows {ceiling[rows_1]:.0f} GFLOP/s, at "
+          f"{rows_n} rows {ceiling[rows_n]:.0f} GFLOP/s (the decoder's matrices, one utterance's "
           f"beam vs the batch's)")
     print(f"load average (1 min) {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
           f"({os.cpu_count()} CPUs); RTF = decode seconds / media seconds")
+    if args.json:
+        from espnet.utils.atomic_write import atomic_json_dump
+
+        atomic_json_dump(report, args.json)
     return 0
 
 

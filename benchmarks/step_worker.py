@@ -14,14 +14,20 @@ both take turns on the same cores).
 * ``modality`` (``video``, ``audio``, ``audiovisual``; the original has no audio-visual model),
   ``sizes`` (``odim adim aheads eunits elayers dunits dlayers width``), ``batch``, ``seconds``
   (every utterance that long: 25 frames or 16,000 samples per second), ``tokens`` (label
-  length), ``compile`` (``torch.compile`` this project's model), ``count_flops``.
+  length), ``compile`` (``torch.compile`` this project's model: ``true`` or a backend name,
+  ``inductor`` by default), ``count_flops``, ``device`` (``cpu`` by default, or ``cuda``: the
+  model, its optimiser state and the batch live there).
 
 Protocol, one JSON line each way: on start it prints ``{"ready": ..., "params": N,
 "build_seconds": s, "flops": F}`` (``flops``: multiply-adds x 2 of one forward + backward,
 counted by ``torch.utils.flop_counter`` in float32 with the step-by-step attention;
 ``null`` unless ``count_flops``); then for each line ``32`` or ``bf16-mixed`` read from stdin
 it runs one step (forward, backward, gradient clipping at 10, AdamW) at that precision and
-prints ``{"seconds": wall, "cpu_seconds": cpu, "loss": value}``; ``quit`` ends it.
+prints ``{"seconds": wall, "cpu_seconds": cpu, "loss": value, "peak_bytes": P}``; ``quit``
+ends it. On a GPU the wall time is taken between two ``torch.cuda.synchronize()`` (the step's
+kernels have finished), and ``peak_bytes`` is ``torch.cuda.max_memory_allocated()`` during that
+step (the statistics are reset before it; weights, gradients and optimiser state included);
+on the CPU it is ``null``.
 """
 
 import contextlib
@@ -38,7 +44,7 @@ SAMPLES_PER_FRAME = 640  # 16 kHz audio at 25 frames per second
 
 def random_batch(spec):
     """Inputs of ``batch`` utterances of ``seconds`` each and their labels, the same for every
-    worker (seed 0)."""
+    worker (seed 0, drawn on the CPU), on the spec's ``device``."""
     generator = torch.Generator().manual_seed(0)
     b, frames = spec["batch"], int(round(25 * spec["seconds"]))
     batch = {"frames": frames}
@@ -50,7 +56,8 @@ def random_batch(spec):
         batch["audio_lengths"] = torch.full((b,), frames * SAMPLES_PER_FRAME)
     odim = spec["sizes"]["odim"]
     batch["labels"] = torch.randint(1, odim - 1, (b, spec["tokens"]), generator=generator)
-    return batch
+    device = torch.device(spec.get("device", "cpu"))
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def build_ours(spec, levers: bool):
@@ -73,15 +80,16 @@ def build_ours(spec, levers: bool):
         decoder_conf={"dunits": s["dunits"], "dlayers": s["dlayers"]},
         adim=s["adim"], aheads=s["aheads"], ctc_weight=0.1)
     torch.manual_seed(0)
-    model = E2E(config).train()
+    model = E2E(config).train().to(spec.get("device", "cpu"))
     if not levers:
         set_sdpa(model, False)  # the default already; said for the stand-in
     for module in model.modules():
         if hasattr(module, "channels_last_training"):
             module.channels_last_training = levers
-    optimizer = build_adamw(model.parameters(), 1e-3, 0.03, fused=levers)
+    optimizer = build_adamw(model.parameters(), 1e-3, 0.03, fused=levers)  # fused on the model's device
     if spec.get("compile"):
-        model.compile(dynamic=False)
+        backend = spec["compile"] if isinstance(spec["compile"], str) else "inductor"
+        model.compile(backend=backend, dynamic=False)
 
     def loss(batch):
         inputs = {k: batch[k] for k in ("video", "video_lengths", "audio", "audio_lengths") if k in batch}
@@ -102,7 +110,7 @@ def build_original(spec):
     from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E  # the checkout's
 
     torch.manual_seed(0)
-    model = E2E(spec["sizes"]["odim"], spec["modality"], ctc_weight=0.1).train()
+    model = E2E(spec["sizes"]["odim"], spec["modality"], ctc_weight=0.1).train().to(spec.get("device", "cpu"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.03, betas=(0.9, 0.98))
 
     def loss(batch):
@@ -132,8 +140,32 @@ def count_flops(model, loss, batch) -> float:
     return float(counter.get_total_flops())
 
 
+def timed_step(model, optimizer, loss, batch, precision: str, device: torch.device) -> dict:
+    """One training step (forward, backward, clipping at 10, AdamW) at ``precision``: its wall
+    and process CPU seconds, loss and peak GPU memory (``None`` on the CPU)."""
+    cuda = device.type == "cuda"
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16-mixed"
+                else contextlib.nullcontext())
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    with autocast:
+        value = loss(batch)
+    value.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if cuda:
+        torch.cuda.synchronize(device)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"seconds": wall, "cpu_seconds": cpu, "loss": float(value),
+            "peak_bytes": torch.cuda.max_memory_allocated(device) if cuda else None}
+
+
 def main() -> int:
     spec = json.loads(sys.argv[1])
+    device = torch.device(spec.get("device", "cpu"))
     start = time.perf_counter()
     if spec["impl"] == "original":
         model, optimizer, loss = build_original(spec)
@@ -145,25 +177,18 @@ def main() -> int:
     flops = count_flops(model, loss, batch) if spec.get("count_flops") else None
     params = sum(p.numel() for p in model.parameters())
     print(json.dumps({"ready": spec["impl"], "params": params, "build_seconds": time.perf_counter() - start,
-                      "flops": flops, "threads": torch.get_num_threads()}), flush=True)
+                      "flops": flops, "threads": torch.get_num_threads(),
+                      "device": str(device)}), flush=True)
     for line in sys.stdin:
         command = line.strip()
         if command == "quit":
             break
         if command not in ("32", "bf16-mixed"):
             raise SystemExit(f"unknown command {command!r}")
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if command == "bf16-mixed" else contextlib.nullcontext()
-        wall, cpu = time.perf_counter(), time.process_time()
-        with autocast:
-            value = loss(batch)
-        value.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        if not math.isfinite(float(value)):
-            raise SystemExit(f"{spec['impl']}: non-finite loss {float(value)}")
-        print(json.dumps({"seconds": wall, "cpu_seconds": cpu, "loss": float(value)}), flush=True)
+        reply = timed_step(model, optimizer, loss, batch, command, device)
+        if not math.isfinite(reply["loss"]):
+            raise SystemExit(f"{spec['impl']}: non-finite loss {reply['loss']}")
+        print(json.dumps(reply), flush=True)
     return 0
 
 

@@ -50,6 +50,14 @@ copied here). Without one, this project's code with its speed levers off (attent
 step, the legacy video layout, PyTorch's default AdamW update: the original computation)
 stands in for it, and the output says so; audio-visual models, which the original does not
 have, are always compared with that stand-in. ``--sizes`` shrinks every model (tests).
+
+``--device cuda`` runs every model on the GPU (weights, optimiser state and batch there;
+``torch.autocast("cuda", bfloat16)`` for bf16-mixed); each step is timed between two
+``torch.cuda.synchronize()``, its peak GPU memory (``torch.cuda.max_memory_allocated``, reset
+before every step) is reported, and the peak probe runs on the GPU (larger sizes). With
+``--compile [BACKEND]`` this project's model is compiled (``inductor`` unless named) and the
+compilation time (first step minus the median) is reported. ``benchmarks/gpu_speed.py`` runs
+the GPU measurements of issue 25 with this.
 """
 
 import argparse
@@ -216,18 +224,23 @@ def parse_sizes(text: str) -> Dict[str, int]:
     return sizes
 
 
-def machine_peak(dtype, repeats: int = 5) -> Dict[str, float]:
-    """GFLOP/s of a 2048^3 matrix product and of a ResNet 3x3 convolution (64 channels, 56x56,
-    batch 8, forward) in ``dtype``, the median of ``repeats`` runs each."""
+def machine_peak(dtype, repeats: int = 5, device: str = "cpu") -> Dict[str, float]:
+    """GFLOP/s of an N^3 matrix product and of a ResNet 3x3 convolution (64 channels, 56x56,
+    batch B, forward) in ``dtype`` on ``device``, the median of ``repeats`` runs each: N = 2048,
+    B = 8 on the CPU; N = 8192, B = 128 on a GPU (large enough that kernel launches do not
+    count), each run ended by ``torch.cuda.synchronize()``."""
     import torch
     import torch.nn.functional as F
 
     from espnet.utils.timing import median_seconds
 
-    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
-    x, w = torch.randn(8, 64, 56, 56, dtype=dtype), torch.randn(64, 64, 3, 3, dtype=dtype)
-    work = {"matmul": (lambda: torch.mm(a, b), 2 * 2048 ** 3),
-            "conv": (lambda: F.conv2d(x, w, padding=1), 2 * 8 * 64 * 64 * 9 * 56 * 56)}
+    n, b = (8192, 128) if device.startswith("cuda") else (2048, 8)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    x, y = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    image = torch.randn(b, 64, 56, 56, dtype=dtype, device=device)
+    kernel = torch.randn(64, 64, 3, 3, dtype=dtype, device=device)
+    work = {"matmul": (lambda: (torch.mm(x, y), sync()), 2 * n ** 3),
+            "conv": (lambda: (F.conv2d(image, kernel, padding=1), sync()), 2 * b * 64 * 64 * 9 * 56 * 56)}
     return {name: flops / median_seconds(fn, repeats) / 1e9 for name, (fn, flops) in work.items()}
 
 
@@ -284,19 +297,29 @@ def full_size(args) -> int:
         for precision in values:
             if precision not in ("32", "bf16-mixed"):
                 refuse(f"{flag}: {precision!r} is not 32 or bf16-mixed")
+    if args.device not in ("cpu", "cuda"):
+        refuse(f"--device: {args.device!r} is not cpu or cuda")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        refuse("--device cuda: no CUDA device (torch.cuda.is_available() is False)")
+    if args.steps < 1 or args.batch_size < 1 or args.seconds <= 0 or args.peak_repeats < 1:
+        refuse("--steps, --batch-size and --peak-repeats must be >= 1 and --seconds > 0")
     os.makedirs(args.out, exist_ok=True)
     frames = args.batch_size * int(round(25 * args.seconds))
     load_before = os.getloadavg()
-    print(f"processor: {processor_name()}; {torch.get_num_threads()} threads; load average before: "
-          f"{' '.join(f'{v:.2f}' for v in load_before)}", flush=True)
-    peaks = {"32": machine_peak(torch.float32), "bf16-mixed": machine_peak(torch.bfloat16)}
+    where = device_name(args.device)
+    print(f"{args.device}: {where}; torch {torch.__version__}; {torch.get_num_threads()} CPU threads; "
+          f"load average before: {' '.join(f'{v:.2f}' for v in load_before)}", flush=True)
+    peaks = {"32": machine_peak(torch.float32, args.peak_repeats, args.device),
+             "bf16-mixed": machine_peak(torch.bfloat16, args.peak_repeats, args.device)}
     for precision, peak in peaks.items():
         print(f"peak ({precision}): matmul {peak['matmul']:.1f} GFLOP/s, conv {peak['conv']:.1f} GFLOP/s", flush=True)
+    if args.device == "cuda":
+        torch.cuda.empty_cache()  # the probe's matrices: the GPU memory goes to the workers
     results = {}
     for modality in args.modalities.split(","):
         base_impl = "original" if checkout and modality != "audiovisual" else "standin"
         spec = {"modality": modality, "sizes": sizes, "batch": args.batch_size, "seconds": args.seconds,
-                "tokens": args.tokens, "checkout": checkout}
+                "tokens": args.tokens, "checkout": checkout, "device": args.device}
         workers = []
         try:
             for impl in (base_impl, "ours"):
@@ -332,6 +355,9 @@ def full_size(args) -> int:
                            "baseline_seconds": b_s, "ours_seconds": o_s, "speedup": b_s / o_s,
                            "baseline_fps": frames / b_s, "ours_fps": frames / o_s, "gflops_per_step": flops / 1e9,
                            "baseline_gflops": flops / 1e9 / b_s, "ours_gflops": flops / 1e9 / o_s}
+                    for side, key in (("baseline", (base.name, q)), ("ours", ("ours", p))):
+                        used = [r["peak_bytes"] for r in steps[key] if r.get("peak_bytes") is not None]
+                        row[side + "_peak_memory_gb"] = max(used) / 1e9 if used else None
                     row["baseline_peak_share"] = row["baseline_gflops"] / max(peaks[q].values())
                     row["ours_peak_share"] = row["ours_gflops"] / max(peaks[p].values())
                     if args.compile:
@@ -341,13 +367,18 @@ def full_size(args) -> int:
                           f"{row['speedup']:.2f}x; {row['ours_fps']:.1f} vs {row['baseline_fps']:.1f} frames/s; "
                           f"{row['ours_gflops']:.1f} vs {row['baseline_gflops']:.1f} GFLOP/s = "
                           f"{100 * row['ours_peak_share']:.0f} % vs {100 * row['baseline_peak_share']:.0f} % of peak"
-                          + (f"; compilation {row['compile_seconds']:.0f} s" if args.compile else ""), flush=True)
+                          + (f"; compilation {row['compile_seconds']:.0f} s" if args.compile else "")
+                          + (f"; peak GPU memory {row['ours_peak_memory_gb']:.2f} vs "
+                             f"{row['baseline_peak_memory_gb']:.2f} GB" if row["ours_peak_memory_gb"] else ""),
+                          flush=True)
         finally:
             for w in workers:
                 w.close()
     load_after = os.getloadavg()
     head = ("| model | ours | baseline | ours s/step | baseline s/step | speed-up | ours frames/s | baseline frames/s | "
             "ours GFLOP/s (% of peak) | baseline GFLOP/s (% of peak) |")
+    if args.device == "cuda":
+        head += " ours peak GPU memory (GB) | baseline peak GPU memory (GB) |"
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for key, row in results.items():
         modality = key.split()[0]
@@ -355,17 +386,20 @@ def full_size(args) -> int:
                      f"{row['ours_seconds']:.2f} | {row['baseline_seconds']:.2f} | "
                      f"{row['speedup']:.2f}x | {row['ours_fps']:.1f} | {row['baseline_fps']:.1f} | "
                      f"{row['ours_gflops']:.1f} ({100 * row['ours_peak_share']:.0f} %) | "
-                     f"{row['baseline_gflops']:.1f} ({100 * row['baseline_peak_share']:.0f} %) |")
+                     f"{row['baseline_gflops']:.1f} ({100 * row['baseline_peak_share']:.0f} %) |"
+                     + (f" {row['ours_peak_memory_gb']:.2f} | {row['baseline_peak_memory_gb']:.2f} |"
+                        if args.device == "cuda" else ""))
     table = "\n".join(lines)
     print(table)
     print(f"load average after: {' '.join(f'{v:.2f}' for v in load_after)}")
     with open(os.path.join(args.out, "full_size.md"), "w") as handle:
         handle.write(f"Full-size training step, batch {args.batch_size} x {args.seconds:g} s, median of {args.steps} "
-                     f"steps ({processor_name()}, load average {load_before[0]:.2f} before, {load_after[0]:.2f} "
-                     f"after)\n\n{table}\n")
+                     f"steps ({where}, torch {torch.__version__}, load average {load_before[0]:.2f} before, "
+                     f"{load_after[0]:.2f} after)\n\n{table}\n")
     with open(os.path.join(args.out, "full_size.json"), "w") as handle:
         json.dump({"results": results, "peaks": peaks, "sizes": sizes, "args": vars(args),
-                   "processor": processor_name(), "load_average": [load_before, load_after]}, handle, indent=2)
+                   "processor": processor_name(), "device": args.device, "device_name": where,
+                   "torch": torch.__version__, "load_average": [load_before, load_after]}, handle, indent=2)
     return 0
 
 
@@ -377,6 +411,13 @@ def processor_name() -> str:
     except OSError:
         name = "unknown"
     return f"{name}, {os.cpu_count()} cores"
+
+
+def device_name(device: str) -> str:
+    """The GPU's name (``torch.cuda.get_device_name``) for ``cuda``, else the processor's."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if device == "cuda" else processor_name()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -419,8 +460,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--tokens", type=int, default=16, help="--full-size: label length in tokens. (Default: 16)")
     p.add_argument("--sizes", default="", help="--full-size: NAME=N,... over the full sizes "
                    f"({', '.join(f'{k}={v}' for k, v in FULL_SIZES.items())}), e.g. for a quick test.")
-    p.add_argument("--compile", action="store_true", help="--full-size: torch.compile this project's model "
-                   "(the compilation time is reported).")
+    p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                   help="--full-size: torch.compile this project's model, with BACKEND (default inductor; eager "
+                        "tests the code path quickly); the compilation time is reported.")
+    p.add_argument("--device", default="cpu", help="--full-size: cpu or cuda (every model, its optimiser state "
+                   "and the batch on the GPU; step times between torch.cuda.synchronize(), peak GPU memory "
+                   "reported). (Default: cpu)")
+    p.add_argument("--peak-repeats", type=int, default=5,
+                   help="--full-size: timed runs of each peak probe (matrix product, convolution). (Default: 5)")
     args = p.parse_args(argv)
     if args.full_size:
         if args.modalities == "audio,video,audiovisual":
