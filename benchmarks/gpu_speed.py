@@ -179,7 +179,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--modalities", default="video,audio", help="Training-step models. (Default: video,audio)")
     p.add_argument("--batch-size", type=int, default=8, help="Training utterances per batch. (Default: 8)")
     p.add_argument("--seconds", type=float, default=4.0, help="Seconds per training utterance. (Default: 4)")
-    p.add_argument("--steps", type=int, default=5, help="Timed training steps per config. (Default: 5)")
+    p.add_argument("--steps", type=int, default=10, help="Timed training steps per config. (Default: 10)")
     p.add_argument("--tokens", type=int, default=32, help="Label length in tokens. (Default: 32)")
     p.add_argument("--beam", type=int, default=40, help="Decoding beam. (Default: 40)")
     p.add_argument("--decode-batch", type=int, default=8, help="Utterances decoded together. (Default: 8)")
