@@ -7,7 +7,7 @@ It runs, one after the other, each as its own process with a time limit (``--sta
 and what is left of ``--time-budget`` for the whole run), writing the report again after
 every stage (a stage that fails, runs out of time or finds the budget spent is marked so, and
 the others still run; the exit status is then 1). ``--stages`` picks some of them (e.g.
-``compile`` alone to rerun what a first run had no time for):
+``compile`` alone, with another ``--out``, to rerun what a first run had no time for):
 
 1. ``train VIDEO/AUDIO``: ``benchmarks/train_speed.py --full-size --device cuda`` for each of
    ``--modalities``: this project's full-size model (768-d, 12 Conformer blocks, 6 decoder
@@ -57,7 +57,7 @@ def refuse(message: str) -> None:
 
 def stages(args) -> List[Dict]:
     """The stages to run: name, kind, command and the folder its results go to."""
-    script = lambda name: os.path.join(REPO, "benchmarks", name)  # noqa: E731
+    train_speed, eval_speed = (os.path.join(REPO, "benchmarks", name) for name in ("train_speed.py", "eval_speed.py"))
     step = ["--full-size", "--device", args.device, "--batch-size", str(args.batch_size),
             "--seconds", str(args.seconds), "--steps", str(args.steps), "--tokens", str(args.tokens)]
     if args.tiny:
@@ -70,17 +70,17 @@ def stages(args) -> List[Dict]:
     for modality in args.modalities if "train" in args.stages else []:
         folder = os.path.join(args.out, f"train_{modality}")
         out.append({"name": f"train {modality}", "kind": "train", "folder": folder,
-                    "cmd": [script("train_speed.py"), *step, "--modalities", modality, "--out", folder,
+                    "cmd": [train_speed, *step, "--modalities", modality, "--out", folder,
                             "--precisions", "32,bf16-mixed", "--baseline-precisions", "32"]})
     if "decode" in args.stages:
         folder = os.path.join(args.out, "decode")
         out.append({"name": "decode", "kind": "decode", "folder": folder,
-                    "cmd": [script("eval_speed.py"), *decode, "--json", os.path.join(folder, "eval_speed.json")]})
+                    "cmd": [eval_speed, *decode, "--json", os.path.join(folder, "eval_speed.json")]})
     if "compile" in args.stages:
         for modality in args.modalities:
             folder = os.path.join(args.out, f"compile_{modality}")
             out.append({"name": f"compile {modality}", "kind": "compile", "folder": folder,
-                        "cmd": [script("train_speed.py"), *step, "--modalities", modality, "--out", folder,
+                        "cmd": [train_speed, *step, "--modalities", modality, "--out", folder,
                                 "--precisions", "bf16-mixed", "--baseline-precisions", "32",
                                 "--compile", "eager" if args.tiny else "inductor"]})
     return out
@@ -150,6 +150,8 @@ def write_report(args, header: Dict, results: Dict) -> None:
                      f"{number(row['compile_seconds'], '.1f')} | {row['gflops_per_second']:.1f} "
                      f"({100 * row['peak_share']:.0f} %) | {row['standin_seconds_per_step']:.3f} "
                      f"({CONFIGS[row['standin_precision']]}) | {row['speedup_over_standin']:.2f}x |")
+    if not results["train"]:
+        lines[-2:] = ["(not measured)"]
     decode = results.get("decode")
     lines += ["", f"## Decoding ({'tiny' if args.tiny else 'full-size'} legacy video model, beam {args.beam}, "
               f"{args.num_utts} utterances, 1 at a time vs {args.decode_batch} together)", ""]

@@ -46,7 +46,7 @@ def test_tiny_cpu_mode_times_the_training_step(tmp_path):
 def test_tiny_cpu_mode_decodes_one_at_a_time_and_batched(tmp_path):
     report, table = run_tiny(tmp_path / "gpu", "decode")
     assert list(report["stages"]) == ["decode"] and report["stages"]["decode"]["status"] == "ok"
-    assert report["train"] == []
+    assert report["train"] == [] and table.count("(not measured)") == 1
     decode = report["decode"]
     assert decode["tiny"] and decode["device"] == "cpu" and decode["num_utts"] == 2
     assert [(r["beam"], r["batch"]) for r in decode["rows"]] == [(40, 1), (40, 2)]
@@ -59,7 +59,7 @@ def test_tiny_cpu_mode_decodes_one_at_a_time_and_batched(tmp_path):
 def test_tiny_cpu_mode_compiles(tmp_path):
     report, table = run_tiny(tmp_path / "gpu", "compile")
     assert list(report["stages"]) == ["compile audio"] and report["stages"]["compile audio"]["status"] == "ok"
-    assert report["decode"] is None and "(not measured)" in table
+    assert report["decode"] is None and table.count("(not measured)") == 1
     (row,) = report["train"]
     assert row["config"] == "bf16-mixed + torch.compile" and row["compiled"] and row["precision"] == "bf16-mixed"
     assert row["seconds_per_step"] > 0 and row["frames_per_second"] > 0
@@ -80,3 +80,18 @@ def test_refuses_without_a_cuda_device(tmp_path):
         assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
         assert proc.stdout == ""
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_stages_past_the_time_budget_are_skipped_and_reported(tmp_path):
+    out = tmp_path / "gpu"
+    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, SCRIPT, "--device", "cpu", "--tiny", "--modalities", "audio", "--out",
+                           str(out), "--time-budget", "5"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # nothing measured
+    report = json.loads((out / "gpu_speed.json").read_text())
+    assert list(report["stages"]) == ["train audio", "decode", "compile audio"]
+    for stage in report["stages"].values():
+        assert stage["status"].startswith("skipped: ") and stage["status"].endswith(" s of --time-budget left")
+        assert stage["log"] is None
+    assert report["train"] == [] and report["decode"] is None
+    assert "| compile audio | skipped: " in (out / "gpu_speed.md").read_text()
