@@ -156,7 +156,7 @@ def timed_step(model, optimizer, loss, batch, precision: str, device: torch.devi
     if cuda:
         torch.cuda.synchronize(device)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"seconds": wall, "cpu_seconds": cpu, "loss": float(value),
+    return {"seconds": wall, "cpu_seconds": cpu, "loss": float(value.detach()),
             "peak_bytes": torch.cuda.max_memory_allocated(device) if cuda else None}
 
 
