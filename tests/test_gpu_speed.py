@@ -18,7 +18,7 @@ def run_tiny(out, stages: str):
     env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run([sys.executable, SCRIPT, "--device", "cpu", "--tiny", "--modalities", "audio",
                            "--stages", stages, "--out", str(out)], capture_output=True, text=True, env=env,
-                          timeout=58)
+                          timeout=240)  # a hang fails; generous for a loaded 2-core machine
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((out / "gpu_speed.json").read_text())
     assert report["device"] == "cpu" and report["torch"] and report["device_name"]
