@@ -259,13 +259,7 @@ def test_a_fault_of_the_server_is_500_and_leaves_nothing(media, temp_root):
 
 def test_a_full_queue_answers_503_with_retry_after(transcriber, media, temp_root):
     """One request decoding (held), one waiting (--max-queue 1): the third is refused at once."""
-    release, started, calls = threading.Event(), threading.Event(), []
-
-    def held(path):
-        calls.append(path)
-        started.set()
-        assert release.wait(TIMEOUT)
-        return transcriber(path)
+    held, release, started, calls = held_transcriber(transcriber)
 
     with running_server(create_app(held, max_upload_bytes=2 ** 26, max_queue=1, temp_root=temp_root)) as url, \
             ThreadPoolExecutor(2) as pool:
@@ -284,13 +278,7 @@ def test_a_full_queue_answers_503_with_retry_after(transcriber, media, temp_root
 def test_clients_that_go_away_leave_nothing_behind(transcriber, media, temp_root):
     """A client that drops the connection mid-upload, and one that drops it while its request
     waits in the queue (that request is then never decoded)."""
-    release, started, calls = threading.Event(), threading.Event(), []
-
-    def held(path):
-        calls.append(path)
-        started.set()
-        assert release.wait(TIMEOUT)
-        return transcriber(path)
+    held, release, started, calls = held_transcriber(transcriber)
 
     with open(media["talk"], "rb") as handle:
         data = handle.read()
@@ -462,6 +450,20 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def held_transcriber(transcriber):
+    """``(held, release, started, calls)``: ``held(path)`` records the path, sets ``started``,
+    waits until ``release`` is set (at most TIMEOUT), then transcribes with ``transcriber``."""
+    release, started, calls = threading.Event(), threading.Event(), []
+
+    def held(path):
+        calls.append(path)
+        started.set()
+        assert release.wait(TIMEOUT)
+        return transcriber(path)
+
+    return held, release, started, calls
 
 
 def wait_until(condition, timeout=TIMEOUT, step=0.05):
