@@ -174,11 +174,10 @@ def load_recognizer(args: argparse.Namespace):
 def build_transcriber(args: argparse.Namespace):
     """The model of :func:`add_transcription_args`'s flags, loaded once, with its decoding and
     segmentation settings: a :class:`~espnet.asr.transcription.pipeline.Transcriber`."""
+    from espnet.asr.fallback import resolve_fallback
     from espnet.asr.transcription.decode import SegmentOptions
     from espnet.asr.transcription.pipeline import Transcriber
     from espnet.asr.transcription.segments import VadOptions
-
-    from espnet.asr.fallback import resolve_fallback
 
     recognizer = load_recognizer(args)
     whisper = recognizer.model.config.decoder == "whisper-decoder"

@@ -103,7 +103,7 @@ class Transcriber:
 
         limit = length_limit_name(self.recognizer.model, self.options.get("max_new_tokens", 0))
         return repetition_warning([s.check for s in transcript.segments if s.check is not None],
-                                  f"segments of {transcript.path}", self.guard, limit) or None
+                                  f"segments of {transcript.path}", self.guard, limit)
 
 
 def default_cropper() -> Any:
