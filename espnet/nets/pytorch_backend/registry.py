@@ -174,6 +174,7 @@ VISION_ENCODERS.add("clip-vit", f"{_FRONTEND}.vision.clip_vit:CLIPViTFrontend")
 AUDIO_ENCODERS.add("resnet1d", f"{_FRONTEND}.resnet1d:AudioResNet1D")
 AUDIO_ENCODERS.add("whisper", f"{_FRONTEND}.audio.whisper:WhisperFrontend")
 AUDIO_ENCODERS.add("wavlm", f"{_FRONTEND}.audio.wavlm:WavLMFrontend")
+AUDIO_ENCODERS.add("logmel", f"{_FRONTEND}.audio.logmel:LogMelFrontend")
 
 # ---- encoders (projected/fused features (B, T, adim) -> (B, T, adim)) -------------------
 ENCODERS.add("conformer", f"{_ENCODER}.conformer_encoder:ConformerEncoder")
