@@ -79,20 +79,30 @@ def train(args, data: Dict[str, str], modality: str, decoder: str, extra: List[s
     return averaged_model(run_dir)
 
 
-def decoding_alone(model, root: str, batch_size: int, options) -> float:
+def test_split(root: str, model, cache: Dict[tuple, object]):
+    """The test split as ``model`` reads it, built once per modality and audio normalisation
+    (the methods of a modality share it)."""
+    from datamodule.data_module import build_dataset
+
+    key = (model.modality, model.audio_utterance_norm)
+    if key not in cache:
+        cache[key] = build_dataset(root, "test.csv", "test", model.modality, audio_utterance_norm=model.audio_utterance_norm)
+    return cache[key]
+
+
+def decoding_alone(model, dataset, batch_size: int, options) -> float:
     """Utterances per second of the decoding step alone (beam search, CTC greedy or the
-    Paraformer's pass: ``decode_memory``) on the test split's encoder outputs, computed
-    beforehand in the same batches, untimed: what is left once media loading and the encoder
-    are taken out. Under bf16 autocast for a checkpoint trained so, as ``eval.py`` decodes it."""
+    Paraformer's pass: ``decode_memory``) on the test split's encoder outputs (``dataset``,
+    from ``test_split``), computed beforehand in the same batches, untimed: what is left once
+    media loading and the encoder are taken out. Under bf16 autocast for a checkpoint trained
+    so, as ``eval.py`` decodes it."""
     import time
 
     import torch
 
-    from datamodule.data_module import build_dataset
     from espnet.asr.evaluate import length_sorted_batches
     from espnet.asr.recognizer import STREAMS, decode_memory, encode_utterances
 
-    dataset = build_dataset(root, "test.csv", "test", model.modality, audio_utterance_norm=model.audio_utterance_norm)
     seconds, count = 0.0, 0
     bf16 = model.config.pretrained_dtype == "bfloat16"  # as eval.py decodes such a checkpoint
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -173,7 +183,7 @@ def main() -> int:
     tokenizer = TextTransform(data["sp_model_path"], data["dict_path"])
     methods = [(f"beam search (beam {args.beam_size}, batched)", "transformer", "decoder"),
                ("CTC greedy (same model)", "transformer", "ctc-greedy"), ("Paraformer", "paraformer", "decoder")]
-    rows = []
+    rows, test_sets = [], {}
     for modality in modalities:
         for label, decoder, mode in methods:
             model = Recognizer.from_pretrained(ckpts[decoder][modality]).model.eval()
@@ -191,7 +201,8 @@ def main() -> int:
                 print(f"[{modality}] {label}, {key}: WER {100 * res.wer:.1f} %, {res.num_utterances} utterances "
                       f"in {res.seconds:.1f} s", flush=True)
             options = DecodeOptions(beam_size=args.beam_size, ctc_weight=args.decode_ctc_weight, mode=mode)
-            row["decoding_alone_utt_per_s"] = decoding_alone(model, data["root"], args.batch_size, options)
+            row["decoding_alone_utt_per_s"] = decoding_alone(model, test_split(data["root"], model, test_sets),
+                                                             args.batch_size, options)
             print(f"[{modality}] {label}: decoding step alone {row['decoding_alone_utt_per_s']:.1f} utt/s", flush=True)
             rows.append(row)
     keys = ["clean" if s is None else f"{s:g} dB" for s in snrs]
