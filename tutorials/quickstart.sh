@@ -3,9 +3,8 @@
 # + rendered lips), train a small audio-only model and then a small video-only model that starts
 # from its back-end on CPU, decode the test split (speakers unseen in training), print both WERs.
 # Usage: bash tutorials/quickstart.sh [OUT_DIR]   (default: ./exp/quickstart)
-# Float32 throughout (--precision 32): bf16 mixed precision (train.py's default, auto, picks it on
-# processors that compute bf16 natively) was measured no faster for models this small (see
-# docs/benchmarks.md#quickstart), and float32 gives the same numbers on every processor.
+# Precision as train.py chooses it (--precision auto): bf16 mixed where the processor computes
+# bf16 natively (measured 1.4x faster per step for both models here), float32 elsewhere.
 set -euo pipefail
 START=$(date +%s)
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -13,17 +12,23 @@ cd "$REPO_ROOT"
 OUT="${1:-exp/quickstart}"
 DATA="$OUT/data"
 if [ ! -f "$DATA/labels/test.csv" ]; then
-  "$PY" -m preparation.synthetic_av --out "$DATA" --num-utts 1000 --num-speakers 20 --seed 0
+  "$PY" -m preparation.synthetic_av --out "$DATA" --num-utts 1500 --num-speakers 40 --seed 0
 fi
-# more utterances, fewer epochs: on 225 training utterances the audio model stopped improving after
-# about 10 epochs; the benchmark's, on 1,538, reaches 8.1 % (docs/benchmarks.md#quickstart)
-declare -A EPOCHS=([audio]="${QUICKSTART_AUDIO_EPOCHS:-12}" [video]="${QUICKSTART_VIDEO_EPOCHS:-4}")
+# more utterances and speakers (test speakers are unseen), fewer epochs: the time goes to data the
+# models have not seen yet (docs/benchmarks.md#quickstart)
+declare -A EPOCHS=([audio]="${QUICKSTART_AUDIO_EPOCHS:-26}" [video]="${QUICKSTART_VIDEO_EPOCHS:-3}")
 declare -A AVERAGE=([audio]=5 [video]=2)  # epoch checkpoints averaged into model_avg_*.pth
-declare -A ENCODER=([audio]="--audio-encoder resnet1d" [video]="--vision-encoder resnet")
+# audio: log-mel features + two stride-2 convolutions, about 1/30 of the 1-D ResNet's compute on
+# the raw waveform; its 128-d output matches the video ResNet's (width 16), so the projection
+# after the frontend transfers to the video model with the rest of the back-end
+declare -A ENCODER=([audio]="--audio-encoder logmel --logmel-channels 64 --logmel-dim 128" [video]="--vision-encoder resnet --resnet-width 16")
 # the video model starts from the audio model's back-end (projection, Conformer, decoder, CTC):
 # trained from scratch on a corpus this small it does not get past the sentence grammar
-declare -A RECIPE=([audio]="--warmup-epochs 1 --lr 2e-3" [video]="--warmup-epochs 1 --lr 1e-3 --transfer-backend")
-DIMS=(--adim 96 --aheads 4 --eunits 384 --elayers 2 --dunits 384 --dlayers 1 --resnet-width 16)
+# audio: batches of up to 600 frames (24 s) with a higher learning rate: the small model's step costs
+# little more for twice the frames; video: 300 frames
+declare -A RECIPE=([audio]="--warmup-epochs 1 --lr 3e-3 --max-frames 600"
+                   [video]="--warmup-epochs 1 --lr 1e-3 --max-frames 300 --transfer-backend")
+DIMS=(--adim 96 --aheads 4 --eunits 384 --elayers 2 --dunits 384 --dlayers 1)
 for modality in audio video; do
   mkdir -p "$OUT/$modality"
   FROM=()
@@ -36,7 +41,7 @@ for modality in audio video; do
     --root-dir "$DATA" --train-file train.csv --val-file val.csv \
     --sp-model-path "$DATA/spm/synth_unigram.model" --dict-path "$DATA/spm/synth_unigram_units.txt" \
     "${DIMS[@]}" --max-epochs "${EPOCHS[$modality]}" ${RECIPE[$modality]} "${FROM[@]}" --ctc-weight 0.3 \
-    --max-frames 300 --average-last "$(( EPOCHS[$modality] < AVERAGE[$modality] ? EPOCHS[$modality] : AVERAGE[$modality] ))" --num-workers 0 --num-threads 0 --precision 32 \
+    --average-last "$(( EPOCHS[$modality] < AVERAGE[$modality] ? EPOCHS[$modality] : AVERAGE[$modality] ))" --num-workers 0 --num-threads 0 \
     > "$OUT/$modality/train.log" 2>&1; then
     tail -n 5 "$OUT/$modality/train.log"
     echo "training the $modality-only model failed; see $OUT/$modality/train.log" >&2
