@@ -4,7 +4,8 @@
 # from its back-end on CPU, decode the test split (speakers unseen in training), print both WERs.
 # Usage: bash tutorials/quickstart.sh [OUT_DIR]   (default: ./exp/quickstart)
 # Precision as train.py chooses it (--precision auto): bf16 mixed where the processor computes
-# bf16 natively (measured 1.4x faster per step for both models here), float32 elsewhere.
+# bf16 natively (measured faster per step for both models, same WER: docs/benchmarks.md#quickstart),
+# float32 elsewhere.
 set -euo pipefail
 START=$(date +%s)
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
