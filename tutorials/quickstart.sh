@@ -19,8 +19,8 @@ fi
 # models have not seen yet (docs/benchmarks.md#quickstart)
 declare -A EPOCHS=([audio]="${QUICKSTART_AUDIO_EPOCHS:-26}" [video]="${QUICKSTART_VIDEO_EPOCHS:-3}")
 declare -A AVERAGE=([audio]=5 [video]=2)  # epoch checkpoints averaged into model_avg_*.pth
-# audio: log-mel features + two stride-2 convolutions, about 1/30 of the 1-D ResNet's compute on
-# the raw waveform; its 128-d output matches the video ResNet's (width 16), so the projection
+# audio: log-mel features + two stride-2 convolutions, about 1/7 of the 1-D ResNet's multiply-adds
+# on the raw waveform; its 128-d output matches the video ResNet's (width 16), so the projection
 # after the frontend transfers to the video model with the rest of the back-end
 declare -A ENCODER=([audio]="--audio-encoder logmel --logmel-channels 64 --logmel-dim 128" [video]="--vision-encoder resnet --resnet-width 16")
 # the video model starts from the audio model's back-end (projection, Conformer, decoder, CTC):
