@@ -16,17 +16,13 @@ import torch
 from espnet.nets.pytorch_backend.component_options import Option
 from espnet.nets.pytorch_backend.frontend.audio.mel import slaney_mel_filters
 from espnet.nets.pytorch_backend.frontend.base_frontend import BaseFrontend
+from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask
 
 SAMPLE_RATE = 16000
 HOP = 160  # 10 ms: 100 mel frames per second
 WINDOW = 400  # 25 ms
 SUBSAMPLING = 4  # two stride-2 convolutions: 100 Hz -> 25 Hz
 SAMPLES_PER_FRAME = HOP * SUBSAMPLING  # 640, one output frame per video frame
-
-
-def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
-    """``(B, frames)`` True where a frame index is below the item's length."""
-    return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
 
 
 class LogMel(torch.nn.Module):
@@ -55,7 +51,7 @@ class LogMel(torch.nn.Module):
         power = spec.real.pow(2) + spec.imag.pow(2)  # (B, F, frames + 1)
         mel = torch.matmul(power[..., :n_frames].transpose(1, 2), self.filters)  # (B, T, n_mels)
         feats = torch.clamp(mel, min=1e-6).log()
-        valid = frame_mask(frames, n_frames).unsqueeze(-1).to(feats.dtype)  # (B, T, 1)
+        valid = make_non_pad_mask(frames, n_frames).unsqueeze(-1).to(feats.dtype)  # (B, T, 1)
         count = valid.sum(dim=1, keepdim=True).clamp(min=1.0)
         mean = (feats * valid).sum(dim=1, keepdim=True) / count
         var = ((feats - mean).pow(2) * valid).sum(dim=1, keepdim=True) / count
@@ -106,7 +102,7 @@ class LogMelFrontend(BaseFrontend):
         out_lengths = torch.div(lengths.to(torch.long), SAMPLES_PER_FRAME, rounding_mode="trunc")
         n_out = x.size(1) // SAMPLES_PER_FRAME
         wave = x[:, : n_out * SAMPLES_PER_FRAME]
-        wave = wave * frame_mask(out_lengths * SAMPLES_PER_FRAME, wave.size(1)).to(wave.dtype)
+        wave = wave * make_non_pad_mask(out_lengths * SAMPLES_PER_FRAME, wave.size(1)).to(wave.dtype)
         feats = self.mel(wave, out_lengths * SUBSAMPLING)  # (B, 4 T', n_mels)
         h = self.conv(feats.unsqueeze(1).to(self.out.weight.dtype))  # (B, C, T', n_mels / 4)
         h = h.transpose(1, 2).flatten(2)  # (B, T', C * n_mels / 4)
