@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bad_corpus import BadCorpus, write_untrained_model
-from conftest import LEGACY, REPO
+from conftest import REPO
 from espnet.asr.pretrained import Recognizer, parse_model_flags
 
 
@@ -119,13 +119,13 @@ def test_fully_pretrained_model_from_flags_transcribes_a_wav(tmp_path):
     assert corpus_wer([item["text"]], [text])["wer"] <= 0.5, (item["text"], text)
 
 
-def test_a_model_from_flags_must_be_pretrained_in_every_part():
+def test_a_model_from_flags_must_be_pretrained_in_every_part(legacy_dir):
     with pytest.raises(ValueError, match="every part of the model must be pretrained, but these are not: .*encoder"):
         Recognizer.from_pretrained(None, flags=["--audio-encoder", "resnet1d", "--adim", "32", "--aheads", "2",
                                                 "--eunits", "32", "--elayers", "1", "--dunits", "32",
-                                                "--dlayers", "1", "--sp-model-path", os.path.join(LEGACY, "spm",
+                                                "--dlayers", "1", "--sp-model-path", os.path.join(legacy_dir, "spm",
                                                                                                   "unigram5000.model"),
-                                                "--dict-path", os.path.join(LEGACY, "spm",
+                                                "--dict-path", os.path.join(legacy_dir, "spm",
                                                                             "unigram5000_units.txt")])
 
 
