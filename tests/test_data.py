@@ -50,6 +50,31 @@ def test_media_round_trip(tmp_path):
         load_video(str(tmp_path / "missing.mp4"))
 
 
+def test_load_video_gives_the_frames_of_pyav_rgb_conversion(tmp_path):
+    """The one colour converter per clip gives, frame by frame, what PyAV's own
+    ``to_ndarray(format="rgb24")`` gives (a colour clip, odd content in every frame)."""
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = str(tmp_path / "colour.mp4")
+    with av.open(path, mode="w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for n in range(9):
+            rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            rgb[:, : 7 * n] = (30 * n, 255 - 25 * n, 90)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with av.open(path) as container:
+        expected = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    video = load_video(path)
+    assert video.shape == (9, 3, 48, 64) and video.dtype == torch.uint8
+    assert torch.equal(video, torch.from_numpy(expected).permute(0, 3, 1, 2))
+
+
 def test_video_transform_matches_legacy_definition():
     frames = torch.randint(0, 256, (5, 3, 96, 96), dtype=torch.uint8)
     out = VideoTransform("test")(frames)

@@ -51,6 +51,7 @@ class FrameRateReader:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         import av
+        from av.video.reformatter import VideoReformatter
 
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"video file not found: {self.path}")
@@ -66,6 +67,7 @@ class FrameRateReader:
                 self.source_fps = float(nominal) if nominal else None
                 previous: Optional[np.ndarray] = None
                 previous_time = 0.0
+                to_rgb = VideoReformatter()  # one colour converter for all frames (set up once)
                 for index, frame in enumerate(container.decode(stream)):
                     time = frame.time
                     if time is None:  # no timestamps: assume a constant rate
@@ -78,7 +80,7 @@ class FrameRateReader:
                         self.start_time = time
                     else:
                         yield from self._emit_until(previous, time)
-                    previous, previous_time = frame.to_ndarray(format="rgb24"), time
+                    previous, previous_time = to_rgb.reformat(frame, format="rgb24").to_ndarray(), time
                     self.source_frames += 1
                 if previous is None:
                     raise NoVideoError(f"{self.path} contains no decodable video frames")
