@@ -2,7 +2,7 @@
 
 import os
 import signal
-from typing import AbstractSet, Any, Dict, Optional
+from typing import AbstractSet, Any, Dict, Optional, Sequence
 
 import torch
 from pytorch_lightning import LightningDataModule
@@ -12,7 +12,7 @@ from datamodule.collate import collate_pad
 from datamodule.media_cache import MediaCache, fill_cache
 from datamodule.noise import load_noise, resolve_noise_file
 from datamodule.samplers import BucketBatchSampler
-from datamodule.transforms import AudioTransform, VideoTransform
+from datamodule.transforms import TRAIN_SNRS, AudioTransform, VideoTransform
 
 
 def label_path(root_dir: str, name: str) -> str:
@@ -26,20 +26,22 @@ def build_dataset(root_dir: str, file: str, subset: str, modality: str, noise: O
                   snr_target: Optional[float] = None, seed: Optional[int] = None,
                   augment_seed: Optional[int] = None, skip_lines: AbstractSet[int] = frozenset(),
                   audio_utterance_norm: bool = True, media_cache: Optional[MediaCache] = None,
-                  modality_dropout: float = 0.0, drop_streams: AbstractSet[str] = frozenset()) -> AVDataset:
+                  modality_dropout: float = 0.0, drop_streams: AbstractSet[str] = frozenset(),
+                  train_snrs: Sequence[float] = TRAIN_SNRS) -> AVDataset:
     """Dataset of one split with the legacy transforms of that split. ``seed`` keys test-time
     noise by utterance; ``augment_seed`` keys training augmentation by (epoch, utterance);
     ``skip_lines`` are label-list lines to leave out; ``audio_utterance_norm``: see
     :class:`AudioTransform` (the model's ``audio_utterance_norm``); ``media_cache``: decoded
     clips kept in memory (see :class:`MediaCache`); ``modality_dropout``, ``drop_streams``:
-    items without one of their streams (see :class:`AVDataset`)."""
+    items without one of their streams (see :class:`AVDataset`); ``train_snrs``: the training
+    babble's SNRs (``--train-snrs``, see :class:`AudioTransform`)."""
     return AVDataset(
         root_dir=root_dir,
         label_path=label_path(root_dir, file),
         modality=modality,
         video_transform=VideoTransform(subset),
         audio_transform=AudioTransform(subset, noise=noise, snr_target=snr_target, seed=seed,
-                                       utterance_norm=audio_utterance_norm),
+                                       utterance_norm=audio_utterance_norm, train_snrs=train_snrs),
         seed=augment_seed,
         skip_lines=skip_lines,
         media_cache=media_cache,
@@ -81,13 +83,15 @@ class DataModule(LightningDataModule):
             share it); 0 decodes every clip each time it is read.
         modality_dropout: Audio-visual training: the probability that a training item comes
             without its video or its audio (``--modality-dropout``; see :class:`AVDataset`).
+        train_snrs: SNRs (dB) of the training babble, ``CLEAN_SNR`` = none (``--train-snrs``).
     """
 
     def __init__(self, root_dir: str, train_file: str, val_file: Optional[str], modality: str,
                  max_frames: int = 1600, train_num_buckets: int = 400, num_workers: int = 0,
                  noise_file: Optional[str] = None, seed: int = 42,
                  skip_lines: Optional[Dict[str, AbstractSet[int]]] = None, audio_utterance_norm: bool = True,
-                 media_cache_gb: float = 0.0, modality_dropout: float = 0.0) -> None:
+                 media_cache_gb: float = 0.0, modality_dropout: float = 0.0,
+                 train_snrs: Sequence[float] = TRAIN_SNRS) -> None:
         super().__init__()
         self.root_dir = root_dir
         self.train_file = train_file
@@ -105,6 +109,7 @@ class DataModule(LightningDataModule):
             raise ValueError(f"--media-cache-gb must be >= 0, got {media_cache_gb}")
         self.media_cache = MediaCache(int(media_cache_gb * 2**30)) if media_cache_gb > 0 else None
         self.modality_dropout = modality_dropout
+        self.train_snrs = tuple(train_snrs)
         self._resume: Optional[Dict[str, int]] = None
 
     def _cached(self, dataset: AVDataset) -> AVDataset:
@@ -136,7 +141,7 @@ class DataModule(LightningDataModule):
         dataset = self._cached(build_dataset(
             self.root_dir, self.train_file, "train", self.modality, noise=noise, augment_seed=self.seed,
             skip_lines=self.skip_lines.get(self.train_file, frozenset()), audio_utterance_norm=self.audio_utterance_norm,
-            media_cache=self.media_cache, modality_dropout=self.modality_dropout))
+            media_cache=self.media_cache, modality_dropout=self.modality_dropout, train_snrs=self.train_snrs))
         rank, world = self._rank_world()
         self.train_sampler = BucketBatchSampler(
             dataset.input_lengths, self.max_frames, self.train_num_buckets, shuffle=True,

@@ -1,7 +1,8 @@
 """Legacy Auto-AVSR train/test transforms for video, audio and text."""
 
+import math
 import random
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torchvision
@@ -10,7 +11,27 @@ from datamodule.noise import add_noise, load_noise, noise_segment
 from espnet.nets.pytorch_backend.frontend.base_frontend import VIDEO_MEAN, VIDEO_STD
 
 CROP_SIZE = 88
-TRAIN_SNRS = (-5, 0, 5, 10, 15, 20, 999999)
+CLEAN_SNR = 999999  # an SNR level that means "no noise" (Auto-AVSR's convention)
+TRAIN_SNRS = (-5, 0, 5, 10, 15, 20, CLEAN_SNR)
+
+
+def parse_snr_levels(text: str, flag: str = "--train-snrs") -> Tuple[float, ...]:
+    """``"-5,0,5,clean"`` -> ``(-5.0, 0.0, 5.0, CLEAN_SNR)``: comma-separated dB values, ``clean``
+    for no noise; anything else is refused naming ``flag``."""
+    levels = []
+    for item in text.split(","):
+        item = item.strip()
+        if item.lower() == "clean":
+            levels.append(CLEAN_SNR)
+            continue
+        try:
+            value = float(item)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise ValueError(f"{flag}: {item!r} is not an SNR in dB (a number) or 'clean' (in {text!r})")
+        levels.append(value)
+    return tuple(levels)
 
 
 class AdaptiveTimeMask(torch.nn.Module):
@@ -109,6 +130,8 @@ class AudioTransform:
             does for its 1D-ResNet; ``False`` keeps the recorded level for frontends with
             their own preprocessing (the model's audio frontend says which:
             ``utterance_norm_input``).
+        train_snrs: Training: the SNRs (dB) the babble is added at, one drawn per item
+            (``CLEAN_SNR`` = none); only ``CLEAN_SNR`` = no noise augmentation.
     """
 
     def __init__(
@@ -118,11 +141,12 @@ class AudioTransform:
         snr_target: Optional[float] = None,
         seed: Optional[int] = None,
         utterance_norm: bool = True,
+        train_snrs: Sequence[float] = TRAIN_SNRS,
     ) -> None:
         self.mask = AdaptiveTimeMask(6400, 16000) if subset == "train" else None
         self.noise = None
-        if subset == "train":
-            self.noise = AddNoise(noise if noise is not None else load_noise(None), TRAIN_SNRS)
+        if subset == "train" and any(level != CLEAN_SNR for level in train_snrs):
+            self.noise = AddNoise(noise if noise is not None else load_noise(None), train_snrs)
         elif snr_target is not None:
             self.noise = AddNoise(noise if noise is not None else load_noise(None), [snr_target])
         self.seed = seed

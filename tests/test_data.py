@@ -301,3 +301,54 @@ def test_cpu_threads_are_set_and_printed(monkeypatch):
     assert lines[-1] == "CPU threads: 1 (OMP_NUM_THREADS)"
     assert apply_num_threads(3, log=lines.append) == torch.get_num_threads() == 3
     assert lines[-1] == "CPU threads: 3 (--num-threads)"
+
+
+def test_train_snrs_parse_and_refuse_what_is_not_an_snr():
+    from datamodule.transforms import CLEAN_SNR, TRAIN_SNRS, parse_snr_levels
+
+    assert parse_snr_levels("-5, 0,10.5,CLEAN") == (-5.0, 0.0, 10.5, CLEAN_SNR)
+    assert parse_snr_levels("-5,0,5,10,15,20,clean") == TRAIN_SNRS
+    for bad, item in (("5,x", "x"), ("5,,10", ""), ("nan", "nan"), ("inf,0", "inf")):
+        with pytest.raises(ValueError, match=rf"--train-snrs: '{item}' is not an SNR in dB \(a number\) or 'clean'"):
+            parse_snr_levels(bad)
+
+
+def test_train_snrs_set_the_training_babble():
+    from datamodule.transforms import CLEAN_SNR
+
+    audio = torch.randn(6400, 1) * 0.1
+
+    def run(snrs):
+        return AudioTransform("train", train_snrs=snrs)(audio, generator=torch.Generator().manual_seed(3))
+
+    clean = run((CLEAN_SNR,))
+    masked = AudioTransform("train", train_snrs=(CLEAN_SNR,)).mask(audio, torch.Generator().manual_seed(3))
+    assert AudioTransform("train", train_snrs=(CLEAN_SNR,)).noise is None
+    torch.testing.assert_close(clean, torch.nn.functional.layer_norm(masked, masked.shape, eps=1e-8))
+    noisy = run((0.0,))  # noise as loud as the (masked) speech: about half the normalised power
+    kept = masked[:, 0] != 0
+    assert 0.3 < torch.nn.functional.cosine_similarity(noisy[kept, 0], clean[kept, 0], dim=0) < 0.9
+
+
+def test_train_snrs_flag_is_checked(capsys):
+    from espnet.training.train_cli import parse_args
+
+    args = parse_args(["--root-dir", "data", "--train-file", "train.csv", "--audio-encoder", "resnet1d",
+                       "--train-snrs", "10,clean"])
+    assert args.train_snrs == (10.0, 999999)
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--root-dir", "data", "--train-file", "train.csv", "--audio-encoder", "resnet1d",
+                    "--train-snrs", "10,loud"])
+    assert stop.value.code == 2
+    assert "--train-snrs: 'loud' is not an SNR in dB (a number) or 'clean' (in '10,loud')" in capsys.readouterr().err
+
+
+def test_data_module_hands_the_train_snrs_to_the_training_set(toy_corpus):
+    from datamodule.data_module import DataModule
+    from datamodule.transforms import CLEAN_SNR
+
+    root, train = toy_corpus["root"], toy_corpus["train"]
+    quiet = DataModule(root, train, None, "audio", train_snrs=(CLEAN_SNR,)).train_dataloader()
+    assert quiet.dataset.audio_transform.noise is None
+    noisy = DataModule(root, train, None, "audio", train_snrs=(5.0, CLEAN_SNR)).train_dataloader()
+    assert noisy.dataset.audio_transform.noise.snr_levels == [5.0, CLEAN_SNR]

@@ -10,6 +10,7 @@ DESCRIPTION = "Train an Auto-AVSR style recogniser (hybrid CTC/attention) with P
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    from datamodule.transforms import parse_snr_levels
     from espnet.training.cli_args import add_failure_args, add_generate_args, add_model_args, add_tokenizer_args
     from espnet.training.cpu_threads import IDLE, num_threads_flag
 
@@ -88,6 +89,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--noise-file", default=None,
                    help="Noise wav (16 kHz) for audio augmentation. (Default: ROOT/babble.wav if present, "
                         "else the built-in procedural babble)")
+    p.add_argument("--train-snrs", default="-5,0,5,10,15,20,clean", metavar="DB,...",
+                   help="SNRs (dB) at which the babble is added to training audio, one drawn per utterance; "
+                        "'clean' = none (only 'clean': no noise augmentation). (Default: -5,0,5,10,15,20,clean, "
+                        "as Auto-AVSR)")
     p.add_argument("--beam-size", type=int, default=40, help="Beam for --test-file decoding. (Default: 40)")
     p.add_argument("--merge-lora", action="store_true",
                    help="With --use-qlora: also write model_avg_N_merged.pth (or best_merged.pth / final_merged.pth "
@@ -112,6 +117,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         p.error("--init-audio-from and --init-video-from go together (an audio-only and a video-only checkpoint)")
     if args.init_audio_from and args.pretrained_model_path:
         p.error("--init-audio-from/--init-video-from and --pretrained-model-path are alternatives; give one")
+    try:
+        args.train_snrs = parse_snr_levels(args.train_snrs)
+    except ValueError as err:
+        p.error(str(err))
     if not 0.0 <= args.modality_dropout <= 1.0:
         p.error(f"--modality-dropout must be in [0, 1], got {args.modality_dropout}")
     if args.num_threads != IDLE and args.num_threads < 0:

@@ -165,7 +165,8 @@ def train(args: argparse.Namespace) -> int:
                             max_frames=args.max_frames, train_num_buckets=args.train_num_buckets,
                             num_workers=args.num_workers, noise_file=args.noise_file, seed=args.seed,
                             skip_lines=skip_lines, audio_utterance_norm=module.model.audio_utterance_norm,
-                            media_cache_gb=args.media_cache_gb, modality_dropout=args.modality_dropout)
+                            media_cache_gb=args.media_cache_gb, modality_dropout=args.modality_dropout,
+                            train_snrs=args.train_snrs)
     monitor = ("wer_val" if args.val_wer_every else "loss_val") if args.val_file else None
     policy = CheckpointPolicy(run_dir, save_every=args.save_every, keep_last=args.keep_last, monitor=monitor,
                               check_every=args.val_wer_every or 1, patience=args.early_stop_patience,
