@@ -84,7 +84,8 @@ def test_flags_that_do_not_apply_are_errors(argv, message):
 def test_option_flags_reach_the_chosen_components():
     config = resolve_model_config(parse("--vision-encoder", "resnet", "--audio-encoder", "resnet1d", "--resnet-width", "8",
                                         "--dlayers", "2"), 10)
-    assert config.vision_encoder_conf == config.audio_encoder_conf == {"width": 8}  # one flag, both ResNets
+    assert config.audio_encoder_conf == {"width": 8}  # one flag, both ResNets
+    assert config.vision_encoder_conf == {"width": 8, "downsample": 1}
     assert config.decoder_conf == {"dunits": 3072, "dlayers": 2}
     config = resolve_model_config(parse("--audio-encoder", "whisper", "--whisper-pad-30s", "--audio-model-name", "/m/w",
                                         "--decoder", "whisper-decoder"), None)

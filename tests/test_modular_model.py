@@ -174,7 +174,7 @@ def test_model_config_holds_the_chosen_components_options():
     assert config.audio_encoder_conf == {"width": 8}
     assert config.decoder_conf == {"dunits": 3072, "dlayers": 6} and config.fusion_conf == {}
     assert ModelConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ValueError, match=r"vision encoder resnet has no option pool \(its options: width\)"):
+    with pytest.raises(ValueError, match=r"vision encoder resnet has no option pool \(its options: width, downsample\)"):
         ModelConfig(vision_encoder="resnet", vision_encoder_conf={"pool": "mean"})
     with pytest.raises(ValueError, match="vision encoder vit: pool must be one of cls, mean, got 'pooled'"):
         ModelConfig(vision_encoder="vit", vision_encoder_conf={"pool": "pooled"})
