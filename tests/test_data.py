@@ -215,9 +215,25 @@ def test_media_cache_gives_the_items_of_decoding(toy_corpus):
     assert stored.shape[1] == 1 and torch.equal(cache.video(path), frames)  # gray clips: one channel kept
     # a bound smaller than the corpus: the first clips are kept, the others decoded when read
     small = MediaCache(stored.numel() * 3)
-    fill_cache(small, cached.media_files(), "train.csv", log=notes.append)
+    fill_cache(small, cached.media_files(), "train.csv", log=notes.append, workers=3)
     assert 0 < len(small) < 2 * n and small.bytes <= small.max_bytes and "bound of" in notes[-1]
     assert torch.equal(small.video(plain.media_path(n - 1)), load_video(plain.media_path(n - 1)))
+    # the clips kept under the bound do not depend on the number of decoding threads
+    one = MediaCache(stored.numel() * 3)
+    fill_cache(one, cached.media_files(), "train.csv", log=notes.append, workers=1)
+    assert list(one._videos) == list(small._videos) and list(one._audios) == list(small._audios)
+    assert one.bytes == small.bytes
+    assert notes[-1].endswith("1 thread(s) (the bound of 0.00 GiB was reached: the other "
+                              f"{2 * n - len(one)} are decoded each time they are read)")
+
+
+def test_media_cache_reports_a_clip_it_cannot_decode(tmp_path):
+    from datamodule.media_cache import MediaCache, fill_cache
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    with pytest.raises(ValueError, match=r"broken\.mp4"):
+        fill_cache(MediaCache(2**30), [("video", str(broken))] * 3, "bad.csv", log=lambda _: None, workers=2)
 
 
 def test_cpu_threads_default_to_all_cores_unless_told():
