@@ -4,6 +4,8 @@ from typing import Tuple
 
 import torch
 
+from espnet.nets.pytorch_backend.dropout import Dropout
+
 
 class CTC(torch.nn.Module):
     """Linear projection to the vocabulary plus the CTC loss.
@@ -20,7 +22,7 @@ class CTC(torch.nn.Module):
     def __init__(self, odim: int, eprojs: int, dropout_rate: float = 0.1, ignore_id: int = -1) -> None:
         super().__init__()
         self.ctc_lo = torch.nn.Linear(eprojs, odim)
-        self.dropout = torch.nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
         self.ctc_loss = torch.nn.CTCLoss(reduction="sum", zero_infinity=True)
         self.ignore_id = ignore_id
 

@@ -20,6 +20,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from espnet.nets.pytorch_backend.dropout import Dropout
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask
 
 
@@ -46,7 +47,7 @@ class CifPredictor(torch.nn.Module):
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"the CIF convolution needs an odd kernel size, got {kernel_size}")
         self.conv = torch.nn.Conv1d(size, size, kernel_size, padding=kernel_size // 2, groups=size)
-        self.dropout = torch.nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
         self.output = torch.nn.Linear(size, 1)
 
     def forward(self, memory: torch.Tensor, memory_lengths: torch.Tensor) -> torch.Tensor:

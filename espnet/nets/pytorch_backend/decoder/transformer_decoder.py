@@ -6,6 +6,7 @@ import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, SentencePieceVocabulary
+from espnet.nets.pytorch_backend.dropout import Dropout
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, th_accuracy
 from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
@@ -37,7 +38,7 @@ class DecoderLayer(torch.nn.Module):
         self.norm1 = LayerNorm(size)
         self.norm2 = LayerNorm(size)
         self.norm3 = LayerNorm(size)
-        self.dropout = torch.nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def forward(
         self,

@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
+from espnet.nets.pytorch_backend.dropout import Dropout
 from espnet.nets.pytorch_backend.encoder.base_encoder import BaseEncoder
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask
 from espnet.nets.pytorch_backend.transformer.attention import RelPositionMultiHeadedAttention
@@ -68,7 +69,7 @@ class ConformerBlock(torch.nn.Module):
         self.norm_ff_macaron = LayerNorm(size)
         self.norm_conv = LayerNorm(size)
         self.norm_final = LayerNorm(size)
-        self.dropout = torch.nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def forward(
         self, x: torch.Tensor, pos_emb: torch.Tensor, mask: Optional[torch.Tensor]

@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
+from espnet.nets.pytorch_backend.dropout import Dropout
 from espnet.nets.pytorch_backend.encoder.base_encoder import BaseEncoder
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask
 from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
@@ -30,7 +31,7 @@ class TransformerEncoderLayer(torch.nn.Module):
         self.feed_forward = PositionwiseFeedForward(size, linear_units, dropout_rate)
         self.norm1 = LayerNorm(size)
         self.norm2 = LayerNorm(size)
-        self.dropout = torch.nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         h = self.norm1(x)

@@ -7,6 +7,7 @@ import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
 
+from espnet.nets.pytorch_backend.dropout import Dropout
 from espnet.nets.pytorch_backend.fusion.base_fusion import BaseFusion
 from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
 from espnet.nets.pytorch_backend.transformer.layer_norm import LayerNorm
@@ -28,7 +29,7 @@ class BottleneckStreamLayer(torch.nn.Module):
         self.self_attn = MultiHeadedAttention(heads, size, dropout_rate)
         self.norm_ff = LayerNorm(size)
         self.feed_forward = PositionwiseFeedForward(size, linear_units, dropout_rate)
-        self.dropout = torch.nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         h = self.norm_attn(x)

@@ -16,6 +16,8 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from espnet.nets.pytorch_backend.dropout import Dropout
+
 
 class MultiHeadedAttention(torch.nn.Module):
     """Scaled dot-product multi-head attention.
@@ -40,7 +42,7 @@ class MultiHeadedAttention(torch.nn.Module):
         self.linear_k = torch.nn.Linear(n_feat, n_feat)
         self.linear_v = torch.nn.Linear(n_feat, n_feat)
         self.linear_out = torch.nn.Linear(n_feat, n_feat)
-        self.dropout = torch.nn.Dropout(p=dropout_rate)
+        self.dropout = Dropout(p=dropout_rate)
         self.use_sdpa = False  # step by step (see the module docstring)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,8 @@ from typing import Tuple
 
 import torch
 
+from espnet.nets.pytorch_backend.dropout import Dropout
+
 
 def _sinusoid(positions: torch.Tensor, d_model: int) -> torch.Tensor:
     """Sin/cos table ``(len(positions), d_model)`` for float ``positions``."""
@@ -25,7 +27,7 @@ class _SinusoidalEncoding(torch.nn.Module):
         super().__init__()
         self.d_model = d_model
         self.xscale = math.sqrt(d_model)
-        self.dropout = torch.nn.Dropout(p=dropout_rate)
+        self.dropout = Dropout(p=dropout_rate)
         self.pe = self._table(max_len)
 
     def _table(self, length: int) -> torch.Tensor:

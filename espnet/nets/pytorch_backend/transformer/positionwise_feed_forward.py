@@ -2,6 +2,8 @@
 
 import torch
 
+from espnet.nets.pytorch_backend.dropout import Dropout
+
 
 class PositionwiseFeedForward(torch.nn.Module):
     """``w_2(dropout(relu(w_1(x))))`` applied independently at every frame.
@@ -19,7 +21,7 @@ class PositionwiseFeedForward(torch.nn.Module):
         super().__init__()
         self.w_1 = torch.nn.Linear(idim, hidden_units)
         self.w_2 = torch.nn.Linear(hidden_units, idim)
-        self.dropout = torch.nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w_2(self.dropout(torch.relu(self.w_1(x))))
