@@ -196,7 +196,9 @@ def test_nan_loss_stops_training_and_writes_no_average(capsys, corpus, tmp_path)
     code, _, err = run_train(capsys, corpus, tmp_path, train, "--lr", "1e6")
     assert code == 1
     line = error_line(err)
-    assert "epoch 0, step " in line and "non-finite loss" in line and "--skip-nonfinite" in line
+    # which of the two turns non-finite first depends on the random draws (e.g. dropout masks)
+    assert "epoch 0, step " in line and "--skip-nonfinite" in line
+    assert "non-finite loss" in line or "non-finite gradient norm" in line
     assert any(os.path.join("toy", rel) in line for rel in (row.split(",")[1] for row in corpus.lines["train"][:6]))
     assert not [f for f in os.listdir(tmp_path / "exp" / "run") if f.startswith("model_avg")]
 
