@@ -29,7 +29,7 @@ def test_flat_config_checkpoints_load_and_decode_identically(name, path, referen
     state, stored, _ = load_checkpoint(os.path.join(DATA, path))
     assert "resnet_width" in stored and "vision_encoder_conf" not in stored  # really the old layout
     config = ModelConfig.from_dict(stored)
-    assert config.vision_encoder_conf == {"width": 8} and config.decoder_conf == {"dunits": 64, "dlayers": 1}
+    assert config.vision_encoder_conf == {"width": 8, "downsample": 1} and config.decoder_conf == {"dunits": 64, "dlayers": 1}
     if name == "flat_av":
         assert (config.fusion_type, config.audio_encoder_conf) == ("gated", {"width": 8})
     else:  # a single-stream model's stored fusion_type 'concat' was never used
