@@ -12,7 +12,8 @@ from datamodule.collate import collate_pad
 from datamodule.media_cache import MediaCache, fill_cache
 from datamodule.noise import load_noise, resolve_noise_file
 from datamodule.samplers import BucketBatchSampler
-from datamodule.transforms import TRAIN_SNRS, AudioTransform, VideoTransform
+from datamodule.snr_levels import TRAIN_SNRS
+from datamodule.transforms import AudioTransform, VideoTransform
 
 
 def label_path(root_dir: str, name: str) -> str:

@@ -1,37 +1,16 @@
 """Legacy Auto-AVSR train/test transforms for video, audio and text."""
 
-import math
 import random
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 import torchvision
 
 from datamodule.noise import add_noise, load_noise, noise_segment
+from datamodule.snr_levels import CLEAN_SNR, TRAIN_SNRS
 from espnet.nets.pytorch_backend.frontend.base_frontend import VIDEO_MEAN, VIDEO_STD
 
 CROP_SIZE = 88
-CLEAN_SNR = 999999  # an SNR level that means "no noise" (Auto-AVSR's convention)
-TRAIN_SNRS = (-5, 0, 5, 10, 15, 20, CLEAN_SNR)
-
-
-def parse_snr_levels(text: str, flag: str = "--train-snrs") -> Tuple[float, ...]:
-    """``"-5,0,5,clean"`` -> ``(-5.0, 0.0, 5.0, CLEAN_SNR)``: comma-separated dB values, ``clean``
-    for no noise; anything else is refused naming ``flag``."""
-    levels = []
-    for item in text.split(","):
-        item = item.strip()
-        if item.lower() == "clean":
-            levels.append(CLEAN_SNR)
-            continue
-        try:
-            value = float(item)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise ValueError(f"{flag}: {item!r} is not an SNR in dB (a number) or 'clean' (in {text!r})")
-        levels.append(value)
-    return tuple(levels)
 
 
 class AdaptiveTimeMask(torch.nn.Module):

@@ -320,7 +320,7 @@ def test_cpu_threads_are_set_and_printed(monkeypatch):
 
 
 def test_train_snrs_parse_and_refuse_what_is_not_an_snr():
-    from datamodule.transforms import CLEAN_SNR, TRAIN_SNRS, parse_snr_levels
+    from datamodule.snr_levels import CLEAN_SNR, TRAIN_SNRS, parse_snr_levels
 
     assert parse_snr_levels("-5, 0,10.5,CLEAN") == (-5.0, 0.0, 10.5, CLEAN_SNR)
     assert parse_snr_levels("-5,0,5,10,15,20,clean") == TRAIN_SNRS
@@ -330,7 +330,7 @@ def test_train_snrs_parse_and_refuse_what_is_not_an_snr():
 
 
 def test_train_snrs_set_the_training_babble():
-    from datamodule.transforms import CLEAN_SNR
+    from datamodule.snr_levels import CLEAN_SNR
 
     audio = torch.randn(6400, 1) * 0.1
 
@@ -361,7 +361,7 @@ def test_train_snrs_flag_is_checked(capsys):
 
 def test_data_module_hands_the_train_snrs_to_the_training_set(toy_corpus):
     from datamodule.data_module import DataModule
-    from datamodule.transforms import CLEAN_SNR
+    from datamodule.snr_levels import CLEAN_SNR
 
     root, train = toy_corpus["root"], toy_corpus["train"]
     quiet = DataModule(root, train, None, "audio", train_snrs=(CLEAN_SNR,)).train_dataloader()

@@ -46,8 +46,13 @@ def test_evaluation_zero_and_bf16():
     assert torch.equal(drop(x), x)
     assert torch.equal(Dropout(0.0)(x), x)
     assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))  # torch.nn.Dropout's own p = 1
-    y = Dropout(0.2)(x.bfloat16())
-    assert y.dtype == torch.bfloat16 and y.shape == x.shape
+    torch.manual_seed(2)
+    y = Dropout(0.1)(x.bfloat16())
+    kept = y != 0
+    assert y.dtype == torch.bfloat16 and y.shape == x.shape and kept.any()
+    # kept elements: x times the scale rounded once to bf16 (no bf16-rounded scale)
+    expected = (x.bfloat16().float() * (65536 / (65536 - 6554))).bfloat16()
+    assert torch.equal(y[kept], expected[kept])
 
 
 def test_the_models_dropout_modules_are_this_one():

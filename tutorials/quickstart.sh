@@ -17,7 +17,7 @@ if [ ! -f "$DATA/labels/test.csv" ]; then
 fi
 # more utterances and speakers (test speakers are unseen), fewer epochs: the time goes to data the
 # models have not seen yet (docs/benchmarks.md#quickstart)
-declare -A EPOCHS=([audio]="${QUICKSTART_AUDIO_EPOCHS:-20}" [video]="${QUICKSTART_VIDEO_EPOCHS:-3}")
+declare -A EPOCHS=([audio]="${QUICKSTART_AUDIO_EPOCHS:-24}" [video]="${QUICKSTART_VIDEO_EPOCHS:-3}")
 declare -A AVERAGE=([audio]=5 [video]=2)  # epoch checkpoints averaged into model_avg_*.pth
 # audio: log-mel features + two stride-2 convolutions, about 1/7 of the 1-D ResNet's multiply-adds
 # on the raw waveform; its 128-d output matches the video ResNet's (width 16), so the projection

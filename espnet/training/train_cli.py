@@ -10,7 +10,7 @@ DESCRIPTION = "Train an Auto-AVSR style recogniser (hybrid CTC/attention) with P
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    from datamodule.transforms import parse_snr_levels
+    from datamodule.snr_levels import parse_snr_levels
     from espnet.training.cli_args import add_failure_args, add_generate_args, add_model_args, add_tokenizer_args
     from espnet.training.cpu_threads import IDLE, num_threads_flag
 

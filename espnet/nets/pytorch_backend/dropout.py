@@ -31,4 +31,6 @@ class Dropout(torch.nn.Dropout):
         numbers = torch.empty((n + 3) // 4, dtype=torch.int64).random_(_INT64_MIN, None)
         numbers = numbers.view(torch.int16)[:n].view(x.shape)  # uniform in [-32768, 32767]
         keep = numbers >= dropped - _LEVELS // 2
-        return x * (keep.to(x.dtype) * (_LEVELS / (_LEVELS - dropped)))
+        # the scale multiplies x as a Python number (computed in float32 for bf16/fp16 x, then
+        # rounded once), not as a tensor of x's dtype, whose rounding would bias every element
+        return x * (_LEVELS / (_LEVELS - dropped)) * keep
