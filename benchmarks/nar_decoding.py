@@ -13,7 +13,9 @@ trains them (the video model starts from the audio model's back-end with
 * an autoregressive one (``--decoder transformer``), decoded (a) by the joint CTC/attention beam
   search (``--beam-size``, batched ``--batch-size`` utterances at a time) and (b) by its CTC head
   alone (``eval.py --decode-mode ctc-greedy``);
-* a Paraformer (``--decoder paraformer``), decoded in one parallel pass.
+* a Paraformer (``--decoder paraformer``), decoded in one parallel pass, and with
+  ``--nar-candidates`` one-pass hypotheses of neighbouring token counts rescored by its CTC
+  head (``eval.py --nar-candidates``).
 
 Each is decoded clean and with babble at ``--snrs`` (default clean and -5 dB), and the table
 gives the test WER, its ratio to the beam search's (clean), and two decoding speeds with their
@@ -141,6 +143,9 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=0, help="Training and decoding threads (0 = all cores).")
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--decode-ctc-weight", type=float, default=0.5, help="Beam search CTC weight. (Default: 0.5)")
+    p.add_argument("--nar-candidates", type=int, default=5,
+                   help="Also decode the Paraformer with this many candidates rescored by its CTC head (weight "
+                        "--decode-ctc-weight; eval.py --nar-candidates); 1 = no such row. (Default: 5)")
     p.add_argument("--batch-size", type=int, default=8, help="Utterances decoded together. (Default: 8)")
     p.add_argument("--snrs", default="clean,-5", help="Comma-separated; 'clean' = no noise. (Default: clean,-5)")
     args = p.parse_args()
@@ -181,11 +186,14 @@ def main() -> int:
     import torch
 
     tokenizer = TextTransform(data["sp_model_path"], data["dict_path"])
-    methods = [(f"beam search (beam {args.beam_size}, batched)", "transformer", "decoder"),
-               ("CTC greedy (same model)", "transformer", "ctc-greedy"), ("Paraformer", "paraformer", "decoder")]
+    methods = [(f"beam search (beam {args.beam_size}, batched)", "transformer", "decoder", 1),
+               ("CTC greedy (same model)", "transformer", "ctc-greedy", 1), ("Paraformer", "paraformer", "decoder", 1)]
+    if args.nar_candidates > 1:
+        methods.append((f"Paraformer, {args.nar_candidates} candidates rescored with CTC", "paraformer", "decoder",
+                        args.nar_candidates))
     rows, test_sets = [], {}
     for modality in modalities:
-        for label, decoder, mode in methods:
+        for label, decoder, mode, candidates in methods:
             model = Recognizer.from_pretrained(ckpts[decoder][modality]).model.eval()
             row = {"modality": modality, "method": label, "wer": {}, "utt_per_s": None}
             for snr in snrs:
@@ -193,14 +201,15 @@ def main() -> int:
                     continue  # noise is added to audio only
                 res = evaluate(model, tokenizer, data["root"], "test.csv", beam_size=args.beam_size,
                                ctc_weight=args.decode_ctc_weight, snr_target=snr, seed=args.seed, progress=False,
-                               batch_size=args.batch_size, decode_mode=mode)
+                               batch_size=args.batch_size, decode_mode=mode, candidates=candidates)
                 key = "clean" if snr is None else f"{snr:g} dB"
                 row["wer"][key] = res.wer
                 if snr is None:
                     row["utt_per_s"] = res.num_utterances / res.seconds
                 print(f"[{modality}] {label}, {key}: WER {100 * res.wer:.1f} %, {res.num_utterances} utterances "
                       f"in {res.seconds:.1f} s", flush=True)
-            options = DecodeOptions(beam_size=args.beam_size, ctc_weight=args.decode_ctc_weight, mode=mode)
+            options = DecodeOptions(beam_size=args.beam_size, ctc_weight=args.decode_ctc_weight, mode=mode,
+                                    candidates=candidates)
             row["decoding_alone_utt_per_s"] = decoding_alone(model, test_split(data["root"], model, test_sets),
                                                              args.batch_size, options)
             print(f"[{modality}] {label}: decoding step alone {row['decoding_alone_utt_per_s']:.1f} utt/s", flush=True)

@@ -36,6 +36,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="decoder: the model's decoder (joint CTC/attention beam search; a Paraformer's one parallel "
                         "pass); ctc-greedy: the CTC head alone, best path (argmax per frame, repeats merged, blanks "
                         "dropped), the cheapest baseline, for a model whose CTC head was trained. (Default: decoder)")
+    p.add_argument("--nar-candidates", type=int, default=1,
+                   help="Paraformer: decode this many hypotheses, one parallel pass each for the token counts nearest "
+                        "the predicted one (n, n-1, n+1, ...), and keep the best by --ctc-weight x the CTC head's "
+                        "log-likelihood + (1 - --ctc-weight) x the decoder's; 1 = the single pass. (Default: 1)")
     p.add_argument("--beam-size", type=int, default=40, help="Beam size. (Default: 40)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="Utterances of similar length decoded together; hypotheses and scores equal one-at-a-time "
@@ -111,6 +115,8 @@ def decode(args: argparse.Namespace) -> int:
 
     if args.output_json:
         check_output_file(args.output_json, "--output-json")  # before the decoding, not after it
+    if args.nar_candidates < 1:
+        raise ValueError(f"--nar-candidates must be >= 1, got {args.nar_candidates}")
     device = decoding_device(args.accelerator)
     resolved = resolve_for_decoding(args.pretrained_model_path, args, device)
     config, tokenizer = resolved.config, resolved.tokenizer
@@ -130,6 +136,10 @@ def decode(args: argparse.Namespace) -> int:
         raise ValueError("--decode-mode ctc-greedy decodes with the model's trained CTC head: give "
                          "--pretrained-model-path (without it the CTC head is untrained)")
     model = Recognizer.from_resolved(resolved).model
+    if args.nar_candidates != 1 and (config.decoder != "paraformer" or args.decode_mode != "decoder"):
+        raise ValueError(f"--nar-candidates {args.nar_candidates}: only a Paraformer's own decoding (--decoder "
+                         f"paraformer, --decode-mode decoder) has candidates; this is {config.describe()} decoded "
+                         f"with --decode-mode {args.decode_mode}")
     if resolved.state is None and args.ctc_weight > 0:  # a CTC head is never pretrained
         print(f"note: without --pretrained-model-path the model has no trained CTC head: --ctc-weight "
               f"{args.ctc_weight:g} is not used (decoding with the decoder alone)", file=sys.stderr)
@@ -144,7 +154,8 @@ def decode(args: argparse.Namespace) -> int:
                       max_new_tokens=args.max_new_tokens, wer_normalizer=args.wer_normalizer,
                       skip_lines=skip_lines.get(args.test_file, frozenset()),
                       batch_size=args.batch_size or DEFAULT_BATCH_SIZE, drop_stream=args.drop_stream,
-                      skip_invalid=args.skip_invalid, decode_mode=args.decode_mode, guard=args.guard,
+                      skip_invalid=args.skip_invalid, decode_mode=args.decode_mode, candidates=args.nar_candidates,
+                      guard=args.guard,
                       fallback=resolve_fallback(args.fallback, args.fallback_best_of,
                                                 resolved.state is None and config.decoder == "whisper-decoder"))
     print(f"decoded {result.num_utterances} utterances in {result.seconds:.1f} s "

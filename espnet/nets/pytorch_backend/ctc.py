@@ -1,6 +1,6 @@
 """CTC head and loss."""
 
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 
@@ -48,3 +48,38 @@ class CTC(torch.nn.Module):
     def argmax(self, hs_pad: torch.Tensor) -> torch.Tensor:
         """Greedy frame labels ``(B, T)``."""
         return torch.argmax(self.ctc_lo(hs_pad), dim=-1)
+
+
+def sequence_log_likelihood(logp: torch.Tensor, lengths: torch.Tensor, hypotheses: List[List[int]],
+                            blank: int = 0) -> torch.Tensor:
+    """CTC log-likelihood ``log p(y | x)`` of whole label sequences (every alignment summed).
+
+    Args:
+        logp: Log-posteriors ``(B, T, V)`` (:meth:`CTC.log_softmax`).
+        lengths: ``(B,)`` frames of each utterance.
+        hypotheses: ``N`` label sequences (CTC classes, no blank); hypothesis ``i`` is scored
+            on utterance ``i % B`` (``N`` a multiple of ``B``: several candidates per
+            utterance, candidate-major).
+        blank: The blank class.
+
+    Returns:
+        ``(N,)`` float32; ``-inf`` for a sequence no alignment of its utterance can emit
+        (more labels, repeats counted, than frames).
+    """
+    b = logp.size(0)
+    n = len(hypotheses)
+    if n % max(b, 1):
+        raise ValueError(f"{n} hypotheses for {b} utterances: give the same number of candidates for each")
+    if any(blank in h for h in hypotheses):
+        raise ValueError(f"a hypothesis holds the blank class {blank}")
+    repeats = n // b if b else 0
+    width = max((len(h) for h in hypotheses), default=0)
+    targets = torch.ones(n, max(width, 1), dtype=torch.long)  # padding beyond each length is not read
+    for i, h in enumerate(hypotheses):
+        targets[i, : len(h)] = torch.tensor(h, dtype=torch.long)
+    target_lengths = torch.tensor([len(h) for h in hypotheses], dtype=torch.long)
+    frames = logp.float().transpose(0, 1).repeat(1, repeats, 1)  # (T, N, V), row i = utterance i % B
+    nll = torch.nn.functional.ctc_loss(frames, targets.to(logp.device), lengths.long().repeat(repeats),
+                                       target_lengths.to(logp.device), blank=blank, reduction="none",
+                                       zero_infinity=False)
+    return -nll

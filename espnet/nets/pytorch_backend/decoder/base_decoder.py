@@ -29,6 +29,10 @@ class DecodeOptions:
             ``decodes_itself`` decoder's own); ``ctc-greedy``: the best path of the CTC head
             alone (argmax per frame, repeats merged, blanks dropped), for any model whose
             CTC head was trained.
+        candidates: Paraformer: hypotheses of one parallel pass each, for the token counts
+            nearest the predicted one (``n, n-1, n+1, n-2, ...``), of which the one with the
+            best joint score (``ctc_weight`` x the CTC head's log-likelihood + ``1 -
+            ctc_weight`` x the decoder's) is kept; 1 = the single pass (no CTC head needed).
     """
 
     beam_size: int = 40
@@ -36,6 +40,7 @@ class DecodeOptions:
     max_new_tokens: int = 64
     penalty: float = 0.0
     mode: str = "decoder"
+    candidates: int = 1
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -44,6 +49,8 @@ class DecodeOptions:
             raise ValueError(f"--ctc-weight must be in [0, 1], got {self.ctc_weight}")
         if self.max_new_tokens < 1:
             raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if self.candidates < 1:
+            raise ValueError(f"--nar-candidates must be >= 1, got {self.candidates}")
         if self.mode not in DECODE_MODES:
             raise ValueError(f"--decode-mode must be one of {', '.join(DECODE_MODES)}, got {self.mode!r}")
 

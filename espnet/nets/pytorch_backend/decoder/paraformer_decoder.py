@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
+from espnet.nets.pytorch_backend.ctc import sequence_log_likelihood
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, Decoded, DecodeOptions, SentencePieceVocabulary
 from espnet.nets.pytorch_backend.decoder.cif import CifPredictor, integrate_and_fire, scale_to_lengths
 from espnet.nets.pytorch_backend.decoder.transformer_decoder import DecoderLayer
@@ -194,10 +195,13 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
     @torch.no_grad()
     def recognize(self, memory: torch.Tensor, memory_lengths: torch.Tensor, ctc: Optional[torch.nn.Module],
                   options: DecodeOptions) -> List[Decoded]:
-        """The argmax token of each fired acoustic embedding, for a whole batch at once
-        (``ctc`` and the beam options are not used: no search). ``score``: the sum of the
-        chosen tokens' log-probabilities."""
-        emb, counts, _ = self.acoustic_embeddings(memory, memory_lengths)
+        """The argmax token of each fired acoustic embedding, for a whole batch at once (no
+        search; the beam options are not used). ``score``: the sum of the chosen tokens'
+        log-probabilities. With ``options.candidates`` > 1 and a CTC head (``ctc``), one pass
+        per token count near the predicted one, rescored (:meth:`rescored`)."""
+        emb, counts, alpha = self.acoustic_embeddings(memory, memory_lengths)
+        if options.candidates > 1 and ctc is not None:
+            return self.rescored(memory, memory_lengths, emb, counts, alpha, ctc, options)
         if emb.size(1) == 0:
             return [Decoded([], 0.0) for _ in range(memory.size(0))]
         logp = torch.log_softmax(self.forward(emb, counts, memory, memory_lengths).float(), dim=-1)
@@ -206,3 +210,57 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         for i, n in enumerate(counts.tolist()):
             out.append(Decoded(ids[i, :n].tolist(), float(best[i, :n].sum())))
         return out
+
+    def rescored(self, memory: torch.Tensor, memory_lengths: torch.Tensor, emb: torch.Tensor, counts: torch.Tensor,
+                 alpha: torch.Tensor, ctc: torch.nn.Module, options: DecodeOptions) -> List[Decoded]:
+        """The best of ``options.candidates`` one-pass hypotheses per utterance.
+
+        Candidate ``j`` has ``n + d_j`` tokens, ``d = 0, -1, +1, -2, +2, ...`` (``n``: the
+        tokens that fire, candidate 0 being the plain pass); for ``d != 0`` the weights
+        ``alpha`` are rescaled to sum to that count, as in training. Counts below 1 or above
+        the encoder frames are not tried. All candidates of the batch go through the decoder
+        in one pass; each gets ``(1 - w) * decoder + w * CTC`` with ``w = options.ctc_weight``
+        (decoder: the sum of its tokens' log-probabilities; CTC: the CTC head's
+        log-likelihood of the whole sequence, :func:`sequence_log_likelihood`; ``<blank>``
+        and ``<eos>`` tokens, which carry no text, are left out of it) and the best one, the
+        earlier on a tie, is kept. ``Decoded.score`` is that joint score."""
+        b, m = memory.size(0), options.candidates
+        lengths = memory_lengths.to(counts.device)
+        embs, cands, usable = [], [], []
+        for d in candidate_offsets(m):
+            if d == 0:
+                embs.append(emb)
+                cands.append(counts)
+                usable.append(torch.ones_like(counts, dtype=torch.bool))
+                continue
+            wanted = counts + d
+            ok = (wanted >= 1) & (wanted <= lengths)
+            wanted = torch.where(ok, wanted, counts.clamp(min=1))  # a stand-in count, its candidate not kept
+            e, c = integrate_and_fire(memory, scale_to_lengths(alpha, wanted, self.threshold), self.threshold,
+                                      counts=wanted)
+            embs.append(e)
+            cands.append(c)
+            usable.append(ok)
+        k = max(e.size(1) for e in embs)
+        if k == 0:
+            return [Decoded([], 0.0) for _ in range(b)]
+        all_emb = torch.cat([torch.nn.functional.pad(e, (0, 0, 0, k - e.size(1))) for e in embs])  # (M*B, K, D)
+        all_counts = torch.cat(cands)
+        logits = self.forward(all_emb, all_counts, memory.repeat(m, 1, 1), memory_lengths.repeat(m))
+        best, ids = torch.log_softmax(logits.float(), dim=-1).max(dim=-1)  # (M*B, K)
+        hyps = [ids[i, :n].tolist() for i, n in enumerate(all_counts.tolist())]
+        decoder_score = (best * make_non_pad_mask(all_counts, k).to(best.device)).sum(dim=1)
+        offset = self.ctc_token_offset
+        labels = [[t + offset for t in h if t not in (0, self.eos)] for h in hyps]
+        ctc_score = sequence_log_likelihood(ctc.log_softmax(memory), memory_lengths, labels)
+        w = options.ctc_weight
+        joint = (1.0 - w) * decoder_score.to(ctc_score.device) + w * ctc_score
+        joint = joint.masked_fill(~torch.cat(usable).to(joint.device), float("-inf")).view(m, b)
+        chosen = joint.argmax(dim=0).tolist()  # the first maximum: the earlier candidate on a tie
+        return [Decoded(hyps[j * b + i], float(joint[j, i])) for i, j in enumerate(chosen)]
+
+
+def candidate_offsets(count: int) -> List[int]:
+    """Token-count offsets of :meth:`ParaformerDecoder.rescored`'s candidates: ``0, -1, +1,
+    -2, +2, ...``, ``count`` of them."""
+    return [((j + 1) // 2) * (1 if j % 2 == 0 else -1) for j in range(count)]
