@@ -50,7 +50,9 @@ def averaged_model(run_dir: str) -> Optional[str]:
 
 def train(args, data: Dict[str, str], modality: str, decoder: str, extra: List[str]) -> str:
     """``OUT/<modality>_<decoder>/model_avg_N.pth``, trained by ``train.py`` unless present."""
-    run_dir = os.path.join(args.out, f"{modality}_{decoder}")
+    dlayers = args.paraformer_dlayers if decoder == "paraformer" and args.paraformer_dlayers else args.dlayers
+    suffix = f"_dlayers{dlayers}" if dlayers != args.dlayers else ""  # another Paraformer, another folder
+    run_dir = os.path.join(args.out, f"{modality}_{decoder}{suffix}")
     found = averaged_model(run_dir)
     if found:
         print(f"[{modality} {decoder}] reusing {found}", flush=True)
@@ -63,7 +65,7 @@ def train(args, data: Dict[str, str], modality: str, decoder: str, extra: List[s
            "--root-dir", data["root"], "--train-file", "train.csv", "--val-file", "val.csv",
            "--sp-model-path", data["sp_model_path"], "--dict-path", data["dict_path"],
            "--adim", str(args.adim), "--aheads", "4", "--eunits", str(4 * args.adim), "--elayers", str(args.elayers),
-           "--dunits", str(4 * args.adim), "--dlayers", str(args.dlayers), "--resnet-width", str(args.resnet_width),
+           "--dunits", str(4 * args.adim), "--dlayers", str(dlayers), "--resnet-width", str(args.resnet_width),
            "--max-epochs", str(epochs), "--warmup-epochs", str(args.warmup_epochs if modality == "audio" else 1),
            "--lr", str(lr), "--ctc-weight", str(args.ctc_weight), "--max-frames", str(args.max_frames),
            "--average-last", str(min(args.average_last, epochs)), "--num-workers", "0",
@@ -136,7 +138,10 @@ def main() -> int:
     p.add_argument("--fusion", default="gated")
     p.add_argument("--adim", type=int, default=96)
     p.add_argument("--elayers", type=int, default=2)
-    p.add_argument("--dlayers", type=int, default=1)
+    p.add_argument("--dlayers", type=int, default=1, help="Decoder blocks. (Default: 1)")
+    p.add_argument("--paraformer-dlayers", type=int, default=0,
+                   help="The Paraformer's decoder blocks, when not --dlayers (its own run folder). (Default: 0 = "
+                        "--dlayers)")
     p.add_argument("--resnet-width", type=int, default=16)
     p.add_argument("--ctc-weight", type=float, default=0.3, help="Training CTC weight. (Default: 0.3)")
     p.add_argument("--max-frames", type=int, default=300)
@@ -187,9 +192,13 @@ def main() -> int:
 
     tokenizer = TextTransform(data["sp_model_path"], data["dict_path"])
     methods = [(f"beam search (beam {args.beam_size}, batched)", "transformer", "decoder", 1),
-               ("CTC greedy (same model)", "transformer", "ctc-greedy", 1), ("Paraformer", "paraformer", "decoder", 1)]
+               ("CTC greedy (same model)", "transformer", "ctc-greedy", 1)]
+    para = "Paraformer"
+    if args.paraformer_dlayers and args.paraformer_dlayers != args.dlayers:
+        para += f" ({args.paraformer_dlayers} decoder blocks)"
+    methods.append((para, "paraformer", "decoder", 1))
     if args.nar_candidates > 1:
-        methods.append((f"Paraformer, {args.nar_candidates} candidates rescored with CTC", "paraformer", "decoder",
+        methods.append((f"{para}, {args.nar_candidates} candidates rescored with CTC", "paraformer", "decoder",
                         args.nar_candidates))
     rows, test_sets = [], {}
     for modality in modalities:
