@@ -456,6 +456,8 @@ def test_eval_nar_candidates(trained, toy_corpus, tmp_path, capsys):
     expected = [rec.tokenizer.post_process(recognize(rec.model, {"audio": dataset[i]["audio"]}, options).token_ids)
                 for i in range(len(dataset))]
     assert [u["hypothesis"] for u in result["utterances"]] == expected
+    clips = [dataset.media_path(i) for i in range(NUM_UTTS)]  # the model API (transcribe, the service)
+    assert rec.transcribe_batch(clips, candidates=3, ctc_weight=0.5) == expected
     capsys.readouterr()
     for extra, message in [(["--nar-candidates", "0"], "--nar-candidates must be >= 1, got 0"),
                            (["--nar-candidates", "2", "--decode-mode", "ctc-greedy"],

@@ -500,3 +500,18 @@ def test_real_face_video_with_mediapipe(models, capsys, tmp_path):
     code, _, err = run_cli(capsys, "--model", models["audio"], clip, "--output-dir", str(tmp_path / "a"))
     assert code == 2 and err.strip().splitlines() == [
         f"error: {clip}: the model reads audio but the file holds only video"]
+
+
+def test_nar_candidates_flag(capsys, models, recordings, tmp_path):
+    """--nar-candidates: below 1 refused by the parser, above 1 refused for a model that is
+    not a Paraformer (one line each, no output written)."""
+    with pytest.raises(SystemExit) as info:
+        transcribe_cli.main([recordings["talk.m4a"], "--model", models["audio"], "--nar-candidates", "0"])
+    assert info.value.code == 2 and "--nar-candidates must be >= 1, got 0" in capsys.readouterr().err
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, recordings["talk.m4a"], "--model", models["audio"], "--output-dir", str(out),
+                           "--nar-candidates", "3")
+    assert code == 2
+    assert err.strip().splitlines()[-1] == (f"error: --nar-candidates 3: only a Paraformer decodes candidates; "
+                                            f"{models['audio']} has --decoder transformer")
+    assert not out.exists() or not os.listdir(out)

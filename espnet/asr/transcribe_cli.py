@@ -38,6 +38,10 @@ def add_transcription_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ctc-weight", type=float, default=None,
                    help="CTC weight of the joint CTC/attention beam search (every decoder; used when the CTC head was trained). "
                         "(Default: the model's training weight)")
+    p.add_argument("--nar-candidates", type=int, default=1,
+                   help="Paraformer models: decode this many hypotheses (token counts n, n-1, n+1, ...) and keep the "
+                        "best by the CTC head's and the decoder's joint score (--ctc-weight), as eval.py "
+                        "--nar-candidates; 1 = the single parallel pass. (Default: 1)")
     p.add_argument("--batch-size", type=int, default=8, help="Segments decoded together. (Default: 8)")
     p.add_argument("--max-segment-seconds", type=float, default=0.0,
                    help="Longest segment; longer speech is split at its quietest 10 ms. "
@@ -83,6 +87,8 @@ def check_transcription_args(p: argparse.ArgumentParser, args: argparse.Namespac
         p.error(f"--beam-size must be >= 1, got {args.beam_size}")
     if args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.nar_candidates < 1:
+        p.error(f"--nar-candidates must be >= 1, got {args.nar_candidates}")
     if args.ctc_weight is not None and not 0.0 <= args.ctc_weight <= 1.0:
         p.error(f"--ctc-weight must be in [0, 1], got {args.ctc_weight}")
     if args.max_segment_seconds < 0 or args.min_silence_seconds < 0 or \
@@ -185,7 +191,10 @@ def build_transcriber(args: argparse.Namespace):
         raise ValueError(f"--previous-text on: only a Whisper decoder conditions on previous text; {args.model} has "
                          f"--decoder {recognizer.model.config.decoder}")
     zero_shot_whisper = whisper and args.model is None
-    options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens}
+    if args.nar_candidates != 1 and recognizer.model.config.decoder != "paraformer":
+        raise ValueError(f"--nar-candidates {args.nar_candidates}: only a Paraformer decodes candidates; "
+                         f"{args.model} has --decoder {recognizer.model.config.decoder}")
+    options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens, "candidates": args.nar_candidates}
     if args.ctc_weight is not None:
         options["ctc_weight"] = args.ctc_weight
     segments = SegmentOptions(VadOptions(threshold=args.vad_threshold, min_silence=args.min_silence_seconds),
