@@ -431,6 +431,8 @@ def test_rescored_candidates_equal_a_loop_over_utterances_and_counts(weight):
             joint = (1 - weight) * score + weight * ctc
             if best is None or joint > best[1] + 1e-4:
                 best = (ids, joint)
+        if best[1] == -math.inf:  # no candidate fits the frames: the plain pass with its decoder score
+            best = (first.token_ids, first.score)
         assert hyp.token_ids == best[0]
         assert hyp.score == pytest.approx(best[1], rel=1e-4, abs=1e-4)
         alone = recognize(model, item, options)
@@ -467,3 +469,18 @@ def test_eval_nar_candidates(trained, toy_corpus, tmp_path, capsys):
         err = capsys.readouterr().err
         assert code != 0 and "Traceback" not in err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_rescoring_keeps_the_plain_pass_when_no_candidate_fits_the_frames():
+    """Every candidate longer than the CTC head can emit (its log-likelihood -inf): the plain
+    pass and its decoder score, a finite number, instead of a -inf score."""
+    decoder = ParaformerDecoder(odim=12, attention_dim=8, attention_heads=2, linear_units=16, num_blocks=1).eval()
+    memory, lengths = torch.randn(1, 3, 8), torch.tensor([3])
+    alpha = torch.full((1, 3), 3.0)  # 9 tokens fire from 3 frames
+    emb, counts = integrate_and_fire(memory, alpha, decoder.threshold)
+    ctc = types.SimpleNamespace(log_softmax=lambda m: torch.log_softmax(torch.zeros(1, 3, 12), dim=-1))
+    out = decoder.rescored(memory, lengths, emb, counts, alpha, ctc, DecodeOptions(ctc_weight=0.5, candidates=3))
+    assert len(out[0].token_ids) == 9 and math.isfinite(out[0].score)
+    logits = decoder(emb, counts, memory, lengths)
+    best, ids = torch.log_softmax(logits, dim=-1).max(dim=-1)
+    assert out[0].token_ids == ids[0].tolist() and out[0].score == pytest.approx(float(best.sum()), abs=1e-4)

@@ -223,7 +223,9 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         (decoder: the sum of its tokens' log-probabilities; CTC: the CTC head's
         log-likelihood of the whole sequence, :func:`sequence_log_likelihood`; ``<blank>``
         and ``<eos>`` tokens, which carry no text, are left out of it) and the best one, the
-        earlier on a tie, is kept. ``Decoded.score`` is that joint score."""
+        earlier on a tie, is kept. ``Decoded.score`` is that joint score. An utterance none of
+        whose candidates its CTC head can emit (more tokens than frames) keeps the plain pass
+        with its decoder score."""
         b, m = memory.size(0), options.candidates
         lengths = memory_lengths.to(counts.device)
         embs, cands, usable = [], [], []
@@ -257,7 +259,13 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         joint = (1.0 - w) * decoder_score.to(ctc_score.device) + w * ctc_score
         joint = joint.masked_fill(~torch.cat(usable).to(joint.device), float("-inf")).view(m, b)
         chosen = joint.argmax(dim=0).tolist()  # the first maximum: the earlier candidate on a tie
-        return [Decoded(hyps[j * b + i], float(joint[j, i])) for i, j in enumerate(chosen)]
+        out = []
+        for i, j in enumerate(chosen):
+            if joint[j, i] == float("-inf"):  # no candidate the CTC head can emit: the plain pass, its score
+                out.append(Decoded(hyps[i], float(decoder_score[i])))
+            else:
+                out.append(Decoded(hyps[j * b + i], float(joint[j, i])))
+        return out
 
 
 def candidate_offsets(count: int) -> List[int]:
