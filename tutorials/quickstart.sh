@@ -18,6 +18,9 @@ fi
 # more utterances and speakers (test speakers are unseen), fewer epochs: the time goes to data the
 # models have not seen yet (docs/benchmarks.md#quickstart)
 declare -A EPOCHS=([audio]="${QUICKSTART_AUDIO_EPOCHS:-24}" [video]="${QUICKSTART_VIDEO_EPOCHS:-3}")
+# training precision (train.py --precision): auto = bf16 mixed where the CPU computes bf16 natively;
+# which is faster at these small sizes depends on the processor (docs/benchmarks.md#quickstart)
+PRECISION="${QUICKSTART_PRECISION:-auto}"
 declare -A AVERAGE=([audio]=5 [video]=2)  # epoch checkpoints averaged into model_avg_*.pth
 # audio: log-mel features + two stride-2 convolutions, about 1/7 of the 1-D ResNet's multiply-adds
 # on the raw waveform; its 128-d output matches the video ResNet's (width 16), so the projection
@@ -44,7 +47,7 @@ for modality in audio video; do
     --root-dir "$DATA" --train-file train.csv --val-file val.csv \
     --sp-model-path "$DATA/spm/synth_unigram.model" --dict-path "$DATA/spm/synth_unigram_units.txt" \
     "${DIMS[@]}" --max-epochs "${EPOCHS[$modality]}" ${RECIPE[$modality]} "${FROM[@]}" --ctc-weight 0.3 \
-    --average-last "$(( EPOCHS[$modality] < AVERAGE[$modality] ? EPOCHS[$modality] : AVERAGE[$modality] ))" --num-workers 0 --num-threads 0 \
+    --average-last "$(( EPOCHS[$modality] < AVERAGE[$modality] ? EPOCHS[$modality] : AVERAGE[$modality] ))" --num-workers 0 --num-threads 0 --precision "$PRECISION" \
     > "$OUT/$modality/train.log" 2>&1; then
     tail -n 5 "$OUT/$modality/train.log"
     echo "training the $modality-only model failed; see $OUT/$modality/train.log" >&2
