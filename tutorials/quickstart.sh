@@ -18,9 +18,10 @@ fi
 # more utterances and speakers (test speakers are unseen), fewer epochs: the time goes to data the
 # models have not seen yet (docs/benchmarks.md#quickstart)
 declare -A EPOCHS=([audio]="${QUICKSTART_AUDIO_EPOCHS:-24}" [video]="${QUICKSTART_VIDEO_EPOCHS:-3}")
-# training precision (train.py --precision): auto = bf16 mixed where the CPU computes bf16 natively;
-# which is faster at these small sizes depends on the processor (docs/benchmarks.md#quickstart)
-PRECISION="${QUICKSTART_PRECISION:-auto}"
+# training precision (train.py --precision): float32; at these small sizes bf16 mixed was 1.7-1.8x
+# slower on a 2-core Intel Xeon with AMX and 1.1-1.35x faster on a 2-core AMD EPYC
+# (docs/benchmarks.md#quickstart); QUICKSTART_PRECISION=auto picks bf16 where the CPU has it natively
+PRECISION="${QUICKSTART_PRECISION:-32}"
 declare -A AVERAGE=([audio]=5 [video]=2)  # epoch checkpoints averaged into model_avg_*.pth
 # audio: log-mel features + two stride-2 convolutions, about 1/7 of the 1-D ResNet's multiply-adds
 # on the raw waveform; its 128-d output matches the video ResNet's (width 16), so the projection
