@@ -69,7 +69,7 @@ def train(args, data: Dict[str, str], modality: str, decoder: str, extra: List[s
            "--max-epochs", str(epochs), "--warmup-epochs", str(args.warmup_epochs if modality == "audio" else 1),
            "--lr", str(lr), "--ctc-weight", str(args.ctc_weight), "--max-frames", str(args.max_frames),
            "--average-last", str(min(args.average_last, epochs)), "--num-workers", "0",
-           "--num-threads", str(args.threads), "--seed", str(args.seed), *extra]
+           "--num-threads", str(args.threads), "--seed", str(args.seed), "--precision", args.precision, *extra]
     os.makedirs(run_dir, exist_ok=True)
     start = time.perf_counter()
     with open(os.path.join(run_dir, "train.log"), "w") as log:
@@ -145,6 +145,9 @@ def main() -> int:
     p.add_argument("--resnet-width", type=int, default=16)
     p.add_argument("--ctc-weight", type=float, default=0.3, help="Training CTC weight. (Default: 0.3)")
     p.add_argument("--max-frames", type=int, default=300)
+    p.add_argument("--precision", default="auto", choices=["auto", "32", "bf16-mixed"],
+                   help="train.py --precision of every model (auto: bf16 mixed where the CPU computes bf16 "
+                        "natively; on some such CPUs float32 trains these small models faster). (Default: auto)")
     p.add_argument("--threads", type=int, default=0, help="Training and decoding threads (0 = all cores).")
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--decode-ctc-weight", type=float, default=0.5, help="Beam search CTC weight. (Default: 0.5)")
