@@ -463,7 +463,9 @@ def test_eval_nar_candidates(trained, toy_corpus, tmp_path, capsys):
     capsys.readouterr()
     for extra, message in [(["--nar-candidates", "0"], "--nar-candidates must be >= 1, got 0"),
                            (["--nar-candidates", "2", "--decode-mode", "ctc-greedy"],
-                            "--nar-candidates 2: only a Paraformer's own decoding")]:
+                            f"--nar-candidates 2: only a Paraformer's own decoding (--decoder paraformer, --decode-mode "
+                            f"decoder) has candidates; {checkpoint} has --decoder paraformer, decoded with "
+                            f"--decode-mode ctc-greedy")]:
         code = eval_cli.main(["--root-dir", toy_corpus["root"], "--test-file", path, "--pretrained-model-path",
                               checkpoint, "--accelerator", "cpu", *extra])
         err = capsys.readouterr().err

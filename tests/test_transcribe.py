@@ -512,6 +512,7 @@ def test_nar_candidates_flag(capsys, models, recordings, tmp_path):
     code, _, err = run_cli(capsys, recordings["talk.m4a"], "--model", models["audio"], "--output-dir", str(out),
                            "--nar-candidates", "3")
     assert code == 2
-    assert err.strip().splitlines()[-1] == (f"error: --nar-candidates 3: only a Paraformer decodes candidates; "
-                                            f"{models['audio']} has --decoder transformer")
+    assert err.strip().splitlines()[-1] == (
+        f"error: --nar-candidates 3: only a Paraformer's own decoding (--decoder paraformer, --decode-mode decoder) "
+        f"has candidates; {models['audio']} has --decoder transformer")
     assert not out.exists() or not os.listdir(out)

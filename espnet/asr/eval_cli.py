@@ -112,11 +112,13 @@ def decode(args: argparse.Namespace) -> int:
     from espnet.asr.fallback import length_limit_name, resolve_fallback
     from espnet.asr.pretrained import Recognizer, decoding_device, resolve_for_decoding
     from espnet.asr.repetition import repetition_warning
+    from espnet.nets.pytorch_backend.decoder.base_decoder import nar_candidates_refusal
 
     if args.output_json:
         check_output_file(args.output_json, "--output-json")  # before the decoding, not after it
-    if args.nar_candidates < 1:
-        raise ValueError(f"--nar-candidates must be >= 1, got {args.nar_candidates}")
+    refusal = nar_candidates_refusal(args.nar_candidates)  # before loading the model
+    if refusal:
+        raise ValueError(refusal)
     device = decoding_device(args.accelerator)
     resolved = resolve_for_decoding(args.pretrained_model_path, args, device)
     config, tokenizer = resolved.config, resolved.tokenizer
@@ -136,10 +138,10 @@ def decode(args: argparse.Namespace) -> int:
         raise ValueError("--decode-mode ctc-greedy decodes with the model's trained CTC head: give "
                          "--pretrained-model-path (without it the CTC head is untrained)")
     model = Recognizer.from_resolved(resolved).model
-    if args.nar_candidates != 1 and (config.decoder != "paraformer" or args.decode_mode != "decoder"):
-        raise ValueError(f"--nar-candidates {args.nar_candidates}: only a Paraformer's own decoding (--decoder "
-                         f"paraformer, --decode-mode decoder) has candidates; this is {config.describe()} decoded "
-                         f"with --decode-mode {args.decode_mode}")
+    refusal = nar_candidates_refusal(args.nar_candidates, config.decoder, args.decode_mode,
+                                     args.pretrained_model_path or "the model")
+    if refusal:
+        raise ValueError(refusal)
     if resolved.state is None and args.ctc_weight > 0:  # a CTC head is never pretrained
         print(f"note: without --pretrained-model-path the model has no trained CTC head: --ctc-weight "
               f"{args.ctc_weight:g} is not used (decoding with the decoder alone)", file=sys.stderr)

@@ -81,14 +81,16 @@ def add_transcription_args(p: argparse.ArgumentParser) -> None:
 
 def check_transcription_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse bad values of :func:`add_transcription_args`'s flags (``p.error``: one line, exit 2)."""
+    from espnet.nets.pytorch_backend.decoder.base_decoder import nar_candidates_refusal
     from espnet.training.cpu_threads import IDLE
 
     if args.beam_size < 1:
         p.error(f"--beam-size must be >= 1, got {args.beam_size}")
     if args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.nar_candidates < 1:
-        p.error(f"--nar-candidates must be >= 1, got {args.nar_candidates}")
+    refusal = nar_candidates_refusal(args.nar_candidates)
+    if refusal:
+        p.error(refusal)
     if args.ctc_weight is not None and not 0.0 <= args.ctc_weight <= 1.0:
         p.error(f"--ctc-weight must be in [0, 1], got {args.ctc_weight}")
     if args.max_segment_seconds < 0 or args.min_silence_seconds < 0 or \
@@ -184,6 +186,7 @@ def build_transcriber(args: argparse.Namespace):
     from espnet.asr.transcription.decode import SegmentOptions
     from espnet.asr.transcription.pipeline import Transcriber
     from espnet.asr.transcription.segments import VadOptions
+    from espnet.nets.pytorch_backend.decoder.base_decoder import nar_candidates_refusal
 
     recognizer = load_recognizer(args)
     whisper = recognizer.model.config.decoder == "whisper-decoder"
@@ -191,9 +194,10 @@ def build_transcriber(args: argparse.Namespace):
         raise ValueError(f"--previous-text on: only a Whisper decoder conditions on previous text; {args.model} has "
                          f"--decoder {recognizer.model.config.decoder}")
     zero_shot_whisper = whisper and args.model is None
-    if args.nar_candidates != 1 and recognizer.model.config.decoder != "paraformer":
-        raise ValueError(f"--nar-candidates {args.nar_candidates}: only a Paraformer decodes candidates; "
-                         f"{args.model} has --decoder {recognizer.model.config.decoder}")
+    refusal = nar_candidates_refusal(args.nar_candidates, recognizer.model.config.decoder,
+                                     model=args.model or "the model")
+    if refusal:
+        raise ValueError(refusal)
     options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens, "candidates": args.nar_candidates}
     if args.ctc_weight is not None:
         options["ctc_weight"] = args.ctc_weight

@@ -49,10 +49,26 @@ class DecodeOptions:
             raise ValueError(f"--ctc-weight must be in [0, 1], got {self.ctc_weight}")
         if self.max_new_tokens < 1:
             raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
-        if self.candidates < 1:
-            raise ValueError(f"--nar-candidates must be >= 1, got {self.candidates}")
+        refusal = nar_candidates_refusal(self.candidates)
+        if refusal:
+            raise ValueError(refusal)
         if self.mode not in DECODE_MODES:
             raise ValueError(f"--decode-mode must be one of {', '.join(DECODE_MODES)}, got {self.mode!r}")
+
+
+def nar_candidates_refusal(candidates: int, decoder: Optional[str] = None, mode: str = "decoder",
+                           model: str = "this model") -> Optional[str]:
+    """The one-line refusal of ``--nar-candidates`` (``None`` when the value is accepted): below
+    1 always; above 1 for anything but a Paraformer's own decoding (``decoder``: the model's
+    ``--decoder``, ``None`` while the model is not known yet; ``mode``: ``--decode-mode``;
+    ``model``: how the message names the model)."""
+    if candidates < 1:
+        return f"--nar-candidates must be >= 1, got {candidates}"
+    if decoder is None or candidates == 1 or (decoder == "paraformer" and mode == "decoder"):
+        return None
+    how = "" if mode == "decoder" else f", decoded with --decode-mode {mode}"
+    return (f"--nar-candidates {candidates}: only a Paraformer's own decoding (--decoder paraformer, --decode-mode "
+            f"decoder) has candidates; {model} has --decoder {decoder}{how}")
 
 
 @dataclass
