@@ -145,6 +145,24 @@ def test_glancing_second_pass_gets_the_target_embeddings(monkeypatch):
     torch.testing.assert_close(second[~mask], first[~mask])
 
 
+@pytest.mark.parametrize("detach", [False, True])
+def test_detached_predictor_keeps_the_quantity_loss_off_the_encoder(detach):
+    """--paraformer-detach-predictor: the quantity loss reaches the encoder output only when
+    the predictor is not detached; the cross-entropy reaches it either way, and the predictor
+    is trained either way."""
+    torch.manual_seed(0)
+    dec = ParaformerDecoder(12, 8, 2, 16, 1, dropout_rate=0.0, sampling_ratio=0.0, detach_predictor=detach).train()
+    memory = torch.randn(2, 30, 8, requires_grad=True)
+    targets = torch.tensor([[3, 4, 5, 6, 7, 8], [9, 10, 2, -1, -1, -1]])
+    out = dec.forward_train(memory, torch.tensor([30, 21]), targets)
+    quantity = torch.autograd.grad(out["loss_quantity"], memory, allow_unused=True, retain_graph=True)[0]
+    assert (quantity is None or float(quantity.abs().sum()) == 0.0) == detach
+    ce = torch.autograd.grad(out["loss_ce"], memory, retain_graph=True)[0]
+    assert float(ce.abs().sum()) > 0
+    predictor = torch.autograd.grad(out["loss_quantity"], dec.predictor.output.weight)[0]
+    assert float(predictor.abs().sum()) > 0
+
+
 def test_paraformer_batch_decoding_equals_one_at_a_time():
     config = model_config(odim=20, audio_encoder="resnet1d", resnet_width=4, decoder="paraformer", adim=16, aheads=2,
                           eunits=32, elayers=1, dunits=32, dlayers=1)

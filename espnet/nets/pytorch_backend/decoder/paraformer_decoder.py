@@ -69,6 +69,9 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         quantity_weight: Weight of the quantity loss.
         sampling_ratio: Glancing sampler share (0 = no sampler, one trained pass).
         cif_kernel: Frames of the CIF predictor's convolution.
+        detach_predictor: The predictor reads the encoder output detached: its weights (and
+            the quantity loss) train the predictor alone, not the encoder; the acoustic
+            embeddings still carry the cross-entropy's gradient to the encoder frames.
 
     Tensor contracts:
         * ``forward_train(memory (B, T, D) float, memory_lengths (B,) int frames, targets
@@ -103,12 +106,15 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                flag="--paraformer-sampling-ratio"),
         Option("cif_kernel", 3, "Frames of the CIF predictor's convolution over time (odd).", minimum=1,
                flag="--paraformer-cif-kernel"),
+        Option("detach_predictor", False, "The CIF predictor reads a detached copy of the encoder output: the "
+               "quantity loss and the weights' gradient train the predictor only, not the encoder.",
+               flag="--paraformer-detach-predictor"),
     )
 
     def __init__(self, odim: int, attention_dim: int = 768, attention_heads: int = 12, linear_units: int = 3072,
                  num_blocks: int = 6, dropout_rate: float = 0.1, lsm_weight: float = 0.1, threshold: float = 1.0,
                  tail_threshold: float = 0.45, quantity_weight: float = 1.0, sampling_ratio: float = 0.75,
-                 cif_kernel: int = 3, ignore_id: int = -1) -> None:
+                 cif_kernel: int = 3, detach_predictor: bool = False, ignore_id: int = -1) -> None:
         super().__init__()
         if threshold <= 0:
             raise ValueError(f"--paraformer-threshold must be > 0, got {threshold}")
@@ -123,6 +129,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         self.tail_threshold = tail_threshold
         self.quantity_weight = quantity_weight
         self.sampling_ratio = sampling_ratio
+        self.detach_predictor = detach_predictor
         self.predictor = CifPredictor(attention_dim, cif_kernel, dropout_rate)
         self.embed = torch.nn.Embedding(odim, attention_dim)  # target embeddings of the glancing sampler
         self.decoders = repeat(num_blocks, lambda _: DecoderLayer(attention_dim, attention_heads, linear_units,
@@ -139,7 +146,8 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                    linear_units=options["dunits"], num_blocks=options["dlayers"], dropout_rate=config.dropout_rate,
                    lsm_weight=config.lsm_weight, threshold=options["threshold"],
                    tail_threshold=options["tail_threshold"], quantity_weight=options["quantity_weight"],
-                   sampling_ratio=options["sampling_ratio"], cif_kernel=options["cif_kernel"])
+                   sampling_ratio=options["sampling_ratio"], cif_kernel=options["cif_kernel"],
+                   detach_predictor=options["detach_predictor"])
 
     # ---- the parallel decoder ------------------------------------------------------------
     def forward(self, embeddings: torch.Tensor, embed_lengths: torch.Tensor, memory: torch.Tensor,
@@ -159,7 +167,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         (training) the weights are rescaled to sum to them and exactly ``N`` embeddings come
         out per utterance; without (decoding) the tokens that fire, with the tail rule.
         ``alpha`` is the unscaled weights either way."""
-        alpha = self.predictor(memory, memory_lengths)
+        alpha = self.predictor(memory.detach() if self.detach_predictor else memory, memory_lengths)
         if target_lengths is None:
             emb, counts = integrate_and_fire(memory, alpha, self.threshold, tail_threshold=self.tail_threshold)
         else:
