@@ -52,6 +52,9 @@ def train(args, data: Dict[str, str], modality: str, decoder: str, extra: List[s
     """``OUT/<modality>_<decoder>/model_avg_N.pth``, trained by ``train.py`` unless present."""
     dlayers = args.paraformer_dlayers if decoder == "paraformer" and args.paraformer_dlayers else args.dlayers
     suffix = f"_dlayers{dlayers}" if dlayers != args.dlayers else ""  # another Paraformer, another folder
+    if decoder == "paraformer" and args.paraformer_sampling_ratio is not None:
+        suffix += f"_sampling{args.paraformer_sampling_ratio:g}"
+        extra = [*extra, "--paraformer-sampling-ratio", str(args.paraformer_sampling_ratio)]
     run_dir = os.path.join(args.out, f"{modality}_{decoder}{suffix}")
     found = averaged_model(run_dir)
     if found:
@@ -142,6 +145,9 @@ def main() -> int:
     p.add_argument("--paraformer-dlayers", type=int, default=0,
                    help="The Paraformer's decoder blocks, when not --dlayers (its own run folder). (Default: 0 = "
                         "--dlayers)")
+    p.add_argument("--paraformer-sampling-ratio", type=float, default=None,
+                   help="The Paraformer's --paraformer-sampling-ratio (glancing sampler share; 0 = none), when not "
+                        "its default (its own run folder). (Default: the decoder's default)")
     p.add_argument("--resnet-width", type=int, default=16)
     p.add_argument("--ctc-weight", type=float, default=0.3, help="Training CTC weight. (Default: 0.3)")
     p.add_argument("--max-frames", type=int, default=300)
@@ -161,6 +167,8 @@ def main() -> int:
     unknown = [m for m in modalities if m not in MODALITIES]
     if unknown:
         p.error(f"--modalities: unknown {', '.join(unknown)} (known: {', '.join(MODALITIES)})")
+    if args.paraformer_sampling_ratio is not None and not 0.0 <= args.paraformer_sampling_ratio <= 1.0:
+        p.error(f"--paraformer-sampling-ratio must be in [0, 1], got {args.paraformer_sampling_ratio:g}")
     snrs = [None if s.strip() == "clean" else float(s) for s in args.snrs.split(",")]
     if None not in snrs:
         p.error("--snrs must include clean (the speed and the WER ratios are taken from the clean pass)")
@@ -199,6 +207,9 @@ def main() -> int:
     para = "Paraformer"
     if args.paraformer_dlayers and args.paraformer_dlayers != args.dlayers:
         para += f" ({args.paraformer_dlayers} decoder blocks)"
+    if args.paraformer_sampling_ratio is not None:
+        para += (" (no glancing sampler)" if args.paraformer_sampling_ratio == 0
+                 else f" (sampling ratio {args.paraformer_sampling_ratio:g})")
     methods.append((para, "paraformer", "decoder", 1))
     if args.nar_candidates > 1:
         methods.append((f"{para}, {args.nar_candidates} candidates rescored with CTC", "paraformer", "decoder",
