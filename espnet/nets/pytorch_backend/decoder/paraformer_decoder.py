@@ -66,7 +66,8 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         threshold: CIF firing threshold (> 0).
         tail_threshold: Decoding: a remainder ``r`` after the last frame fires a last token
             when ``r + tail_threshold >= threshold`` (0 = never).
-        quantity_weight: Weight of the quantity loss.
+        quantity_weight: Weight of the quantity loss within ``loss_att`` (which the hybrid
+            loss scales by ``1 - ctc_weight``).
         sampling_ratio: Glancing sampler share (0 = no sampler, one trained pass).
         cif_kernel: Frames of the CIF predictor's convolution.
         detach_predictor: The predictor reads the encoder output detached: its weights (and
@@ -99,8 +100,9 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         Option("tail_threshold", 0.45, "Decoding: the weight left after the last frame fires a last token when it "
                "plus this reaches the threshold (FunASR: 0.45; 0 = never).", minimum=0.0, maximum=1.0,
                flag="--paraformer-tail-threshold"),
-        Option("quantity_weight", 1.0, "Weight of the quantity loss |sum(alpha) - target length| (FunASR's "
-               "predictor weight: 1).", minimum=0.0, flag="--paraformer-quantity-weight"),
+        Option("quantity_weight", 1.0, "Weight of the quantity loss |sum(alpha) - target length|, added to the "
+               "cross-entropy, both scaled by 1 - --ctc-weight in the hybrid loss (FunASR's predictor weight 1 "
+               "adds it unscaled).", minimum=0.0, flag="--paraformer-quantity-weight"),
         Option("sampling_ratio", 0.75, "Glancing LM sampler: share of the first pass's wrong tokens whose acoustic "
                "embedding the target embedding replaces (FunASR: 0.75; 0 = no sampler).", minimum=0.0, maximum=1.0,
                flag="--paraformer-sampling-ratio"),
