@@ -32,7 +32,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -48,13 +48,29 @@ def averaged_model(run_dir: str) -> Optional[str]:
     return os.path.join(run_dir, found[0]) if found else None
 
 
+def paraformer_variant(args) -> Tuple[str, str, List[str]]:
+    """How the Paraformer differs from the Transformer decoder's settings and its own defaults
+    (``--paraformer-dlayers``, ``--paraformer-sampling-ratio``): its run folder's suffix (another
+    Paraformer, another folder), its table label's suffix and its extra ``train.py`` flags."""
+    folder, label, flags = "", "", []
+    if args.paraformer_dlayers and args.paraformer_dlayers != args.dlayers:
+        folder += f"_dlayers{args.paraformer_dlayers}"
+        label += f" ({args.paraformer_dlayers} decoder blocks)"
+    if args.paraformer_sampling_ratio is not None:
+        folder += f"_sampling{args.paraformer_sampling_ratio:g}"
+        label += (" (no glancing sampler)" if args.paraformer_sampling_ratio == 0
+                  else f" (sampling ratio {args.paraformer_sampling_ratio:g})")
+        flags += ["--paraformer-sampling-ratio", str(args.paraformer_sampling_ratio)]
+    return folder, label, flags
+
+
 def train(args, data: Dict[str, str], modality: str, decoder: str, extra: List[str]) -> str:
     """``OUT/<modality>_<decoder>/model_avg_N.pth``, trained by ``train.py`` unless present."""
     dlayers = args.paraformer_dlayers if decoder == "paraformer" and args.paraformer_dlayers else args.dlayers
-    suffix = f"_dlayers{dlayers}" if dlayers != args.dlayers else ""  # another Paraformer, another folder
-    if decoder == "paraformer" and args.paraformer_sampling_ratio is not None:
-        suffix += f"_sampling{args.paraformer_sampling_ratio:g}"
-        extra = [*extra, "--paraformer-sampling-ratio", str(args.paraformer_sampling_ratio)]
+    suffix = ""
+    if decoder == "paraformer":
+        suffix, _, flags = paraformer_variant(args)
+        extra = [*extra, *flags]
     run_dir = os.path.join(args.out, f"{modality}_{decoder}{suffix}")
     found = averaged_model(run_dir)
     if found:
@@ -167,8 +183,15 @@ def main() -> int:
     unknown = [m for m in modalities if m not in MODALITIES]
     if unknown:
         p.error(f"--modalities: unknown {', '.join(unknown)} (known: {', '.join(MODALITIES)})")
-    if args.paraformer_sampling_ratio is not None and not 0.0 <= args.paraformer_sampling_ratio <= 1.0:
-        p.error(f"--paraformer-sampling-ratio must be in [0, 1], got {args.paraformer_sampling_ratio:g}")
+    if args.paraformer_sampling_ratio is not None:  # the decoder's own bounds, before any training
+        from espnet.nets.pytorch_backend.component_options import find
+        from espnet.nets.pytorch_backend.decoder.paraformer_decoder import ParaformerDecoder
+
+        try:
+            find(ParaformerDecoder.options, "sampling_ratio").check(args.paraformer_sampling_ratio,
+                                                                     "--paraformer-sampling-ratio")
+        except ValueError as err:
+            p.error(str(err))
     snrs = [None if s.strip() == "clean" else float(s) for s in args.snrs.split(",")]
     if None not in snrs:
         p.error("--snrs must include clean (the speed and the WER ratios are taken from the clean pass)")
@@ -204,12 +227,7 @@ def main() -> int:
     tokenizer = TextTransform(data["sp_model_path"], data["dict_path"])
     methods = [(f"beam search (beam {args.beam_size}, batched)", "transformer", "decoder", 1),
                ("CTC greedy (same model)", "transformer", "ctc-greedy", 1)]
-    para = "Paraformer"
-    if args.paraformer_dlayers and args.paraformer_dlayers != args.dlayers:
-        para += f" ({args.paraformer_dlayers} decoder blocks)"
-    if args.paraformer_sampling_ratio is not None:
-        para += (" (no glancing sampler)" if args.paraformer_sampling_ratio == 0
-                 else f" (sampling ratio {args.paraformer_sampling_ratio:g})")
+    para = "Paraformer" + paraformer_variant(args)[1]
     methods.append((para, "paraformer", "decoder", 1))
     if args.nar_candidates > 1:
         methods.append((f"{para}, {args.nar_candidates} candidates rescored with CTC", "paraformer", "decoder",
