@@ -4,7 +4,7 @@ checkpoints have always held, so older checkpoints and tools keep reading them).
 
 import argparse
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 
 @dataclass
@@ -36,6 +36,7 @@ class TrainingHparams:
     accumulate_grad_batches: int
     val_wer_every: int
     max_new_tokens: int
+    freeze_param: Optional[List[str]] = None  # absent from checkpoints before --freeze-param
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, model_config: Dict[str, Any], tokenizer_files: Dict[str, Any],

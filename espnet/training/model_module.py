@@ -11,6 +11,7 @@ from datamodule.text_transform import TextTransform
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.nets.pytorch_backend.model_config import ModelConfig
 from espnet.training.checkpoints import load_checkpoint, load_state_checked
+from espnet.training.freezing import freeze, keep_frozen_in_eval
 from espnet.training.cli_args import infer_legacy_modality
 from espnet.training.rng_state import capture_rng_states, restore_rng_states
 from espnet.training.scheduler import adamw_warmup_cosine
@@ -86,6 +87,7 @@ class ModelModule(LightningModule):
         init_audio_from, init_video_from, init_encoder_from: Initialisation of an
             audio-visual model from an audio-only and a video-only checkpoint
             (:mod:`espnet.training.av_init`).
+        freeze_param: ``--freeze-param`` prefixes (:func:`espnet.training.freezing.freeze`).
         seed: Base seed; the dropout of each training step is seeded from (seed, rank,
             epoch, batch), so an interrupted and resumed run draws the same numbers.
         skip_nonfinite: Skip (no update) an optimiser step whose loss (of any of its
@@ -126,6 +128,8 @@ class ModelModule(LightningModule):
         if hparams.get("init_audio_from") or hparams.get("init_video_from"):
             self._initialise_from_streams(hparams.get("init_audio_from"), hparams.get("init_video_from"),
                                           hparams.get("init_encoder_from") or "audio")
+        # --freeze-param: after the initialisation, which fills what stays frozen
+        self._frozen = freeze(self.model, hparams.get("freeze_param") or [])
         self.skipped_batches = 0
         # the batches accumulated into the coming optimiser step (--accumulate-grad-batches)
         self._step_losses: List[torch.Tensor] = []
@@ -133,6 +137,12 @@ class ModelModule(LightningModule):
         self._step_parts: List[Dict[str, torch.Tensor]] = []  # each batch's loss terms
         self._buffer_backup: Dict[str, torch.Tensor] = {}
         self._wer_counts = torch.zeros(2, dtype=torch.float64)  # word errors, reference words
+
+    def train(self, mode: bool = True) -> "ModelModule":
+        """Training mode for everything but the ``--freeze-param`` modules, which stay in eval."""
+        super().train(mode)
+        keep_frozen_in_eval(getattr(self, "_frozen", ()))
+        return self
 
     def _initialise_from(self, path: str, what: Optional[str]) -> None:
         """The whole model from ``path``, or only its ``what`` part (see :func:`select_for_transfer`)."""

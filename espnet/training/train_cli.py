@@ -51,6 +51,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="Load everything after the frontend (proj_encoder, encoder, decoder, CTC) from "
                         "--pretrained-model-path, which may be a model of another modality (e.g. start a video-only "
                         "model from a trained audio-only one); the frontend starts afresh.")
+    p.add_argument("--freeze-param", nargs="+", default=None, metavar="PREFIX",
+                   help="Keep the parameters named PREFIX or PREFIX.* (state-dict names: frontend, proj_encoder, "
+                        "encoder, decoder, ctc, or deeper, e.g. encoder.encoders.0) as initialised, their modules in "
+                        "eval mode; e.g. --transfer-encoder --freeze-param frontend proj_encoder encoder trains a new "
+                        "decoder and CTC head on another model's encoder. (Default: nothing frozen)")
     p.add_argument("--init-audio-from", default=None, metavar="CKPT",
                    help="Audio-visual models: take the audio frontend (and the fusion's audio projection) from this "
                         "audio-only checkpoint; with --init-video-from.")
