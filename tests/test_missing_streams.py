@@ -249,6 +249,34 @@ def test_transfer_backend_starts_a_video_model_from_an_audio_model(tmp_path):
         ModelModule({**hparams, "pretrained_model_path": str(tmp_path / "small.pth")})
 
 
+def test_transfer_from_an_audio_visual_model(tmp_path):
+    """--transfer-encoder between audio-visual models: both frontends, the fusion layer (with its
+    stand-ins) and the encoder; the new decoder starts fresh. A single-modality model takes only
+    the back-end of an audio-visual checkpoint."""
+    torch.manual_seed(0)
+    source = E2E(model_config(odim=30, **TINY_AV)).state_dict()
+    torch.save(source, tmp_path / "av.pth")
+    target = model_config(odim=30, **{**TINY_AV, "decoder": "paraformer"})
+    hparams = {"model_config": target.to_dict(), "lr": 1e-3, "weight_decay": 0.0, "warmup_epochs": 1,
+               "max_epochs": 1, "pretrained_model_path": str(tmp_path / "av.pth"), "transfer_encoder": True}
+    torch.manual_seed(1)
+    fresh = E2E(target).state_dict()
+    torch.manual_seed(1)
+    av = ModelModule(hparams).model.state_dict()
+    parts = ("vision_frontend.", "audio_frontend.", "fusion.", "encoder.")
+    moved = [k for k in av if k.startswith(parts)]
+    assert "fusion.missing_audio" in moved and any(k.startswith("vision_frontend.") for k in moved)
+    assert all(torch.equal(av[k], source[k]) for k in moved)  # copied weights: compared exactly
+    assert all(torch.equal(av[k], fresh[k]) for k in av if k.startswith(("decoder.", "ctc.")))
+    with pytest.raises(ValueError, match=r"--transfer-encoder from an audio-visual checkpoint needs an audio-visual "
+                                         r"model \(this is a video model\); --transfer-backend takes"):
+        ModelModule({**hparams, "model_config": model_config(odim=30, vision_encoder="resnet", **TINY).to_dict()})
+    audio = ModelModule({**hparams, "model_config": model_config(odim=30, audio_encoder="resnet1d", **TINY).to_dict(),
+                         "transfer_encoder": False, "transfer_backend": True}).model.state_dict()
+    backend = [k for k in audio if k.startswith(("encoder.", "decoder.", "ctc."))]
+    assert backend and all(torch.equal(audio[k], source[k]) for k in backend)
+
+
 def test_transfer_flags_are_checked(capsys):
     from espnet.training.train_cli import parse_args
 

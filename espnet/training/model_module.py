@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 
 TRANSFER_PREFIXES = {"frontend": ("frontend.",), "encoder": ("frontend.", "proj_encoder.", "encoder."),
                      "backend": ("proj_encoder.", "encoder.", "decoder.", "ctc.")}
+# the same parts of an audio-visual model (two frontends; the fusion layer in place of proj_encoder)
+AV_TRANSFER_PREFIXES = {"frontend": ("vision_frontend.", "audio_frontend."),
+                        "encoder": ("vision_frontend.", "audio_frontend.", "fusion.", "encoder."),
+                        "backend": ("fusion.", "encoder.", "decoder.", "ctc.")}
+AV_PARTS = ("vision_frontend.", "audio_frontend.", "fusion.")
 
 
 def select_for_transfer(state: Dict[str, torch.Tensor], what: str, modality: str) -> Dict[str, torch.Tensor]:
@@ -34,7 +39,20 @@ def select_for_transfer(state: Dict[str, torch.Tensor], what: str, modality: str
     word-level pre-training) is accepted. For an audio-visual target the frontend goes to
     ``vision_frontend`` or ``audio_frontend`` (by the kind of frontend the checkpoint has)
     and ``proj_encoder`` is dropped (the fusion layer replaces it).
+
+    An audio-visual checkpoint gives an audio-visual model its same parts (``frontend``: both
+    frontends; ``encoder``: both frontends, the fusion layer and the encoder; ``backend``:
+    the fusion layer, encoder, decoder and CTC head), and a single-modality model the
+    ``encoder``, ``decoder`` and ``ctc`` of ``backend``; its frontends fit no single-modality
+    model (a ``ValueError``).
     """
+    if any(k.startswith(AV_PARTS) for k in state):
+        if modality == "audiovisual":
+            return {k: v for k, v in state.items() if k.startswith(AV_TRANSFER_PREFIXES[what])}
+        if what != "backend":
+            raise ValueError(f"--transfer-{what} from an audio-visual checkpoint needs an audio-visual model "
+                             f"(this is a {modality} model); --transfer-backend takes its encoder, decoder and CTC")
+        return {k: v for k, v in state.items() if k.startswith(("encoder.", "decoder.", "ctc."))}
     if state and all(k.startswith(("trunk.", "frontend3D.")) for k in state):
         state = {f"frontend.{k}": v for k, v in state.items()}
     subset = {k: v for k, v in state.items() if k.startswith(TRANSFER_PREFIXES[what])}
