@@ -22,7 +22,8 @@ def test_freeze_stops_gradients_and_keeps_the_modules_in_eval():
     try:
         freeze(model, ["2"])  # a dropout has no parameters
     except ValueError as err:
-        assert str(err) == "--freeze-param '2' matches no trainable parameter of the model (its top-level modules: 0, 1, 3)"
+        assert str(err) == ("--freeze-param '2' matches no trainable parameter of the model "
+                            "(its top-level modules: 0, 1, 3)")
     else:
         raise AssertionError("a prefix without parameters was accepted")
 

@@ -46,8 +46,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--pretrained-model-path", default=None, help="Initialise from this checkpoint (.pth or .ckpt).")
     p.add_argument("--transfer-frontend", action="store_true", help="Load only the frontend from --pretrained-model-path.")
     p.add_argument("--transfer-encoder", action="store_true",
-                   help="Load frontend, proj_encoder and encoder from --pretrained-model-path (of an audio-visual checkpoint: both "
-                        "frontends, the fusion layer and the encoder).")
+                   help="Load frontend, proj_encoder and encoder from --pretrained-model-path (of an audio-visual "
+                        "checkpoint: both frontends, the fusion layer and the encoder).")
     p.add_argument("--transfer-backend", action="store_true",
                    help="Load everything after the frontend (proj_encoder, encoder, decoder, CTC) from "
                         "--pretrained-model-path, which may be a model of another modality (e.g. start a video-only "
