@@ -222,6 +222,17 @@ def test_init_audio_visual_from_audio_and_video_models(tmp_path):
         ModelModule({**hparams, "init_audio_from": str(tmp_path / "small.pth")})
 
 
+def transferred(config, source: str, **flags):
+    """``(fresh, transferred)`` state dicts of a ``config`` model: as initialised with seed 1 alone,
+    and as :class:`ModelModule` initialises it from ``source`` with the ``transfer_*`` ``flags``."""
+    hparams = {"model_config": config.to_dict(), "lr": 1e-3, "weight_decay": 0.0, "warmup_epochs": 1,
+               "max_epochs": 1, "pretrained_model_path": source, **flags}
+    torch.manual_seed(1)
+    fresh = E2E(config).state_dict()
+    torch.manual_seed(1)
+    return fresh, ModelModule(hparams).model.state_dict()
+
+
 def test_transfer_backend_starts_a_video_model_from_an_audio_model(tmp_path):
     """--transfer-backend: proj_encoder, encoder, decoder and CTC come from a model of the other
     modality, the frontend keeps its fresh initialisation."""
@@ -231,10 +242,7 @@ def test_transfer_backend_starts_a_video_model_from_an_audio_model(tmp_path):
     video_config = model_config(odim=30, vision_encoder="resnet", **TINY)
     hparams = {"model_config": video_config.to_dict(), "lr": 1e-3, "weight_decay": 0.0, "warmup_epochs": 1,
                "max_epochs": 1, "pretrained_model_path": str(tmp_path / "a.pth"), "transfer_backend": True}
-    torch.manual_seed(1)
-    fresh = E2E(video_config).state_dict()
-    torch.manual_seed(1)
-    video = ModelModule(hparams).model.state_dict()
+    fresh, video = transferred(video_config, str(tmp_path / "a.pth"), transfer_backend=True)
     backend = ("proj_encoder.", "encoder.", "decoder.", "ctc.")
     moved = [k for k in video if k.startswith(backend)]  # copied weights: compared exactly
     assert moved and all(torch.equal(video[k], audio.state_dict()[k]) for k in moved)
@@ -257,12 +265,7 @@ def test_transfer_from_an_audio_visual_model(tmp_path):
     source = E2E(model_config(odim=30, **TINY_AV)).state_dict()
     torch.save(source, tmp_path / "av.pth")
     target = model_config(odim=30, **{**TINY_AV, "decoder": "paraformer"})
-    hparams = {"model_config": target.to_dict(), "lr": 1e-3, "weight_decay": 0.0, "warmup_epochs": 1,
-               "max_epochs": 1, "pretrained_model_path": str(tmp_path / "av.pth"), "transfer_encoder": True}
-    torch.manual_seed(1)
-    fresh = E2E(target).state_dict()
-    torch.manual_seed(1)
-    av = ModelModule(hparams).model.state_dict()
+    fresh, av = transferred(target, str(tmp_path / "av.pth"), transfer_encoder=True)
     parts = ("vision_frontend.", "audio_frontend.", "fusion.", "encoder.")
     moved = [k for k in av if k.startswith(parts)]
     assert "fusion.missing_audio" in moved and any(k.startswith("vision_frontend.") for k in moved)
@@ -270,9 +273,10 @@ def test_transfer_from_an_audio_visual_model(tmp_path):
     assert all(torch.equal(av[k], fresh[k]) for k in av if k.startswith(("decoder.", "ctc.")))
     with pytest.raises(ValueError, match=r"--transfer-encoder from an audio-visual checkpoint needs an audio-visual "
                                          r"model \(this is a video model\); --transfer-backend takes"):
-        ModelModule({**hparams, "model_config": model_config(odim=30, vision_encoder="resnet", **TINY).to_dict()})
-    audio = ModelModule({**hparams, "model_config": model_config(odim=30, audio_encoder="resnet1d", **TINY).to_dict(),
-                         "transfer_encoder": False, "transfer_backend": True}).model.state_dict()
+        transferred(model_config(odim=30, vision_encoder="resnet", **TINY), str(tmp_path / "av.pth"),
+                    transfer_encoder=True)
+    _, audio = transferred(model_config(odim=30, audio_encoder="resnet1d", **TINY), str(tmp_path / "av.pth"),
+                           transfer_backend=True)
     backend = [k for k in audio if k.startswith(("encoder.", "decoder.", "ctc."))]
     assert backend and all(torch.equal(audio[k], source[k]) for k in backend)
 
