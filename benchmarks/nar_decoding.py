@@ -17,6 +17,13 @@ trains them (the video model starts from the audio model's back-end with
   ``--nar-candidates`` one-pass hypotheses of neighbouring token counts rescored by its CTC
   head (``eval.py --nar-candidates``).
 
+With ``--paraformer-encoder ar`` each modality's Paraformer starts instead from that modality's
+autoregressive model's encoder (``--transfer-encoder``), and the autoregressive model it is
+compared with is trained as long the same way (its encoder from that model, a new decoder); with
+``ar-frozen`` the Paraformer's decoder and CTC head are trained on that encoder frozen
+(``--freeze-param``), so both models share one encoder and the autoregressive model itself is
+the comparison. ``--dry-run`` prints the ``train.py`` commands instead of running anything.
+
 Each is decoded clean and with babble at ``--snrs`` (default clean and -5 dB), and the table
 gives the test WER, its ratio to the beam search's (clean), and two decoding speeds with their
 ratio to the beam search of the same modality: utterances per second of the clean pass as
@@ -40,6 +47,9 @@ sys.path.insert(0, REPO)
 MODALITIES = {"audio": ["--audio-encoder", "resnet1d"], "video": ["--vision-encoder", "resnet"],
               "audiovisual": ["--vision-encoder", "resnet", "--audio-encoder", "resnet1d"]}
 DECODERS = ("transformer", "paraformer")
+# what --freeze-param keeps of a model taken over with --transfer-encoder (--paraformer-encoder ar-frozen)
+ENCODER_PARTS = {"audio": ["frontend", "proj_encoder", "encoder"], "video": ["frontend", "proj_encoder", "encoder"],
+                 "audiovisual": ["vision_frontend", "audio_frontend", "fusion", "encoder"]}
 
 
 def averaged_model(run_dir: str) -> Optional[str]:
@@ -61,20 +71,26 @@ def paraformer_variant(args) -> Tuple[str, str, List[str]]:
         label += (" (no glancing sampler)" if args.paraformer_sampling_ratio == 0
                   else f" (sampling ratio {args.paraformer_sampling_ratio:g})")
         flags += ["--paraformer-sampling-ratio", str(args.paraformer_sampling_ratio)]
+    if args.paraformer_encoder == "ar":
+        folder += "_initar"
+        label += " (encoder from the AR model)"
+    elif args.paraformer_encoder == "ar-frozen":
+        folder += "_frozenar"
+        label += " (on the AR model's frozen encoder)"
     return folder, label, flags
 
 
-def train(args, data: Dict[str, str], modality: str, decoder: str, extra: List[str]) -> str:
-    """``OUT/<modality>_<decoder>/model_avg_N.pth``, trained by ``train.py`` unless present."""
+def train(args, data: Dict[str, str], modality: str, decoder: str, extra: List[str], suffix: str = "") -> str:
+    """``OUT/<modality>_<decoder><suffix>/model_avg_N.pth``, trained by ``train.py`` unless
+    present (with ``--dry-run`` only printed: the path it will have)."""
     dlayers = args.paraformer_dlayers if decoder == "paraformer" and args.paraformer_dlayers else args.dlayers
-    suffix = ""
     if decoder == "paraformer":
         suffix, _, flags = paraformer_variant(args)
         extra = [*extra, *flags]
     run_dir = os.path.join(args.out, f"{modality}_{decoder}{suffix}")
     found = averaged_model(run_dir)
     if found:
-        print(f"[{modality} {decoder}] reusing {found}", flush=True)
+        print(f"[{modality} {decoder}{suffix}] reusing {found}", flush=True)
         return found
     epochs = {"audio": args.epochs_audio, "video": args.epochs_video, "audiovisual": args.epochs_av}[modality]
     lr = args.lr if modality == "audio" else args.lr_init
@@ -89,6 +105,9 @@ def train(args, data: Dict[str, str], modality: str, decoder: str, extra: List[s
            "--lr", str(lr), "--ctc-weight", str(args.ctc_weight), "--max-frames", str(args.max_frames),
            "--average-last", str(min(args.average_last, epochs)), "--num-workers", "0",
            "--num-threads", str(args.threads), "--seed", str(args.seed), "--precision", args.precision, *extra]
+    if args.dry_run:
+        print(" ".join(cmd), flush=True)
+        return os.path.join(run_dir, f"model_avg_{min(args.average_last, epochs)}.pth")
     os.makedirs(run_dir, exist_ok=True)
     start = time.perf_counter()
     with open(os.path.join(run_dir, "train.log"), "w") as log:
@@ -100,6 +119,38 @@ def train(args, data: Dict[str, str], modality: str, decoder: str, extra: List[s
         raise SystemExit(f"[{modality} {decoder}] training failed (exit {code}); see {run_dir}/train.log")
     print(f"[{modality} {decoder}] trained in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     return averaged_model(run_dir)
+
+
+def train_all(args, data: Dict[str, str], modalities: List[str]) -> Dict[str, Dict[str, str]]:
+    """The checkpoint of each decoder (``transformer``: the model the beam search and CTC greedy
+    rows decode; ``paraformer``) and modality, trained where missing: audio first, the video
+    model from the audio model's back-end, the audio-visual one from both; with
+    ``--paraformer-encoder ar``/``ar-frozen`` the Paraformers from the autoregressive models
+    (see the module's docstring)."""
+    dropout = ["--modality-dropout", "0.5"]
+    own = ["transformer", "paraformer"] if args.paraformer_encoder == "own" else ["transformer"]
+    ckpts: Dict[str, Dict[str, str]] = {}
+    for decoder in own:
+        ckpts[decoder] = {"audio": train(args, data, "audio", decoder, [])}
+        if {"video", "audiovisual"} & set(modalities):
+            ckpts[decoder]["video"] = train(args, data, "video", decoder,
+                                            ["--pretrained-model-path", ckpts[decoder]["audio"], "--transfer-backend"])
+        if "audiovisual" in modalities:
+            ckpts[decoder]["audiovisual"] = train(args, data, "audiovisual", decoder,
+                                                  ["--init-audio-from", ckpts[decoder]["audio"], "--init-video-from",
+                                                   ckpts[decoder]["video"], *dropout])
+    if args.paraformer_encoder == "own":
+        return ckpts
+    first = ckpts["transformer"]
+    ckpts["paraformer"] = {}
+    for modality in modalities:
+        take = ["--pretrained-model-path", first[modality], "--transfer-encoder",
+                *(dropout if modality == "audiovisual" else [])]
+        freeze = ["--freeze-param", *ENCODER_PARTS[modality]] if args.paraformer_encoder == "ar-frozen" else []
+        ckpts["paraformer"][modality] = train(args, data, modality, "paraformer", [*take, *freeze])
+        if args.paraformer_encoder == "ar":  # the comparison: trained as long, the same way
+            ckpts["transformer"][modality] = train(args, data, modality, "transformer", take, suffix="_initar")
+    return ckpts
 
 
 def test_split(root: str, model, cache: Dict[tuple, object]):
@@ -164,6 +215,13 @@ def main() -> int:
     p.add_argument("--paraformer-sampling-ratio", type=float, default=None,
                    help="The Paraformer's --paraformer-sampling-ratio (glancing sampler share; 0 = none), when not "
                         "its default (its own run folder). (Default: the decoder's default)")
+    p.add_argument("--paraformer-encoder", default="own", choices=["own", "ar", "ar-frozen"],
+                   help="own: the Paraformers are trained as the autoregressive models are; ar: each starts from "
+                        "the encoder of the autoregressive model of its modality, which is compared with one "
+                        "trained as long the same way; ar-frozen: each trains its decoder and CTC head on that "
+                        "encoder, frozen (own run folders). (Default: own)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="Print the train.py commands of the models not yet trained and stop (no corpus generated).")
     p.add_argument("--resnet-width", type=int, default=16)
     p.add_argument("--ctc-weight", type=float, default=0.3, help="Training CTC weight. (Default: 0.3)")
     p.add_argument("--max-frames", type=int, default=300)
@@ -197,23 +255,16 @@ def main() -> int:
         p.error("--snrs must include clean (the speed and the WER ratios are taken from the clean pass)")
 
     data_dir = args.data or os.path.join(args.out, "data")
-    if not os.path.isfile(os.path.join(data_dir, "labels", "test.csv")):
+    if not args.dry_run and not os.path.isfile(os.path.join(data_dir, "labels", "test.csv")):
         from preparation.synthetic_av import generate
 
         generate(data_dir, num_utts=args.num_utts, num_speakers=args.num_speakers, seed=args.seed, progress=False)
     data = {"root": data_dir, "sp_model_path": os.path.join(data_dir, "spm", "synth_unigram.model"),
             "dict_path": os.path.join(data_dir, "spm", "synth_unigram_units.txt")}
 
-    ckpts: Dict[str, Dict[str, str]] = {}
-    for decoder in DECODERS:  # audio first: the others start from it
-        ckpts[decoder] = {"audio": train(args, data, "audio", decoder, [])}
-        if {"video", "audiovisual"} & set(modalities):
-            ckpts[decoder]["video"] = train(args, data, "video", decoder,
-                                            ["--pretrained-model-path", ckpts[decoder]["audio"], "--transfer-backend"])
-        if "audiovisual" in modalities:
-            ckpts[decoder]["audiovisual"] = train(args, data, "audiovisual", decoder,
-                                                  ["--init-audio-from", ckpts[decoder]["audio"], "--init-video-from",
-                                                   ckpts[decoder]["video"], "--modality-dropout", "0.5"])
+    ckpts = train_all(args, data, modalities)
+    if args.dry_run:
+        return 0
 
     from datamodule.text_transform import TextTransform
     from espnet.asr.evaluate import evaluate
@@ -225,7 +276,8 @@ def main() -> int:
     import torch
 
     tokenizer = TextTransform(data["sp_model_path"], data["dict_path"])
-    methods = [(f"beam search (beam {args.beam_size}, batched)", "transformer", "decoder", 1),
+    again = ", AR trained as long, encoder from the first" if args.paraformer_encoder == "ar" else ""
+    methods = [(f"beam search (beam {args.beam_size}, batched{again})", "transformer", "decoder", 1),
                ("CTC greedy (same model)", "transformer", "ctc-greedy", 1)]
     para = "Paraformer" + paraformer_variant(args)[1]
     methods.append((para, "paraformer", "decoder", 1))

@@ -29,3 +29,53 @@ def test_help_names_the_flag():
     text = " ".join(proc.stdout.split())  # argparse wraps lines
     assert "--paraformer-sampling-ratio PARAFORMER_SAMPLING_RATIO The Paraformer's --paraformer-sampling-ratio " \
            "(glancing sampler share; 0 = none)" in text
+
+
+def dry_run(tmp_path, *flags):
+    """The ``train.py`` commands ``--dry-run`` prints, as ``{run name: argv}``."""
+    proc = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "o"), "--dry-run", *flags],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    commands = {}
+    for line in proc.stdout.splitlines():
+        argv = line.split()
+        commands[argv[argv.index("--exp-name") + 1]] = argv
+    assert not (tmp_path / "o").exists()  # nothing generated or trained
+    return commands
+
+
+def flag_values(argv, flag):
+    """The values after ``flag`` up to the next flag."""
+    i = argv.index(flag) + 1
+    values = []
+    while i < len(argv) and not argv[i].startswith("--"):
+        values.append(argv[i])
+        i += 1
+    return values
+
+
+def test_dry_run_shows_where_each_paraformer_starts(tmp_path):
+    avg = str(tmp_path / "o" / "{}" / "model_avg_5.pth")
+    own = dry_run(tmp_path)
+    assert sorted(own) == ["audio_paraformer", "audio_transformer", "audiovisual_paraformer",
+                           "audiovisual_transformer", "video_paraformer", "video_transformer"]
+    assert flag_values(own["video_paraformer"], "--pretrained-model-path") == [avg.format("audio_paraformer")]
+    assert "--transfer-backend" in own["video_paraformer"] and "--freeze-param" not in own["audio_paraformer"]
+
+    frozen = dry_run(tmp_path, "--paraformer-encoder", "ar-frozen", "--paraformer-sampling-ratio", "0")
+    assert sorted(frozen) == ["audio_paraformer_sampling0_frozenar", "audio_transformer",
+                              "audiovisual_paraformer_sampling0_frozenar", "audiovisual_transformer",
+                              "video_paraformer_sampling0_frozenar", "video_transformer"]
+    for modality, parts in (("audio", ["frontend", "proj_encoder", "encoder"]),
+                            ("audiovisual", ["vision_frontend", "audio_frontend", "fusion", "encoder"])):
+        argv = frozen[f"{modality}_paraformer_sampling0_frozenar"]
+        assert flag_values(argv, "--pretrained-model-path") == [avg.format(f"{modality}_transformer")]
+        assert "--transfer-encoder" in argv and flag_values(argv, "--freeze-param") == parts
+        assert flag_values(argv, "--max-epochs") == [{"audio": "30", "audiovisual": "6"}[modality]]
+
+    ar = dry_run(tmp_path, "--paraformer-encoder", "ar", "--modalities", "video")
+    assert sorted(ar) == ["audio_transformer", "video_paraformer_initar", "video_transformer",
+                          "video_transformer_initar"]
+    for run in ("video_paraformer_initar", "video_transformer_initar"):  # both from the first video model's encoder
+        assert flag_values(ar[run], "--pretrained-model-path") == [avg.format("video_transformer")]
+        assert "--transfer-encoder" in ar[run] and "--freeze-param" not in ar[run]
