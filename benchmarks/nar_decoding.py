@@ -46,10 +46,6 @@ sys.path.insert(0, REPO)
 
 MODALITIES = {"audio": ["--audio-encoder", "resnet1d"], "video": ["--vision-encoder", "resnet"],
               "audiovisual": ["--vision-encoder", "resnet", "--audio-encoder", "resnet1d"]}
-DECODERS = ("transformer", "paraformer")
-# what --freeze-param keeps of a model taken over with --transfer-encoder (--paraformer-encoder ar-frozen)
-ENCODER_PARTS = {"audio": ["frontend", "proj_encoder", "encoder"], "video": ["frontend", "proj_encoder", "encoder"],
-                 "audiovisual": ["vision_frontend", "audio_frontend", "fusion", "encoder"]}
 
 
 def averaged_model(run_dir: str) -> Optional[str]:
@@ -121,6 +117,15 @@ def train(args, data: Dict[str, str], modality: str, decoder: str, extra: List[s
     return averaged_model(run_dir)
 
 
+def encoder_parts(modality: str) -> List[str]:
+    """The top-level modules ``train.py --transfer-encoder`` takes into a ``modality`` model,
+    which ``--paraformer-encoder ar-frozen`` freezes."""
+    from espnet.training.model_module import AV_TRANSFER_PREFIXES, TRANSFER_PREFIXES
+
+    prefixes = AV_TRANSFER_PREFIXES if modality == "audiovisual" else TRANSFER_PREFIXES
+    return [prefix.rstrip(".") for prefix in prefixes["encoder"]]
+
+
 def train_all(args, data: Dict[str, str], modalities: List[str]) -> Dict[str, Dict[str, str]]:
     """The checkpoint of each decoder (``transformer``: the model the beam search and CTC greedy
     rows decode; ``paraformer``) and modality, trained where missing: audio first, the video
@@ -146,7 +151,7 @@ def train_all(args, data: Dict[str, str], modalities: List[str]) -> Dict[str, Di
     for modality in modalities:
         take = ["--pretrained-model-path", first[modality], "--transfer-encoder",
                 *(dropout if modality == "audiovisual" else [])]
-        freeze = ["--freeze-param", *ENCODER_PARTS[modality]] if args.paraformer_encoder == "ar-frozen" else []
+        freeze = ["--freeze-param", *encoder_parts(modality)] if args.paraformer_encoder == "ar-frozen" else []
         ckpts["paraformer"][modality] = train(args, data, modality, "paraformer", [*take, *freeze])
         if args.paraformer_encoder == "ar":  # the comparison: trained as long, the same way
             ckpts["transformer"][modality] = train(args, data, modality, "transformer", take, suffix="_initar")

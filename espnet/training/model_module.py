@@ -25,7 +25,7 @@ TRANSFER_PREFIXES = {"frontend": ("frontend.",), "encoder": ("frontend.", "proj_
 AV_TRANSFER_PREFIXES = {"frontend": ("vision_frontend.", "audio_frontend."),
                         "encoder": ("vision_frontend.", "audio_frontend.", "fusion.", "encoder."),
                         "backend": ("fusion.", "encoder.", "decoder.", "ctc.")}
-AV_PARTS = ("vision_frontend.", "audio_frontend.", "fusion.")
+AV_PARTS = (*AV_TRANSFER_PREFIXES["frontend"], "fusion.")  # keys only an audio-visual model has
 
 
 def select_for_transfer(state: Dict[str, torch.Tensor], what: str, modality: str) -> Dict[str, torch.Tensor]:
