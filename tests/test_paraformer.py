@@ -459,6 +459,62 @@ def test_rescored_candidates_equal_a_loop_over_utterances_and_counts(weight):
     assert changed >= 1  # the rescoring chose another candidate somewhere (else this proves little)
 
 
+@pytest.mark.parametrize("nar_count,m", [("ctc", 1), ("ctc", 3), ("both", 3)])
+def test_nar_count_candidates_equal_a_loop(nar_count, m):
+    """--nar-count ctc / both: the candidates are taken around the length of the CTC head's
+    best path (and the CIF count: the plain pass first, a count tried once), each decoded
+    alone with the weights rescaled to it; one candidate is that pass, not rescored."""
+    from espnet.asr.recognizer import encode_utterances
+    from espnet.nets.pytorch_backend.ctc import sequence_log_likelihood
+    from espnet.nets.pytorch_backend.decoder.paraformer_decoder import candidate_offsets
+
+    model = small_paraformer()
+    decoder = model.decoder
+    gen = torch.Generator().manual_seed(1)
+    items = [{"audio": torch.randn(n * 640, 1, generator=gen)} for n in (31, 17, 31, 9, 24)]
+    options = DecodeOptions(ctc_weight=0.5, candidates=m, nar_count=nar_count)
+    batched = recognize_batch(model, items, options)
+    plain = recognize_batch(model, items, DecodeOptions(ctc_weight=0.5))
+    changed = 0
+    for item, hyp, first in zip(items, batched, plain):
+        memory, lengths = encode_utterances(model, [item])
+        frames = memory.size(1)
+        alpha = decoder.predictor(memory, lengths)
+        n_ctc = len(ctc_greedy(model, memory, lengths)[0].token_ids)
+        counts = [("plain", len(first.token_ids))] if nar_count == "both" else []
+        for d in candidate_offsets(m):
+            n = n_ctc + d
+            if (d == 0 or 1 <= n <= frames) and n not in [c for _, c in counts]:
+                counts.append(("scaled", n))
+        scored = []
+        for kind, n in counts:
+            ids, score = one_candidate(decoder, memory, alpha, n, plain=kind == "plain")
+            assert len(ids) == n
+            labels = [t for t in ids if t not in (0, decoder.eos)]
+            ctc = float(sequence_log_likelihood(model.ctc.log_softmax(memory), lengths, [labels])[0])
+            scored.append((ids, score if len(counts) == 1 else 0.5 * score + 0.5 * ctc))
+        best = max(scored, key=lambda s: s[1])  # the first maximum on a tie
+        assert hyp.token_ids == best[0]
+        assert hyp.score == pytest.approx(best[1], rel=1e-4, abs=1e-4)
+        alone = recognize(model, item, options)
+        assert alone.token_ids == hyp.token_ids and alone.score == pytest.approx(hyp.score, rel=1e-4, abs=1e-4)
+        changed += hyp.token_ids != first.token_ids
+    assert changed >= 1  # the CTC count chose another hypothesis somewhere (else this proves little)
+
+
+def test_nar_count_refusals():
+    """A --nar-count that is not known, and a CTC count from a CTC head that was not trained,
+    are refused by name."""
+    with pytest.raises(ValueError, match="--nar-count must be one of cif, ctc, both, got 'length'"):
+        DecodeOptions(nar_count="length")
+    model = small_paraformer(ctc_weight=0.0)
+    items = [{"audio": torch.randn(9 * 640, 1)}]
+    with pytest.raises(ValueError, match="--nar-count ctc counts the tokens of the CTC head's best path, but this "
+                                         "model's CTC head was not trained"):
+        recognize_batch(model, items, DecodeOptions(ctc_weight=0.0, nar_count="ctc"))
+    assert len(recognize_batch(model, items, DecodeOptions(ctc_weight=0.0))) == 1  # the CIF count needs no head
+
+
 def test_eval_nar_candidates(trained, toy_corpus, tmp_path, capsys):
     """eval.py --nar-candidates 3: the JSON holds exactly what the rescoring gives each
     utterance decoded alone; a count below 1, or candidates for CTC greedy, are refused in one
@@ -478,8 +534,19 @@ def test_eval_nar_candidates(trained, toy_corpus, tmp_path, capsys):
     assert [u["hypothesis"] for u in result["utterances"]] == expected
     clips = [dataset.media_path(i) for i in range(NUM_UTTS)]  # the model API (transcribe, the service)
     assert rec.transcribe_batch(clips, candidates=3, ctc_weight=0.5) == expected
+    code, result = run_eval(toy_corpus["root"], path, checkpoint, str(tmp_path / "ctc_count.json"),
+                            "--nar-count", "ctc", "--ctc-weight", "0.5")
+    options = DecodeOptions(ctc_weight=0.5, nar_count="ctc")
+    expected = [rec.tokenizer.post_process(recognize(rec.model, {"audio": dataset[i]["audio"]}, options).token_ids)
+                for i in range(len(dataset))]
+    assert code == 0 and [u["hypothesis"] for u in result["utterances"]] == expected
+    assert rec.transcribe_batch(clips, nar_count="ctc", ctc_weight=0.5) == expected
     capsys.readouterr()
     for extra, message in [(["--nar-candidates", "0"], "--nar-candidates must be >= 1, got 0"),
+                           (["--nar-count", "both", "--decode-mode", "ctc-greedy"],
+                            f"--nar-count both: only a Paraformer's own decoding (--decoder paraformer, --decode-mode "
+                            f"decoder) has candidates; {checkpoint} has --decoder paraformer, decoded with "
+                            f"--decode-mode ctc-greedy"),
                            (["--nar-candidates", "2", "--decode-mode", "ctc-greedy"],
                             f"--nar-candidates 2: only a Paraformer's own decoding (--decoder paraformer, --decode-mode "
                             f"decoder) has candidates; {checkpoint} has --decoder paraformer, decoded with "

@@ -502,17 +502,19 @@ def test_real_face_video_with_mediapipe(models, capsys, tmp_path):
         f"error: {clip}: the model reads audio but the file holds only video"]
 
 
-def test_nar_candidates_flag(capsys, models, recordings, tmp_path):
-    """--nar-candidates: below 1 refused by the parser, above 1 refused for a model that is
-    not a Paraformer (one line each, no output written)."""
+@pytest.mark.parametrize("flags,named", [(["--nar-candidates", "3"], "--nar-candidates 3"),
+                                         (["--nar-count", "ctc"], "--nar-count ctc")])
+def test_nar_candidates_flag(capsys, models, recordings, tmp_path, flags, named):
+    """--nar-candidates: below 1 refused by the parser; above 1, or a --nar-count other than
+    cif, refused for a model that is not a Paraformer (one line each, no output written)."""
     with pytest.raises(SystemExit) as info:
         transcribe_cli.main([recordings["talk.m4a"], "--model", models["audio"], "--nar-candidates", "0"])
     assert info.value.code == 2 and "--nar-candidates must be >= 1, got 0" in capsys.readouterr().err
     out = tmp_path / "out"
     code, _, err = run_cli(capsys, recordings["talk.m4a"], "--model", models["audio"], "--output-dir", str(out),
-                           "--nar-candidates", "3")
+                           *flags)
     assert code == 2
     assert err.strip().splitlines()[-1] == (
-        f"error: --nar-candidates 3: only a Paraformer's own decoding (--decoder paraformer, --decode-mode decoder) "
+        f"error: {named}: only a Paraformer's own decoding (--decoder paraformer, --decode-mode decoder) "
         f"has candidates; {models['audio']} has --decoder transformer")
     assert not out.exists() or not os.listdir(out)

@@ -13,6 +13,7 @@ DESCRIPTION = "Decode a test label list with a trained checkpoint and print the 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     from espnet.training.cli_args import add_failure_args, add_generate_args, add_model_args, add_tokenizer_args
+    from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS
     from espnet.training.cpu_threads import IDLE, num_threads_flag
 
     p = argparse.ArgumentParser(prog="eval.py", description=DESCRIPTION)
@@ -40,6 +41,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="Paraformer: decode this many hypotheses, one parallel pass each for the token counts nearest "
                         "the predicted one (n, n-1, n+1, ...), and keep the best by --ctc-weight x the CTC head's "
                         "log-likelihood + (1 - --ctc-weight) x the decoder's; 1 = the single pass. (Default: 1)")
+    p.add_argument("--nar-count", choices=NAR_COUNTS, default="cif",
+                   help="Paraformer: the predicted token count the single pass or the --nar-candidates are taken "
+                        "around: cif, the tokens its CIF predictor fires; ctc, the length of its CTC head's best path "
+                        "(the CIF weights rescaled to it); both, the candidates around each. (Default: cif)")
     p.add_argument("--beam-size", type=int, default=40, help="Beam size. (Default: 40)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="Utterances of similar length decoded together; hypotheses and scores equal one-at-a-time "
@@ -139,7 +144,7 @@ def decode(args: argparse.Namespace) -> int:
                          "--pretrained-model-path (without it the CTC head is untrained)")
     model = Recognizer.from_resolved(resolved).model
     refusal = nar_candidates_refusal(args.nar_candidates, config.decoder, args.decode_mode,
-                                     args.pretrained_model_path or "the model")
+                                     args.pretrained_model_path or "the model", args.nar_count)
     if refusal:
         raise ValueError(refusal)
     if resolved.state is None and args.ctc_weight > 0:  # a CTC head is never pretrained
@@ -157,7 +162,7 @@ def decode(args: argparse.Namespace) -> int:
                       skip_lines=skip_lines.get(args.test_file, frozenset()),
                       batch_size=args.batch_size or DEFAULT_BATCH_SIZE, drop_stream=args.drop_stream,
                       skip_invalid=args.skip_invalid, decode_mode=args.decode_mode, candidates=args.nar_candidates,
-                      guard=args.guard,
+                      nar_count=args.nar_count, guard=args.guard,
                       fallback=resolve_fallback(args.fallback, args.fallback_best_of,
                                                 resolved.state is None and config.decoder == "whisper-decoder"))
     print(f"decoded {result.num_utterances} utterances in {result.seconds:.1f} s "

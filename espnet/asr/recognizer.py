@@ -10,6 +10,7 @@ import torch
 
 from datamodule.label_list import STREAMS
 from espnet.nets.beam_search import BatchBeamSearch, length_limits
+from espnet.nets.pytorch_backend.ctc import best_paths
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.nets.pytorch_backend.decoder.base_decoder import DecodeOptions, Decoded
 
@@ -70,17 +71,9 @@ def ctc_greedy(model: E2E, memory: torch.Tensor, memory_lengths: torch.Tensor) -
     of the chosen classes' log-probabilities. The model's CTC head must have been trained."""
     if model.ctc_weight == 0.0:
         raise ValueError("--decode-mode ctc-greedy: this model's CTC head was not trained (training --ctc-weight 0)")
-    logp = model.ctc.log_softmax(memory).float()  # (B, T, V)
-    best, classes = logp.max(dim=-1)
     offset = model.decoder.ctc_token_offset
-    out = []
-    for i, n in enumerate(memory_lengths.tolist()):
-        path = classes[i, : int(n)]
-        keep = torch.ones_like(path, dtype=torch.bool)
-        keep[1:] = path[1:] != path[:-1]
-        keep &= path != model.blank
-        out.append(Decoded([int(c) - offset for c in path[keep].tolist()], float(best[i, : int(n)].sum())))
-    return out
+    return [Decoded([c - offset for c in classes], score)
+            for classes, score in best_paths(model.ctc.log_softmax(memory), memory_lengths, model.blank)]
 
 
 @torch.no_grad()
@@ -95,7 +88,13 @@ def decode_memory(model: E2E, memory: torch.Tensor, memory_lengths: torch.Tensor
         return ctc_greedy(model, memory, memory_lengths)
     decoder = model.decoder
     if decoder.decodes_itself:
-        return decoder.recognize(memory, memory_lengths, decoding_ctc(model, options.ctc_weight), options)
+        ctc = decoding_ctc(model, options.ctc_weight)
+        if ctc is None and options.nar_count != "cif":  # the count needs the head, whatever its weight
+            if model.ctc_weight == 0.0:
+                raise ValueError(f"--nar-count {options.nar_count} counts the tokens of the CTC head's best path, but "
+                                 "this model's CTC head was not trained (training --ctc-weight 0)")
+            ctc = model.ctc
+        return decoder.recognize(memory, memory_lengths, ctc, options)
     search = build_beam_search(model, options.beam_size, options.ctc_weight, options.penalty)
     ratio = decoder.max_length_ratio(options)
     best = []

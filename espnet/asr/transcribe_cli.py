@@ -23,6 +23,7 @@ LIST_EXTENSIONS = (".list", ".lst", ".txt")
 def add_transcription_args(p: argparse.ArgumentParser) -> None:
     """The flags ``transcribe.py`` and the web service share: the model (``--model`` or the model
     flags of ``eval.py``), decoding, segmentation and the device."""
+    from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS
     from espnet.training.cli_args import add_generate_args, add_model_args, add_tokenizer_args
     from espnet.training.cpu_threads import num_threads_flag
 
@@ -42,6 +43,9 @@ def add_transcription_args(p: argparse.ArgumentParser) -> None:
                    help="Paraformer models: decode this many hypotheses (token counts n, n-1, n+1, ...) and keep the "
                         "best by the CTC head's and the decoder's joint score (--ctc-weight), as eval.py "
                         "--nar-candidates; 1 = the single parallel pass. (Default: 1)")
+    p.add_argument("--nar-count", choices=NAR_COUNTS, default="cif",
+                   help="Paraformer models: the predicted token count the pass or the --nar-candidates are taken "
+                        "around (cif, ctc or both), as eval.py --nar-count. (Default: cif)")
     p.add_argument("--batch-size", type=int, default=8, help="Segments decoded together. (Default: 8)")
     p.add_argument("--max-segment-seconds", type=float, default=0.0,
                    help="Longest segment; longer speech is split at its quietest 10 ms. "
@@ -195,10 +199,11 @@ def build_transcriber(args: argparse.Namespace):
                          f"--decoder {recognizer.model.config.decoder}")
     zero_shot_whisper = whisper and args.model is None
     refusal = nar_candidates_refusal(args.nar_candidates, recognizer.model.config.decoder,
-                                     model=args.model or "the model")
+                                     model=args.model or "the model", nar_count=args.nar_count)
     if refusal:
         raise ValueError(refusal)
-    options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens, "candidates": args.nar_candidates}
+    options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens, "candidates": args.nar_candidates,
+               "nar_count": args.nar_count}
     if args.ctc_weight is not None:
         options["ctc_weight"] = args.ctc_weight
     segments = SegmentOptions(VadOptions(threshold=args.vad_threshold, min_silence=args.min_silence_seconds),

@@ -50,6 +50,30 @@ class CTC(torch.nn.Module):
         return torch.argmax(self.ctc_lo(hs_pad), dim=-1)
 
 
+def best_paths(logp: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> List[Tuple[List[int], float]]:
+    """Best CTC path of each utterance of a padded batch: the argmax class of each of its
+    ``lengths[i]`` frames, repeats merged, blanks dropped, with the sum of the chosen classes'
+    log-probabilities.
+
+    Args:
+        logp: Log-posteriors ``(B, T, V)`` (:meth:`CTC.log_softmax`).
+        lengths: ``(B,)`` frames of each utterance.
+        blank: The blank class.
+
+    Returns:
+        ``B`` pairs ``(classes, score)``.
+    """
+    best, classes = logp.float().max(dim=-1)
+    out = []
+    for i, n in enumerate(lengths.tolist()):
+        path = classes[i, : int(n)]
+        keep = torch.ones_like(path, dtype=torch.bool)
+        keep[1:] = path[1:] != path[:-1]
+        keep &= path != blank
+        out.append((path[keep].tolist(), float(best[i, : int(n)].sum())))
+    return out
+
+
 def sequence_log_likelihood(logp: torch.Tensor, lengths: torch.Tensor, hypotheses: List[List[int]],
                             blank: int = 0) -> torch.Tensor:
     """CTC log-likelihood ``log p(y | x)`` of whole label sequences (every alignment summed).

@@ -13,6 +13,11 @@ from espnet.nets.scorer_interface import BatchScorerInterface
 #: What decodes (``DecodeOptions.mode``, ``eval.py --decode-mode``).
 DECODE_MODES = ("decoder", "ctc-greedy")
 
+#: Where a Paraformer takes the token counts of its hypotheses from (``DecodeOptions.nar_count``,
+#: ``eval.py --nar-count``): its CIF predictor's fires, the length of its CTC head's best path,
+#: or both.
+NAR_COUNTS = ("cif", "ctc", "both")
+
 
 @dataclass
 class DecodeOptions:
@@ -33,6 +38,10 @@ class DecodeOptions:
             nearest the predicted one (``n, n-1, n+1, n-2, ...``), of which the one with the
             best joint score (``ctc_weight`` x the CTC head's log-likelihood + ``1 -
             ctc_weight`` x the decoder's) is kept; 1 = the single pass (no CTC head needed).
+        nar_count: Paraformer: the predicted count ``n`` the candidates are taken around:
+            ``cif``, the tokens its CIF predictor fires (the plain pass); ``ctc``, the tokens
+            of its CTC head's best path (the CIF weights rescaled to that count, as in
+            training); ``both``, the candidates around each count, a count tried once.
     """
 
     beam_size: int = 40
@@ -41,6 +50,7 @@ class DecodeOptions:
     penalty: float = 0.0
     mode: str = "decoder"
     candidates: int = 1
+    nar_count: str = "cif"
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -54,20 +64,25 @@ class DecodeOptions:
             raise ValueError(refusal)
         if self.mode not in DECODE_MODES:
             raise ValueError(f"--decode-mode must be one of {', '.join(DECODE_MODES)}, got {self.mode!r}")
+        if self.nar_count not in NAR_COUNTS:
+            raise ValueError(f"--nar-count must be one of {', '.join(NAR_COUNTS)}, got {self.nar_count!r}")
 
 
 def nar_candidates_refusal(candidates: int, decoder: Optional[str] = None, mode: str = "decoder",
-                           model: str = "this model") -> Optional[str]:
-    """The one-line refusal of ``--nar-candidates`` (``None`` when the value is accepted): below
-    1 always; above 1 for anything but a Paraformer's own decoding (``decoder``: the model's
+                           model: str = "this model", nar_count: str = "cif") -> Optional[str]:
+    """The one-line refusal of ``--nar-candidates`` / ``--nar-count`` (``None`` when the values
+    are accepted): a count below 1 always; more than 1 candidate, or a count other than
+    ``cif``, for anything but a Paraformer's own decoding (``decoder``: the model's
     ``--decoder``, ``None`` while the model is not known yet; ``mode``: ``--decode-mode``;
     ``model``: how the message names the model)."""
     if candidates < 1:
         return f"--nar-candidates must be >= 1, got {candidates}"
-    if decoder is None or candidates == 1 or (decoder == "paraformer" and mode == "decoder"):
+    asked = [flag for flag, default in ((f"--nar-candidates {candidates}", candidates == 1),
+                                        (f"--nar-count {nar_count}", nar_count == "cif")) if not default]
+    if decoder is None or not asked or (decoder == "paraformer" and mode == "decoder"):
         return None
     how = "" if mode == "decoder" else f", decoded with --decode-mode {mode}"
-    return (f"--nar-candidates {candidates}: only a Paraformer's own decoding (--decoder paraformer, --decode-mode "
+    return (f"{' '.join(asked)}: only a Paraformer's own decoding (--decoder paraformer, --decode-mode "
             f"decoder) has candidates; {model} has --decoder {decoder}{how}")
 
 

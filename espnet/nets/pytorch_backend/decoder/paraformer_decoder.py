@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
-from espnet.nets.pytorch_backend.ctc import sequence_log_likelihood
+from espnet.nets.pytorch_backend.ctc import best_paths, sequence_log_likelihood
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, Decoded, DecodeOptions, SentencePieceVocabulary
 from espnet.nets.pytorch_backend.decoder.cif import CifPredictor, integrate_and_fire, scale_to_lengths
 from espnet.nets.pytorch_backend.decoder.transformer_decoder import DecoderLayer
@@ -207,10 +207,15 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                   options: DecodeOptions) -> List[Decoded]:
         """The argmax token of each fired acoustic embedding, for a whole batch at once (no
         search; the beam options are not used). ``score``: the sum of the chosen tokens'
-        log-probabilities. With ``options.candidates`` > 1 and a CTC head (``ctc``), one pass
-        per token count near the predicted one, rescored (:meth:`rescored`)."""
+        log-probabilities. With ``options.candidates`` > 1 or ``options.nar_count`` other than
+        ``cif``, one pass per token count near the predicted ones, rescored
+        (:meth:`rescored`; ``ctc``: the CTC head, which ``nar_count`` ``ctc``/``both`` and the
+        rescoring need; without it, ``cif`` candidates are not rescored: the plain pass)."""
         emb, counts, alpha = self.acoustic_embeddings(memory, memory_lengths)
-        if options.candidates > 1 and ctc is not None:
+        if options.nar_count != "cif" or (options.candidates > 1 and ctc is not None):
+            if ctc is None:
+                raise ValueError(f"--nar-count {options.nar_count} counts the tokens of the CTC head's best path: "
+                                 "this model needs a trained CTC head")
             return self.rescored(memory, memory_lengths, emb, counts, alpha, ctc, options)
         if emb.size(1) == 0:
             return [Decoded([], 0.0) for _ in range(memory.size(0))]
@@ -221,37 +226,75 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             out.append(Decoded(ids[i, :n].tolist(), float(best[i, :n].sum())))
         return out
 
+    def candidate_counts(self, cif_counts: torch.Tensor, ctc_counts: Optional[torch.Tensor],
+                         memory_lengths: torch.Tensor, options: DecodeOptions) -> List[List[int]]:
+        """Per utterance, the token counts :meth:`rescored` tries, in order: for each centre
+        (``cif_counts``, then ``ctc_counts`` as ``options.nar_count`` asks), ``c + d`` for
+        ``d`` in :func:`candidate_offsets` of ``options.candidates``, each count once, counts
+        below 1 or above the utterance's frames left out except the centre itself (``d = 0``).
+        The CIF centre's first candidate is the plain pass (count ``-1`` here)."""
+        centres = []
+        if options.nar_count in ("cif", "both"):
+            centres.append(("cif", cif_counts.tolist()))
+        if options.nar_count in ("ctc", "both"):
+            centres.append(("ctc", ctc_counts.tolist()))
+        out = []
+        for i, frames in enumerate(memory_lengths.tolist()):
+            tried: List[int] = []
+            for name, values in centres:
+                for d in candidate_offsets(options.candidates):
+                    n = int(values[i]) + d
+                    if d != 0 and not 1 <= n <= frames:
+                        continue
+                    if name == "cif" and d == 0:
+                        tried.append(-1)  # the plain pass, whatever its count
+                    elif n not in tried and not (n == int(cif_counts[i]) and -1 in tried):
+                        tried.append(n)
+            out.append(tried)
+        return out
+
     def rescored(self, memory: torch.Tensor, memory_lengths: torch.Tensor, emb: torch.Tensor, counts: torch.Tensor,
                  alpha: torch.Tensor, ctc: torch.nn.Module, options: DecodeOptions) -> List[Decoded]:
-        """The best of ``options.candidates`` one-pass hypotheses per utterance.
+        """The best one-pass hypothesis per utterance among those of :meth:`candidate_counts`.
 
-        Candidate ``j`` has ``n + d_j`` tokens, ``d = 0, -1, +1, -2, +2, ...`` (``n``: the
-        tokens that fire, candidate 0 being the plain pass); for ``d != 0`` the weights
-        ``alpha`` are rescaled to sum to that count, as in training. Counts below 1 or above
-        the encoder frames are not tried. All candidates of the batch go through the decoder
-        in one pass; each gets ``(1 - w) * decoder + w * CTC`` with ``w = options.ctc_weight``
-        (decoder: the sum of its tokens' log-probabilities; CTC: the CTC head's
-        log-likelihood of the whole sequence, :func:`sequence_log_likelihood`; ``<blank>``
-        and ``<eos>`` tokens, which carry no text, are left out of it) and the best one, the
-        earlier on a tie, is kept. ``Decoded.score`` is that joint score. An utterance none of
-        whose candidates its CTC head can emit (more tokens than frames) keeps the plain pass
-        with its decoder score."""
-        b, m = memory.size(0), options.candidates
-        lengths = memory_lengths.to(counts.device)
+        The plain pass (CIF centre, ``d = 0``) decodes the embeddings that fire (``emb``,
+        ``counts``); every other count ``n`` the weights ``alpha`` rescaled to sum to ``n``,
+        as in training. All candidates of the batch go through the decoder in one pass; each
+        gets ``(1 - w) * decoder + w * CTC`` with ``w = options.ctc_weight`` (decoder: the
+        sum of its tokens' log-probabilities; CTC: the CTC head's log-likelihood of the whole
+        sequence, :func:`sequence_log_likelihood`; ``<blank>`` and ``<eos>`` tokens, which
+        carry no text, are left out of it) and the best one, the earlier on a tie, is kept.
+        ``Decoded.score`` is that joint score, or with a single candidate its decoder score.
+        An utterance none of whose candidates its CTC head can emit (more tokens than frames)
+        keeps its first candidate with its decoder score."""
+        b = memory.size(0)
+        ctc_logp = ctc.log_softmax(memory).float() if ctc is not None else None
+        ctc_counts = None
+        if options.nar_count != "cif":
+            ctc_counts = torch.tensor([len(path) for path, _ in best_paths(ctc_logp, memory_lengths)])
+        tried = self.candidate_counts(counts, ctc_counts, memory_lengths, options)
+        m = max(len(t) for t in tried)
         embs, cands, usable = [], [], []
-        for d in candidate_offsets(m):
-            if d == 0:
+        for j in range(m):
+            wanted = [t[j] if j < len(t) else t[0] for t in tried]  # a stand-in where an utterance has fewer
+            ok = torch.tensor([j < len(t) for t in tried])
+            plain = torch.tensor([n == -1 for n in wanted])
+            if bool(plain.all()):
                 embs.append(emb)
                 cands.append(counts)
-                usable.append(torch.ones_like(counts, dtype=torch.bool))
-                continue
-            wanted = counts + d
-            ok = (wanted >= 1) & (wanted <= lengths)
-            wanted = torch.where(ok, wanted, counts.clamp(min=1))  # a stand-in count, its candidate not kept
-            e, c = integrate_and_fire(memory, scale_to_lengths(alpha, wanted, self.threshold), self.threshold,
-                                      counts=wanted)
-            embs.append(e)
-            cands.append(c)
+            else:
+                scaled_to = torch.where(plain, counts.cpu(), torch.tensor(wanted)).to(counts.device)
+                scaled = torch.where(plain.to(alpha.device).unsqueeze(1), alpha,
+                                     scale_to_lengths(alpha, scaled_to.clamp(min=1), self.threshold))
+                e, c = integrate_and_fire(memory, scaled, self.threshold, counts=scaled_to)
+                if bool(plain.any()):  # the plain pass's own fires (the tail rule) where it is asked for
+                    k = max(e.size(1), emb.size(1))
+                    e = torch.nn.functional.pad(e, (0, 0, 0, k - e.size(1)))
+                    p = torch.nn.functional.pad(emb, (0, 0, 0, k - emb.size(1)))
+                    e = torch.where(plain.to(e.device).view(-1, 1, 1), p, e)
+                    c = torch.where(plain.to(c.device), counts, c)
+                embs.append(e)
+                cands.append(c)
             usable.append(ok)
         k = max(e.size(1) for e in embs)
         if k == 0:
@@ -262,16 +305,18 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         best, ids = torch.log_softmax(logits.float(), dim=-1).max(dim=-1)  # (M*B, K)
         hyps = [ids[i, :n].tolist() for i, n in enumerate(all_counts.tolist())]
         decoder_score = (best * make_non_pad_mask(all_counts, k).to(best.device)).sum(dim=1)
+        if m == 1:
+            return [Decoded(hyps[i], float(decoder_score[i])) for i in range(b)]
         offset = self.ctc_token_offset
         labels = [[t + offset for t in h if t not in (0, self.eos)] for h in hyps]
-        ctc_score = sequence_log_likelihood(ctc.log_softmax(memory), memory_lengths, labels)
+        ctc_score = sequence_log_likelihood(ctc_logp, memory_lengths, labels)
         w = options.ctc_weight
         joint = (1.0 - w) * decoder_score.to(ctc_score.device) + w * ctc_score
         joint = joint.masked_fill(~torch.cat(usable).to(joint.device), float("-inf")).view(m, b)
         chosen = joint.argmax(dim=0).tolist()  # the first maximum: the earlier candidate on a tie
         out = []
         for i, j in enumerate(chosen):
-            if joint[j, i] == float("-inf"):  # no candidate the CTC head can emit: the plain pass, its score
+            if joint[j, i] == float("-inf"):  # no candidate the CTC head can emit: the first, its decoder score
                 out.append(Decoded(hyps[i], float(decoder_score[i])))
             else:
                 out.append(Decoded(hyps[j * b + i], float(joint[j, i])))
