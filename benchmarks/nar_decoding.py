@@ -15,7 +15,9 @@ trains them (the video model starts from the audio model's back-end with
   alone (``eval.py --decode-mode ctc-greedy``);
 * a Paraformer (``--decoder paraformer``), decoded in one parallel pass, and with
   ``--nar-candidates`` one-pass hypotheses of neighbouring token counts rescored by its CTC
-  head (``eval.py --nar-candidates``).
+  head (``eval.py --nar-candidates``); both for each ``--nar-counts`` value (``eval.py
+  --nar-count``: the counts taken around the CIF predictor's, the CTC head's best path's, or
+  both).
 
 With ``--paraformer-encoder ar`` each modality's Paraformer starts instead from that modality's
 autoregressive model's encoder (``--transfer-encoder``), and the autoregressive model it is
@@ -158,6 +160,18 @@ def train_all(args, data: Dict[str, str], modalities: List[str]) -> Dict[str, Di
     return ckpts
 
 
+def paraformer_label(para: str, count: str, candidates: int) -> str:
+    """A Paraformer row's label: ``para`` decoded with ``--nar-count count`` and
+    ``--nar-candidates candidates``."""
+    if count == "cif":
+        return para if candidates == 1 else f"{para}, {candidates} candidates rescored with CTC"
+    if count == "ctc":
+        return (f"{para}, one pass at the CTC head's count" if candidates == 1 else
+                f"{para}, {candidates} candidates around the CTC head's count rescored with CTC")
+    return (f"{para}, the CIF and the CTC head's counts rescored with CTC" if candidates == 1 else
+            f"{para}, {candidates} candidates around the CIF and around the CTC head's count rescored with CTC")
+
+
 def test_split(root: str, model, cache: Dict[tuple, object]):
     """The test split as ``model`` reads it, built once per modality and audio normalisation
     (the methods of a modality share it)."""
@@ -239,6 +253,9 @@ def main() -> int:
     p.add_argument("--nar-candidates", type=int, default=5,
                    help="Also decode the Paraformer with this many candidates rescored by its CTC head (weight "
                         "--decode-ctc-weight; eval.py --nar-candidates); 1 = no such row. (Default: 5)")
+    p.add_argument("--nar-counts", default="cif,ctc,both",
+                   help="Comma-separated eval.py --nar-count values the Paraformer is decoded with, each in one pass "
+                        "and with --nar-candidates. (Default: cif,ctc,both)")
     p.add_argument("--batch-size", type=int, default=8, help="Utterances decoded together. (Default: 8)")
     p.add_argument("--snrs", default="clean,-5", help="Comma-separated; 'clean' = no noise. (Default: clean,-5)")
     args = p.parse_args()
@@ -255,6 +272,11 @@ def main() -> int:
                                                                      "--paraformer-sampling-ratio")
         except ValueError as err:
             p.error(str(err))
+    from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS
+
+    nar_counts = args.nar_counts.split(",")
+    if not nar_counts or any(c not in NAR_COUNTS for c in nar_counts):
+        p.error(f"--nar-counts: a comma-separated subset of {', '.join(NAR_COUNTS)}, got {args.nar_counts!r}")
     snrs = [None if s.strip() == "clean" else float(s) for s in args.snrs.split(",")]
     if None not in snrs:
         p.error("--snrs must include clean (the speed and the WER ratios are taken from the clean pass)")
@@ -282,16 +304,15 @@ def main() -> int:
 
     tokenizer = TextTransform(data["sp_model_path"], data["dict_path"])
     again = ", AR trained as long, encoder from the first" if args.paraformer_encoder == "ar" else ""
-    methods = [(f"beam search (beam {args.beam_size}, batched{again})", "transformer", "decoder", 1),
-               ("CTC greedy (same model)", "transformer", "ctc-greedy", 1)]
+    methods = [(f"beam search (beam {args.beam_size}, batched{again})", "transformer", "decoder", 1, "cif"),
+               ("CTC greedy (same model)", "transformer", "ctc-greedy", 1, "cif")]
     para = "Paraformer" + paraformer_variant(args)[1]
-    methods.append((para, "paraformer", "decoder", 1))
-    if args.nar_candidates > 1:
-        methods.append((f"{para}, {args.nar_candidates} candidates rescored with CTC", "paraformer", "decoder",
-                        args.nar_candidates))
+    for count in nar_counts:
+        for candidates in sorted({1, args.nar_candidates}):
+            methods.append((paraformer_label(para, count, candidates), "paraformer", "decoder", candidates, count))
     rows, test_sets = [], {}
     for modality in modalities:
-        for label, decoder, mode, candidates in methods:
+        for label, decoder, mode, candidates, count in methods:
             model = Recognizer.from_pretrained(ckpts[decoder][modality]).model.eval()
             row = {"modality": modality, "method": label, "wer": {}, "utt_per_s": None}
             for snr in snrs:
@@ -299,7 +320,8 @@ def main() -> int:
                     continue  # noise is added to audio only
                 res = evaluate(model, tokenizer, data["root"], "test.csv", beam_size=args.beam_size,
                                ctc_weight=args.decode_ctc_weight, snr_target=snr, seed=args.seed, progress=False,
-                               batch_size=args.batch_size, decode_mode=mode, candidates=candidates)
+                               batch_size=args.batch_size, decode_mode=mode, candidates=candidates,
+                               nar_count=count)
                 key = "clean" if snr is None else f"{snr:g} dB"
                 row["wer"][key] = res.wer
                 if snr is None:
@@ -307,7 +329,7 @@ def main() -> int:
                 print(f"[{modality}] {label}, {key}: WER {100 * res.wer:.1f} %, {res.num_utterances} utterances "
                       f"in {res.seconds:.1f} s", flush=True)
             options = DecodeOptions(beam_size=args.beam_size, ctc_weight=args.decode_ctc_weight, mode=mode,
-                                    candidates=candidates)
+                                    candidates=candidates, nar_count=count)
             row["decoding_alone_utt_per_s"] = decoding_alone(model, test_split(data["root"], model, test_sets),
                                                              args.batch_size, options)
             print(f"[{modality}] {label}: decoding step alone {row['decoding_alone_utt_per_s']:.1f} utt/s", flush=True)

@@ -1,5 +1,6 @@
 """benchmarks/nar_decoding.py: ``--paraformer-sampling-ratio`` is checked against the
-Paraformer's own bounds before any corpus is generated or model trained."""
+Paraformer's own bounds, and ``--nar-counts`` against the known counts, before any corpus is
+generated or model trained; ``--dry-run`` shows where each model starts."""
 
 import os
 import subprocess
@@ -19,6 +20,16 @@ def test_refuses_a_sampling_ratio_outside_the_decoders_bounds(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.splitlines()[-1] == f"nar_decoding.py: error: --paraformer-sampling-ratio: {message}"
         assert proc.stdout == ""
+    assert not (tmp_path / "o").exists()  # nothing generated
+
+
+def test_refuses_an_unknown_nar_count(tmp_path):
+    proc = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "o"), "--nar-counts", "cif,length"],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1"),
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1] == ("nar_decoding.py: error: --nar-counts: a comma-separated subset of cif, "
+                                            "ctc, both, got 'cif,length'")
     assert not (tmp_path / "o").exists()  # nothing generated
 
 
