@@ -253,6 +253,9 @@ def main() -> int:
     p.add_argument("--nar-candidates", type=int, default=5,
                    help="Also decode the Paraformer with this many candidates rescored by its CTC head (weight "
                         "--decode-ctc-weight; eval.py --nar-candidates); 1 = no such row. (Default: 5)")
+    p.add_argument("--penalty", type=float, default=0.0,
+                   help="eval.py --penalty of every decoding: length bonus per token of the beam search and of the "
+                        "Paraformer's rescored candidates. (Default: 0)")
     p.add_argument("--nar-counts", default="cif,ctc,both",
                    help="Comma-separated eval.py --nar-count values the Paraformer is decoded with, each in one pass "
                         "and with --nar-candidates. (Default: cif,ctc,both)")
@@ -321,7 +324,7 @@ def main() -> int:
                 res = evaluate(model, tokenizer, data["root"], "test.csv", beam_size=args.beam_size,
                                ctc_weight=args.decode_ctc_weight, snr_target=snr, seed=args.seed, progress=False,
                                batch_size=args.batch_size, decode_mode=mode, candidates=candidates,
-                               nar_count=count)
+                               nar_count=count, penalty=args.penalty)
                 key = "clean" if snr is None else f"{snr:g} dB"
                 row["wer"][key] = res.wer
                 if snr is None:
@@ -329,7 +332,7 @@ def main() -> int:
                 print(f"[{modality}] {label}, {key}: WER {100 * res.wer:.1f} %, {res.num_utterances} utterances "
                       f"in {res.seconds:.1f} s", flush=True)
             options = DecodeOptions(beam_size=args.beam_size, ctc_weight=args.decode_ctc_weight, mode=mode,
-                                    candidates=candidates, nar_count=count)
+                                    candidates=candidates, nar_count=count, penalty=args.penalty)
             row["decoding_alone_utt_per_s"] = decoding_alone(model, test_split(data["root"], model, test_sets),
                                                              args.batch_size, options)
             print(f"[{modality}] {label}: decoding step alone {row['decoding_alone_utt_per_s']:.1f} utt/s", flush=True)
@@ -350,7 +353,8 @@ def main() -> int:
     threads = torch.get_num_threads()
     note = (f"Test WER (%) on unseen speakers and decoding speed: utt/s of the clean pass with media loading and "
             f"the encoder included (as eval.py), and of the decoding step alone on the same batches' encoder "
-            f"outputs; batches of {args.batch_size}, {threads} threads, load average {os.getloadavg()[0]:.1f}.")
+            f"outputs; batches of {args.batch_size}, {threads} threads, load average {os.getloadavg()[0]:.1f}" +
+            (f"; length bonus {args.penalty:g} per token (--penalty)." if args.penalty else "."))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.md"), "w") as handle:
         handle.write(note + "\n\n" + table + "\n")

@@ -459,11 +459,13 @@ def test_rescored_candidates_equal_a_loop_over_utterances_and_counts(weight):
     assert changed >= 1  # the rescoring chose another candidate somewhere (else this proves little)
 
 
-@pytest.mark.parametrize("nar_count,m", [("ctc", 1), ("ctc", 3), ("both", 3)])
-def test_nar_count_candidates_equal_a_loop(nar_count, m):
+@pytest.mark.parametrize("nar_count,m,penalty", [("ctc", 1, 0.0), ("ctc", 3, 0.0), ("both", 3, 0.0), ("both", 3, 2.0),
+                                                 ("cif", 5, 2.0)])
+def test_nar_count_candidates_equal_a_loop(nar_count, m, penalty):
     """--nar-count ctc / both: the candidates are taken around the length of the CTC head's
     best path (and the CIF count: the plain pass first, a count tried once), each decoded
-    alone with the weights rescaled to it; one candidate is that pass, not rescored."""
+    alone with the weights rescaled to it; one candidate is that pass, not rescored.
+    --penalty adds its length bonus per token to each candidate's joint score."""
     from espnet.asr.recognizer import encode_utterances
     from espnet.nets.pytorch_backend.ctc import sequence_log_likelihood
     from espnet.nets.pytorch_backend.decoder.paraformer_decoder import candidate_offsets
@@ -472,7 +474,7 @@ def test_nar_count_candidates_equal_a_loop(nar_count, m):
     decoder = model.decoder
     gen = torch.Generator().manual_seed(1)
     items = [{"audio": torch.randn(n * 640, 1, generator=gen)} for n in (31, 17, 31, 9, 24)]
-    options = DecodeOptions(ctc_weight=0.5, candidates=m, nar_count=nar_count)
+    options = DecodeOptions(ctc_weight=0.5, candidates=m, nar_count=nar_count, penalty=penalty)
     batched = recognize_batch(model, items, options)
     plain = recognize_batch(model, items, DecodeOptions(ctc_weight=0.5))
     changed = 0
@@ -481,25 +483,36 @@ def test_nar_count_candidates_equal_a_loop(nar_count, m):
         frames = memory.size(1)
         alpha = decoder.predictor(memory, lengths)
         n_ctc = len(ctc_greedy(model, memory, lengths)[0].token_ids)
-        counts = [("plain", len(first.token_ids))] if nar_count == "both" else []
-        for d in candidate_offsets(m):
-            n = n_ctc + d
-            if (d == 0 or 1 <= n <= frames) and n not in [c for _, c in counts]:
-                counts.append(("scaled", n))
+        counts = []
+        if nar_count != "ctc":  # around the CIF count: the plain pass, then the rescaled weights
+            n_cif = len(first.token_ids)
+            counts = [("plain", n_cif)] + [("scaled", n_cif + d) for d in candidate_offsets(m)[1:]
+                                           if 1 <= n_cif + d <= frames]
+        if nar_count != "cif":  # around the CTC count, a count tried once
+            for d in candidate_offsets(m):
+                n = n_ctc + d
+                if (d == 0 or 1 <= n <= frames) and n not in [c for _, c in counts]:
+                    counts.append(("scaled", n))
         scored = []
         for kind, n in counts:
             ids, score = one_candidate(decoder, memory, alpha, n, plain=kind == "plain")
             assert len(ids) == n
             labels = [t for t in ids if t not in (0, decoder.eos)]
             ctc = float(sequence_log_likelihood(model.ctc.log_softmax(memory), lengths, [labels])[0])
-            scored.append((ids, score if len(counts) == 1 else 0.5 * score + 0.5 * ctc))
+            scored.append((ids, score if len(counts) == 1 else 0.5 * score + 0.5 * ctc + penalty * len(ids)))
         best = max(scored, key=lambda s: s[1])  # the first maximum on a tie
+        if best[1] == -math.inf:  # no candidate fits the frames: the first, with its decoder score
+            best = one_candidate(decoder, memory, alpha, counts[0][1], plain=counts[0][0] == "plain")
         assert hyp.token_ids == best[0]
         assert hyp.score == pytest.approx(best[1], rel=1e-4, abs=1e-4)
         alone = recognize(model, item, options)
         assert alone.token_ids == hyp.token_ids and alone.score == pytest.approx(hyp.score, rel=1e-4, abs=1e-4)
         changed += hyp.token_ids != first.token_ids
     assert changed >= 1  # the CTC count chose another hypothesis somewhere (else this proves little)
+    if penalty:  # the bonus never shortens a hypothesis; here it lengthens some (not with the CIF's 5)
+        unbonused = recognize_batch(model, items, DecodeOptions(ctc_weight=0.5, candidates=m, nar_count=nar_count))
+        lengths = [(len(a.token_ids), len(u.token_ids)) for a, u in zip(batched, unbonused)]
+        assert all(a >= u for a, u in lengths) and (nar_count == "cif" or any(a > u for a, u in lengths))
 
 
 def test_nar_count_refusals():
@@ -507,6 +520,8 @@ def test_nar_count_refusals():
     are refused by name."""
     with pytest.raises(ValueError, match="--nar-count must be one of cif, ctc, both, got 'length'"):
         DecodeOptions(nar_count="length")
+    with pytest.raises(ValueError, match="--penalty must be a finite number, got nan"):
+        DecodeOptions(penalty=float("nan"))
     model = small_paraformer(ctc_weight=0.0)
     items = [{"audio": torch.randn(9 * 640, 1)}]
     with pytest.raises(ValueError, match="--nar-count ctc counts the tokens of the CTC head's best path, but this "
@@ -516,24 +531,24 @@ def test_nar_count_refusals():
 
 
 def test_eval_nar_candidates(trained, toy_corpus, tmp_path, capsys):
-    """eval.py --nar-candidates 3: the JSON holds exactly what the rescoring gives each
-    utterance decoded alone; a count below 1, or candidates for CTC greedy, are refused in one
+    """eval.py --nar-candidates 3 --penalty 1.5, and --nar-count ctc: the JSON holds exactly
+    what the rescoring gives each utterance decoded alone (and the model API the same); a count below 1, or candidates for CTC greedy, are refused in one
     line."""
     from datamodule.data_module import build_dataset
     from espnet.asr.pretrained import Recognizer
 
     checkpoint, path, transcripts, _ = trained
     code, result = run_eval(toy_corpus["root"], path, checkpoint, str(tmp_path / "rescored.json"),
-                            "--nar-candidates", "3", "--ctc-weight", "0.5")
+                            "--nar-candidates", "3", "--ctc-weight", "0.5", "--penalty", "1.5")
     assert code == 0
     rec = Recognizer.from_pretrained(checkpoint)
     dataset = build_dataset(toy_corpus["root"], path, "test", "audio", audio_utterance_norm=rec.model.audio_utterance_norm)
-    options = DecodeOptions(ctc_weight=0.5, candidates=3)
+    options = DecodeOptions(ctc_weight=0.5, candidates=3, penalty=1.5)
     expected = [rec.tokenizer.post_process(recognize(rec.model, {"audio": dataset[i]["audio"]}, options).token_ids)
                 for i in range(len(dataset))]
     assert [u["hypothesis"] for u in result["utterances"]] == expected
     clips = [dataset.media_path(i) for i in range(NUM_UTTS)]  # the model API (transcribe, the service)
-    assert rec.transcribe_batch(clips, candidates=3, ctc_weight=0.5) == expected
+    assert rec.transcribe_batch(clips, candidates=3, ctc_weight=0.5, penalty=1.5) == expected
     code, result = run_eval(toy_corpus["root"], path, checkpoint, str(tmp_path / "ctc_count.json"),
                             "--nar-count", "ctc", "--ctc-weight", "0.5")
     options = DecodeOptions(ctc_weight=0.5, nar_count="ctc")

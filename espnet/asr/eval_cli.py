@@ -41,6 +41,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="Paraformer: decode this many hypotheses, one parallel pass each for the token counts nearest "
                         "the predicted one (n, n-1, n+1, ...), and keep the best by --ctc-weight x the CTC head's "
                         "log-likelihood + (1 - --ctc-weight) x the decoder's; 1 = the single pass. (Default: 1)")
+    p.add_argument("--penalty", type=float, default=0.0,
+                   help="Length bonus per token, added to every hypothesis's score: the joint beam search's, and a "
+                        "Paraformer's --nar-candidates'. (Default: 0)")
     p.add_argument("--nar-count", choices=NAR_COUNTS, default="cif",
                    help="Paraformer: the predicted token count the single pass or the --nar-candidates are taken "
                         "around: cif, the tokens its CIF predictor fires; ctc, the length of its CTC head's best path "
@@ -162,7 +165,7 @@ def decode(args: argparse.Namespace) -> int:
                       skip_lines=skip_lines.get(args.test_file, frozenset()),
                       batch_size=args.batch_size or DEFAULT_BATCH_SIZE, drop_stream=args.drop_stream,
                       skip_invalid=args.skip_invalid, decode_mode=args.decode_mode, candidates=args.nar_candidates,
-                      nar_count=args.nar_count, guard=args.guard,
+                      nar_count=args.nar_count, penalty=args.penalty, guard=args.guard,
                       fallback=resolve_fallback(args.fallback, args.fallback_best_of,
                                                 resolved.state is None and config.decoder == "whisper-decoder"))
     print(f"decoded {result.num_utterances} utterances in {result.seconds:.1f} s "

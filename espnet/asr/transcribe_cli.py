@@ -43,6 +43,9 @@ def add_transcription_args(p: argparse.ArgumentParser) -> None:
                    help="Paraformer models: decode this many hypotheses (token counts n, n-1, n+1, ...) and keep the "
                         "best by the CTC head's and the decoder's joint score (--ctc-weight), as eval.py "
                         "--nar-candidates; 1 = the single parallel pass. (Default: 1)")
+    p.add_argument("--penalty", type=float, default=0.0,
+                   help="Length bonus per token, added to every hypothesis's score: the joint beam search's, and a "
+                        "Paraformer's --nar-candidates'. (Default: 0)")
     p.add_argument("--nar-count", choices=NAR_COUNTS, default="cif",
                    help="Paraformer models: the predicted token count the pass or the --nar-candidates are taken "
                         "around (cif, ctc or both), as eval.py --nar-count. (Default: cif)")
@@ -203,7 +206,7 @@ def build_transcriber(args: argparse.Namespace):
     if refusal:
         raise ValueError(refusal)
     options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens, "candidates": args.nar_candidates,
-               "nar_count": args.nar_count}
+               "nar_count": args.nar_count, "penalty": args.penalty}
     if args.ctc_weight is not None:
         options["ctc_weight"] = args.ctc_weight
     segments = SegmentOptions(VadOptions(threshold=args.vad_threshold, min_silence=args.min_silence_seconds),

@@ -1,5 +1,6 @@
 """Contract shared by every decoder (training, CTC vocabulary, decoding)."""
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -29,7 +30,8 @@ class DecodeOptions:
             decoder gets ``1 - ctc_weight``); used when the model's CTC head was trained.
         max_new_tokens: Most tokens per utterance for a decoder with its own tokenizer
             (LLaMA, Whisper); the Transformer decoder ends at the encoder length.
-        penalty: Length bonus per token.
+        penalty: Length bonus per token, added to the score of every hypothesis: the beam
+            search's, and a Paraformer's rescored candidates'.
         mode: ``decoder``: the decoder's decoding (the joint beam search, or a
             ``decodes_itself`` decoder's own); ``ctc-greedy``: the best path of the CTC head
             alone (argmax per frame, repeats merged, blanks dropped), for any model whose
@@ -57,6 +59,8 @@ class DecodeOptions:
             raise ValueError(f"--beam-size must be >= 1, got {self.beam_size}")
         if not 0.0 <= self.ctc_weight <= 1.0:
             raise ValueError(f"--ctc-weight must be in [0, 1], got {self.ctc_weight}")
+        if not math.isfinite(self.penalty):
+            raise ValueError(f"--penalty must be a finite number, got {self.penalty}")
         if self.max_new_tokens < 1:
             raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
         refusal = nar_candidates_refusal(self.candidates)

@@ -260,10 +260,12 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         The plain pass (CIF centre, ``d = 0``) decodes the embeddings that fire (``emb``,
         ``counts``); every other count ``n`` the weights ``alpha`` rescaled to sum to ``n``,
         as in training. All candidates of the batch go through the decoder in one pass; each
-        gets ``(1 - w) * decoder + w * CTC`` with ``w = options.ctc_weight`` (decoder: the
-        sum of its tokens' log-probabilities; CTC: the CTC head's log-likelihood of the whole
-        sequence, :func:`sequence_log_likelihood`; ``<blank>`` and ``<eos>`` tokens, which
-        carry no text, are left out of it) and the best one, the earlier on a tie, is kept.
+        gets ``(1 - w) * decoder + w * CTC + penalty * n`` with ``w = options.ctc_weight``
+        (decoder: the sum of its tokens' log-probabilities; CTC: the CTC head's log-likelihood
+        of the whole sequence, :func:`sequence_log_likelihood`; ``<blank>`` and ``<eos>``
+        tokens, which carry no text, are left out of it; ``penalty = options.penalty``, the
+        length bonus per token of the beam search, ``n`` the candidate's tokens) and the best
+        one, the earlier on a tie, is kept.
         ``Decoded.score`` is that joint score, or with a single candidate its decoder score.
         An utterance none of whose candidates its CTC head can emit (more tokens than frames)
         keeps its first candidate with its decoder score."""
@@ -311,7 +313,8 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         labels = [[t + offset for t in h if t not in (0, self.eos)] for h in hyps]
         ctc_score = sequence_log_likelihood(ctc_logp, memory_lengths, labels)
         w = options.ctc_weight
-        joint = (1.0 - w) * decoder_score.to(ctc_score.device) + w * ctc_score
+        bonus = options.penalty * all_counts.to(ctc_score.device, ctc_score.dtype)
+        joint = (1.0 - w) * decoder_score.to(ctc_score.device) + w * ctc_score + bonus
         joint = joint.masked_fill(~torch.cat(usable).to(joint.device), float("-inf")).view(m, b)
         chosen = joint.argmax(dim=0).tolist()  # the first maximum: the earlier candidate on a tie
         out = []
