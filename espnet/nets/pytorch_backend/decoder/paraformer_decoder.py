@@ -270,7 +270,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         An utterance none of whose candidates its CTC head can emit (more tokens than frames)
         keeps its first candidate with its decoder score."""
         b = memory.size(0)
-        ctc_logp = ctc.log_softmax(memory).float() if ctc is not None else None
+        ctc_logp = ctc.log_softmax(memory).float()
         ctc_counts = None
         if options.nar_count != "cif":
             ctc_counts = torch.tensor([len(path) for path, _ in best_paths(ctc_logp, memory_lengths)])
