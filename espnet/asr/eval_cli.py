@@ -12,8 +12,8 @@ DESCRIPTION = "Decode a test label list with a trained checkpoint and print the 
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    from espnet.training.cli_args import add_failure_args, add_generate_args, add_model_args, add_tokenizer_args
-    from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS
+    from espnet.training.cli_args import (add_failure_args, add_generate_args, add_model_args,
+                                         add_paraformer_decoding_args, add_tokenizer_args)
     from espnet.training.cpu_threads import IDLE, num_threads_flag
 
     p = argparse.ArgumentParser(prog="eval.py", description=DESCRIPTION)
@@ -37,18 +37,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="decoder: the model's decoder (joint CTC/attention beam search; a Paraformer's one parallel "
                         "pass); ctc-greedy: the CTC head alone, best path (argmax per frame, repeats merged, blanks "
                         "dropped), the cheapest baseline, for a model whose CTC head was trained. (Default: decoder)")
-    p.add_argument("--nar-candidates", type=int, default=1,
-                   help="Paraformer: decode this many hypotheses, one parallel pass each for the token counts nearest "
-                        "the predicted one (n, n-1, n+1, ...), and keep the best by --ctc-weight x the CTC head's "
-                        "log-likelihood + (1 - --ctc-weight) x the decoder's + --penalty per token; 1 = the single "
-                        "pass. (Default: 1)")
-    p.add_argument("--penalty", type=float, default=0.0,
-                   help="Length bonus per token, added to every hypothesis's score: the joint beam search's, and a "
-                        "Paraformer's --nar-candidates'. (Default: 0)")
-    p.add_argument("--nar-count", choices=NAR_COUNTS, default="cif",
-                   help="Paraformer: the predicted token count the single pass or the --nar-candidates are taken "
-                        "around: cif, the tokens its CIF predictor fires; ctc, the length of its CTC head's best path "
-                        "(the CIF weights rescaled to it); both, the candidates around each. (Default: cif)")
+    add_paraformer_decoding_args(p)
     p.add_argument("--beam-size", type=int, default=40, help="Beam size. (Default: 40)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="Utterances of similar length decoded together; hypotheses and scores equal one-at-a-time "

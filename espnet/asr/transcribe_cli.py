@@ -23,8 +23,8 @@ LIST_EXTENSIONS = (".list", ".lst", ".txt")
 def add_transcription_args(p: argparse.ArgumentParser) -> None:
     """The flags ``transcribe.py`` and the web service share: the model (``--model`` or the model
     flags of ``eval.py``), decoding, segmentation and the device."""
-    from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS
-    from espnet.training.cli_args import add_generate_args, add_model_args, add_tokenizer_args
+    from espnet.training.cli_args import (add_generate_args, add_model_args, add_paraformer_decoding_args,
+                                         add_tokenizer_args)
     from espnet.training.cpu_threads import num_threads_flag
 
     p.add_argument("--model", default=None,
@@ -39,16 +39,7 @@ def add_transcription_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ctc-weight", type=float, default=None,
                    help="CTC weight of the joint CTC/attention beam search (every decoder; used when the CTC head was trained). "
                         "(Default: the model's training weight)")
-    p.add_argument("--nar-candidates", type=int, default=1,
-                   help="Paraformer models: decode this many hypotheses (token counts n, n-1, n+1, ...) and keep the "
-                        "best by the CTC head's and the decoder's joint score (--ctc-weight), as eval.py "
-                        "--nar-candidates; 1 = the single parallel pass. (Default: 1)")
-    p.add_argument("--penalty", type=float, default=0.0,
-                   help="Length bonus per token, added to every hypothesis's score: the joint beam search's, and a "
-                        "Paraformer's --nar-candidates'. (Default: 0)")
-    p.add_argument("--nar-count", choices=NAR_COUNTS, default="cif",
-                   help="Paraformer models: the predicted token count the pass or the --nar-candidates are taken "
-                        "around (cif, ctc or both), as eval.py --nar-count. (Default: cif)")
+    add_paraformer_decoding_args(p)
     p.add_argument("--batch-size", type=int, default=8, help="Segments decoded together. (Default: 8)")
     p.add_argument("--max-segment-seconds", type=float, default=0.0,
                    help="Longest segment; longer speech is split at its quietest 10 ms. "

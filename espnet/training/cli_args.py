@@ -132,6 +132,26 @@ def add_generate_args(parser: argparse.ArgumentParser) -> None:
                              "transformer decoder ends at the encoder length). (Default: 64)")
 
 
+def add_paraformer_decoding_args(parser: argparse.ArgumentParser) -> None:
+    """``--nar-candidates``, ``--penalty`` and ``--nar-count`` (eval.py, transcribe.py, the
+    service): how a Paraformer's one-pass hypotheses are chosen, and the length bonus."""
+    from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS
+
+    parser.add_argument("--nar-candidates", type=int, default=1,
+                        help="Paraformer: decode this many hypotheses, one parallel pass each for the token counts "
+                             "nearest the predicted one (n, n-1, n+1, ...), and keep the best by --ctc-weight x the "
+                             "CTC head's log-likelihood + (1 - --ctc-weight) x the decoder's + --penalty per token; "
+                             "1 = the single pass. (Default: 1)")
+    parser.add_argument("--penalty", type=float, default=0.0,
+                        help="Length bonus per token, added to every hypothesis's score: the joint beam search's, "
+                             "and a Paraformer's --nar-candidates'. (Default: 0)")
+    parser.add_argument("--nar-count", choices=NAR_COUNTS, default="cif",
+                        help="Paraformer: the predicted token count the single pass or the --nar-candidates are "
+                             "taken around: cif, the tokens its CIF predictor fires; ctc, the length of its CTC "
+                             "head's best path (the CIF weights rescaled to it); both, the candidates around each. "
+                             "(Default: cif)")
+
+
 def add_failure_args(parser: argparse.ArgumentParser, work: str) -> None:
     """``--skip-invalid`` (pre-flight check of the label lists) and ``--debug``; ``work`` is
     what the check comes before (``training`` / ``decoding``)."""
