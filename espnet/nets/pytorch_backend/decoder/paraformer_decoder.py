@@ -233,9 +233,10 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         ``d`` in :func:`candidate_offsets` of ``options.candidates``, each count once, counts
         below 1 or above the utterance's frames left out except the centre itself (``d = 0``).
         The CIF centre's first candidate is the plain pass (count ``-1`` here)."""
+        cif = cif_counts.tolist()  # one transfer, not one per utterance
         centres = []
         if options.nar_count in ("cif", "both"):
-            centres.append(("cif", cif_counts.tolist()))
+            centres.append(("cif", cif))
         if options.nar_count in ("ctc", "both"):
             centres.append(("ctc", ctc_counts.tolist()))
         out = []
@@ -248,7 +249,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                         continue
                     if name == "cif" and d == 0:
                         tried.append(-1)  # the plain pass, whatever its count
-                    elif n not in tried and not (n == int(cif_counts[i]) and -1 in tried):
+                    elif n not in tried and not (n == cif[i] and -1 in tried):
                         tried.append(n)
             out.append(tried)
         return out
