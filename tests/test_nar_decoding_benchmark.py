@@ -90,3 +90,12 @@ def test_dry_run_shows_where_each_paraformer_starts(tmp_path):
     for run in ("video_paraformer_initar", "video_transformer_initar"):  # both from the first video model's encoder
         assert flag_values(ar[run], "--pretrained-model-path") == [avg.format("video_transformer")]
         assert "--transfer-encoder" in ar[run] and "--freeze-param" not in ar[run]
+
+
+def test_dry_run_with_an_auxiliary_ar_decoder(tmp_path):
+    """--paraformer-ar-dlayers N: the Paraformers train with that many auxiliary decoder blocks, in
+    their own run folders."""
+    runs = dry_run(tmp_path, "--paraformer-ar-dlayers", "2", "--modalities", "audio")
+    assert sorted(runs) == ["audio_paraformer_ar2", "audio_transformer"]
+    assert flag_values(runs["audio_paraformer_ar2"], "--paraformer-ar-dlayers") == ["2"]
+    assert "--paraformer-ar-dlayers" not in runs["audio_transformer"]

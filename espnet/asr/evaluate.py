@@ -154,6 +154,7 @@ def evaluate(
     decode_mode: str = "decoder",
     candidates: int = 1,
     nar_count: str = "cif",
+    nar_scorer: str = "paraformer",
     penalty: float = 0.0,
     guard: GuardOptions = GuardOptions(),
     fallback: Optional[FallbackOptions] = None,
@@ -163,8 +164,9 @@ def evaluate(
     Utterances are decoded ``batch_size`` at a time, in batches of similar length, by the
     model's decoder (:func:`espnet.asr.recognizer.recognize_batch`: the joint CTC/attention
     beam search, or the decoder's own one-pass decoding (Paraformer); with ``decode_mode``
-    ``ctc-greedy`` the CTC head's best path; ``candidates``, ``nar_count``: a Paraformer's
-    rescored hypotheses (``DecodeOptions.candidates``, ``.nar_count``); ``penalty``: the
+    ``ctc-greedy`` the CTC head's best path; ``candidates``, ``nar_count``, ``nar_scorer``: a
+    Paraformer's rescored hypotheses (``DecodeOptions.candidates``, ``.nar_count``,
+    ``.nar_scorer``); ``penalty``: the
     length bonus per token (``DecodeOptions.penalty``); each utterance gets the hypothesis it gets
     alone); the results keep the order of
     ``test_file``. The reference is the transcript column, else the text of the
@@ -186,8 +188,9 @@ def evaluate(
                          ("this model is video-only" if model.modality == "video" else "--drop-stream audio removes it"))
     model.decoder.check_tokenizer(text_transform)
     options = DecodeOptions(beam_size=beam_size, ctc_weight=ctc_weight, max_new_tokens=max_new_tokens,
-                            mode=decode_mode, candidates=candidates, nar_count=nar_count,
+                            mode=decode_mode, candidates=candidates, nar_count=nar_count, nar_scorer=nar_scorer,
                             penalty=penalty)
+    model.decoder.check_options(options)
     normalize = text_normalizer(wer_normalizer, list(model.config.model_names().values()))
     noise = load_noise(resolve_noise_file(root_dir, noise_file)) if snr_target is not None else None
     dataset = build_dataset(root_dir, test_file, "test", model.modality, noise=noise,

@@ -242,10 +242,12 @@ class Recognizer:
     # ---- decoding -------------------------------------------------------------------------
     def decode_options(self, **overrides: Any) -> DecodeOptions:
         """Decoding options: ``beam_size``, ``ctc_weight`` (default: the model's training
-        weight), ``max_new_tokens``, ``penalty``, ``candidates`` and ``nar_count`` (a
+        weight), ``max_new_tokens``, ``penalty``, ``candidates``, ``nar_count`` and ``nar_scorer`` (a
         Paraformer's, see :class:`DecodeOptions`)."""
         overrides.setdefault("ctc_weight", self.model.config.ctc_weight)
-        return DecodeOptions(**overrides)
+        options = DecodeOptions(**overrides)
+        self.model.decoder.check_options(options)
+        return options
 
     @torch.no_grad()
     def recognize_batch(self, clips: Sequence[Clip], **options: Any) -> List[Any]:

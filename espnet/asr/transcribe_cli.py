@@ -193,13 +193,15 @@ def build_transcriber(args: argparse.Namespace):
                          f"--decoder {recognizer.model.config.decoder}")
     zero_shot_whisper = whisper and args.model is None
     refusal = nar_candidates_refusal(args.nar_candidates, recognizer.model.config.decoder,
-                                     model=args.model or "the model", nar_count=args.nar_count)
+                                     model=args.model or "the model", nar_count=args.nar_count,
+                                     nar_scorer=args.nar_scorer)
     if refusal:
         raise ValueError(refusal)
     options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens, "candidates": args.nar_candidates,
-               "nar_count": args.nar_count, "penalty": args.penalty}
+               "nar_count": args.nar_count, "nar_scorer": args.nar_scorer, "penalty": args.penalty}
     if args.ctc_weight is not None:
         options["ctc_weight"] = args.ctc_weight
+    recognizer.decode_options(**options)  # what the model cannot do is refused before any media is read
     segments = SegmentOptions(VadOptions(threshold=args.vad_threshold, min_silence=args.min_silence_seconds),
                               args.max_segment_seconds, args.video_window_seconds, args.video_overlap_seconds)
     return Transcriber(recognizer, options, segments, batch_size=args.batch_size, drop_stream=args.drop_stream,

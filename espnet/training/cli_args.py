@@ -133,9 +133,10 @@ def add_generate_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_paraformer_decoding_args(parser: argparse.ArgumentParser) -> None:
-    """``--nar-candidates``, ``--penalty`` and ``--nar-count`` (eval.py, transcribe.py, the
-    service): how a Paraformer's one-pass hypotheses are chosen, and the length bonus."""
-    from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS
+    """``--nar-candidates``, ``--penalty``, ``--nar-count`` and ``--nar-scorer`` (eval.py,
+    transcribe.py, the service): how a Paraformer's one-pass hypotheses are chosen, and the
+    length bonus."""
+    from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS, NAR_SCORERS
 
     parser.add_argument("--nar-candidates", type=int, default=1,
                         help="Paraformer: decode this many hypotheses, one parallel pass each for the token counts "
@@ -150,6 +151,11 @@ def add_paraformer_decoding_args(parser: argparse.ArgumentParser) -> None:
                              "taken around: cif, the tokens its CIF predictor fires; ctc, the length of its CTC "
                              "head's best path (the CIF weights rescaled to it); both, the candidates around each. "
                              "(Default: cif)")
+    parser.add_argument("--nar-scorer", choices=NAR_SCORERS, default="paraformer",
+                        help="Paraformer: the decoder term of the --nar-candidates' score: the Paraformer's own "
+                             "token log-probabilities; ar, the log-likelihood its auxiliary autoregressive decoder "
+                             "gives them (one parallel pass; a model trained with --paraformer-ar-dlayers); both, "
+                             "the mean of the two. (Default: paraformer)")
 
 
 def add_failure_args(parser: argparse.ArgumentParser, work: str) -> None:

@@ -19,6 +19,11 @@ DECODE_MODES = ("decoder", "ctc-greedy")
 #: or both.
 NAR_COUNTS = ("cif", "ctc", "both")
 
+#: What scores a Paraformer's candidates beside its CTC head (``DecodeOptions.nar_scorer``,
+#: ``eval.py --nar-scorer``): its own parallel decoder, its auxiliary autoregressive decoder
+#: (teacher-forced, one parallel pass), or the mean of the two.
+NAR_SCORERS = ("paraformer", "ar", "both")
+
 
 @dataclass
 class DecodeOptions:
@@ -44,6 +49,11 @@ class DecodeOptions:
             ``cif``, the tokens its CIF predictor fires (the plain pass); ``ctc``, the tokens
             of its CTC head's best path (the CIF weights rescaled to that count, as in
             training); ``both``, the candidates around each count, a count tried once.
+        nar_scorer: Paraformer: the decoder term of the candidates' joint score: the
+            log-probabilities of the Paraformer's own tokens (``paraformer``), the
+            log-likelihood its auxiliary autoregressive decoder gives the candidate's tokens
+            and ``<eos>`` (``ar``; a Paraformer trained with ``--paraformer-ar-dlayers``),
+            or their mean (``both``).
     """
 
     beam_size: int = 40
@@ -53,6 +63,7 @@ class DecodeOptions:
     mode: str = "decoder"
     candidates: int = 1
     nar_count: str = "cif"
+    nar_scorer: str = "paraformer"
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -70,19 +81,24 @@ class DecodeOptions:
             raise ValueError(f"--decode-mode must be one of {', '.join(DECODE_MODES)}, got {self.mode!r}")
         if self.nar_count not in NAR_COUNTS:
             raise ValueError(f"--nar-count must be one of {', '.join(NAR_COUNTS)}, got {self.nar_count!r}")
+        if self.nar_scorer not in NAR_SCORERS:
+            raise ValueError(f"--nar-scorer must be one of {', '.join(NAR_SCORERS)}, got {self.nar_scorer!r}")
 
 
 def nar_candidates_refusal(candidates: int, decoder: Optional[str] = None, mode: str = "decoder",
-                           model: str = "this model", nar_count: str = "cif") -> Optional[str]:
-    """The one-line refusal of ``--nar-candidates`` / ``--nar-count`` (``None`` when the values
-    are accepted): a count below 1 always; more than 1 candidate, or a count other than
-    ``cif``, for anything but a Paraformer's own decoding (``decoder``: the model's
+                           model: str = "this model", nar_count: str = "cif",
+                           nar_scorer: str = "paraformer") -> Optional[str]:
+    """The one-line refusal of ``--nar-candidates`` / ``--nar-count`` / ``--nar-scorer``
+    (``None`` when the values are accepted): a count below 1 always; more than 1 candidate, a
+    count other than ``cif`` or a scorer other than ``paraformer``, for anything but a
+    Paraformer's own decoding (``decoder``: the model's
     ``--decoder``, ``None`` while the model is not known yet; ``mode``: ``--decode-mode``;
     ``model``: how the message names the model)."""
     if candidates < 1:
         return f"--nar-candidates must be >= 1, got {candidates}"
     asked = [flag for flag, default in ((f"--nar-candidates {candidates}", candidates == 1),
-                                        (f"--nar-count {nar_count}", nar_count == "cif")) if not default]
+                                        (f"--nar-count {nar_count}", nar_count == "cif"),
+                                        (f"--nar-scorer {nar_scorer}", nar_scorer == "paraformer")) if not default]
     if decoder is None or not asked or (decoder == "paraformer" and mode == "decoder"):
         return None
     how = "" if mode == "decoder" else f", decoded with --decode-mode {mode}"
@@ -174,6 +190,10 @@ class BaseDecoder(torch.nn.Module, BatchScorerInterface, ABC):
     def max_length_ratio(self, options: DecodeOptions) -> float:
         """``maxlenratio`` of the beam search: 0 = up to the encoder length, with end detection."""
         return 0.0
+
+    def check_options(self, options: DecodeOptions) -> None:
+        """Raise a one-line ``ValueError`` when ``options`` ask for what this decoder cannot
+        do (called before decoding starts; by default every option is accepted)."""
 
     def recognize(self, memory: torch.Tensor, memory_lengths: torch.Tensor, ctc: Optional[torch.nn.Module],
                   options: DecodeOptions) -> List[Decoded]:

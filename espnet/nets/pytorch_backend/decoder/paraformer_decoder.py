@@ -19,7 +19,7 @@ from espnet.nets.pytorch_backend.component_options import Option
 from espnet.nets.pytorch_backend.ctc import best_paths, sequence_log_likelihood
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, Decoded, DecodeOptions, SentencePieceVocabulary
 from espnet.nets.pytorch_backend.decoder.cif import CifPredictor, integrate_and_fire, scale_to_lengths
-from espnet.nets.pytorch_backend.decoder.transformer_decoder import DecoderLayer
+from espnet.nets.pytorch_backend.decoder.transformer_decoder import DecoderLayer, TransformerDecoder
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, th_accuracy
 from espnet.nets.pytorch_backend.transformer.embedding import _sinusoid
 from espnet.nets.pytorch_backend.transformer.label_smoothing_loss import LabelSmoothingLoss
@@ -73,13 +73,20 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         detach_predictor: The predictor reads the encoder output detached: its weights (and
             the quantity loss) train the predictor alone, not the encoder; the acoustic
             embeddings still carry the cross-entropy's gradient to the encoder frames.
+        ar_dlayers: Blocks of an auxiliary autoregressive :class:`TransformerDecoder` (same
+            size, ``ar_decoder``) trained beside the Paraformer on the same encoder output
+            (teacher-forced, as the Transformer decoder is trained), which can score the
+            decoding candidates (``DecodeOptions.nar_scorer``); 0 = none.
+        ar_weight: Weight of its loss within ``loss_att``.
 
     Tensor contracts:
         * ``forward_train(memory (B, T, D) float, memory_lengths (B,) int frames, targets
           (B, L) int64 padded with -1)`` -> ``loss_att`` (cross-entropy + ``quantity_weight``
           x quantity loss, scalar), ``loss_ce``, ``loss_quantity`` (mean over the batch of
           ``|sum_t alpha - N|`` of the unscaled weights), ``acc`` (float), ``logits``
-          ``(B, L, V)``, ``embed_lengths`` ``(B,)`` (= the target lengths ``N``).
+          ``(B, L, V)``, ``embed_lengths`` ``(B,)`` (= the target lengths ``N``); with an
+          auxiliary decoder ``loss_ar`` too (its label-smoothed cross-entropy, in
+          ``loss_att`` with weight ``ar_weight``).
         * ``forward(embeddings (B, K, D), embed_lengths (B,), memory (B, T, D),
           memory_lengths (B,)) -> logits (B, K, V)``: positions from ``embed_lengths`` on are
           padding (masked as keys; their rows are not used).
@@ -111,12 +118,19 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         Option("detach_predictor", False, "The CIF predictor reads a detached copy of the encoder output: the "
                "quantity loss and the weights' gradient train the predictor only, not the encoder.",
                flag="--paraformer-detach-predictor"),
+        Option("ar_dlayers", 0, "Blocks of an auxiliary autoregressive Transformer decoder trained beside the "
+               "Paraformer (teacher-forced, weight --paraformer-ar-weight): it trains the encoder as an AR model's "
+               "decoder does and can score the decoding candidates (--nar-scorer); 0 = none.", minimum=0,
+               flag="--paraformer-ar-dlayers"),
+        Option("ar_weight", 1.0, "Weight of the auxiliary autoregressive decoder's loss, added to the "
+               "cross-entropy (with --paraformer-ar-dlayers).", minimum=0.0, flag="--paraformer-ar-weight"),
     )
 
     def __init__(self, odim: int, attention_dim: int = 768, attention_heads: int = 12, linear_units: int = 3072,
                  num_blocks: int = 6, dropout_rate: float = 0.1, lsm_weight: float = 0.1, threshold: float = 1.0,
                  tail_threshold: float = 0.45, quantity_weight: float = 1.0, sampling_ratio: float = 0.75,
-                 cif_kernel: int = 3, detach_predictor: bool = False, ignore_id: int = -1) -> None:
+                 cif_kernel: int = 3, detach_predictor: bool = False, ar_dlayers: int = 0, ar_weight: float = 1.0,
+                 ignore_id: int = -1) -> None:
         super().__init__()
         if threshold <= 0:
             raise ValueError(f"--paraformer-threshold must be > 0, got {threshold}")
@@ -139,6 +153,9 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         self.after_norm = LayerNorm(attention_dim)
         self.output_layer = torch.nn.Linear(attention_dim, odim)
         self.criterion = LabelSmoothingLoss(odim, ignore_id, lsm_weight)
+        self.ar_weight = ar_weight
+        self.ar_decoder = (TransformerDecoder(odim, attention_dim, attention_heads, linear_units, ar_dlayers,
+                                              dropout_rate, lsm_weight, ignore_id) if ar_dlayers > 0 else None)
 
     @classmethod
     def from_config(cls, config, options: Dict[str, Any]) -> "ParaformerDecoder":
@@ -149,7 +166,8 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                    lsm_weight=config.lsm_weight, threshold=options["threshold"],
                    tail_threshold=options["tail_threshold"], quantity_weight=options["quantity_weight"],
                    sampling_ratio=options["sampling_ratio"], cif_kernel=options["cif_kernel"],
-                   detach_predictor=options["detach_predictor"])
+                   detach_predictor=options["detach_predictor"], ar_dlayers=options["ar_dlayers"],
+                   ar_weight=options["ar_weight"])
 
     # ---- the parallel decoder ------------------------------------------------------------
     def forward(self, embeddings: torch.Tensor, embed_lengths: torch.Tensor, memory: torch.Tensor,
@@ -198,10 +216,20 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         loss_ce = self.criterion(logits, targets)
         loss_quantity = (alpha.sum(dim=1) - lengths.to(alpha.dtype)).abs().mean()
         acc = th_accuracy(logits.reshape(-1, self.odim), targets, self.ignore_id)
-        return {"loss_att": loss_ce + self.quantity_weight * loss_quantity, "loss_ce": loss_ce,
-                "loss_quantity": loss_quantity, "acc": acc, "logits": logits, "embed_lengths": counts}
+        out = {"loss_att": loss_ce + self.quantity_weight * loss_quantity, "loss_ce": loss_ce,
+               "loss_quantity": loss_quantity, "acc": acc, "logits": logits, "embed_lengths": counts}
+        if self.ar_decoder is not None:
+            out["loss_ar"] = self.ar_decoder.forward_train(memory, memory_lengths, targets)["loss_att"]
+            out["loss_att"] = out["loss_att"] + self.ar_weight * out["loss_ar"]
+        return out
 
     # ---- decoding: one parallel pass ----------------------------------------------------
+    def check_options(self, options: DecodeOptions) -> None:
+        """``nar_scorer`` ``ar``/``both`` needs the auxiliary autoregressive decoder."""
+        if options.nar_scorer != "paraformer" and self.ar_decoder is None:
+            raise ValueError(f"--nar-scorer {options.nar_scorer} scores the candidates with the Paraformer's auxiliary "
+                             "autoregressive decoder: this model was trained without one (--paraformer-ar-dlayers 0)")
+
     @torch.no_grad()
     def recognize(self, memory: torch.Tensor, memory_lengths: torch.Tensor, ctc: Optional[torch.nn.Module],
                   options: DecodeOptions) -> List[Decoded]:
@@ -211,6 +239,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         ``cif``, one pass per token count near the predicted ones, rescored
         (:meth:`rescored`; ``ctc``: the CTC head, which ``nar_count`` ``ctc``/``both`` and the
         rescoring need; without it, ``cif`` candidates are not rescored: the plain pass)."""
+        self.check_options(options)
         emb, counts, alpha = self.acoustic_embeddings(memory, memory_lengths)
         if options.nar_count != "cif" or (options.candidates > 1 and ctc is not None):
             if ctc is None:
@@ -262,7 +291,9 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         ``counts``); every other count ``n`` the weights ``alpha`` rescaled to sum to ``n``,
         as in training. All candidates of the batch go through the decoder in one pass; each
         gets ``(1 - w) * decoder + w * CTC + penalty * n`` with ``w = options.ctc_weight``
-        (decoder: the sum of its tokens' log-probabilities; CTC: the CTC head's log-likelihood
+        (decoder: the sum of its tokens' log-probabilities, or as ``options.nar_scorer`` asks
+        the auxiliary autoregressive decoder's log-likelihood of them and ``<eos>``
+        (:meth:`TransformerDecoder.score_sequences`), or the mean of the two; CTC: the CTC head's log-likelihood
         of the whole sequence, :func:`sequence_log_likelihood`; ``<blank>`` and ``<eos>``
         tokens, which carry no text, are left out of it; ``penalty = options.penalty``, the
         length bonus per token of the beam search, ``n`` the candidate's tokens) and the best
@@ -304,12 +335,16 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             return [Decoded([], 0.0) for _ in range(b)]
         all_emb = torch.cat([torch.nn.functional.pad(e, (0, 0, 0, k - e.size(1))) for e in embs])  # (M*B, K, D)
         all_counts = torch.cat(cands)
-        logits = self.forward(all_emb, all_counts, memory.repeat(m, 1, 1), memory_lengths.repeat(m))
+        all_memory, all_lengths = memory.repeat(m, 1, 1), memory_lengths.repeat(m)
+        logits = self.forward(all_emb, all_counts, all_memory, all_lengths)
         best, ids = torch.log_softmax(logits.float(), dim=-1).max(dim=-1)  # (M*B, K)
         hyps = [ids[i, :n].tolist() for i, n in enumerate(all_counts.tolist())]
         decoder_score = (best * make_non_pad_mask(all_counts, k).to(best.device)).sum(dim=1)
         if m == 1:
             return [Decoded(hyps[i], float(decoder_score[i])) for i in range(b)]
+        if options.nar_scorer != "paraformer":
+            ar_score = self.ar_decoder.score_sequences(all_memory, all_lengths, hyps).to(decoder_score.device)
+            decoder_score = ar_score if options.nar_scorer == "ar" else 0.5 * (decoder_score + ar_score)
         offset = self.ctc_token_offset
         labels = [[t + offset for t in h if t not in (0, self.eos)] for h in hyps]
         ctc_score = sequence_log_likelihood(ctc_logp, memory_lengths, labels)

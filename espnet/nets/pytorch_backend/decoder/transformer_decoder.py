@@ -1,13 +1,13 @@
 """Transformer decoder (ESPnet / Auto-AVSR layout), a batch scorer of the joint CTC/attention beam search."""
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, SentencePieceVocabulary
 from espnet.nets.pytorch_backend.dropout import Dropout
-from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, th_accuracy
+from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, pad_list, th_accuracy
 from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
 from espnet.nets.pytorch_backend.transformer.embedding import PositionalEncoding
@@ -155,6 +155,21 @@ class TransformerDecoder(SentencePieceVocabulary, BaseDecoder):
         loss = self.criterion(logits, ys_out)
         acc = th_accuracy(logits.view(-1, self.odim), ys_out, self.ignore_id)
         return {"loss_att": loss, "acc": acc, "logits": logits, "ys_in": ys_in}
+
+    @torch.no_grad()
+    def score_sequences(self, memory: torch.Tensor, memory_lengths: torch.Tensor,
+                        hyps: Sequence[List[int]]) -> torch.Tensor:
+        """Log-likelihood ``(N,)`` float32 of each token sequence ``hyps[i]`` followed by
+        ``<eos>``, given encoder output ``memory[i]`` ``(N, T, D)`` (lengths ``(N,)``), in one
+        teacher-forced pass (no search): the attention rescoring of a hypothesis list."""
+        targets = pad_list([torch.tensor(h, dtype=torch.long) for h in hyps], self.ignore_id).to(memory.device)
+        ys_in, ys_out = add_sos_eos(targets, self.sos, self.eos, self.ignore_id)
+        memory_mask = make_non_pad_mask(memory_lengths.to(memory.device), memory.size(1)).unsqueeze(1)
+        logits, _ = self.forward(ys_in, target_mask(ys_in, self.ignore_id), memory, memory_mask)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        valid = ys_out != self.ignore_id
+        chosen = logp.gather(-1, ys_out.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return (chosen * valid).sum(dim=1)
 
     # ---- batched scorer interface (incremental decoding with key/value caches) ----------
     def batch_init_state(self, memory: torch.Tensor, memory_lengths: torch.Tensor) -> Dict[str, Any]:

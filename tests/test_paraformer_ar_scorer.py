@@ -1,0 +1,193 @@
+"""A Paraformer with an auxiliary autoregressive decoder (``--paraformer-ar-dlayers``): its loss
+in training, its one-pass sequence scores against the beam search's incremental scorer, the
+candidates it rescores (``--nar-scorer ar|both``) against a loop over utterances and counts,
+``eval.py`` and the model API giving the same, and the refusals."""
+
+import math
+
+import pytest
+import torch
+
+from espnet.asr import eval_cli
+from espnet.asr.recognizer import DecodeOptions, encode_utterances, recognize, recognize_batch
+from espnet.nets.pytorch_backend.ctc import sequence_log_likelihood
+from espnet.nets.pytorch_backend.decoder.base_decoder import nar_candidates_refusal
+from espnet.nets.pytorch_backend.decoder.paraformer_decoder import ParaformerDecoder, candidate_offsets
+from espnet.nets.pytorch_backend.decoder.transformer_decoder import TransformerDecoder
+from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
+from flag_config import model_config
+from test_paraformer import one_candidate
+
+
+@torch.no_grad()
+def incremental_log_likelihood(decoder: TransformerDecoder, memory, length, tokens):
+    """Sum of ``log p(token | prefix)`` for ``tokens + [eos]`` by the beam search's scorer
+    (``batch_score``, one position at a time) for one utterance ``memory`` ``(1, T, D)``."""
+    state = decoder.batch_init_state(memory[:, :length], torch.tensor([length]))
+    prefix, total = [decoder.sos], 0.0
+    for token in [*tokens, decoder.eos]:
+        logp, state = decoder.batch_score(torch.tensor([[prefix]]), state)
+        total += float(logp[0, 0, token])
+        prefix.append(token)
+        state = decoder.select_state(state, torch.tensor([0]), torch.tensor([[0]]), torch.tensor([[token]]))
+    return total
+
+
+def test_score_sequences_equals_the_incremental_scorer():
+    """One teacher-forced pass over a padded batch of hypotheses (one empty) gives each the
+    log-likelihood the incremental scorer gives it alone, ``<eos>`` included."""
+    torch.manual_seed(0)
+    decoder = TransformerDecoder(odim=11, attention_dim=8, attention_heads=2, linear_units=16, num_blocks=2).eval()
+    memory = torch.randn(4, 9, 8)
+    lengths = torch.tensor([9, 5, 7, 9])
+    hyps = [[3, 4, 5], [], [1, 9, 9, 2, 7], [6]]
+    scores = decoder.score_sequences(memory, lengths, hyps)
+    assert scores.shape == (4,) and scores.dtype == torch.float32
+    for i, hyp in enumerate(hyps):
+        expected = incremental_log_likelihood(decoder, memory[i : i + 1], int(lengths[i]), hyp)
+        assert float(scores[i]) == pytest.approx(expected, rel=1e-4, abs=1e-4)
+    assert len({round(float(s), 3) for s in scores}) == 4  # distinct sequences, distinct scores
+
+
+def test_auxiliary_decoder_loss_joins_the_paraformer_loss():
+    """``loss_att`` = cross-entropy + quantity weight x quantity loss + ar weight x the
+    auxiliary decoder's loss (its own teacher-forced loss), whose gradient reaches the encoder
+    output; without the auxiliary decoder neither the loss term nor its parameters exist (the
+    state dict of older checkpoints is unchanged)."""
+    torch.manual_seed(0)
+    kwargs = dict(odim=12, attention_dim=8, attention_heads=2, linear_units=16, num_blocks=1, dropout_rate=0.0,
+                  sampling_ratio=0.0, quantity_weight=0.5)
+    dec = ParaformerDecoder(ar_dlayers=2, ar_weight=0.7, **kwargs).eval()
+    memory = torch.randn(2, 10, 8, requires_grad=True)
+    lengths = torch.tensor([10, 7])
+    targets = torch.tensor([[3, 4, 5, 6], [7, 8, -1, -1]])
+    out = dec.forward_train(memory, lengths, targets)
+    own = dec.ar_decoder.forward_train(memory, lengths, targets)["loss_att"]
+    assert float(out["loss_ar"].detach()) == pytest.approx(float(own.detach()), rel=1e-5)
+    expected = out["loss_ce"] + 0.5 * out["loss_quantity"] + 0.7 * out["loss_ar"]
+    assert float(out["loss_att"].detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+    grad = torch.autograd.grad(out["loss_ar"], memory)[0]
+    assert float(grad.abs().sum()) > 0
+    assert len(dec.ar_decoder.decoders) == 2
+    plain = ParaformerDecoder(**kwargs)
+    assert plain.ar_decoder is None and "loss_ar" not in plain.forward_train(memory, lengths, targets)
+    assert not [k for k in plain.state_dict() if k.startswith("ar_decoder")]
+
+
+def paraformer_with_ar(ctc_weight=0.3, ar_dlayers=1):
+    config = model_config(odim=20, audio_encoder="resnet1d", resnet_width=4, decoder="paraformer", adim=16, aheads=2,
+                          eunits=32, elayers=1, dunits=32, dlayers=1, ctc_weight=ctc_weight,
+                          paraformer_ar_dlayers=ar_dlayers)
+    torch.manual_seed(0)
+    return E2E(config).eval()
+
+
+@pytest.mark.parametrize("scorer,weight,penalty", [("ar", 0.5, 0.0), ("both", 0.5, 0.0), ("ar", 0.01, 2.0),
+                                                   ("both", 0.01, 2.5)])
+def test_ar_scored_candidates_equal_a_loop(scorer, weight, penalty):
+    """--nar-candidates 5 --nar-scorer ar/both: per utterance, the candidate (each decoded
+    alone) with the best ``(1 - w) x decoder term + w x CTC + penalty x n``, the decoder term
+    being the incremental scorer's log-likelihood of its tokens and ``<eos>`` (``ar``) or its
+    mean with the Paraformer's own score (``both``); the same alone as in a batch."""
+    model = paraformer_with_ar()
+    decoder = model.decoder
+    assert decoder.ar_decoder is not None and len(decoder.ar_decoder.decoders) == 1
+    gen = torch.Generator().manual_seed(1)
+    items = [{"audio": torch.randn(n * 640, 1, generator=gen)} for n in (31, 17, 31, 9, 24)]
+    options = DecodeOptions(ctc_weight=weight, candidates=5, nar_scorer=scorer, penalty=penalty)
+    batched = recognize_batch(model, items, options)
+    plain = recognize_batch(model, items, DecodeOptions(ctc_weight=weight))
+    for item, hyp, first in zip(items, batched, plain):
+        memory, lengths = encode_utterances(model, [item])
+        alpha = decoder.predictor(memory, lengths)
+        n0 = len(first.token_ids)
+        best = None
+        for d in candidate_offsets(5):
+            n = n0 + d
+            if d != 0 and not 1 <= n <= memory.size(1):
+                continue
+            ids, score = one_candidate(decoder, memory, alpha, n, plain=d == 0)
+            ar = incremental_log_likelihood(decoder.ar_decoder, memory, memory.size(1), ids)
+            term = ar if scorer == "ar" else 0.5 * (ar + score)
+            labels = [t for t in ids if t not in (0, decoder.eos)]
+            with torch.no_grad():
+                ctc = float(sequence_log_likelihood(model.ctc.log_softmax(memory), lengths, [labels])[0])
+            joint = (1 - weight) * term + weight * ctc + penalty * len(ids)
+            if d == 0:
+                fallback = (ids, term)
+            if best is None or joint > best[1] + 1e-4:
+                best = (ids, joint)
+        if best[1] == -math.inf:  # no candidate fits the frames: the plain pass with its decoder term
+            best = fallback
+        assert hyp.token_ids == best[0]
+        assert hyp.score == pytest.approx(best[1], rel=1e-4, abs=1e-4)
+        alone = recognize(model, item, options)
+        assert alone.token_ids == hyp.token_ids and alone.score == pytest.approx(hyp.score, rel=1e-4, abs=1e-4)
+    if (scorer, penalty) == ("ar", 2.0):  # here the AR term picks another candidate than the Paraformer's own score
+        own = recognize_batch(model, items, DecodeOptions(ctc_weight=weight, candidates=5, penalty=penalty))
+        assert any(a.token_ids != b.token_ids for a, b in zip(batched, own))
+
+
+def test_nar_scorer_refusals():
+    """An unknown scorer, the AR scorer of a Paraformer trained without the auxiliary decoder,
+    and a scorer for anything but a Paraformer's own decoding are refused by name."""
+    with pytest.raises(ValueError, match="--nar-scorer must be one of paraformer, ar, both, got 'lm'"):
+        DecodeOptions(nar_scorer="lm")
+    model = paraformer_with_ar(ar_dlayers=0)
+    items = [{"audio": torch.randn(9 * 640, 1)}]
+    with pytest.raises(ValueError, match=r"--nar-scorer both scores the candidates with the Paraformer's auxiliary "
+                                         r"autoregressive decoder: this model was trained without one "
+                                         r"\(--paraformer-ar-dlayers 0\)"):
+        recognize_batch(model, items, DecodeOptions(candidates=3, nar_scorer="both"))
+    assert nar_candidates_refusal(1, "transformer", model="m.pth", nar_scorer="ar") == (
+        "--nar-scorer ar: only a Paraformer's own decoding (--decoder paraformer, --decode-mode decoder) has "
+        "candidates; m.pth has --decoder transformer")
+    assert nar_candidates_refusal(3, "paraformer", nar_scorer="ar") is None
+
+
+def test_eval_and_the_model_api_with_the_ar_scorer(toy_corpus, tmp_path, capsys):
+    """A (random) Paraformer with an auxiliary decoder saved as train.py saves it: eval.py
+    --nar-candidates 3 --nar-scorer both writes exactly what each utterance decoded alone gets,
+    the model API the same; a model without the auxiliary decoder is refused in one line."""
+    import json
+
+    from datamodule.data_module import build_dataset
+    from datamodule.text_transform import TextTransform
+    from espnet.asr.pretrained import Recognizer
+    from espnet.training.checkpoints import write_sidecar
+
+    tokenizer = TextTransform(toy_corpus["sp_model_path"], toy_corpus["dict_path"])
+    paths = {}
+    for ar in (1, 0):
+        config = model_config(odim=tokenizer.odim, audio_encoder="resnet1d", resnet_width=4, decoder="paraformer",
+                              adim=16, aheads=2, eunits=32, elayers=1, dunits=32, dlayers=1, ctc_weight=0.3,
+                              paraformer_ar_dlayers=ar)
+        torch.manual_seed(0)
+        paths[ar] = str(tmp_path / f"ar{ar}" / "model_avg_1.pth")
+        (tmp_path / f"ar{ar}").mkdir()
+        torch.save(E2E(config).state_dict(), paths[ar])
+        write_sidecar(paths[ar], {"model_config": config.to_dict(), "sp_model_path": toy_corpus["sp_model_path"],
+                                  "dict_path": toy_corpus["dict_path"]})
+    test = toy_corpus["train"]
+    out = str(tmp_path / "both.json")
+    flags = ["--nar-candidates", "3", "--nar-scorer", "both", "--ctc-weight", "0.5"]
+    code = eval_cli.main(["--root-dir", toy_corpus["root"], "--test-file", test, "--pretrained-model-path", paths[1],
+                          "--num-workers", "0", "--accelerator", "cpu", "--batch-size", "3", "--output-json", out,
+                          *flags])
+    assert code == 0
+    with open(out, encoding="utf8") as handle:
+        result = json.load(handle)
+    rec = Recognizer.from_pretrained(paths[1])
+    dataset = build_dataset(toy_corpus["root"], test, "test", "audio", audio_utterance_norm=rec.model.audio_utterance_norm)
+    options = DecodeOptions(ctc_weight=0.5, candidates=3, nar_scorer="both")
+    expected = [rec.tokenizer.post_process(recognize(rec.model, {"audio": dataset[i]["audio"]}, options).token_ids)
+                for i in range(len(dataset))]
+    assert [u["hypothesis"] for u in result["utterances"]] == expected and any(expected)
+    clips = [dataset.media_path(i) for i in range(len(dataset))]
+    assert rec.transcribe_batch(clips, candidates=3, ctc_weight=0.5, nar_scorer="both") == expected
+    capsys.readouterr()
+    code = eval_cli.main(["--root-dir", toy_corpus["root"], "--test-file", test, "--pretrained-model-path", paths[0],
+                          "--num-workers", "0", "--accelerator", "cpu", *flags])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "--nar-scorer both scores the candidates with the Paraformer's auxiliary autoregressive decoder" in err
