@@ -58,8 +58,9 @@ def averaged_model(run_dir: str) -> Optional[str]:
 
 def paraformer_variant(args) -> Tuple[str, str, List[str]]:
     """How the Paraformer differs from the Transformer decoder's settings and its own defaults
-    (``--paraformer-dlayers``, ``--paraformer-sampling-ratio``): its run folder's suffix (another
-    Paraformer, another folder), its table label's suffix and its extra ``train.py`` flags."""
+    (``--paraformer-dlayers``, ``--paraformer-sampling-ratio``, ``--paraformer-ar-dlayers``): its run
+    folder's suffix (another Paraformer, another folder), its table label's suffix and its extra
+    ``train.py`` flags."""
     folder, label, flags = "", "", []
     if args.paraformer_dlayers and args.paraformer_dlayers != args.dlayers:
         folder += f"_dlayers{args.paraformer_dlayers}"
@@ -69,6 +70,10 @@ def paraformer_variant(args) -> Tuple[str, str, List[str]]:
         label += (" (no glancing sampler)" if args.paraformer_sampling_ratio == 0
                   else f" (sampling ratio {args.paraformer_sampling_ratio:g})")
         flags += ["--paraformer-sampling-ratio", str(args.paraformer_sampling_ratio)]
+    if args.paraformer_ar_dlayers:
+        folder += f"_ar{args.paraformer_ar_dlayers}"
+        label += f" (auxiliary AR decoder, {args.paraformer_ar_dlayers} blocks)"
+        flags += ["--paraformer-ar-dlayers", str(args.paraformer_ar_dlayers)]
     if args.paraformer_encoder == "ar":
         folder += "_initar"
         label += " (encoder from the AR model)"
@@ -160,9 +165,17 @@ def train_all(args, data: Dict[str, str], modalities: List[str]) -> Dict[str, Di
     return ckpts
 
 
-def paraformer_label(para: str, count: str, candidates: int) -> str:
-    """A Paraformer row's label: ``para`` decoded with ``--nar-count count`` and
-    ``--nar-candidates candidates``."""
+def paraformer_label(para: str, count: str, candidates: int, scorer: str = "paraformer") -> str:
+    """A Paraformer row's label: ``para`` decoded with ``--nar-count count``,
+    ``--nar-candidates candidates`` and ``--nar-scorer scorer``."""
+    label = paraformer_count_label(para, count, candidates)
+    if scorer == "paraformer" or (candidates == 1 and count != "both"):  # a single hypothesis: nothing scored
+        return label
+    return label + (" and the AR decoder" if scorer == "ar" else " and the mean of both decoders")
+
+
+def paraformer_count_label(para: str, count: str, candidates: int) -> str:
+    """:func:`paraformer_label` before the scorer."""
     if count == "cif":
         return para if candidates == 1 else f"{para}, {candidates} candidates rescored with CTC"
     if count == "ctc":
@@ -234,6 +247,10 @@ def main() -> int:
     p.add_argument("--paraformer-sampling-ratio", type=float, default=None,
                    help="The Paraformer's --paraformer-sampling-ratio (glancing sampler share; 0 = none), when not "
                         "its default (its own run folder). (Default: the decoder's default)")
+    p.add_argument("--paraformer-ar-dlayers", type=int, default=0,
+                   help="The Paraformer's --paraformer-ar-dlayers: blocks of an auxiliary autoregressive decoder "
+                        "trained beside it (its own run folder; the candidates are then also rescored with it, "
+                        "--nar-scorer). (Default: 0 = none)")
     p.add_argument("--paraformer-encoder", default="own", choices=["own", "ar", "ar-frozen"],
                    help="own: the Paraformers are trained as the autoregressive models are; ar: each starts from "
                         "the encoder of the autoregressive model of its modality, which is compared with one "
@@ -307,15 +324,20 @@ def main() -> int:
 
     tokenizer = TextTransform(data["sp_model_path"], data["dict_path"])
     again = ", AR trained as long, encoder from the first" if args.paraformer_encoder == "ar" else ""
-    methods = [(f"beam search (beam {args.beam_size}, batched{again})", "transformer", "decoder", 1, "cif"),
-               ("CTC greedy (same model)", "transformer", "ctc-greedy", 1, "cif")]
+    beam_label = f"beam search (beam {args.beam_size}, batched{again})"
+    methods = [(beam_label, "transformer", "decoder", 1, "cif", "paraformer"),
+               ("CTC greedy (same model)", "transformer", "ctc-greedy", 1, "cif", "paraformer")]
     para = "Paraformer" + paraformer_variant(args)[1]
+    scorers = ["paraformer", "ar", "both"] if args.paraformer_ar_dlayers else ["paraformer"]
     for count in nar_counts:
         for candidates in sorted({1, args.nar_candidates}):
-            methods.append((paraformer_label(para, count, candidates), "paraformer", "decoder", candidates, count))
+            several = candidates > 1 or count == "both"  # the scorer picks among several hypotheses
+            for scorer in scorers if several else ["paraformer"]:
+                methods.append((paraformer_label(para, count, candidates, scorer), "paraformer", "decoder",
+                                candidates, count, scorer))
     rows, test_sets = [], {}
     for modality in modalities:
-        for label, decoder, mode, candidates, count in methods:
+        for label, decoder, mode, candidates, count, scorer in methods:
             model = Recognizer.from_pretrained(ckpts[decoder][modality]).model.eval()
             row = {"modality": modality, "method": label, "wer": {}, "utt_per_s": None}
             for snr in snrs:
@@ -324,7 +346,7 @@ def main() -> int:
                 res = evaluate(model, tokenizer, data["root"], "test.csv", beam_size=args.beam_size,
                                ctc_weight=args.decode_ctc_weight, snr_target=snr, seed=args.seed, progress=False,
                                batch_size=args.batch_size, decode_mode=mode, candidates=candidates,
-                               nar_count=count, penalty=args.penalty)
+                               nar_count=count, nar_scorer=scorer, penalty=args.penalty)
                 key = "clean" if snr is None else f"{snr:g} dB"
                 row["wer"][key] = res.wer
                 if snr is None:
@@ -332,7 +354,7 @@ def main() -> int:
                 print(f"[{modality}] {label}, {key}: WER {100 * res.wer:.1f} %, {res.num_utterances} utterances "
                       f"in {res.seconds:.1f} s", flush=True)
             options = DecodeOptions(beam_size=args.beam_size, ctc_weight=args.decode_ctc_weight, mode=mode,
-                                    candidates=candidates, nar_count=count, penalty=args.penalty)
+                                    candidates=candidates, nar_count=count, nar_scorer=scorer, penalty=args.penalty)
             row["decoding_alone_utt_per_s"] = decoding_alone(model, test_split(data["root"], model, test_sets),
                                                              args.batch_size, options)
             print(f"[{modality}] {label}: decoding step alone {row['decoding_alone_utt_per_s']:.1f} utt/s", flush=True)
