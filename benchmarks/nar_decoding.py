@@ -58,7 +58,8 @@ def averaged_model(run_dir: str) -> Optional[str]:
 
 def paraformer_variant(args) -> Tuple[str, str, List[str]]:
     """How the Paraformer differs from the Transformer decoder's settings and its own defaults
-    (``--paraformer-dlayers``, ``--paraformer-sampling-ratio``, ``--paraformer-ar-dlayers``): its run
+    (``--paraformer-dlayers``, ``--paraformer-sampling-ratio``, ``--paraformer-ar-dlayers``,
+    ``--paraformer-detach-encoder``): its run
     folder's suffix (another Paraformer, another folder), its table label's suffix and its extra
     ``train.py`` flags."""
     folder, label, flags = "", "", []
@@ -74,6 +75,10 @@ def paraformer_variant(args) -> Tuple[str, str, List[str]]:
         folder += f"_ar{args.paraformer_ar_dlayers}"
         label += f" (auxiliary AR decoder, {args.paraformer_ar_dlayers} blocks)"
         flags += ["--paraformer-ar-dlayers", str(args.paraformer_ar_dlayers)]
+    if args.paraformer_detach_encoder:
+        folder += "_detached"
+        label += " (trained on the detached encoder output)"
+        flags += ["--paraformer-detach-encoder"]
     if args.paraformer_encoder == "ar":
         folder += "_initar"
         label += " (encoder from the AR model)"
@@ -251,6 +256,9 @@ def main() -> int:
                    help="The Paraformer's --paraformer-ar-dlayers: blocks of an auxiliary autoregressive decoder "
                         "trained beside it (its own run folder; the candidates are then also rescored with it, "
                         "--nar-scorer). (Default: 0 = none)")
+    p.add_argument("--paraformer-detach-encoder", action="store_true",
+                   help="The Paraformer's --paraformer-detach-encoder: its encoder learns from the CTC head and the "
+                        "auxiliary decoder alone (its own run folder).")
     p.add_argument("--paraformer-encoder", default="own", choices=["own", "ar", "ar-frozen"],
                    help="own: the Paraformers are trained as the autoregressive models are; ar: each starts from "
                         "the encoder of the autoregressive model of its modality, which is compared with one "

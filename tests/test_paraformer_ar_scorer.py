@@ -74,6 +74,25 @@ def test_auxiliary_decoder_loss_joins_the_paraformer_loss():
     assert not [k for k in plain.state_dict() if k.startswith("ar_decoder")]
 
 
+@pytest.mark.parametrize("detach", [False, True])
+def test_detached_encoder_learns_from_the_auxiliary_decoder_alone(detach):
+    """--paraformer-detach-encoder: the Paraformer's cross-entropy and quantity loss reach the
+    predictor and the decoder but not the encoder output; the auxiliary decoder's loss does.
+    Without it all three reach the encoder output."""
+    torch.manual_seed(0)
+    dec = ParaformerDecoder(odim=12, attention_dim=8, attention_heads=2, linear_units=16, num_blocks=1,
+                            dropout_rate=0.0, sampling_ratio=0.0, ar_dlayers=1, detach_encoder=detach)
+    memory = torch.randn(2, 10, 8, requires_grad=True)
+    out = dec.forward_train(memory, torch.tensor([10, 7]), torch.tensor([[3, 4, 5, 6], [7, 8, -1, -1]]))
+    for name in ("loss_ce", "loss_quantity"):
+        grad = torch.autograd.grad(out[name], memory, retain_graph=True, allow_unused=True)[0]
+        assert (grad is None or float(grad.abs().sum()) == 0.0) == detach, name
+        own = torch.autograd.grad(out[name], dec.predictor.output.weight, retain_graph=True)[0]
+        assert float(own.abs().sum()) > 0  # the predictor trains either way
+    grad = torch.autograd.grad(out["loss_ar"], memory)[0]
+    assert float(grad.abs().sum()) > 0
+
+
 def paraformer_with_ar(ctc_weight=0.3, ar_dlayers=1):
     config = model_config(odim=20, audio_encoder="resnet1d", resnet_width=4, decoder="paraformer", adim=16, aheads=2,
                           eunits=32, elayers=1, dunits=32, dlayers=1, ctc_weight=ctc_weight,

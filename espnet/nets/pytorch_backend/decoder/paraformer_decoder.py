@@ -78,6 +78,9 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             (teacher-forced, as the Transformer decoder is trained), which can score the
             decoding candidates (``DecodeOptions.nar_scorer``); 0 = none.
         ar_weight: Weight of its loss within ``loss_att``.
+        detach_encoder: The Paraformer (predictor, CIF and decoder) trains on a detached copy
+            of the encoder output: the encoder learns from the CTC head and the auxiliary
+            decoder alone (the losses of an autoregressive model), the Paraformer on top of it.
 
     Tensor contracts:
         * ``forward_train(memory (B, T, D) float, memory_lengths (B,) int frames, targets
@@ -124,13 +127,17 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                flag="--paraformer-ar-dlayers"),
         Option("ar_weight", 1.0, "Weight of the auxiliary autoregressive decoder's loss, added to the "
                "cross-entropy (with --paraformer-ar-dlayers).", minimum=0.0, flag="--paraformer-ar-weight"),
+        Option("detach_encoder", False, "The Paraformer (predictor and decoder) trains on a detached copy of the "
+               "encoder output: the encoder learns from the CTC head and the auxiliary decoder alone, as an "
+               "autoregressive model's does (needs --paraformer-ar-dlayers or a CTC weight).",
+               flag="--paraformer-detach-encoder"),
     )
 
     def __init__(self, odim: int, attention_dim: int = 768, attention_heads: int = 12, linear_units: int = 3072,
                  num_blocks: int = 6, dropout_rate: float = 0.1, lsm_weight: float = 0.1, threshold: float = 1.0,
                  tail_threshold: float = 0.45, quantity_weight: float = 1.0, sampling_ratio: float = 0.75,
                  cif_kernel: int = 3, detach_predictor: bool = False, ar_dlayers: int = 0, ar_weight: float = 1.0,
-                 ignore_id: int = -1) -> None:
+                 detach_encoder: bool = False, ignore_id: int = -1) -> None:
         super().__init__()
         if threshold <= 0:
             raise ValueError(f"--paraformer-threshold must be > 0, got {threshold}")
@@ -146,6 +153,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         self.quantity_weight = quantity_weight
         self.sampling_ratio = sampling_ratio
         self.detach_predictor = detach_predictor
+        self.detach_encoder = detach_encoder
         self.predictor = CifPredictor(attention_dim, cif_kernel, dropout_rate)
         self.embed = torch.nn.Embedding(odim, attention_dim)  # target embeddings of the glancing sampler
         self.decoders = repeat(num_blocks, lambda _: DecoderLayer(attention_dim, attention_heads, linear_units,
@@ -167,7 +175,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                    tail_threshold=options["tail_threshold"], quantity_weight=options["quantity_weight"],
                    sampling_ratio=options["sampling_ratio"], cif_kernel=options["cif_kernel"],
                    detach_predictor=options["detach_predictor"], ar_dlayers=options["ar_dlayers"],
-                   ar_weight=options["ar_weight"])
+                   ar_weight=options["ar_weight"], detach_encoder=options["detach_encoder"])
 
     # ---- the parallel decoder ------------------------------------------------------------
     def forward(self, embeddings: torch.Tensor, embed_lengths: torch.Tensor, memory: torch.Tensor,
@@ -201,6 +209,9 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         docstring for the contract; ``texts`` unused)."""
         valid = targets != self.ignore_id
         lengths = valid.sum(dim=1)
+        live = memory  # what the auxiliary decoder reads
+        if self.detach_encoder:
+            memory = memory.detach()
         emb, counts, alpha = self.acoustic_embeddings(memory, memory_lengths, lengths)
         length = targets.size(1)
         if emb.size(1) < length:  # every utterance shorter than the padded width (cannot happen from collate)
@@ -219,7 +230,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         out = {"loss_att": loss_ce + self.quantity_weight * loss_quantity, "loss_ce": loss_ce,
                "loss_quantity": loss_quantity, "acc": acc, "logits": logits, "embed_lengths": counts}
         if self.ar_decoder is not None:
-            out["loss_ar"] = self.ar_decoder.forward_train(memory, memory_lengths, targets)["loss_att"]
+            out["loss_ar"] = self.ar_decoder.forward_train(live, memory_lengths, targets)["loss_att"]
             out["loss_att"] = out["loss_att"] + self.ar_weight * out["loss_ar"]
         return out
 
