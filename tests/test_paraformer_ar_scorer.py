@@ -11,6 +11,7 @@ import torch
 from espnet.asr import eval_cli
 from espnet.asr.recognizer import DecodeOptions, encode_utterances, recognize, recognize_batch
 from espnet.nets.pytorch_backend.ctc import sequence_log_likelihood
+from espnet.nets.pytorch_backend.decoder.cif import integrate_and_fire, scale_to_lengths
 from espnet.nets.pytorch_backend.decoder.base_decoder import nar_candidates_refusal
 from espnet.nets.pytorch_backend.decoder.paraformer_decoder import ParaformerDecoder, candidate_offsets
 from espnet.nets.pytorch_backend.decoder.transformer_decoder import TransformerDecoder
@@ -147,11 +148,87 @@ def test_ar_scored_candidates_equal_a_loop(scorer, weight, penalty):
         assert any(a.token_ids != b.token_ids for a, b in zip(batched, own))
 
 
+def candidate_log_probs(decoder, memory, alpha, n, plain):
+    """``(n, V)`` log-probabilities of one utterance's candidate at ``n`` tokens, decoded alone
+    (the plain pass, or ``alpha`` rescaled to ``n``)."""
+    lengths = torch.tensor([memory.size(1)])
+    if plain:
+        emb, counts = integrate_and_fire(memory, alpha, decoder.threshold, tail_threshold=decoder.tail_threshold)
+    else:
+        emb, counts = integrate_and_fire(memory, scale_to_lengths(alpha, torch.tensor([n]), decoder.threshold),
+                                         decoder.threshold, counts=torch.tensor([n]))
+    with torch.no_grad():
+        return torch.log_softmax(decoder(emb, counts, memory, lengths)[0, : int(counts[0])].float(), dim=-1)
+
+
+@pytest.mark.parametrize("scorer,alternatives", [("paraformer", 2), ("ar", 3), ("both", 1)])
+def test_token_alternatives_equal_a_loop(scorer, alternatives):
+    """--nar-alternatives A: besides each candidate, the A hypotheses with the token at its
+    1st..A-th least confident position (smallest best - second-best margin) replaced by the
+    second best, scored like the candidates (decoder term: the sum of the Paraformer's
+    log-probabilities of the tokens, the AR decoder's log-likelihood, or their mean); the
+    candidates come first on a tie, and alone equals batched."""
+    model = paraformer_with_ar()
+    decoder = model.decoder
+    gen = torch.Generator().manual_seed(1)
+    items = [{"audio": torch.randn(n * 640, 1, generator=gen)} for n in (31, 17, 31, 9, 24)]
+    weight, penalty = 0.05, 1.0
+    options = DecodeOptions(ctc_weight=weight, candidates=3, nar_scorer=scorer, penalty=penalty,
+                            nar_alternatives=alternatives)
+    batched = recognize_batch(model, items, options)
+    plain = recognize_batch(model, items, DecodeOptions(ctc_weight=weight))
+    without = recognize_batch(model, items, DecodeOptions(ctc_weight=weight, candidates=3, nar_scorer=scorer,
+                                                          penalty=penalty))
+    for item, hyp, first in zip(items, batched, plain):
+        memory, lengths = encode_utterances(model, [item])
+        alpha = decoder.predictor(memory, lengths)
+        n0 = len(first.token_ids)
+        hyps = []  # every candidate first, then each one's alternatives, in that order
+        bases = [(n0 + d, d == 0) for d in candidate_offsets(3) if d == 0 or 1 <= n0 + d <= memory.size(1)]
+        logps = [candidate_log_probs(decoder, memory, alpha, n, plain) for n, plain in bases]
+        for logp in logps:
+            hyps.append((logp.argmax(dim=-1).tolist(), logp))
+        for a in range(alternatives):
+            for logp in logps:
+                top, ids = logp.topk(2, dim=-1)
+                margins = (top[:, 0] - top[:, 1]).tolist()
+                if a < len(margins):
+                    pos = sorted(range(len(margins)), key=lambda p: (margins[p], p))[a]
+                    changed = ids[:, 0].tolist()
+                    changed[pos] = int(ids[pos, 1])
+                    hyps.append((changed, logp))
+        best = fallback = None
+        for ids, logp in hyps:
+            own = float(sum(logp[p, t] for p, t in enumerate(ids)))
+            ar = incremental_log_likelihood(decoder.ar_decoder, memory, memory.size(1), ids)
+            term = {"paraformer": own, "ar": ar, "both": 0.5 * (own + ar)}[scorer]
+            labels = [t for t in ids if t not in (0, decoder.eos)]
+            with torch.no_grad():
+                ctc = float(sequence_log_likelihood(model.ctc.log_softmax(memory), lengths, [labels])[0])
+            joint = (1 - weight) * term + weight * ctc + penalty * len(ids)
+            fallback = fallback or (ids, term)
+            if best is None or joint > best[1] + 1e-4:
+                best = (ids, joint)
+        if best[1] == -math.inf:  # nothing fits the frames: the plain pass with its decoder term
+            best = fallback
+        assert hyp.token_ids == best[0]
+        assert hyp.score == pytest.approx(best[1], rel=1e-4, abs=1e-4)
+        alone = recognize(model, item, options)
+        assert alone.token_ids == hyp.token_ids and alone.score == pytest.approx(hyp.score, rel=1e-4, abs=1e-4)
+    assert any(a.token_ids != b.token_ids for a, b in zip(batched, without))  # an alternative won somewhere
+
+
 def test_nar_scorer_refusals():
     """An unknown scorer, the AR scorer of a Paraformer trained without the auxiliary decoder,
     and a scorer for anything but a Paraformer's own decoding are refused by name."""
     with pytest.raises(ValueError, match="--nar-scorer must be one of paraformer, ar, both, got 'lm'"):
         DecodeOptions(nar_scorer="lm")
+    with pytest.raises(ValueError, match="--nar-alternatives must be >= 0, got -1"):
+        DecodeOptions(nar_alternatives=-1)
+    assert nar_candidates_refusal(1, nar_alternatives=-2) == "--nar-alternatives must be >= 0, got -2"
+    assert nar_candidates_refusal(1, "transformer", model="m.pth", nar_alternatives=2) == (
+        "--nar-alternatives 2: only a Paraformer's own decoding (--decoder paraformer, --decode-mode decoder) has "
+        "candidates; m.pth has --decoder transformer")
     model = paraformer_with_ar(ar_dlayers=0)
     items = [{"audio": torch.randn(9 * 640, 1)}]
     with pytest.raises(ValueError, match=r"--nar-scorer both scores the candidates with the Paraformer's auxiliary "
@@ -166,7 +243,7 @@ def test_nar_scorer_refusals():
 
 def test_eval_and_the_model_api_with_the_ar_scorer(toy_corpus, tmp_path, capsys):
     """A (random) Paraformer with an auxiliary decoder saved as train.py saves it: eval.py
-    --nar-candidates 3 --nar-scorer both writes exactly what each utterance decoded alone gets,
+    --nar-candidates 3 --nar-scorer both --nar-alternatives 2 writes exactly what each utterance decoded alone gets,
     the model API the same; a model without the auxiliary decoder is refused in one line."""
     import json
 
@@ -189,7 +266,7 @@ def test_eval_and_the_model_api_with_the_ar_scorer(toy_corpus, tmp_path, capsys)
                                   "dict_path": toy_corpus["dict_path"]})
     test = toy_corpus["train"]
     out = str(tmp_path / "both.json")
-    flags = ["--nar-candidates", "3", "--nar-scorer", "both", "--ctc-weight", "0.5"]
+    flags = ["--nar-candidates", "3", "--nar-scorer", "both", "--nar-alternatives", "2", "--ctc-weight", "0.5"]
     code = eval_cli.main(["--root-dir", toy_corpus["root"], "--test-file", test, "--pretrained-model-path", paths[1],
                           "--num-workers", "0", "--accelerator", "cpu", "--batch-size", "3", "--output-json", out,
                           *flags])
@@ -198,12 +275,12 @@ def test_eval_and_the_model_api_with_the_ar_scorer(toy_corpus, tmp_path, capsys)
         result = json.load(handle)
     rec = Recognizer.from_pretrained(paths[1])
     dataset = build_dataset(toy_corpus["root"], test, "test", "audio", audio_utterance_norm=rec.model.audio_utterance_norm)
-    options = DecodeOptions(ctc_weight=0.5, candidates=3, nar_scorer="both")
+    options = DecodeOptions(ctc_weight=0.5, candidates=3, nar_scorer="both", nar_alternatives=2)
     expected = [rec.tokenizer.post_process(recognize(rec.model, {"audio": dataset[i]["audio"]}, options).token_ids)
                 for i in range(len(dataset))]
     assert [u["hypothesis"] for u in result["utterances"]] == expected and any(expected)
     clips = [dataset.media_path(i) for i in range(len(dataset))]
-    assert rec.transcribe_batch(clips, candidates=3, ctc_weight=0.5, nar_scorer="both") == expected
+    assert rec.transcribe_batch(clips, candidates=3, ctc_weight=0.5, nar_scorer="both", nar_alternatives=2) == expected
     capsys.readouterr()
     code = eval_cli.main(["--root-dir", toy_corpus["root"], "--test-file", test, "--pretrained-model-path", paths[0],
                           "--num-workers", "0", "--accelerator", "cpu", *flags])

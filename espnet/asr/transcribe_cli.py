@@ -86,7 +86,7 @@ def check_transcription_args(p: argparse.ArgumentParser, args: argparse.Namespac
         p.error(f"--beam-size must be >= 1, got {args.beam_size}")
     if args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    refusal = nar_candidates_refusal(args.nar_candidates)
+    refusal = nar_candidates_refusal(args.nar_candidates, nar_alternatives=args.nar_alternatives)
     if refusal:
         p.error(refusal)
     if args.ctc_weight is not None and not 0.0 <= args.ctc_weight <= 1.0:
@@ -194,11 +194,12 @@ def build_transcriber(args: argparse.Namespace):
     zero_shot_whisper = whisper and args.model is None
     refusal = nar_candidates_refusal(args.nar_candidates, recognizer.model.config.decoder,
                                      model=args.model or "the model", nar_count=args.nar_count,
-                                     nar_scorer=args.nar_scorer)
+                                     nar_scorer=args.nar_scorer, nar_alternatives=args.nar_alternatives)
     if refusal:
         raise ValueError(refusal)
     options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens, "candidates": args.nar_candidates,
-               "nar_count": args.nar_count, "nar_scorer": args.nar_scorer, "penalty": args.penalty}
+               "nar_count": args.nar_count, "nar_scorer": args.nar_scorer, "nar_alternatives": args.nar_alternatives,
+               "penalty": args.penalty}
     if args.ctc_weight is not None:
         options["ctc_weight"] = args.ctc_weight
     recognizer.decode_options(**options)  # what the model cannot do is refused before any media is read

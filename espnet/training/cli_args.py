@@ -133,7 +133,8 @@ def add_generate_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_paraformer_decoding_args(parser: argparse.ArgumentParser) -> None:
-    """``--nar-candidates``, ``--penalty``, ``--nar-count`` and ``--nar-scorer`` (eval.py,
+    """``--nar-candidates``, ``--penalty``, ``--nar-count``, ``--nar-scorer`` and
+    ``--nar-alternatives`` (eval.py,
     transcribe.py, the service): how a Paraformer's one-pass hypotheses are chosen, and the
     length bonus."""
     from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS, NAR_SCORERS
@@ -156,6 +157,10 @@ def add_paraformer_decoding_args(parser: argparse.ArgumentParser) -> None:
                              "token log-probabilities; ar, the log-likelihood its auxiliary autoregressive decoder "
                              "gives them (one parallel pass; a model trained with --paraformer-ar-dlayers); both, "
                              "the mean of the two. (Default: paraformer)")
+    parser.add_argument("--nar-alternatives", type=int, default=0,
+                        help="Paraformer: besides each of the --nar-candidates, this many more with the token at one "
+                             "of its least confident positions replaced by the second best, scored with them "
+                             "(needs a trained CTC head). (Default: 0)")
 
 
 def add_failure_args(parser: argparse.ArgumentParser, work: str) -> None:

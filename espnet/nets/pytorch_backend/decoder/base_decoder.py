@@ -54,6 +54,10 @@ class DecodeOptions:
             log-likelihood its auxiliary autoregressive decoder gives the candidate's tokens
             and ``<eos>`` (``ar``; a Paraformer trained with ``--paraformer-ar-dlayers``),
             or their mean (``both``).
+        nar_alternatives: Paraformer: besides each candidate, that many more, each with the
+            token at one of its least confident positions (smallest margin between the best
+            and the second-best log-probability) replaced by the second best; all scored
+            together as the candidates are (0 = none).
     """
 
     beam_size: int = 40
@@ -64,6 +68,7 @@ class DecodeOptions:
     candidates: int = 1
     nar_count: str = "cif"
     nar_scorer: str = "paraformer"
+    nar_alternatives: int = 0
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -81,24 +86,30 @@ class DecodeOptions:
             raise ValueError(f"--decode-mode must be one of {', '.join(DECODE_MODES)}, got {self.mode!r}")
         if self.nar_count not in NAR_COUNTS:
             raise ValueError(f"--nar-count must be one of {', '.join(NAR_COUNTS)}, got {self.nar_count!r}")
+        if self.nar_alternatives < 0:
+            raise ValueError(f"--nar-alternatives must be >= 0, got {self.nar_alternatives}")
         if self.nar_scorer not in NAR_SCORERS:
             raise ValueError(f"--nar-scorer must be one of {', '.join(NAR_SCORERS)}, got {self.nar_scorer!r}")
 
 
 def nar_candidates_refusal(candidates: int, decoder: Optional[str] = None, mode: str = "decoder",
                            model: str = "this model", nar_count: str = "cif",
-                           nar_scorer: str = "paraformer") -> Optional[str]:
-    """The one-line refusal of ``--nar-candidates`` / ``--nar-count`` / ``--nar-scorer``
-    (``None`` when the values are accepted): a count below 1 always; more than 1 candidate, a
-    count other than ``cif`` or a scorer other than ``paraformer``, for anything but a
-    Paraformer's own decoding (``decoder``: the model's
+                           nar_scorer: str = "paraformer", nar_alternatives: int = 0) -> Optional[str]:
+    """The one-line refusal of ``--nar-candidates`` / ``--nar-count`` / ``--nar-scorer`` /
+    ``--nar-alternatives`` (``None`` when the values are accepted): a count below 1 (or
+    alternatives below 0) always; more than 1 candidate, a count other than ``cif``, a scorer
+    other than ``paraformer`` or alternatives, for anything but a Paraformer's own decoding (``decoder``: the model's
     ``--decoder``, ``None`` while the model is not known yet; ``mode``: ``--decode-mode``;
     ``model``: how the message names the model)."""
     if candidates < 1:
         return f"--nar-candidates must be >= 1, got {candidates}"
+    if nar_alternatives < 0:
+        return f"--nar-alternatives must be >= 0, got {nar_alternatives}"
     asked = [flag for flag, default in ((f"--nar-candidates {candidates}", candidates == 1),
                                         (f"--nar-count {nar_count}", nar_count == "cif"),
-                                        (f"--nar-scorer {nar_scorer}", nar_scorer == "paraformer")) if not default]
+                                        (f"--nar-scorer {nar_scorer}", nar_scorer == "paraformer"),
+                                        (f"--nar-alternatives {nar_alternatives}", nar_alternatives == 0))
+             if not default]
     if decoder is None or not asked or (decoder == "paraformer" and mode == "decoder"):
         return None
     how = "" if mode == "decoder" else f", decoded with --decode-mode {mode}"

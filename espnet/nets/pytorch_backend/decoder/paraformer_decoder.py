@@ -252,7 +252,8 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         rescoring need; without it, ``cif`` candidates are not rescored: the plain pass)."""
         self.check_options(options)
         emb, counts, alpha = self.acoustic_embeddings(memory, memory_lengths)
-        if options.nar_count != "cif" or (options.candidates > 1 and ctc is not None):
+        several = options.candidates > 1 or options.nar_alternatives > 0
+        if options.nar_count != "cif" or (several and ctc is not None):
             if ctc is None:
                 raise ValueError(f"--nar-count {options.nar_count} counts the tokens of the CTC head's best path: "
                                  "this model needs a trained CTC head")
@@ -348,11 +349,18 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         all_counts = torch.cat(cands)
         all_memory, all_lengths = memory.repeat(m, 1, 1), memory_lengths.repeat(m)
         logits = self.forward(all_emb, all_counts, all_memory, all_lengths)
-        best, ids = torch.log_softmax(logits.float(), dim=-1).max(dim=-1)  # (M*B, K)
-        hyps = [ids[i, :n].tolist() for i, n in enumerate(all_counts.tolist())]
-        decoder_score = (best * make_non_pad_mask(all_counts, k).to(best.device)).sum(dim=1)
-        if m == 1:
+        top, top_ids = torch.log_softmax(logits.float(), dim=-1).topk(min(2, self.odim), dim=-1)  # (M*B, K, 2)
+        valid = make_non_pad_mask(all_counts, k).to(top.device)
+        hyps = [top_ids[i, :n, 0].tolist() for i, n in enumerate(all_counts.tolist())]
+        decoder_score = (top[..., 0] * valid).sum(dim=1)
+        if m == 1 and options.nar_alternatives == 0:
             return [Decoded(hyps[i], float(decoder_score[i])) for i in range(b)]
+        usable = torch.cat(usable).to(top.device)
+        if options.nar_alternatives > 0 and top.size(-1) == 2:
+            hyps, decoder_score, all_counts, usable = self.with_alternatives(
+                hyps, decoder_score, all_counts, usable, top, top_ids, valid, options.nar_alternatives)
+            m = len(hyps) // b
+            all_memory, all_lengths = memory.repeat(m, 1, 1), memory_lengths.repeat(m)
         if options.nar_scorer != "paraformer":
             ar_score = self.ar_decoder.score_sequences(all_memory, all_lengths, hyps).to(decoder_score.device)
             decoder_score = ar_score if options.nar_scorer == "ar" else 0.5 * (decoder_score + ar_score)
@@ -362,7 +370,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         w = options.ctc_weight
         bonus = options.penalty * all_counts.to(ctc_score.device, ctc_score.dtype)
         joint = (1.0 - w) * decoder_score.to(ctc_score.device) + w * ctc_score + bonus
-        joint = joint.masked_fill(~torch.cat(usable).to(joint.device), float("-inf")).view(m, b)
+        joint = joint.masked_fill(~usable.to(joint.device), float("-inf")).view(m, b)
         chosen = joint.argmax(dim=0).tolist()  # the first maximum: the earlier candidate on a tie
         out = []
         for i, j in enumerate(chosen):
@@ -371,6 +379,40 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             else:
                 out.append(Decoded(hyps[j * b + i], float(joint[j, i])))
         return out
+
+    @staticmethod
+    def with_alternatives(hyps: List[List[int]], decoder_score: torch.Tensor, counts: torch.Tensor,
+                          usable: torch.Tensor, top: torch.Tensor, top_ids: torch.Tensor, valid: torch.Tensor,
+                          alternatives: int):
+        """The ``R = M * B`` candidates followed by ``alternatives`` more rows of ``R``: row
+        ``a`` holds each candidate with the token at its ``a``-th least confident position
+        (smallest margin between its best and second-best log-probability, ``top`` /
+        ``top_ids`` ``(R, K, 2)``) replaced by the second best, and that decoder score (the
+        candidate's minus the margin); a candidate with ``a`` tokens or fewer gives an unusable
+        stand-in. Returns ``(hyps, decoder_score, counts, usable)`` of ``(1 + alternatives) * R``
+        rows."""
+        margin = (top[..., 0] - top[..., 1]).masked_fill(~valid, float("inf"))
+        order = margin.argsort(dim=1, stable=True).tolist()  # least confident first, the earlier on a tie
+        margin_list, second = margin.tolist(), top_ids[..., 1].tolist()
+        out_hyps, scores, ok = list(hyps), [decoder_score], [usable]
+        for a in range(alternatives):
+            row_scores, row_ok = [], []
+            for r, hyp in enumerate(hyps):
+                if a < len(hyp):
+                    pos = order[r][a]
+                    changed = list(hyp)
+                    changed[pos] = second[r][pos]
+                    out_hyps.append(changed)
+                    row_scores.append(float(decoder_score[r]) - margin_list[r][pos])
+                    row_ok.append(True)
+                else:
+                    out_hyps.append(hyp)
+                    row_scores.append(float("-inf"))
+                    row_ok.append(False)
+            scores.append(torch.tensor(row_scores, dtype=decoder_score.dtype, device=decoder_score.device))
+            ok.append(torch.tensor(row_ok, device=usable.device) & usable)
+        n = alternatives + 1
+        return out_hyps, torch.cat(scores), counts.repeat(n), torch.cat(ok)
 
 
 def candidate_offsets(count: int) -> List[int]:
