@@ -34,20 +34,27 @@ def incremental_log_likelihood(decoder: TransformerDecoder, memory, length, toke
     return total
 
 
-def test_score_sequences_equals_the_incremental_scorer():
-    """One teacher-forced pass over a padded batch of hypotheses (one empty) gives each the
-    log-likelihood the incremental scorer gives it alone, ``<eos>`` included."""
+@pytest.mark.parametrize("utts", [4, 2, 1])
+def test_score_sequences_equals_the_incremental_scorer(utts):
+    """One teacher-forced pass over a padded batch of hypotheses (one empty; ``4 / utts`` per
+    utterance, hypothesis ``j`` of utterance ``j % utts``) gives each the log-likelihood the
+    incremental scorer gives it alone, ``<eos>`` included; a count that is not a multiple of
+    the utterances is refused."""
     torch.manual_seed(0)
     decoder = TransformerDecoder(odim=11, attention_dim=8, attention_heads=2, linear_units=16, num_blocks=2).eval()
-    memory = torch.randn(4, 9, 8)
-    lengths = torch.tensor([9, 5, 7, 9])
+    memory = torch.randn(4, 9, 8)[:utts]
+    lengths = torch.tensor([5, 9, 7, 9])[:utts]
     hyps = [[3, 4, 5], [], [1, 9, 9, 2, 7], [6]]
     scores = decoder.score_sequences(memory, lengths, hyps)
     assert scores.shape == (4,) and scores.dtype == torch.float32
-    for i, hyp in enumerate(hyps):
+    for j, hyp in enumerate(hyps):
+        i = j % utts
         expected = incremental_log_likelihood(decoder, memory[i : i + 1], int(lengths[i]), hyp)
-        assert float(scores[i]) == pytest.approx(expected, rel=1e-4, abs=1e-4)
+        assert float(scores[j]) == pytest.approx(expected, rel=1e-4, abs=1e-4)
     assert len({round(float(s), 3) for s in scores}) == 4  # distinct sequences, distinct scores
+    if utts > 1:
+        with pytest.raises(ValueError, match=f"score_sequences: 3 hypotheses for {utts} utterances"):
+            decoder.score_sequences(memory, lengths, hyps[:3])
 
 
 def test_auxiliary_decoder_loss_joins_the_paraformer_loss():

@@ -347,8 +347,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             return [Decoded([], 0.0) for _ in range(b)]
         all_emb = torch.cat([torch.nn.functional.pad(e, (0, 0, 0, k - e.size(1))) for e in embs])  # (M*B, K, D)
         all_counts = torch.cat(cands)
-        all_memory, all_lengths = memory.repeat(m, 1, 1), memory_lengths.repeat(m)
-        logits = self.forward(all_emb, all_counts, all_memory, all_lengths)
+        logits = self.forward(all_emb, all_counts, memory.repeat(m, 1, 1), memory_lengths.repeat(m))
         top, top_ids = torch.log_softmax(logits.float(), dim=-1).topk(min(2, self.odim), dim=-1)  # (M*B, K, 2)
         valid = make_non_pad_mask(all_counts, k).to(top.device)
         hyps = [top_ids[i, :n, 0].tolist() for i, n in enumerate(all_counts.tolist())]
@@ -360,9 +359,8 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             hyps, decoder_score, all_counts, usable = self.with_alternatives(
                 hyps, decoder_score, all_counts, usable, top, top_ids, valid, options.nar_alternatives)
             m = len(hyps) // b
-            all_memory, all_lengths = memory.repeat(m, 1, 1), memory_lengths.repeat(m)
         if options.nar_scorer != "paraformer":
-            ar_score = self.ar_decoder.score_sequences(all_memory, all_lengths, hyps).to(decoder_score.device)
+            ar_score = self.ar_decoder.score_sequences(memory, memory_lengths, hyps).to(decoder_score.device)
             decoder_score = ar_score if options.nar_scorer == "ar" else 0.5 * (decoder_score + ar_score)
         offset = self.ctc_token_offset
         labels = [[t + offset for t in h if t not in (0, self.eos)] for h in hyps]

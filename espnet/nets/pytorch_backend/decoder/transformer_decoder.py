@@ -159,14 +159,32 @@ class TransformerDecoder(SentencePieceVocabulary, BaseDecoder):
     @torch.no_grad()
     def score_sequences(self, memory: torch.Tensor, memory_lengths: torch.Tensor,
                         hyps: Sequence[List[int]]) -> torch.Tensor:
-        """Log-likelihood ``(N,)`` float32 of each token sequence ``hyps[i]`` followed by
-        ``<eos>``, given encoder output ``memory[i]`` ``(N, T, D)`` (lengths ``(N,)``), in one
-        teacher-forced pass (no search): the attention rescoring of a hypothesis list."""
+        """Log-likelihood ``(N,)`` float32 of each token sequence ``hyps[j]`` followed by
+        ``<eos>``, given the encoder output of utterance ``j % B`` (``memory`` ``(B, T, D)``,
+        lengths ``(B,)``; ``N`` a multiple of ``B``: ``N / B`` hypotheses per utterance, the
+        ``s``-th of utterance ``i`` at ``s * B + i``), in one teacher-forced pass (no search):
+        the attention rescoring of hypothesis lists. The source attention's keys and values
+        are projected once per utterance, and its hypotheses attend to them together."""
+        b, n = memory.size(0), len(hyps)
+        if n % b:
+            raise ValueError(f"score_sequences: {n} hypotheses for {b} utterances (not a multiple)")
+        slots = n // b
         targets = pad_list([torch.tensor(h, dtype=torch.long) for h in hyps], self.ignore_id).to(memory.device)
         ys_in, ys_out = add_sos_eos(targets, self.sos, self.eos, self.ignore_id)
-        memory_mask = make_non_pad_mask(memory_lengths.to(memory.device), memory.size(1)).unsqueeze(1)
-        logits, _ = self.forward(ys_in, target_mask(ys_in, self.ignore_id), memory, memory_mask)
-        logp = torch.log_softmax(logits.float(), dim=-1)
+        length = ys_in.size(1)
+        tgt_mask = target_mask(ys_in, self.ignore_id)
+        state = self.batch_init_state(memory, memory_lengths)
+        x = self.embed(ys_in)
+        for i, layer in enumerate(self.decoders):
+            att, src = layer.self_attn, layer.src_attn
+
+            def source_attention(h: torch.Tensor) -> torch.Tensor:  # (N, L, D), an utterance's rows as one query set
+                q = src.linear_q(h).view(slots, b, length, -1).transpose(0, 1).reshape(b, slots * length, -1)
+                out = src.attend(src._split_heads(q), *state["mem"][i], state["mask"])  # (B, S*L, D)
+                return out.view(b, slots, length, -1).transpose(0, 1).reshape(n, length, -1)
+
+            x = layer.block(x, lambda h: att(h, h, h, tgt_mask), source_attention)
+        logp = torch.log_softmax(self.output_layer(self.after_norm(x)).float(), dim=-1)
         valid = ys_out != self.ignore_id
         chosen = logp.gather(-1, ys_out.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         return (chosen * valid).sum(dim=1)
