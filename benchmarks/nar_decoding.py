@@ -73,7 +73,8 @@ def paraformer_variant(args) -> Tuple[str, str, List[str]]:
         flags += ["--paraformer-sampling-ratio", str(args.paraformer_sampling_ratio)]
     if args.paraformer_ar_dlayers:
         folder += f"_ar{args.paraformer_ar_dlayers}"
-        label += f" (auxiliary AR decoder, {args.paraformer_ar_dlayers} blocks)"
+        blocks = "1 block" if args.paraformer_ar_dlayers == 1 else f"{args.paraformer_ar_dlayers} blocks"
+        label += f" (auxiliary AR decoder, {blocks})"
         flags += ["--paraformer-ar-dlayers", str(args.paraformer_ar_dlayers)]
     if args.paraformer_detach_encoder:
         folder += "_detached"
