@@ -397,9 +397,10 @@ def small_paraformer(ctc_weight=0.3):
     return E2E(config).eval()
 
 
-def one_candidate(decoder, memory, alpha, n, plain):
-    """Hypothesis and decoder score of one utterance (``memory`` ``(1, T, D)``) at ``n`` tokens,
-    computed alone: the plain pass, or ``alpha`` rescaled to ``n``."""
+def candidate_log_probs(decoder, memory, alpha, n, plain):
+    """``(K, V)`` log-probabilities of one utterance's (``memory`` ``(1, T, D)``) candidate,
+    decoded alone: the plain pass (``K`` the tokens that fire), or ``alpha`` rescaled to
+    ``K = n`` tokens."""
     lengths = torch.tensor([memory.size(1)])
     if plain:
         emb, counts = integrate_and_fire(memory, alpha, decoder.threshold, tail_threshold=decoder.tail_threshold)
@@ -407,12 +408,15 @@ def one_candidate(decoder, memory, alpha, n, plain):
         emb, counts = integrate_and_fire(memory, scale_to_lengths(alpha, torch.tensor([n]), decoder.threshold),
                                          decoder.threshold, counts=torch.tensor([n]))
     if int(counts[0]) == 0:
-        return [], 0.0
+        return torch.zeros(0, decoder.odim)
     with torch.no_grad():
-        logits = decoder(emb, counts, memory, lengths)
-    best, ids = torch.log_softmax(logits.float(), dim=-1).max(dim=-1)
-    k = int(counts[0])
-    return ids[0, :k].tolist(), float(best[0, :k].sum())
+        return torch.log_softmax(decoder(emb, counts, memory, lengths)[0, : int(counts[0])].float(), dim=-1)
+
+
+def one_candidate(decoder, memory, alpha, n, plain):
+    """Hypothesis and decoder score of one utterance's candidate (:func:`candidate_log_probs`)."""
+    best, ids = candidate_log_probs(decoder, memory, alpha, n, plain).max(dim=-1)
+    return ids.tolist(), float(best.sum())
 
 
 @pytest.mark.parametrize("weight", [0.5, 1.0])

@@ -11,13 +11,12 @@ import torch
 from espnet.asr import eval_cli
 from espnet.asr.recognizer import DecodeOptions, encode_utterances, recognize, recognize_batch
 from espnet.nets.pytorch_backend.ctc import sequence_log_likelihood
-from espnet.nets.pytorch_backend.decoder.cif import integrate_and_fire, scale_to_lengths
 from espnet.nets.pytorch_backend.decoder.base_decoder import nar_candidates_refusal
 from espnet.nets.pytorch_backend.decoder.paraformer_decoder import ParaformerDecoder, candidate_offsets
 from espnet.nets.pytorch_backend.decoder.transformer_decoder import TransformerDecoder
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from flag_config import model_config
-from test_paraformer import one_candidate
+from test_paraformer import candidate_log_probs, one_candidate
 
 
 @torch.no_grad()
@@ -153,19 +152,6 @@ def test_ar_scored_candidates_equal_a_loop(scorer, weight, penalty):
     if (scorer, penalty) == ("ar", 2.0):  # here the AR term picks another candidate than the Paraformer's own score
         own = recognize_batch(model, items, DecodeOptions(ctc_weight=weight, candidates=5, penalty=penalty))
         assert any(a.token_ids != b.token_ids for a, b in zip(batched, own))
-
-
-def candidate_log_probs(decoder, memory, alpha, n, plain):
-    """``(n, V)`` log-probabilities of one utterance's candidate at ``n`` tokens, decoded alone
-    (the plain pass, or ``alpha`` rescaled to ``n``)."""
-    lengths = torch.tensor([memory.size(1)])
-    if plain:
-        emb, counts = integrate_and_fire(memory, alpha, decoder.threshold, tail_threshold=decoder.tail_threshold)
-    else:
-        emb, counts = integrate_and_fire(memory, scale_to_lengths(alpha, torch.tensor([n]), decoder.threshold),
-                                         decoder.threshold, counts=torch.tensor([n]))
-    with torch.no_grad():
-        return torch.log_softmax(decoder(emb, counts, memory, lengths)[0, : int(counts[0])].float(), dim=-1)
 
 
 @pytest.mark.parametrize("scorer,alternatives", [("paraformer", 2), ("ar", 3), ("both", 1)])
