@@ -79,15 +79,13 @@ class DecodeOptions:
             raise ValueError(f"--penalty must be a finite number, got {self.penalty}")
         if self.max_new_tokens < 1:
             raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
-        refusal = nar_candidates_refusal(self.candidates)
+        refusal = nar_candidates_refusal(self.candidates, nar_alternatives=self.nar_alternatives)
         if refusal:
             raise ValueError(refusal)
         if self.mode not in DECODE_MODES:
             raise ValueError(f"--decode-mode must be one of {', '.join(DECODE_MODES)}, got {self.mode!r}")
         if self.nar_count not in NAR_COUNTS:
             raise ValueError(f"--nar-count must be one of {', '.join(NAR_COUNTS)}, got {self.nar_count!r}")
-        if self.nar_alternatives < 0:
-            raise ValueError(f"--nar-alternatives must be >= 0, got {self.nar_alternatives}")
         if self.nar_scorer not in NAR_SCORERS:
             raise ValueError(f"--nar-scorer must be one of {', '.join(NAR_SCORERS)}, got {self.nar_scorer!r}")
 
@@ -98,9 +96,9 @@ def nar_candidates_refusal(candidates: int, decoder: Optional[str] = None, mode:
     """The one-line refusal of ``--nar-candidates`` / ``--nar-count`` / ``--nar-scorer`` /
     ``--nar-alternatives`` (``None`` when the values are accepted): a count below 1 (or
     alternatives below 0) always; more than 1 candidate, a count other than ``cif``, a scorer
-    other than ``paraformer`` or alternatives, for anything but a Paraformer's own decoding (``decoder``: the model's
-    ``--decoder``, ``None`` while the model is not known yet; ``mode``: ``--decode-mode``;
-    ``model``: how the message names the model)."""
+    other than ``paraformer`` or alternatives, for anything but a Paraformer's own decoding
+    (``decoder``: the model's ``--decoder``, ``None`` while the model is not known yet;
+    ``mode``: ``--decode-mode``; ``model``: how the message names the model)."""
     if candidates < 1:
         return f"--nar-candidates must be >= 1, got {candidates}"
     if nar_alternatives < 0:

@@ -305,8 +305,8 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         gets ``(1 - w) * decoder + w * CTC + penalty * n`` with ``w = options.ctc_weight``
         (decoder: the sum of its tokens' log-probabilities, or as ``options.nar_scorer`` asks
         the auxiliary autoregressive decoder's log-likelihood of them and ``<eos>``
-        (:meth:`TransformerDecoder.score_sequences`), or the mean of the two; CTC: the CTC head's log-likelihood
-        of the whole sequence, :func:`sequence_log_likelihood`; ``<blank>`` and ``<eos>``
+        (:meth:`TransformerDecoder.score_sequences`), or the mean of the two; CTC: the CTC
+        head's log-likelihood of the whole sequence, :func:`sequence_log_likelihood`; ``<blank>`` and ``<eos>``
         tokens, which carry no text, are left out of it; ``penalty = options.penalty``, the
         length bonus per token of the beam search, ``n`` the candidate's tokens) and the best
         one, the earlier on a tie, is kept.
@@ -348,14 +348,14 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         all_emb = torch.cat([torch.nn.functional.pad(e, (0, 0, 0, k - e.size(1))) for e in embs])  # (M*B, K, D)
         all_counts = torch.cat(cands)
         logits = self.forward(all_emb, all_counts, memory.repeat(m, 1, 1), memory_lengths.repeat(m))
-        top, top_ids = torch.log_softmax(logits.float(), dim=-1).topk(min(2, self.odim), dim=-1)  # (M*B, K, 2)
+        top, top_ids = torch.log_softmax(logits.float(), dim=-1).topk(2, dim=-1)  # (M*B, K, 2); V >= 2
         valid = make_non_pad_mask(all_counts, k).to(top.device)
         hyps = [top_ids[i, :n, 0].tolist() for i, n in enumerate(all_counts.tolist())]
         decoder_score = (top[..., 0] * valid).sum(dim=1)
         if m == 1 and options.nar_alternatives == 0:
             return [Decoded(hyps[i], float(decoder_score[i])) for i in range(b)]
         usable = torch.cat(usable).to(top.device)
-        if options.nar_alternatives > 0 and top.size(-1) == 2:
+        if options.nar_alternatives > 0:
             hyps, decoder_score, all_counts, usable = self.with_alternatives(
                 hyps, decoder_score, all_counts, usable, top, top_ids, valid, options.nar_alternatives)
             m = len(hyps) // b
@@ -391,7 +391,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         rows."""
         margin = (top[..., 0] - top[..., 1]).masked_fill(~valid, float("inf"))
         order = margin.argsort(dim=1, stable=True).tolist()  # least confident first, the earlier on a tie
-        margin_list, second = margin.tolist(), top_ids[..., 1].tolist()
+        base, margin_list, second = decoder_score.tolist(), margin.tolist(), top_ids[..., 1].tolist()
         out_hyps, scores, ok = list(hyps), [decoder_score], [usable]
         for a in range(alternatives):
             row_scores, row_ok = [], []
@@ -401,7 +401,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                     changed = list(hyp)
                     changed[pos] = second[r][pos]
                     out_hyps.append(changed)
-                    row_scores.append(float(decoder_score[r]) - margin_list[r][pos])
+                    row_scores.append(base[r] - margin_list[r][pos])
                     row_ok.append(True)
                 else:
                     out_hyps.append(hyp)
