@@ -59,7 +59,7 @@ def averaged_model(run_dir: str) -> Optional[str]:
 def paraformer_variant(args) -> Tuple[str, str, List[str]]:
     """How the Paraformer differs from the Transformer decoder's settings and its own defaults
     (``--paraformer-dlayers``, ``--paraformer-sampling-ratio``, ``--paraformer-ar-dlayers``,
-    ``--paraformer-detach-encoder``): its run folder's suffix (another Paraformer, another
+    ``--paraformer-detach-encoder``, ``--paraformer-live-predictor``): its run folder's suffix (another Paraformer, another
     folder), its table label's suffix and its extra ``train.py`` flags."""
     folder, label, flags = "", "", []
     if args.paraformer_dlayers and args.paraformer_dlayers != args.dlayers:
@@ -79,6 +79,10 @@ def paraformer_variant(args) -> Tuple[str, str, List[str]]:
         folder += "_detached"
         label += " (trained on the detached encoder output)"
         flags += ["--paraformer-detach-encoder"]
+    if args.paraformer_live_predictor:
+        folder += "_live"
+        label += " (its predictor on the live encoder)"
+        flags += ["--paraformer-live-predictor"]
     if args.paraformer_encoder == "ar":
         folder += "_initar"
         label += " (encoder from the AR model)"
@@ -262,6 +266,9 @@ def main() -> int:
     p.add_argument("--paraformer-detach-encoder", action="store_true",
                    help="The Paraformer's --paraformer-detach-encoder: its encoder learns from the CTC head and the "
                         "auxiliary decoder alone (its own run folder).")
+    p.add_argument("--paraformer-live-predictor", action="store_true",
+                   help="With --paraformer-detach-encoder: the Paraformer's --paraformer-live-predictor (the "
+                        "quantity loss still trains the encoder; its own run folder).")
     p.add_argument("--paraformer-encoder", default="own", choices=["own", "ar", "ar-frozen"],
                    help="own: the Paraformers are trained as the autoregressive models are; ar: each starts from "
                         "the encoder of the autoregressive model of its modality, which is compared with one "

@@ -93,8 +93,9 @@ def test_dry_run_shows_where_each_paraformer_starts(tmp_path):
 
 
 def test_dry_run_with_an_auxiliary_ar_decoder(tmp_path):
-    """--paraformer-ar-dlayers N (and --paraformer-detach-encoder): the Paraformers train with that
-    many auxiliary decoder blocks (on the detached encoder output), in their own run folders."""
+    """--paraformer-ar-dlayers N (and --paraformer-detach-encoder, --paraformer-live-predictor): the
+    Paraformers train with that many auxiliary decoder blocks (on the detached encoder output,
+    its predictor on the live one), in their own run folders."""
     runs = dry_run(tmp_path, "--paraformer-ar-dlayers", "2", "--modalities", "audio")
     assert sorted(runs) == ["audio_paraformer_ar2", "audio_transformer"]
     assert flag_values(runs["audio_paraformer_ar2"], "--paraformer-ar-dlayers") == ["2"]
@@ -102,3 +103,7 @@ def test_dry_run_with_an_auxiliary_ar_decoder(tmp_path):
     detached = dry_run(tmp_path, "--paraformer-ar-dlayers", "1", "--paraformer-detach-encoder", "--modalities", "audio")
     assert sorted(detached) == ["audio_paraformer_ar1_detached", "audio_transformer"]
     assert "--paraformer-detach-encoder" in detached["audio_paraformer_ar1_detached"]
+    live = dry_run(tmp_path, "--paraformer-ar-dlayers", "1", "--paraformer-detach-encoder",
+                   "--paraformer-live-predictor", "--modalities", "audio")
+    assert sorted(live) == ["audio_paraformer_ar1_detached_live", "audio_transformer"]
+    assert {"--paraformer-detach-encoder", "--paraformer-live-predictor"} <= set(live["audio_paraformer_ar1_detached_live"])

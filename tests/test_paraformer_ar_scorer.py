@@ -100,6 +100,32 @@ def test_detached_encoder_learns_from_the_auxiliary_decoder_alone(detach):
     assert float(grad.abs().sum()) > 0
 
 
+def test_live_predictor_lets_the_count_alone_reach_the_encoder():
+    """--paraformer-live-predictor (with --paraformer-detach-encoder): the quantity loss reaches
+    the encoder output through the predictor, the cross-entropy only the predictor's weights;
+    refused without --paraformer-detach-encoder or with --paraformer-detach-predictor."""
+    torch.manual_seed(0)
+    dec = ParaformerDecoder(odim=12, attention_dim=8, attention_heads=2, linear_units=16, num_blocks=1,
+                            dropout_rate=0.0, sampling_ratio=0.0, ar_dlayers=1, detach_encoder=True,
+                            live_predictor=True)
+    memory = torch.randn(2, 10, 8, requires_grad=True)
+    lengths = torch.tensor([10, 7])
+    out = dec.forward_train(memory, lengths, torch.tensor([[3, 4, 5, 6], [7, 8, -1, -1]]))
+    ce = torch.autograd.grad(out["loss_ce"], memory, retain_graph=True, allow_unused=True)[0]
+    assert ce is None or float(ce.abs().sum()) == 0.0
+    own = torch.autograd.grad(out["loss_ce"], dec.predictor.output.weight, retain_graph=True)[0]
+    assert float(own.abs().sum()) > 0
+    count = torch.autograd.grad(out["loss_quantity"], memory)[0]
+    assert float(count[0].abs().sum()) > 0 and float(count[1, 7:].abs().sum()) == 0.0  # padding frames untouched
+    expected = (dec.predictor(memory, lengths).sum(dim=1) - torch.tensor([4.0, 2.0])).abs().mean()
+    assert float(out["loss_quantity"]) == pytest.approx(float(expected.detach()), rel=1e-5)
+    with pytest.raises(ValueError, match="--paraformer-live-predictor needs --paraformer-detach-encoder"):
+        ParaformerDecoder(odim=12, attention_dim=8, attention_heads=2, live_predictor=True)
+    with pytest.raises(ValueError, match="contradict"):
+        ParaformerDecoder(odim=12, attention_dim=8, attention_heads=2, detach_encoder=True, live_predictor=True,
+                          detach_predictor=True)
+
+
 def paraformer_with_ar(ctc_weight=0.3, ar_dlayers=1):
     config = model_config(odim=20, audio_encoder="resnet1d", resnet_width=4, decoder="paraformer", adim=16, aheads=2,
                           eunits=32, elayers=1, dunits=32, dlayers=1, ctc_weight=ctc_weight,

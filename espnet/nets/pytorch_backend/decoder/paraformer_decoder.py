@@ -81,6 +81,9 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         detach_encoder: The Paraformer (predictor, CIF and decoder) trains on a detached copy
             of the encoder output: the encoder learns from the CTC head and the auxiliary
             decoder alone (the losses of an autoregressive model), the Paraformer on top of it.
+        live_predictor: With ``detach_encoder``: the quantity loss reaches the encoder through
+            the predictor (a second predictor pass on the live encoder output, for that loss
+            alone); the cross-entropy still trains the predictor's weights but not the encoder.
 
     Tensor contracts:
         * ``forward_train(memory (B, T, D) float, memory_lengths (B,) int frames, targets
@@ -131,13 +134,16 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                "encoder output: the encoder learns from the CTC head and the auxiliary decoder alone, as an "
                "autoregressive model's does (needs --paraformer-ar-dlayers or a CTC weight).",
                flag="--paraformer-detach-encoder"),
+        Option("live_predictor", False, "With --paraformer-detach-encoder: the quantity loss still trains the "
+               "encoder through the CIF predictor (the encoder learns where tokens are), the decoder's cross-entropy "
+               "does not.", flag="--paraformer-live-predictor"),
     )
 
     def __init__(self, odim: int, attention_dim: int = 768, attention_heads: int = 12, linear_units: int = 3072,
                  num_blocks: int = 6, dropout_rate: float = 0.1, lsm_weight: float = 0.1, threshold: float = 1.0,
                  tail_threshold: float = 0.45, quantity_weight: float = 1.0, sampling_ratio: float = 0.75,
                  cif_kernel: int = 3, detach_predictor: bool = False, ar_dlayers: int = 0, ar_weight: float = 1.0,
-                 detach_encoder: bool = False, ignore_id: int = -1) -> None:
+                 detach_encoder: bool = False, live_predictor: bool = False, ignore_id: int = -1) -> None:
         super().__init__()
         if threshold <= 0:
             raise ValueError(f"--paraformer-threshold must be > 0, got {threshold}")
@@ -145,6 +151,12 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             raise ValueError(f"--paraformer-sampling-ratio must be in [0, 1], got {sampling_ratio}")
         if cif_kernel % 2 == 0:
             raise ValueError(f"--paraformer-cif-kernel must be odd (centred on its frame), got {cif_kernel}")
+        if live_predictor and not detach_encoder:
+            raise ValueError("--paraformer-live-predictor needs --paraformer-detach-encoder (without it every "
+                             "Paraformer loss reaches the encoder already)")
+        if live_predictor and detach_predictor:
+            raise ValueError("--paraformer-live-predictor and --paraformer-detach-predictor contradict each other: "
+                             "give one")
         self.odim = odim
         self.sos = self.eos = odim - 1
         self.ignore_id = ignore_id
@@ -154,6 +166,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         self.sampling_ratio = sampling_ratio
         self.detach_predictor = detach_predictor
         self.detach_encoder = detach_encoder
+        self.live_predictor = live_predictor
         self.predictor = CifPredictor(attention_dim, cif_kernel, dropout_rate)
         self.embed = torch.nn.Embedding(odim, attention_dim)  # target embeddings of the glancing sampler
         self.decoders = repeat(num_blocks, lambda _: DecoderLayer(attention_dim, attention_heads, linear_units,
@@ -175,7 +188,8 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                    tail_threshold=options["tail_threshold"], quantity_weight=options["quantity_weight"],
                    sampling_ratio=options["sampling_ratio"], cif_kernel=options["cif_kernel"],
                    detach_predictor=options["detach_predictor"], ar_dlayers=options["ar_dlayers"],
-                   ar_weight=options["ar_weight"], detach_encoder=options["detach_encoder"])
+                   ar_weight=options["ar_weight"], detach_encoder=options["detach_encoder"],
+                   live_predictor=options["live_predictor"])
 
     # ---- the parallel decoder ------------------------------------------------------------
     def forward(self, embeddings: torch.Tensor, embed_lengths: torch.Tensor, memory: torch.Tensor,
@@ -225,6 +239,8 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             emb = torch.where(replace.unsqueeze(-1), target_emb, emb)
         logits = self.forward(emb, counts, memory, memory_lengths)
         loss_ce = self.criterion(logits, targets)
+        if self.live_predictor:  # the count trains the encoder; the embeddings above did not
+            alpha = self.predictor(live, memory_lengths)
         loss_quantity = (alpha.sum(dim=1) - lengths.to(alpha.dtype)).abs().mean()
         acc = th_accuracy(logits.reshape(-1, self.odim), targets, self.ignore_id)
         out = {"loss_att": loss_ce + self.quantity_weight * loss_quantity, "loss_ce": loss_ce,
