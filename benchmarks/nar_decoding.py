@@ -174,14 +174,17 @@ def train_all(args, data: Dict[str, str], modalities: List[str]) -> Dict[str, Di
     return ckpts
 
 
-def paraformer_label(para: str, count: str, candidates: int, scorer: str = "paraformer", alternatives: int = 0) -> str:
+def paraformer_label(para: str, count: str, candidates: int, scorer: str = "paraformer", alternatives: int = 0,
+                     ctc_path: bool = False) -> str:
     """A Paraformer row's label: ``para`` decoded with ``--nar-count count``,
-    ``--nar-candidates candidates``, ``--nar-scorer scorer`` and ``--nar-alternatives
-    alternatives``."""
+    ``--nar-candidates candidates``, ``--nar-scorer scorer``, ``--nar-alternatives
+    alternatives`` and (``ctc_path``) ``--nar-ctc-candidate``."""
     label = paraformer_count_label(para, count, candidates)
     if alternatives:
         label += f" (+{alternatives} token alternatives each)"
-    if scorer == "paraformer" or (candidates == 1 and count != "both" and not alternatives):  # nothing scored
+    if ctc_path:
+        label += " (+ the CTC head's best path)"
+    if scorer == "paraformer" or (candidates == 1 and count != "both" and not alternatives and not ctc_path):
         return label
     return label + (" and the AR decoder" if scorer == "ar" else " and the mean of both decoders")
 
@@ -294,6 +297,9 @@ def main() -> int:
     p.add_argument("--nar-alternatives", type=int, default=0,
                    help="Also decode every rescored Paraformer row with this many token alternatives per candidate "
                         "(eval.py --nar-alternatives); 0 = no such rows. (Default: 0)")
+    p.add_argument("--nar-ctc-candidate", action="store_true",
+                   help="Also decode every rescored Paraformer row with the CTC head's best path among its "
+                        "hypotheses (eval.py --nar-ctc-candidate).")
     p.add_argument("--nar-counts", default="cif,ctc,both",
                    help="Comma-separated eval.py --nar-count values the Paraformer is decoded with, each in one pass "
                         "and with --nar-candidates. (Default: cif,ctc,both)")
@@ -346,8 +352,8 @@ def main() -> int:
     tokenizer = TextTransform(data["sp_model_path"], data["dict_path"])
     again = ", AR trained as long, encoder from the first" if args.paraformer_encoder == "ar" else ""
     beam_label = f"beam search (beam {args.beam_size}, batched{again})"
-    methods = [(beam_label, "transformer", "decoder", 1, "cif", "paraformer", 0),
-               ("CTC greedy (same model)", "transformer", "ctc-greedy", 1, "cif", "paraformer", 0)]
+    methods = [(beam_label, "transformer", "decoder", 1, "cif", "paraformer", 0, False),
+               ("CTC greedy (same model)", "transformer", "ctc-greedy", 1, "cif", "paraformer", 0, False)]
     para = "Paraformer" + paraformer_variant(args)[1]
     scorers = ["paraformer", "ar", "both"] if args.paraformer_ar_dlayers else ["paraformer"]
     for count in nar_counts:
@@ -355,11 +361,12 @@ def main() -> int:
             several = candidates > 1 or count == "both"  # the scorer picks among several hypotheses
             for scorer in scorers if several else ["paraformer"]:
                 for alternatives in sorted({0, args.nar_alternatives}) if several else [0]:
-                    methods.append((paraformer_label(para, count, candidates, scorer, alternatives), "paraformer",
-                                    "decoder", candidates, count, scorer, alternatives))
+                    for ctc_path in sorted({False, args.nar_ctc_candidate}) if several else [False]:
+                        methods.append((paraformer_label(para, count, candidates, scorer, alternatives, ctc_path),
+                                        "paraformer", "decoder", candidates, count, scorer, alternatives, ctc_path))
     rows, test_sets = [], {}
     for modality in modalities:
-        for label, decoder, mode, candidates, count, scorer, alternatives in methods:
+        for label, decoder, mode, candidates, count, scorer, alternatives, ctc_path in methods:
             model = Recognizer.from_pretrained(ckpts[decoder][modality]).model.eval()
             row = {"modality": modality, "method": label, "wer": {}, "utt_per_s": None}
             for snr in snrs:
@@ -369,7 +376,7 @@ def main() -> int:
                                ctc_weight=args.decode_ctc_weight, snr_target=snr, seed=args.seed, progress=False,
                                batch_size=args.batch_size, decode_mode=mode, candidates=candidates,
                                nar_count=count, nar_scorer=scorer, nar_alternatives=alternatives,
-                               penalty=args.penalty)
+                               nar_ctc_candidate=ctc_path, penalty=args.penalty)
                 key = "clean" if snr is None else f"{snr:g} dB"
                 row["wer"][key] = res.wer
                 if snr is None:
@@ -378,7 +385,7 @@ def main() -> int:
                       f"in {res.seconds:.1f} s", flush=True)
             options = DecodeOptions(beam_size=args.beam_size, ctc_weight=args.decode_ctc_weight, mode=mode,
                                     candidates=candidates, nar_count=count, nar_scorer=scorer,
-                                    nar_alternatives=alternatives, penalty=args.penalty)
+                                    nar_alternatives=alternatives, nar_ctc_candidate=ctc_path, penalty=args.penalty)
             row["decoding_alone_utt_per_s"] = decoding_alone(model, test_split(data["root"], model, test_sets),
                                                              args.batch_size, options)
             print(f"[{modality}] {label}: decoding step alone {row['decoding_alone_utt_per_s']:.1f} utt/s", flush=True)

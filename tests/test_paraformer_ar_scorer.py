@@ -10,7 +10,7 @@ import torch
 
 from espnet.asr import eval_cli
 from espnet.asr.recognizer import DecodeOptions, encode_utterances, recognize, recognize_batch
-from espnet.nets.pytorch_backend.ctc import sequence_log_likelihood
+from espnet.nets.pytorch_backend.ctc import best_paths, sequence_log_likelihood
 from espnet.nets.pytorch_backend.decoder.base_decoder import nar_candidates_refusal
 from espnet.nets.pytorch_backend.decoder.paraformer_decoder import ParaformerDecoder, candidate_offsets
 from espnet.nets.pytorch_backend.decoder.transformer_decoder import TransformerDecoder
@@ -180,20 +180,26 @@ def test_ar_scored_candidates_equal_a_loop(scorer, weight, penalty):
         assert any(a.token_ids != b.token_ids for a, b in zip(batched, own))
 
 
-@pytest.mark.parametrize("scorer,alternatives", [("paraformer", 2), ("ar", 3), ("both", 1)])
-def test_token_alternatives_equal_a_loop(scorer, alternatives):
+@pytest.mark.parametrize("scorer,alternatives,ctc_path", [("paraformer", 2, False), ("ar", 3, False),
+                                                          ("both", 1, False), ("ar", 2, True),
+                                                          ("paraformer", 0, True), ("both", 0, True)])
+def test_token_alternatives_equal_a_loop(scorer, alternatives, ctc_path):
     """--nar-alternatives A: besides each candidate, the A hypotheses with the token at its
     1st..A-th least confident position (smallest best - second-best margin) replaced by the
     second best, scored like the candidates (decoder term: the sum of the Paraformer's
-    log-probabilities of the tokens, the AR decoder's log-likelihood, or their mean); the
-    candidates come first on a tie, and alone equals batched."""
+    log-probabilities of the tokens, the AR decoder's log-likelihood, or their mean); with
+    --nar-ctc-candidate the CTC head's best path last (its Paraformer term from the pass at its
+    count); the candidates come first on a tie, and alone equals batched."""
     model = paraformer_with_ar()
     decoder = model.decoder
     gen = torch.Generator().manual_seed(1)
     items = [{"audio": torch.randn(n * 640, 1, generator=gen)} for n in (31, 17, 31, 9, 24)]
+    if ctc_path:  # a random CTC head's best path is empty (blank at every frame): make it emit a token
+        with torch.no_grad():
+            model.ctc.ctc_lo.bias[0] -= 1.0
     weight, penalty = 0.05, 1.0
     options = DecodeOptions(ctc_weight=weight, candidates=3, nar_scorer=scorer, penalty=penalty,
-                            nar_alternatives=alternatives)
+                            nar_alternatives=alternatives, nar_ctc_candidate=ctc_path)
     batched = recognize_batch(model, items, options)
     plain = recognize_batch(model, items, DecodeOptions(ctc_weight=weight))
     without = recognize_batch(model, items, DecodeOptions(ctc_weight=weight, candidates=3, nar_scorer=scorer,
@@ -216,6 +222,11 @@ def test_token_alternatives_equal_a_loop(scorer, alternatives):
                     changed = ids[:, 0].tolist()
                     changed[pos] = int(ids[pos, 1])
                     hyps.append((changed, logp))
+        if ctc_path:
+            with torch.no_grad():
+                path = best_paths(model.ctc.log_softmax(memory), lengths)[0][0]
+            if path:  # an empty path is no candidate
+                hyps.append((path, candidate_log_probs(decoder, memory, alpha, len(path), False)))
         best = fallback = None
         for ids, logp in hyps:
             own = float(sum(logp[p, t] for p, t in enumerate(ids)))
@@ -234,7 +245,7 @@ def test_token_alternatives_equal_a_loop(scorer, alternatives):
         assert hyp.score == pytest.approx(best[1], rel=1e-4, abs=1e-4)
         alone = recognize(model, item, options)
         assert alone.token_ids == hyp.token_ids and alone.score == pytest.approx(hyp.score, rel=1e-4, abs=1e-4)
-    assert any(a.token_ids != b.token_ids for a, b in zip(batched, without))  # an alternative won somewhere
+    assert any(a.token_ids != b.token_ids for a, b in zip(batched, without))  # an alternative or the path won
 
 
 def test_nar_scorer_refusals():
@@ -258,11 +269,15 @@ def test_nar_scorer_refusals():
         "--nar-scorer ar: only a Paraformer's own decoding (--decoder paraformer, --decode-mode decoder) has "
         "candidates; m.pth has --decoder transformer")
     assert nar_candidates_refusal(3, "paraformer", nar_scorer="ar") is None
+    assert nar_candidates_refusal(1, "transformer", "ctc-greedy", "m.pth", nar_ctc_candidate=True) == (
+        "--nar-ctc-candidate: only a Paraformer's own decoding (--decoder paraformer, --decode-mode decoder) has "
+        "candidates; m.pth has --decoder transformer, decoded with --decode-mode ctc-greedy")
 
 
 def test_eval_and_the_model_api_with_the_ar_scorer(toy_corpus, tmp_path, capsys):
     """A (random) Paraformer with an auxiliary decoder saved as train.py saves it: eval.py
-    --nar-candidates 3 --nar-scorer both --nar-alternatives 2 writes exactly what each utterance decoded alone gets,
+    --nar-candidates 3 --nar-scorer both --nar-alternatives 2 --nar-ctc-candidate writes exactly what each utterance
+    decoded alone gets,
     the model API the same; a model without the auxiliary decoder is refused in one line."""
     import json
 
@@ -285,7 +300,8 @@ def test_eval_and_the_model_api_with_the_ar_scorer(toy_corpus, tmp_path, capsys)
                                   "dict_path": toy_corpus["dict_path"]})
     test = toy_corpus["train"]
     out = str(tmp_path / "both.json")
-    flags = ["--nar-candidates", "3", "--nar-scorer", "both", "--nar-alternatives", "2", "--ctc-weight", "0.5"]
+    flags = ["--nar-candidates", "3", "--nar-scorer", "both", "--nar-alternatives", "2", "--nar-ctc-candidate",
+             "--ctc-weight", "0.5"]
     code = eval_cli.main(["--root-dir", toy_corpus["root"], "--test-file", test, "--pretrained-model-path", paths[1],
                           "--num-workers", "0", "--accelerator", "cpu", "--batch-size", "3", "--output-json", out,
                           *flags])
@@ -294,12 +310,13 @@ def test_eval_and_the_model_api_with_the_ar_scorer(toy_corpus, tmp_path, capsys)
         result = json.load(handle)
     rec = Recognizer.from_pretrained(paths[1])
     dataset = build_dataset(toy_corpus["root"], test, "test", "audio", audio_utterance_norm=rec.model.audio_utterance_norm)
-    options = DecodeOptions(ctc_weight=0.5, candidates=3, nar_scorer="both", nar_alternatives=2)
+    options = DecodeOptions(ctc_weight=0.5, candidates=3, nar_scorer="both", nar_alternatives=2, nar_ctc_candidate=True)
     expected = [rec.tokenizer.post_process(recognize(rec.model, {"audio": dataset[i]["audio"]}, options).token_ids)
                 for i in range(len(dataset))]
     assert [u["hypothesis"] for u in result["utterances"]] == expected and any(expected)
     clips = [dataset.media_path(i) for i in range(len(dataset))]
-    assert rec.transcribe_batch(clips, candidates=3, ctc_weight=0.5, nar_scorer="both", nar_alternatives=2) == expected
+    assert rec.transcribe_batch(clips, candidates=3, ctc_weight=0.5, nar_scorer="both", nar_alternatives=2,
+                                nar_ctc_candidate=True) == expected
     capsys.readouterr()
     code = eval_cli.main(["--root-dir", toy_corpus["root"], "--test-file", test, "--pretrained-model-path", paths[0],
                           "--num-workers", "0", "--accelerator", "cpu", *flags])

@@ -505,10 +505,11 @@ def test_real_face_video_with_mediapipe(models, capsys, tmp_path):
 @pytest.mark.parametrize("flags,named", [(["--nar-candidates", "3"], "--nar-candidates 3"),
                                          (["--nar-count", "ctc"], "--nar-count ctc"),
                                          (["--nar-scorer", "ar"], "--nar-scorer ar"),
-                                         (["--nar-alternatives", "2"], "--nar-alternatives 2")])
+                                         (["--nar-alternatives", "2"], "--nar-alternatives 2"),
+                                         (["--nar-ctc-candidate"], "--nar-ctc-candidate")])
 def test_nar_candidates_flag(capsys, models, recordings, tmp_path, flags, named):
     """--nar-candidates: below 1 refused by the parser; above 1, a --nar-count other than cif,
-    a --nar-scorer other than paraformer, or --nar-alternatives, refused for a model that is
+    a --nar-scorer other than paraformer, --nar-alternatives or --nar-ctc-candidate, refused for a model that is
     not a Paraformer (one line each, no output written)."""
     with pytest.raises(SystemExit) as info:
         transcribe_cli.main([recordings["talk.m4a"], "--model", models["audio"], "--nar-candidates", "0"])

@@ -156,6 +156,7 @@ def evaluate(
     nar_count: str = "cif",
     nar_scorer: str = "paraformer",
     nar_alternatives: int = 0,
+    nar_ctc_candidate: bool = False,
     penalty: float = 0.0,
     guard: GuardOptions = GuardOptions(),
     fallback: Optional[FallbackOptions] = None,
@@ -166,8 +167,9 @@ def evaluate(
     model's decoder (:func:`espnet.asr.recognizer.recognize_batch`: the joint CTC/attention
     beam search, or the decoder's own one-pass decoding (Paraformer); with ``decode_mode``
     ``ctc-greedy`` the CTC head's best path; ``candidates``, ``nar_count``, ``nar_scorer``,
-    ``nar_alternatives``: a Paraformer's rescored hypotheses (``DecodeOptions.candidates``,
-    ``.nar_count``, ``.nar_scorer``, ``.nar_alternatives``); ``penalty``: the
+    ``nar_alternatives``, ``nar_ctc_candidate``: a Paraformer's rescored hypotheses
+    (``DecodeOptions.candidates``, ``.nar_count``, ``.nar_scorer``, ``.nar_alternatives``,
+    ``.nar_ctc_candidate``); ``penalty``: the
     length bonus per token (``DecodeOptions.penalty``); each utterance gets the hypothesis it gets
     alone); the results keep the order of
     ``test_file``. The reference is the transcript column, else the text of the
@@ -190,7 +192,7 @@ def evaluate(
     model.decoder.check_tokenizer(text_transform)
     options = DecodeOptions(beam_size=beam_size, ctc_weight=ctc_weight, max_new_tokens=max_new_tokens,
                             mode=decode_mode, candidates=candidates, nar_count=nar_count, nar_scorer=nar_scorer,
-                            nar_alternatives=nar_alternatives,
+                            nar_alternatives=nar_alternatives, nar_ctc_candidate=nar_ctc_candidate,
                             penalty=penalty)
     model.decoder.check_options(options)
     normalize = text_normalizer(wer_normalizer, list(model.config.model_names().values()))

@@ -242,8 +242,8 @@ class Recognizer:
     # ---- decoding -------------------------------------------------------------------------
     def decode_options(self, **overrides: Any) -> DecodeOptions:
         """Decoding options: ``beam_size``, ``ctc_weight`` (default: the model's training
-        weight), ``max_new_tokens``, ``penalty``, ``candidates``, ``nar_count``, ``nar_scorer``
-        and ``nar_alternatives`` (a Paraformer's, see :class:`DecodeOptions`)."""
+        weight), ``max_new_tokens``, ``penalty``, ``candidates``, ``nar_count``, ``nar_scorer``,
+        ``nar_alternatives`` and ``nar_ctc_candidate`` (a Paraformer's, see :class:`DecodeOptions`)."""
         overrides.setdefault("ctc_weight", self.model.config.ctc_weight)
         options = DecodeOptions(**overrides)
         self.model.decoder.check_options(options)

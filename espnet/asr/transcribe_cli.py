@@ -86,7 +86,8 @@ def check_transcription_args(p: argparse.ArgumentParser, args: argparse.Namespac
         p.error(f"--beam-size must be >= 1, got {args.beam_size}")
     if args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    refusal = nar_candidates_refusal(args.nar_candidates, nar_alternatives=args.nar_alternatives)
+    refusal = nar_candidates_refusal(args.nar_candidates, nar_alternatives=args.nar_alternatives,
+                                     nar_ctc_candidate=args.nar_ctc_candidate)
     if refusal:
         p.error(refusal)
     if args.ctc_weight is not None and not 0.0 <= args.ctc_weight <= 1.0:
@@ -194,11 +195,13 @@ def build_transcriber(args: argparse.Namespace):
     zero_shot_whisper = whisper and args.model is None
     refusal = nar_candidates_refusal(args.nar_candidates, recognizer.model.config.decoder,
                                      model=args.model or "the model", nar_count=args.nar_count,
-                                     nar_scorer=args.nar_scorer, nar_alternatives=args.nar_alternatives)
+                                     nar_scorer=args.nar_scorer, nar_alternatives=args.nar_alternatives,
+                                     nar_ctc_candidate=args.nar_ctc_candidate)
     if refusal:
         raise ValueError(refusal)
     options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens, "candidates": args.nar_candidates,
                "nar_count": args.nar_count, "nar_scorer": args.nar_scorer, "nar_alternatives": args.nar_alternatives,
+               "nar_ctc_candidate": args.nar_ctc_candidate,
                "penalty": args.penalty}
     if args.ctc_weight is not None:
         options["ctc_weight"] = args.ctc_weight

@@ -133,8 +133,8 @@ def add_generate_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_paraformer_decoding_args(parser: argparse.ArgumentParser) -> None:
-    """``--nar-candidates``, ``--penalty``, ``--nar-count``, ``--nar-scorer`` and
-    ``--nar-alternatives`` (eval.py, transcribe.py, the service): how a Paraformer's one-pass
+    """``--nar-candidates``, ``--penalty``, ``--nar-count``, ``--nar-scorer``,
+    ``--nar-alternatives`` and ``--nar-ctc-candidate`` (eval.py, transcribe.py, the service): how a Paraformer's one-pass
     hypotheses are chosen, and the length bonus."""
     from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS, NAR_SCORERS
 
@@ -160,6 +160,9 @@ def add_paraformer_decoding_args(parser: argparse.ArgumentParser) -> None:
                         help="Paraformer: besides each of the --nar-candidates, this many more with the token at one "
                              "of its least confident positions replaced by the second best, scored with them "
                              "(needs a trained CTC head). (Default: 0)")
+    parser.add_argument("--nar-ctc-candidate", action="store_true",
+                        help="Paraformer: the CTC head's best path joins the hypotheses, scored with them (its "
+                             "Paraformer term from one more pass at its token count).")
 
 
 def add_failure_args(parser: argparse.ArgumentParser, work: str) -> None:

@@ -58,6 +58,8 @@ class DecodeOptions:
             token at one of its least confident positions (smallest margin between the best
             and the second-best log-probability) replaced by the second best; all scored
             together as the candidates are (0 = none).
+        nar_ctc_candidate: Paraformer: the CTC head's best path joins the candidates, scored
+            as they are (its Paraformer term from a pass at its token count).
     """
 
     beam_size: int = 40
@@ -69,6 +71,7 @@ class DecodeOptions:
     nar_count: str = "cif"
     nar_scorer: str = "paraformer"
     nar_alternatives: int = 0
+    nar_ctc_candidate: bool = False
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -92,11 +95,13 @@ class DecodeOptions:
 
 def nar_candidates_refusal(candidates: int, decoder: Optional[str] = None, mode: str = "decoder",
                            model: str = "this model", nar_count: str = "cif",
-                           nar_scorer: str = "paraformer", nar_alternatives: int = 0) -> Optional[str]:
+                           nar_scorer: str = "paraformer", nar_alternatives: int = 0,
+                           nar_ctc_candidate: bool = False) -> Optional[str]:
     """The one-line refusal of ``--nar-candidates`` / ``--nar-count`` / ``--nar-scorer`` /
-    ``--nar-alternatives`` (``None`` when the values are accepted): a count below 1 (or
-    alternatives below 0) always; more than 1 candidate, a count other than ``cif``, a scorer
-    other than ``paraformer`` or alternatives, for anything but a Paraformer's own decoding
+    ``--nar-alternatives`` / ``--nar-ctc-candidate`` (``None`` when the values are accepted): a
+    count below 1 (or alternatives below 0) always; more than 1 candidate, a count other than
+    ``cif``, a scorer other than ``paraformer``, alternatives or the CTC candidate, for anything
+    but a Paraformer's own decoding
     (``decoder``: the model's ``--decoder``, ``None`` while the model is not known yet;
     ``mode``: ``--decode-mode``; ``model``: how the message names the model)."""
     if candidates < 1:
@@ -106,7 +111,8 @@ def nar_candidates_refusal(candidates: int, decoder: Optional[str] = None, mode:
     asked = [flag for flag, default in ((f"--nar-candidates {candidates}", candidates == 1),
                                         (f"--nar-count {nar_count}", nar_count == "cif"),
                                         (f"--nar-scorer {nar_scorer}", nar_scorer == "paraformer"),
-                                        (f"--nar-alternatives {nar_alternatives}", nar_alternatives == 0))
+                                        (f"--nar-alternatives {nar_alternatives}", nar_alternatives == 0),
+                                        ("--nar-ctc-candidate", not nar_ctc_candidate))
              if not default]
     if decoder is None or not asked or (decoder == "paraformer" and mode == "decoder"):
         return None

@@ -268,7 +268,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         rescoring need; without it, ``cif`` candidates are not rescored: the plain pass)."""
         self.check_options(options)
         emb, counts, alpha = self.acoustic_embeddings(memory, memory_lengths)
-        several = options.candidates > 1 or options.nar_alternatives > 0
+        several = options.candidates > 1 or options.nar_alternatives > 0 or options.nar_ctc_candidate
         if options.nar_count != "cif" or (several and ctc is not None):
             if ctc is None:
                 raise ValueError(f"--nar-count {options.nar_count} counts the tokens of the CTC head's best path: "
@@ -331,9 +331,11 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         keeps its first candidate with its decoder score."""
         b = memory.size(0)
         ctc_logp = ctc.log_softmax(memory).float()
-        ctc_counts = None
-        if options.nar_count != "cif":
-            ctc_counts = torch.tensor([len(path) for path, _ in best_paths(ctc_logp, memory_lengths)])
+        ctc_counts, ctc_hyps = None, None
+        if options.nar_count != "cif" or options.nar_ctc_candidate:
+            paths = [path for path, _ in best_paths(ctc_logp, memory_lengths)]
+            ctc_counts = torch.tensor([len(path) for path in paths])
+            ctc_hyps = [[c - self.ctc_token_offset for c in path] for path in paths]
         tried = self.candidate_counts(counts, ctc_counts, memory_lengths, options)
         m = max(len(t) for t in tried)
         embs, cands, usable = [], [], []
@@ -358,23 +360,35 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                 embs.append(e)
                 cands.append(c)
             usable.append(ok)
+        passes = m
+        if ctc_hyps is not None and options.nar_ctc_candidate:  # one more pass, at the CTC path's count
+            wanted = ctc_counts.clamp(min=1).to(counts.device)
+            e, c = integrate_and_fire(memory, scale_to_lengths(alpha, wanted, self.threshold), self.threshold,
+                                      counts=wanted)
+            embs.append(e)
+            cands.append(c)
+            passes += 1
         k = max(e.size(1) for e in embs)
         if k == 0:
             return [Decoded([], 0.0) for _ in range(b)]
-        all_emb = torch.cat([torch.nn.functional.pad(e, (0, 0, 0, k - e.size(1))) for e in embs])  # (M*B, K, D)
-        all_counts = torch.cat(cands)
-        logits = self.forward(all_emb, all_counts, memory.repeat(m, 1, 1), memory_lengths.repeat(m))
-        top, top_ids = torch.log_softmax(logits.float(), dim=-1).topk(2, dim=-1)  # (M*B, K, 2); V >= 2
+        all_emb = torch.cat([torch.nn.functional.pad(e, (0, 0, 0, k - e.size(1))) for e in embs])  # (P*B, K, D)
+        logits = self.forward(all_emb, torch.cat(cands), memory.repeat(passes, 1, 1), memory_lengths.repeat(passes))
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        all_counts = torch.cat(cands[:m])
+        top, top_ids = logp[: m * b].topk(2, dim=-1)  # (M*B, K, 2); V >= 2
         valid = make_non_pad_mask(all_counts, k).to(top.device)
         hyps = [top_ids[i, :n, 0].tolist() for i, n in enumerate(all_counts.tolist())]
         decoder_score = (top[..., 0] * valid).sum(dim=1)
-        if m == 1 and options.nar_alternatives == 0:
+        if passes == 1 and options.nar_alternatives == 0:
             return [Decoded(hyps[i], float(decoder_score[i])) for i in range(b)]
         usable = torch.cat(usable).to(top.device)
         if options.nar_alternatives > 0:
             hyps, decoder_score, all_counts, usable = self.with_alternatives(
                 hyps, decoder_score, all_counts, usable, top, top_ids, valid, options.nar_alternatives)
-            m = len(hyps) // b
+        if passes > m:  # the CTC path last: its tokens' log-probabilities in its own pass
+            hyps, decoder_score, all_counts, usable = self.with_ctc_path(
+                hyps, decoder_score, all_counts, usable, ctc_hyps, logp[m * b:])
+        m = len(hyps) // b
         if options.nar_scorer != "paraformer":
             ar_score = self.ar_decoder.score_sequences(memory, memory_lengths, hyps).to(decoder_score.device)
             decoder_score = ar_score if options.nar_scorer == "ar" else 0.5 * (decoder_score + ar_score)
@@ -393,6 +407,23 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             else:
                 out.append(Decoded(hyps[j * b + i], float(joint[j, i])))
         return out
+
+    @staticmethod
+    def with_ctc_path(hyps: List[List[int]], decoder_score: torch.Tensor, counts: torch.Tensor, usable: torch.Tensor,
+                      ctc_hyps: List[List[int]], logp: torch.Tensor):
+        """The ``R`` rows followed by one of ``B``: each utterance's CTC best path (decoder
+        ids ``ctc_hyps``), its decoder score the sum of the log-probabilities of its tokens in
+        the Paraformer's pass at its count (``logp`` ``(B, K, V)``); an empty path gives an
+        unusable stand-in. Returns ``(hyps, decoder_score, counts, usable)`` of ``R + B`` rows."""
+        k = logp.size(1)
+        ids = torch.zeros(len(ctc_hyps), k, dtype=torch.long, device=logp.device)
+        for i, hyp in enumerate(ctc_hyps):
+            ids[i, : len(hyp)] = torch.tensor(hyp, dtype=torch.long)
+        lengths = torch.tensor([len(hyp) for hyp in ctc_hyps], device=logp.device)
+        own = (logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1) * make_non_pad_mask(lengths, k).to(logp.device)).sum(1)
+        return ([*hyps, *ctc_hyps], torch.cat([decoder_score, own.to(decoder_score.dtype)]),
+                torch.cat([counts, lengths.to(counts.device, counts.dtype)]),
+                torch.cat([usable, (lengths > 0).to(usable.device)]))
 
     @staticmethod
     def with_alternatives(hyps: List[List[int]], decoder_score: torch.Tensor, counts: torch.Tensor,
