@@ -520,8 +520,8 @@ def test_nar_count_candidates_equal_a_loop(nar_count, m, penalty):
 
 
 def test_nar_count_refusals():
-    """A --nar-count that is not known, and a CTC count from a CTC head that was not trained,
-    are refused by name."""
+    """A --nar-count that is not known, and a CTC count or the CTC candidate from a CTC head
+    that was not trained, are refused by name."""
     with pytest.raises(ValueError, match="--nar-count must be one of cif, ctc, both, got 'length'"):
         DecodeOptions(nar_count="length")
     with pytest.raises(ValueError, match="--penalty must be a finite number, got nan"):
@@ -531,7 +531,11 @@ def test_nar_count_refusals():
     with pytest.raises(ValueError, match="--nar-count ctc counts the tokens of the CTC head's best path, but this "
                                          "model's CTC head was not trained"):
         recognize_batch(model, items, DecodeOptions(ctc_weight=0.0, nar_count="ctc"))
+    with pytest.raises(ValueError, match="--nar-ctc-candidate adds the CTC head's best path to the candidates, but "
+                                         "this model's CTC head was not trained"):
+        recognize_batch(model, items, DecodeOptions(ctc_weight=0.0, candidates=3, nar_ctc_candidate=True))
     assert len(recognize_batch(model, items, DecodeOptions(ctc_weight=0.0))) == 1  # the CIF count needs no head
+
 
 
 def test_eval_nar_candidates(trained, toy_corpus, tmp_path, capsys):

@@ -262,13 +262,15 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                   options: DecodeOptions) -> List[Decoded]:
         """The argmax token of each fired acoustic embedding, for a whole batch at once (no
         search; the beam options are not used). ``score``: the sum of the chosen tokens'
-        log-probabilities. With ``options.candidates`` > 1 or ``options.nar_count`` other than
-        ``cif``, one pass per token count near the predicted ones, rescored
+        log-probabilities. With ``options.candidates`` > 1, ``options.nar_count`` other than
+        ``cif``, alternatives or the CTC path, one pass per token count near the predicted ones, rescored
         (:meth:`rescored`; ``ctc``: the CTC head, which ``nar_count`` ``ctc``/``both`` and the
         rescoring need; without it, ``cif`` candidates are not rescored: the plain pass)."""
         self.check_options(options)
         emb, counts, alpha = self.acoustic_embeddings(memory, memory_lengths)
         several = options.candidates > 1 or options.nar_alternatives > 0 or options.nar_ctc_candidate
+        if options.nar_ctc_candidate and ctc is None:
+            raise ValueError("--nar-ctc-candidate adds the CTC head's best path: this model needs a trained CTC head")
         if options.nar_count != "cif" or (several and ctc is not None):
             if ctc is None:
                 raise ValueError(f"--nar-count {options.nar_count} counts the tokens of the CTC head's best path: "
@@ -325,7 +327,10 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         head's log-likelihood of the whole sequence, :func:`sequence_log_likelihood`; ``<blank>`` and ``<eos>``
         tokens, which carry no text, are left out of it; ``penalty = options.penalty``, the
         length bonus per token of the beam search, ``n`` the candidate's tokens) and the best
-        one, the earlier on a tie, is kept.
+        one, the earlier on a tie, is kept. The candidates' one-token alternatives
+        (``options.nar_alternatives``, :meth:`with_alternatives`) follow them, and with
+        ``options.nar_ctc_candidate`` the CTC head's best path comes last
+        (:meth:`with_ctc_path`; its pass at its count goes through the decoder with the others).
         ``Decoded.score`` is that joint score, or with a single candidate its decoder score.
         An utterance none of whose candidates its CTC head can emit (more tokens than frames)
         keeps its first candidate with its decoder score."""
