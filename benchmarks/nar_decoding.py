@@ -59,8 +59,9 @@ def averaged_model(run_dir: str) -> Optional[str]:
 def paraformer_variant(args) -> Tuple[str, str, List[str]]:
     """How the Paraformer differs from the Transformer decoder's settings and its own defaults
     (``--paraformer-dlayers``, ``--paraformer-sampling-ratio``, ``--paraformer-ar-dlayers``,
-    ``--paraformer-detach-encoder``, ``--paraformer-live-predictor``): its run folder's suffix (another Paraformer, another
-    folder), its table label's suffix and its extra ``train.py`` flags."""
+    ``--paraformer-detach-encoder``, ``--paraformer-live-predictor``): its run folder's suffix
+    (another Paraformer, another folder), its table label's suffix and its extra ``train.py``
+    flags."""
     folder, label, flags = "", "", []
     if args.paraformer_dlayers and args.paraformer_dlayers != args.dlayers:
         folder += f"_dlayers{args.paraformer_dlayers}"

@@ -89,13 +89,10 @@ def decode_memory(model: E2E, memory: torch.Tensor, memory_lengths: torch.Tensor
     decoder = model.decoder
     if decoder.decodes_itself:
         ctc = decoding_ctc(model, options.ctc_weight)
-        if ctc is None and (options.nar_count != "cif" or options.nar_ctc_candidate):  # the path, whatever its weight
-            if model.ctc_weight == 0.0 and options.nar_count != "cif":
-                raise ValueError(f"--nar-count {options.nar_count} counts the tokens of the CTC head's best path, but "
-                                 "this model's CTC head was not trained (training --ctc-weight 0)")
+        asks = options.ctc_path_request()
+        if ctc is None and asks:  # the path needs the head, whatever its weight
             if model.ctc_weight == 0.0:
-                raise ValueError("--nar-ctc-candidate adds the CTC head's best path to the candidates, but this "
-                                 "model's CTC head was not trained (training --ctc-weight 0)")
+                raise ValueError(f"{asks}, but this model's CTC head was not trained (training --ctc-weight 0)")
             ctc = model.ctc
         return decoder.recognize(memory, memory_lengths, ctc, options)
     search = build_beam_search(model, options.beam_size, options.ctc_weight, options.penalty)

@@ -134,8 +134,8 @@ def add_generate_args(parser: argparse.ArgumentParser) -> None:
 
 def add_paraformer_decoding_args(parser: argparse.ArgumentParser) -> None:
     """``--nar-candidates``, ``--penalty``, ``--nar-count``, ``--nar-scorer``,
-    ``--nar-alternatives`` and ``--nar-ctc-candidate`` (eval.py, transcribe.py, the service): how a Paraformer's one-pass
-    hypotheses are chosen, and the length bonus."""
+    ``--nar-alternatives`` and ``--nar-ctc-candidate`` (eval.py, transcribe.py, the service):
+    how a Paraformer's one-pass hypotheses are chosen, and the length bonus."""
     from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS, NAR_SCORERS
 
     parser.add_argument("--nar-candidates", type=int, default=1,

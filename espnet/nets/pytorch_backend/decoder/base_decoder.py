@@ -92,6 +92,16 @@ class DecodeOptions:
         if self.nar_scorer not in NAR_SCORERS:
             raise ValueError(f"--nar-scorer must be one of {', '.join(NAR_SCORERS)}, got {self.nar_scorer!r}")
 
+    def ctc_path_request(self) -> Optional[str]:
+        """What of these options decodes from the CTC head's best path, as the clause an error
+        names it by (``--nar-count`` first, then ``--nar-ctc-candidate``), or ``None``: a
+        Paraformer needs its CTC head for them whatever ``ctc_weight`` is."""
+        if self.nar_count != "cif":
+            return f"--nar-count {self.nar_count} counts the tokens of the CTC head's best path"
+        if self.nar_ctc_candidate:
+            return "--nar-ctc-candidate adds the CTC head's best path to the candidates"
+        return None
+
 
 def nar_candidates_refusal(candidates: int, decoder: Optional[str] = None, mode: str = "decoder",
                            model: str = "this model", nar_count: str = "cif",

@@ -20,7 +20,7 @@ from espnet.nets.pytorch_backend.ctc import best_paths, sequence_log_likelihood
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, Decoded, DecodeOptions, SentencePieceVocabulary
 from espnet.nets.pytorch_backend.decoder.cif import CifPredictor, integrate_and_fire, scale_to_lengths
 from espnet.nets.pytorch_backend.decoder.transformer_decoder import DecoderLayer, TransformerDecoder
-from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, th_accuracy
+from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, pad_list, th_accuracy
 from espnet.nets.pytorch_backend.transformer.embedding import _sinusoid
 from espnet.nets.pytorch_backend.transformer.label_smoothing_loss import LabelSmoothingLoss
 from espnet.nets.pytorch_backend.transformer.layer_norm import LayerNorm
@@ -262,19 +262,18 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                   options: DecodeOptions) -> List[Decoded]:
         """The argmax token of each fired acoustic embedding, for a whole batch at once (no
         search; the beam options are not used). ``score``: the sum of the chosen tokens'
-        log-probabilities. With ``options.candidates`` > 1, ``options.nar_count`` other than
-        ``cif``, alternatives or the CTC path, one pass per token count near the predicted ones, rescored
-        (:meth:`rescored`; ``ctc``: the CTC head, which ``nar_count`` ``ctc``/``both`` and the
-        rescoring need; without it, ``cif`` candidates are not rescored: the plain pass)."""
+        log-probabilities. With ``options.candidates`` > 1, alternatives, or options that use
+        the CTC head's best path (``DecodeOptions.ctc_path_request``), one pass per token count
+        near the predicted ones, rescored (:meth:`rescored`; ``ctc``: the CTC head, which the
+        path and the rescoring need; without it, ``cif`` candidates are not rescored: the plain
+        pass)."""
         self.check_options(options)
         emb, counts, alpha = self.acoustic_embeddings(memory, memory_lengths)
-        several = options.candidates > 1 or options.nar_alternatives > 0 or options.nar_ctc_candidate
-        if options.nar_ctc_candidate and ctc is None:
-            raise ValueError("--nar-ctc-candidate adds the CTC head's best path: this model needs a trained CTC head")
-        if options.nar_count != "cif" or (several and ctc is not None):
+        several = options.candidates > 1 or options.nar_alternatives > 0
+        asks = options.ctc_path_request()
+        if asks or (several and ctc is not None):
             if ctc is None:
-                raise ValueError(f"--nar-count {options.nar_count} counts the tokens of the CTC head's best path: "
-                                 "this model needs a trained CTC head")
+                raise ValueError(f"{asks}: this model needs a trained CTC head")
             return self.rescored(memory, memory_lengths, emb, counts, alpha, ctc, options)
         if emb.size(1) == 0:
             return [Decoded([], 0.0) for _ in range(memory.size(0))]
@@ -337,7 +336,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         b = memory.size(0)
         ctc_logp = ctc.log_softmax(memory).float()
         ctc_counts, ctc_hyps = None, None
-        if options.nar_count != "cif" or options.nar_ctc_candidate:
+        if options.ctc_path_request():
             paths = [path for path, _ in best_paths(ctc_logp, memory_lengths)]
             ctc_counts = torch.tensor([len(path) for path in paths])
             ctc_hyps = [[c - self.ctc_token_offset for c in path] for path in paths]
@@ -366,7 +365,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                 cands.append(c)
             usable.append(ok)
         passes = m
-        if ctc_hyps is not None and options.nar_ctc_candidate:  # one more pass, at the CTC path's count
+        if options.nar_ctc_candidate:  # one more pass, at the CTC path's count
             wanted = ctc_counts.clamp(min=1).to(counts.device)
             e, c = integrate_and_fire(memory, scale_to_lengths(alpha, wanted, self.threshold), self.threshold,
                                       counts=wanted)
@@ -420,12 +419,10 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         ids ``ctc_hyps``), its decoder score the sum of the log-probabilities of its tokens in
         the Paraformer's pass at its count (``logp`` ``(B, K, V)``); an empty path gives an
         unusable stand-in. Returns ``(hyps, decoder_score, counts, usable)`` of ``R + B`` rows."""
-        k = logp.size(1)
-        ids = torch.zeros(len(ctc_hyps), k, dtype=torch.long, device=logp.device)
-        for i, hyp in enumerate(ctc_hyps):
-            ids[i, : len(hyp)] = torch.tensor(hyp, dtype=torch.long)
+        ids = pad_list([torch.tensor(hyp, dtype=torch.long) for hyp in ctc_hyps], 0).to(logp.device)  # (B, L), L <= K
         lengths = torch.tensor([len(hyp) for hyp in ctc_hyps], device=logp.device)
-        own = (logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1) * make_non_pad_mask(lengths, k).to(logp.device)).sum(1)
+        chosen = logp[:, : ids.size(1)].gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+        own = (chosen * make_non_pad_mask(lengths, ids.size(1)).to(logp.device)).sum(1)
         return ([*hyps, *ctc_hyps], torch.cat([decoder_score, own.to(decoder_score.dtype)]),
                 torch.cat([counts, lengths.to(counts.device, counts.dtype)]),
                 torch.cat([usable, (lengths > 0).to(usable.device)]))
