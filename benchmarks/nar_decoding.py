@@ -212,12 +212,13 @@ def test_split(root: str, model, cache: Dict[tuple, object]):
     return cache[key]
 
 
-def decoding_alone(model, dataset, batch_size: int, options) -> float:
+def decoding_alone(model, dataset, batch_size: int, options, device: str = "cpu") -> float:
     """Utterances per second of the decoding step alone (beam search, CTC greedy or the
     Paraformer's pass: ``decode_memory``) on the test split's encoder outputs (``dataset``,
     from ``test_split``), computed beforehand in the same batches, untimed: what is left once
     media loading and the encoder are taken out. Under bf16 autocast for a checkpoint trained
-    so, as ``eval.py`` decodes it."""
+    so, as ``eval.py`` decodes it. On a GPU (``device``, where ``model`` is) each step is
+    timed between two ``torch.cuda.synchronize()``."""
     import time
 
     import torch
@@ -225,14 +226,18 @@ def decoding_alone(model, dataset, batch_size: int, options) -> float:
     from espnet.asr.evaluate import length_sorted_batches
     from espnet.asr.recognizer import STREAMS, decode_memory, encode_utterances
 
+    kind = torch.device(device).type
+    sync = (lambda: torch.cuda.synchronize(device)) if kind == "cuda" else (lambda: None)
     seconds, count = 0.0, 0
     bf16 = model.config.pretrained_dtype == "bfloat16"  # as eval.py decodes such a checkpoint
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.no_grad(), torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16):
         for batch in length_sorted_batches(dataset.input_lengths, batch_size):
-            items = [{k: v for k, v in dataset[i].items() if k in STREAMS} for i in batch]
+            items = [{k: v.to(device) for k, v in dataset[i].items() if k in STREAMS} for i in batch]
             memory, lengths = encode_utterances(model, items)
+            sync()
             start = time.perf_counter()
             decode_memory(model, memory, lengths, options)
+            sync()
             seconds += time.perf_counter() - start
             count += len(batch)
     return count / seconds
@@ -306,6 +311,9 @@ def main() -> int:
                         "and with --nar-candidates. (Default: cif,ctc,both)")
     p.add_argument("--batch-size", type=int, default=8, help="Utterances decoded together. (Default: 8)")
     p.add_argument("--snrs", default="clean,-5", help="Comma-separated; 'clean' = no noise. (Default: clean,-5)")
+    p.add_argument("--device", default="cpu",
+                   help="Where the models are decoded and timed (cpu, cuda, cuda:N); training runs on the CPU or "
+                        "where train.py puts it. (Default: cpu)")
     args = p.parse_args()
     modalities = args.modalities.split(",")
     unknown = [m for m in modalities if m not in MODALITIES]
@@ -328,6 +336,17 @@ def main() -> int:
     snrs = [None if s.strip() == "clean" else float(s) for s in args.snrs.split(",")]
     if None not in snrs:
         p.error("--snrs must include clean (the speed and the WER ratios are taken from the clean pass)")
+    if args.device != "cpu" and not args.dry_run:
+        import torch
+
+        try:
+            wanted = torch.device(args.device)
+        except RuntimeError as err:
+            p.error(f"--device {args.device}: {err}")
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if wanted.type != "cuda" or (wanted.index or 0) >= found:
+            p.error(f"--device {args.device}: not a CUDA device of this machine ({found} found; cpu decodes on "
+                    f"the CPU)")
 
     data_dir = args.data or os.path.join(args.out, "data")
     if not args.dry_run and not os.path.isfile(os.path.join(data_dir, "labels", "test.csv")):
@@ -368,7 +387,7 @@ def main() -> int:
     rows, test_sets = [], {}
     for modality in modalities:
         for label, decoder, mode, candidates, count, scorer, alternatives, ctc_path in methods:
-            model = Recognizer.from_pretrained(ckpts[decoder][modality]).model.eval()
+            model = Recognizer.from_pretrained(ckpts[decoder][modality], device=args.device).model.eval()
             row = {"modality": modality, "method": label, "wer": {}, "utt_per_s": None}
             for snr in snrs:
                 if modality == "video" and snr is not None:
@@ -377,7 +396,7 @@ def main() -> int:
                                ctc_weight=args.decode_ctc_weight, snr_target=snr, seed=args.seed, progress=False,
                                batch_size=args.batch_size, decode_mode=mode, candidates=candidates,
                                nar_count=count, nar_scorer=scorer, nar_alternatives=alternatives,
-                               nar_ctc_candidate=ctc_path, penalty=args.penalty)
+                               nar_ctc_candidate=ctc_path, penalty=args.penalty, device=args.device)
                 key = "clean" if snr is None else f"{snr:g} dB"
                 row["wer"][key] = res.wer
                 if snr is None:
@@ -388,7 +407,7 @@ def main() -> int:
                                     candidates=candidates, nar_count=count, nar_scorer=scorer,
                                     nar_alternatives=alternatives, nar_ctc_candidate=ctc_path, penalty=args.penalty)
             row["decoding_alone_utt_per_s"] = decoding_alone(model, test_split(data["root"], model, test_sets),
-                                                             args.batch_size, options)
+                                                             args.batch_size, options, args.device)
             print(f"[{modality}] {label}: decoding step alone {row['decoding_alone_utt_per_s']:.1f} utt/s", flush=True)
             rows.append(row)
     keys = ["clean" if s is None else f"{s:g} dB" for s in snrs]
@@ -405,7 +424,9 @@ def main() -> int:
                      f"{r['decoding_alone_utt_per_s'] / b['decoding_alone_utt_per_s']:.1f} |")
     table = "\n".join(lines)
     threads = torch.get_num_threads()
-    note = (f"Test WER (%) on unseen speakers and decoding speed: utt/s of the clean pass with media loading and "
+    where = (f"decoded on {torch.cuda.get_device_name(args.device)} (torch {torch.__version__}), "
+             if args.device != "cpu" else "")
+    note = (f"{where}Test WER (%) on unseen speakers and decoding speed: utt/s of the clean pass with media loading and "
             f"the encoder included (as eval.py), and of the decoding step alone on the same batches' encoder "
             f"outputs; batches of {args.batch_size}, {threads} threads, load average {os.getloadavg()[0]:.1f}" +
             (f"; length bonus {args.penalty:g} per token (--penalty)." if args.penalty else "."))

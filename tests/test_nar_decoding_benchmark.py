@@ -107,3 +107,15 @@ def test_dry_run_with_an_auxiliary_ar_decoder(tmp_path):
                    "--paraformer-live-predictor", "--modalities", "audio")
     assert sorted(live) == ["audio_paraformer_ar1_detached_live", "audio_transformer"]
     assert {"--paraformer-detach-encoder", "--paraformer-live-predictor"} <= set(live["audio_paraformer_ar1_detached_live"])
+
+
+def test_refuses_a_device_it_cannot_decode_on(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1")
+    for device, message in (("cuda:99", "--device cuda:99: not a CUDA device of this machine ("),
+                            ("mps", "--device mps: not a CUDA device of this machine ("),
+                            ("gpu", "--device gpu: Expected one of")):
+        proc = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "o"), "--device", device],
+                              capture_output=True, text=True, env=env, timeout=120)  # a hang fails
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines()[-1].startswith(f"nar_decoding.py: error: {message}"), proc.stderr
+    assert not (tmp_path / "o").exists()  # nothing generated
