@@ -41,7 +41,8 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -175,11 +176,35 @@ def train_all(args, data: Dict[str, str], modalities: List[str]) -> Dict[str, Di
     return ckpts
 
 
+@dataclass(frozen=True)
+class Method:
+    """One row of the table: the model it decodes (``decoder``: ``transformer`` or
+    ``paraformer``) and how (``eval.py``'s ``--decode-mode``, ``--nar-candidates``,
+    ``--nar-count``, ``--nar-scorer``, ``--nar-alternatives``, ``--nar-ctc-candidate``,
+    ``--nar-ar-top``)."""
+
+    label: str
+    decoder: str
+    mode: str = "decoder"
+    candidates: int = 1
+    count: str = "cif"
+    scorer: str = "paraformer"
+    alternatives: int = 0
+    ctc_path: bool = False
+    ar_top: int = 0
+
+    def decoding(self) -> Dict[str, Any]:
+        """The Paraformer's options as :class:`DecodeOptions` names them."""
+        return {"mode": self.mode, "candidates": self.candidates, "nar_count": self.count, "nar_scorer": self.scorer,
+                "nar_alternatives": self.alternatives, "nar_ctc_candidate": self.ctc_path,
+                "nar_ar_top": self.ar_top}
+
+
 def paraformer_label(para: str, count: str, candidates: int, scorer: str = "paraformer", alternatives: int = 0,
-                     ctc_path: bool = False) -> str:
+                     ctc_path: bool = False, ar_top: int = 0) -> str:
     """A Paraformer row's label: ``para`` decoded with ``--nar-count count``,
     ``--nar-candidates candidates``, ``--nar-scorer scorer``, ``--nar-alternatives
-    alternatives`` and (``ctc_path``) ``--nar-ctc-candidate``."""
+    alternatives``, (``ctc_path``) ``--nar-ctc-candidate`` and ``--nar-ar-top ar_top``."""
     label = paraformer_count_label(para, count, candidates)
     if alternatives:
         label += f" (+{alternatives} token alternatives each)"
@@ -187,7 +212,8 @@ def paraformer_label(para: str, count: str, candidates: int, scorer: str = "para
         label += " (+ the CTC head's best path)"
     if scorer == "paraformer" or (candidates == 1 and count != "both" and not alternatives and not ctc_path):
         return label
-    return label + (" and the AR decoder" if scorer == "ar" else " and the mean of both decoders")
+    label += " and the AR decoder" if scorer == "ar" else " and the mean of both decoders"
+    return label + (f" on the {ar_top} best by the Paraformer's" if ar_top else "")
 
 
 def paraformer_count_label(para: str, count: str, candidates: int) -> str:
@@ -306,6 +332,10 @@ def main() -> int:
     p.add_argument("--nar-ctc-candidate", action="store_true",
                    help="Also decode every rescored Paraformer row with the CTC head's best path among its "
                         "hypotheses (eval.py --nar-ctc-candidate).")
+    p.add_argument("--nar-ar-top", type=int, default=0,
+                   help="Also decode every row the auxiliary AR decoder scores with it scoring only the N best "
+                        "hypotheses by the Paraformer's own score (eval.py --nar-ar-top); 0 = no such rows. "
+                        "(Default: 0)")
     p.add_argument("--nar-counts", default="cif,ctc,both",
                    help="Comma-separated eval.py --nar-count values the Paraformer is decoded with, each in one pass "
                         "and with --nar-candidates. (Default: cif,ctc,both)")
@@ -333,6 +363,9 @@ def main() -> int:
     nar_counts = args.nar_counts.split(",")
     if not nar_counts or any(c not in NAR_COUNTS for c in nar_counts):
         p.error(f"--nar-counts: a comma-separated subset of {', '.join(NAR_COUNTS)}, got {args.nar_counts!r}")
+    if args.nar_ar_top < 0 or (args.nar_ar_top and not args.paraformer_ar_dlayers):
+        p.error(f"--nar-ar-top {args.nar_ar_top}: " + ("must be >= 0" if args.nar_ar_top < 0 else
+                "limits the hypotheses the auxiliary AR decoder scores: it needs --paraformer-ar-dlayers"))
     snrs = [None if s.strip() == "clean" else float(s) for s in args.snrs.split(",")]
     if None not in snrs:
         p.error("--snrs must include clean (the speed and the WER ratios are taken from the clean pass)")
@@ -372,8 +405,7 @@ def main() -> int:
     tokenizer = TextTransform(data["sp_model_path"], data["dict_path"])
     again = ", AR trained as long, encoder from the first" if args.paraformer_encoder == "ar" else ""
     beam_label = f"beam search (beam {args.beam_size}, batched{again})"
-    methods = [(beam_label, "transformer", "decoder", 1, "cif", "paraformer", 0, False),
-               ("CTC greedy (same model)", "transformer", "ctc-greedy", 1, "cif", "paraformer", 0, False)]
+    methods = [Method(beam_label, "transformer"), Method("CTC greedy (same model)", "transformer", "ctc-greedy")]
     para = "Paraformer" + paraformer_variant(args)[1]
     scorers = ["paraformer", "ar", "both"] if args.paraformer_ar_dlayers else ["paraformer"]
     for count in nar_counts:
@@ -382,30 +414,34 @@ def main() -> int:
             for scorer in scorers if several else ["paraformer"]:
                 for alternatives in sorted({0, args.nar_alternatives}) if several else [0]:
                     for ctc_path in sorted({False, args.nar_ctc_candidate}) if several else [False]:
-                        methods.append((paraformer_label(para, count, candidates, scorer, alternatives, ctc_path),
-                                        "paraformer", "decoder", candidates, count, scorer, alternatives, ctc_path))
+                        for ar_top in sorted({0, args.nar_ar_top}) if scorer != "paraformer" else [0]:
+                            methods.append(Method(paraformer_label(para, count, candidates, scorer, alternatives,
+                                                                   ctc_path, ar_top),
+                                                  "paraformer", "decoder", candidates, count, scorer, alternatives,
+                                                  ctc_path, ar_top))
     rows, test_sets = [], {}
     for modality in modalities:
-        for label, decoder, mode, candidates, count, scorer, alternatives, ctc_path in methods:
-            model = Recognizer.from_pretrained(ckpts[decoder][modality], device=args.device).model.eval()
+        for method in methods:
+            label = method.label
+            model = Recognizer.from_pretrained(ckpts[method.decoder][modality], device=args.device).model.eval()
             row = {"modality": modality, "method": label, "wer": {}, "utt_per_s": None}
             for snr in snrs:
                 if modality == "video" and snr is not None:
                     continue  # noise is added to audio only
                 res = evaluate(model, tokenizer, data["root"], "test.csv", beam_size=args.beam_size,
                                ctc_weight=args.decode_ctc_weight, snr_target=snr, seed=args.seed, progress=False,
-                               batch_size=args.batch_size, decode_mode=mode, candidates=candidates,
-                               nar_count=count, nar_scorer=scorer, nar_alternatives=alternatives,
-                               nar_ctc_candidate=ctc_path, penalty=args.penalty, device=args.device)
+                               batch_size=args.batch_size, decode_mode=method.mode, candidates=method.candidates,
+                               nar_count=method.count, nar_scorer=method.scorer, nar_alternatives=method.alternatives,
+                               nar_ctc_candidate=method.ctc_path, nar_ar_top=method.ar_top, penalty=args.penalty,
+                               device=args.device)
                 key = "clean" if snr is None else f"{snr:g} dB"
                 row["wer"][key] = res.wer
                 if snr is None:
                     row["utt_per_s"] = res.num_utterances / res.seconds
                 print(f"[{modality}] {label}, {key}: WER {100 * res.wer:.1f} %, {res.num_utterances} utterances "
                       f"in {res.seconds:.1f} s", flush=True)
-            options = DecodeOptions(beam_size=args.beam_size, ctc_weight=args.decode_ctc_weight, mode=mode,
-                                    candidates=candidates, nar_count=count, nar_scorer=scorer,
-                                    nar_alternatives=alternatives, nar_ctc_candidate=ctc_path, penalty=args.penalty)
+            options = DecodeOptions(beam_size=args.beam_size, ctc_weight=args.decode_ctc_weight, penalty=args.penalty,
+                                    **method.decoding())
             row["decoding_alone_utt_per_s"] = decoding_alone(model, test_split(data["root"], model, test_sets),
                                                              args.batch_size, options, args.device)
             print(f"[{modality}] {label}: decoding step alone {row['decoding_alone_utt_per_s']:.1f} utt/s", flush=True)

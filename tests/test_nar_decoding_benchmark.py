@@ -119,3 +119,15 @@ def test_refuses_a_device_it_cannot_decode_on(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.splitlines()[-1].startswith(f"nar_decoding.py: error: {message}"), proc.stderr
     assert not (tmp_path / "o").exists()  # nothing generated
+
+
+def test_refuses_an_ar_top_without_the_auxiliary_decoder(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1")
+    for flags, message in ((["--nar-ar-top", "3"], "--nar-ar-top 3: limits the hypotheses the auxiliary AR decoder "
+                                                   "scores: it needs --paraformer-ar-dlayers"),
+                           (["--nar-ar-top", "-1", "--paraformer-ar-dlayers", "1"], "--nar-ar-top -1: must be >= 0")):
+        proc = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "o"), *flags],
+                              capture_output=True, text=True, env=env, timeout=120)  # a hang fails
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines()[-1] == f"nar_decoding.py: error: {message}"
+    assert not (tmp_path / "o").exists()  # nothing generated

@@ -180,16 +180,19 @@ def test_ar_scored_candidates_equal_a_loop(scorer, weight, penalty):
         assert any(a.token_ids != b.token_ids for a, b in zip(batched, own))
 
 
-@pytest.mark.parametrize("scorer,alternatives,ctc_path", [("paraformer", 2, False), ("ar", 3, False),
-                                                          ("both", 1, False), ("ar", 2, True),
-                                                          ("paraformer", 0, True), ("both", 0, True)])
-def test_token_alternatives_equal_a_loop(scorer, alternatives, ctc_path):
+@pytest.mark.parametrize("scorer,alternatives,ctc_path,ar_top", [("paraformer", 2, False, 0), ("ar", 3, False, 0),
+                                                              ("both", 1, False, 0), ("ar", 2, True, 0),
+                                                              ("paraformer", 0, True, 0), ("both", 0, True, 0),
+                                                              ("ar", 2, True, 3), ("both", 3, False, 2)])
+def test_token_alternatives_equal_a_loop(scorer, alternatives, ctc_path, ar_top):
     """--nar-alternatives A: besides each candidate, the A hypotheses with the token at its
     1st..A-th least confident position (smallest best - second-best margin) replaced by the
     second best, scored like the candidates (decoder term: the sum of the Paraformer's
     log-probabilities of the tokens, the AR decoder's log-likelihood, or their mean); with
     --nar-ctc-candidate the CTC head's best path last (its Paraformer term from the pass at its
-    count); the candidates come first on a tie, and alone equals batched."""
+    count); with --nar-ar-top N the AR term only for the N best by the Paraformer's own term
+    (the earlier first on a tie) and the choice among those; the candidates come first on a
+    tie, and alone equals batched."""
     model = paraformer_with_ar()
     decoder = model.decoder
     gen = torch.Generator().manual_seed(1)
@@ -199,7 +202,7 @@ def test_token_alternatives_equal_a_loop(scorer, alternatives, ctc_path):
             model.ctc.ctc_lo.bias[0] -= 1.0
     weight, penalty = 0.05, 1.0
     options = DecodeOptions(ctc_weight=weight, candidates=3, nar_scorer=scorer, penalty=penalty,
-                            nar_alternatives=alternatives, nar_ctc_candidate=ctc_path)
+                            nar_alternatives=alternatives, nar_ctc_candidate=ctc_path, nar_ar_top=ar_top)
     batched = recognize_batch(model, items, options)
     plain = recognize_batch(model, items, DecodeOptions(ctc_weight=weight))
     without = recognize_batch(model, items, DecodeOptions(ctc_weight=weight, candidates=3, nar_scorer=scorer,
@@ -227,15 +230,23 @@ def test_token_alternatives_equal_a_loop(scorer, alternatives, ctc_path):
                 path = best_paths(model.ctc.log_softmax(memory), lengths)[0][0]
             if path:  # an empty path is no candidate
                 hyps.append((path, candidate_log_probs(decoder, memory, alpha, len(path), False)))
-        best = fallback = None
+        scored = []
         for ids, logp in hyps:
             own = float(sum(logp[p, t] for p, t in enumerate(ids)))
-            ar = incremental_log_likelihood(decoder.ar_decoder, memory, memory.size(1), ids)
-            term = {"paraformer": own, "ar": ar, "both": 0.5 * (own + ar)}[scorer]
             labels = [t for t in ids if t not in (0, decoder.eos)]
             with torch.no_grad():
                 ctc = float(sequence_log_likelihood(model.ctc.log_softmax(memory), lengths, [labels])[0])
-            joint = (1 - weight) * term + weight * ctc + penalty * len(ids)
+            scored.append((ids, own, weight * ctc + penalty * len(ids)))
+        first = sorted(range(len(scored)), key=lambda r: -((1 - weight) * scored[r][1] + scored[r][2]))  # stable
+        kept = set(first[:ar_top]) if ar_top else set(range(len(scored)))
+        assert not ar_top or len(scored) > ar_top  # the limit matters here
+        best = fallback = None
+        for r, (ids, own, rest) in enumerate(scored):
+            if r not in kept:
+                continue
+            ar = incremental_log_likelihood(decoder.ar_decoder, memory, memory.size(1), ids)
+            term = {"paraformer": own, "ar": ar, "both": 0.5 * (own + ar)}[scorer]
+            joint = (1 - weight) * term + rest
             fallback = fallback or (ids, term)
             if best is None or joint > best[1] + 1e-4:
                 best = (ids, joint)
@@ -248,6 +259,24 @@ def test_token_alternatives_equal_a_loop(scorer, alternatives, ctc_path):
     assert any(a.token_ids != b.token_ids for a, b in zip(batched, without))  # an alternative or the path won
 
 
+def test_nar_ar_top_between_the_paraformers_choice_and_the_full_ar_score():
+    """--nar-ar-top 1 keeps the hypothesis the Paraformer's own score picks (only it is scored
+    again); a limit at or above the hypotheses per utterance changes nothing."""
+    model = paraformer_with_ar()
+    gen = torch.Generator().manual_seed(1)
+    items = [{"audio": torch.randn(n * 640, 1, generator=gen)} for n in (31, 17, 31, 9, 24)]
+    common = dict(ctc_weight=0.3, candidates=3, nar_alternatives=2)
+    own = recognize_batch(model, items, DecodeOptions(**common))
+    full = recognize_batch(model, items, DecodeOptions(nar_scorer="ar", **common))
+    one = recognize_batch(model, items, DecodeOptions(nar_scorer="ar", nar_ar_top=1, **common))
+    assert [h.token_ids for h in one] == [h.token_ids for h in own]
+    assert [h.token_ids for h in own] != [h.token_ids for h in full]  # the AR score picks otherwise here
+    for top in (9, 50):  # 3 candidates + 2 alternatives each = 9 hypotheses per utterance
+        same = recognize_batch(model, items, DecodeOptions(nar_scorer="ar", nar_ar_top=top, **common))
+        assert [h.token_ids for h in same] == [h.token_ids for h in full]
+        assert [h.score for h in same] == pytest.approx([h.score for h in full], rel=1e-5, abs=1e-5)
+
+
 def test_nar_scorer_refusals():
     """An unknown scorer, the AR scorer of a Paraformer trained without the auxiliary decoder,
     and a scorer for anything but a Paraformer's own decoding are refused by name."""
@@ -255,6 +284,16 @@ def test_nar_scorer_refusals():
         DecodeOptions(nar_scorer="lm")
     with pytest.raises(ValueError, match="--nar-alternatives must be >= 0, got -1"):
         DecodeOptions(nar_alternatives=-1)
+    with pytest.raises(ValueError, match="--nar-ar-top must be >= 0, got -1"):
+        DecodeOptions(nar_scorer="ar", nar_ar_top=-1)
+    message = ("--nar-ar-top 4 limits the hypotheses the auxiliary autoregressive decoder scores: it needs "
+               "--nar-scorer ar or both")
+    with pytest.raises(ValueError, match=message):
+        DecodeOptions(candidates=5, nar_ar_top=4)
+    assert nar_candidates_refusal(5, "paraformer", nar_ar_top=4) == message
+    assert nar_candidates_refusal(1, "transformer", model="m.pth", nar_scorer="both", nar_ar_top=2) == (
+        "--nar-scorer both --nar-ar-top 2: only a Paraformer's own decoding (--decoder paraformer, --decode-mode "
+        "decoder) has candidates; m.pth has --decoder transformer")
     assert nar_candidates_refusal(1, nar_alternatives=-2) == "--nar-alternatives must be >= 0, got -2"
     assert nar_candidates_refusal(1, "transformer", model="m.pth", nar_alternatives=2) == (
         "--nar-alternatives 2: only a Paraformer's own decoding (--decoder paraformer, --decode-mode decoder) has "
@@ -276,9 +315,9 @@ def test_nar_scorer_refusals():
 
 def test_eval_and_the_model_api_with_the_ar_scorer(toy_corpus, tmp_path, capsys):
     """A (random) Paraformer with an auxiliary decoder saved as train.py saves it: eval.py
-    --nar-candidates 3 --nar-scorer both --nar-alternatives 2 --nar-ctc-candidate writes exactly what each utterance
-    decoded alone gets,
-    the model API the same; a model without the auxiliary decoder is refused in one line."""
+    --nar-candidates 3 --nar-scorer both --nar-alternatives 2 --nar-ctc-candidate --nar-ar-top 4 writes exactly
+    what each utterance decoded alone gets, the model API the same; a model without the auxiliary decoder, and
+    --nar-ar-top without the auxiliary decoder's score, are refused in one line."""
     import json
 
     from datamodule.data_module import build_dataset
@@ -301,7 +340,7 @@ def test_eval_and_the_model_api_with_the_ar_scorer(toy_corpus, tmp_path, capsys)
     test = toy_corpus["train"]
     out = str(tmp_path / "both.json")
     flags = ["--nar-candidates", "3", "--nar-scorer", "both", "--nar-alternatives", "2", "--nar-ctc-candidate",
-             "--ctc-weight", "0.5"]
+             "--nar-ar-top", "4", "--ctc-weight", "0.5"]
     code = eval_cli.main(["--root-dir", toy_corpus["root"], "--test-file", test, "--pretrained-model-path", paths[1],
                           "--num-workers", "0", "--accelerator", "cpu", "--batch-size", "3", "--output-json", out,
                           *flags])
@@ -310,16 +349,23 @@ def test_eval_and_the_model_api_with_the_ar_scorer(toy_corpus, tmp_path, capsys)
         result = json.load(handle)
     rec = Recognizer.from_pretrained(paths[1])
     dataset = build_dataset(toy_corpus["root"], test, "test", "audio", audio_utterance_norm=rec.model.audio_utterance_norm)
-    options = DecodeOptions(ctc_weight=0.5, candidates=3, nar_scorer="both", nar_alternatives=2, nar_ctc_candidate=True)
+    options = DecodeOptions(ctc_weight=0.5, candidates=3, nar_scorer="both", nar_alternatives=2, nar_ctc_candidate=True,
+                            nar_ar_top=4)
     expected = [rec.tokenizer.post_process(recognize(rec.model, {"audio": dataset[i]["audio"]}, options).token_ids)
                 for i in range(len(dataset))]
     assert [u["hypothesis"] for u in result["utterances"]] == expected and any(expected)
     clips = [dataset.media_path(i) for i in range(len(dataset))]
     assert rec.transcribe_batch(clips, candidates=3, ctc_weight=0.5, nar_scorer="both", nar_alternatives=2,
-                                nar_ctc_candidate=True) == expected
+                                nar_ctc_candidate=True, nar_ar_top=4) == expected
     capsys.readouterr()
     code = eval_cli.main(["--root-dir", toy_corpus["root"], "--test-file", test, "--pretrained-model-path", paths[0],
                           "--num-workers", "0", "--accelerator", "cpu", *flags])
     err = capsys.readouterr().err
     assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "--nar-scorer both scores the candidates with the Paraformer's auxiliary autoregressive decoder" in err
+    code = eval_cli.main(["--root-dir", toy_corpus["root"], "--test-file", test, "--pretrained-model-path", paths[1],
+                          "--num-workers", "0", "--accelerator", "cpu", "--nar-candidates", "3", "--nar-ar-top", "2"])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert ("--nar-ar-top 2 limits the hypotheses the auxiliary autoregressive decoder scores: it needs --nar-scorer "
+            "ar or both") in err

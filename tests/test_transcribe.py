@@ -506,14 +506,20 @@ def test_real_face_video_with_mediapipe(models, capsys, tmp_path):
                                          (["--nar-count", "ctc"], "--nar-count ctc"),
                                          (["--nar-scorer", "ar"], "--nar-scorer ar"),
                                          (["--nar-alternatives", "2"], "--nar-alternatives 2"),
-                                         (["--nar-ctc-candidate"], "--nar-ctc-candidate")])
+                                         (["--nar-ctc-candidate"], "--nar-ctc-candidate"),
+                                         (["--nar-scorer", "both", "--nar-ar-top", "3"],
+                                          "--nar-scorer both --nar-ar-top 3")])
 def test_nar_candidates_flag(capsys, models, recordings, tmp_path, flags, named):
-    """--nar-candidates: below 1 refused by the parser; above 1, a --nar-count other than cif,
-    a --nar-scorer other than paraformer, --nar-alternatives or --nar-ctc-candidate, refused for a model that is
-    not a Paraformer (one line each, no output written)."""
+    """--nar-candidates: below 1 refused by the parser, as --nar-ar-top without the auxiliary
+    decoder's score; above 1, a --nar-count other than cif, a --nar-scorer other than
+    paraformer, --nar-alternatives, --nar-ctc-candidate or --nar-ar-top, refused for a model
+    that is not a Paraformer (one line each, no output written)."""
     with pytest.raises(SystemExit) as info:
         transcribe_cli.main([recordings["talk.m4a"], "--model", models["audio"], "--nar-candidates", "0"])
     assert info.value.code == 2 and "--nar-candidates must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        transcribe_cli.main([recordings["talk.m4a"], "--model", models["audio"], "--nar-ar-top", "2"])
+    assert info.value.code == 2 and "--nar-ar-top 2 limits the hypotheses" in capsys.readouterr().err
     out = tmp_path / "out"
     code, _, err = run_cli(capsys, recordings["talk.m4a"], "--model", models["audio"], "--output-dir", str(out),
                            *flags)

@@ -114,7 +114,8 @@ def decode(args: argparse.Namespace) -> int:
 
     if args.output_json:
         check_output_file(args.output_json, "--output-json")  # before the decoding, not after it
-    refusal = nar_candidates_refusal(args.nar_candidates, nar_alternatives=args.nar_alternatives)  # before loading
+    refusal = nar_candidates_refusal(args.nar_candidates, nar_scorer=args.nar_scorer,
+                                     nar_alternatives=args.nar_alternatives, nar_ar_top=args.nar_ar_top)  # before loading
     if refusal:
         raise ValueError(refusal)
     device = decoding_device(args.accelerator)
@@ -138,7 +139,7 @@ def decode(args: argparse.Namespace) -> int:
     model = Recognizer.from_resolved(resolved).model
     refusal = nar_candidates_refusal(args.nar_candidates, config.decoder, args.decode_mode,
                                      args.pretrained_model_path or "the model", args.nar_count, args.nar_scorer,
-                                     args.nar_alternatives, args.nar_ctc_candidate)
+                                     args.nar_alternatives, args.nar_ctc_candidate, args.nar_ar_top)
     if refusal:
         raise ValueError(refusal)
     if resolved.state is None and args.ctc_weight > 0:  # a CTC head is never pretrained
@@ -157,7 +158,8 @@ def decode(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size or DEFAULT_BATCH_SIZE, drop_stream=args.drop_stream,
                       skip_invalid=args.skip_invalid, decode_mode=args.decode_mode, candidates=args.nar_candidates,
                       nar_count=args.nar_count, nar_scorer=args.nar_scorer, nar_alternatives=args.nar_alternatives,
-                      nar_ctc_candidate=args.nar_ctc_candidate, penalty=args.penalty, guard=args.guard,
+                      nar_ctc_candidate=args.nar_ctc_candidate, nar_ar_top=args.nar_ar_top, penalty=args.penalty,
+                      guard=args.guard,
                       fallback=resolve_fallback(args.fallback, args.fallback_best_of,
                                                 resolved.state is None and config.decoder == "whisper-decoder"))
     print(f"decoded {result.num_utterances} utterances in {result.seconds:.1f} s "

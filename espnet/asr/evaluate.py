@@ -157,6 +157,7 @@ def evaluate(
     nar_scorer: str = "paraformer",
     nar_alternatives: int = 0,
     nar_ctc_candidate: bool = False,
+    nar_ar_top: int = 0,
     penalty: float = 0.0,
     guard: GuardOptions = GuardOptions(),
     fallback: Optional[FallbackOptions] = None,
@@ -167,9 +168,9 @@ def evaluate(
     model's decoder (:func:`espnet.asr.recognizer.recognize_batch`: the joint CTC/attention
     beam search, or the decoder's own one-pass decoding (Paraformer); with ``decode_mode``
     ``ctc-greedy`` the CTC head's best path; ``candidates``, ``nar_count``, ``nar_scorer``,
-    ``nar_alternatives``, ``nar_ctc_candidate``: a Paraformer's rescored hypotheses
-    (``DecodeOptions.candidates``, ``.nar_count``, ``.nar_scorer``, ``.nar_alternatives``,
-    ``.nar_ctc_candidate``); ``penalty``: the
+    ``nar_alternatives``, ``nar_ctc_candidate``, ``nar_ar_top``: a Paraformer's rescored
+    hypotheses (``DecodeOptions.candidates``, ``.nar_count``, ``.nar_scorer``,
+    ``.nar_alternatives``, ``.nar_ctc_candidate``, ``.nar_ar_top``); ``penalty``: the
     length bonus per token (``DecodeOptions.penalty``); each utterance gets the hypothesis it gets
     alone); the results keep the order of
     ``test_file``. The reference is the transcript column, else the text of the
@@ -193,7 +194,7 @@ def evaluate(
     options = DecodeOptions(beam_size=beam_size, ctc_weight=ctc_weight, max_new_tokens=max_new_tokens,
                             mode=decode_mode, candidates=candidates, nar_count=nar_count, nar_scorer=nar_scorer,
                             nar_alternatives=nar_alternatives, nar_ctc_candidate=nar_ctc_candidate,
-                            penalty=penalty)
+                            nar_ar_top=nar_ar_top, penalty=penalty)
     model.decoder.check_options(options)
     normalize = text_normalizer(wer_normalizer, list(model.config.model_names().values()))
     noise = load_noise(resolve_noise_file(root_dir, noise_file)) if snr_target is not None else None

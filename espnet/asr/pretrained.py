@@ -243,7 +243,8 @@ class Recognizer:
     def decode_options(self, **overrides: Any) -> DecodeOptions:
         """Decoding options: ``beam_size``, ``ctc_weight`` (default: the model's training
         weight), ``max_new_tokens``, ``penalty``, ``candidates``, ``nar_count``, ``nar_scorer``,
-        ``nar_alternatives`` and ``nar_ctc_candidate`` (a Paraformer's, see :class:`DecodeOptions`)."""
+        ``nar_alternatives``, ``nar_ctc_candidate`` and ``nar_ar_top`` (a Paraformer's, see
+        :class:`DecodeOptions`)."""
         overrides.setdefault("ctc_weight", self.model.config.ctc_weight)
         options = DecodeOptions(**overrides)
         self.model.decoder.check_options(options)

@@ -86,8 +86,9 @@ def check_transcription_args(p: argparse.ArgumentParser, args: argparse.Namespac
         p.error(f"--beam-size must be >= 1, got {args.beam_size}")
     if args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    refusal = nar_candidates_refusal(args.nar_candidates, nar_alternatives=args.nar_alternatives,
-                                     nar_ctc_candidate=args.nar_ctc_candidate)
+    refusal = nar_candidates_refusal(args.nar_candidates, nar_scorer=args.nar_scorer,
+                                     nar_alternatives=args.nar_alternatives,
+                                     nar_ctc_candidate=args.nar_ctc_candidate, nar_ar_top=args.nar_ar_top)
     if refusal:
         p.error(refusal)
     if args.ctc_weight is not None and not 0.0 <= args.ctc_weight <= 1.0:
@@ -196,12 +197,12 @@ def build_transcriber(args: argparse.Namespace):
     refusal = nar_candidates_refusal(args.nar_candidates, recognizer.model.config.decoder,
                                      model=args.model or "the model", nar_count=args.nar_count,
                                      nar_scorer=args.nar_scorer, nar_alternatives=args.nar_alternatives,
-                                     nar_ctc_candidate=args.nar_ctc_candidate)
+                                     nar_ctc_candidate=args.nar_ctc_candidate, nar_ar_top=args.nar_ar_top)
     if refusal:
         raise ValueError(refusal)
     options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens, "candidates": args.nar_candidates,
                "nar_count": args.nar_count, "nar_scorer": args.nar_scorer, "nar_alternatives": args.nar_alternatives,
-               "nar_ctc_candidate": args.nar_ctc_candidate,
+               "nar_ctc_candidate": args.nar_ctc_candidate, "nar_ar_top": args.nar_ar_top,
                "penalty": args.penalty}
     if args.ctc_weight is not None:
         options["ctc_weight"] = args.ctc_weight

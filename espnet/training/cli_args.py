@@ -134,7 +134,7 @@ def add_generate_args(parser: argparse.ArgumentParser) -> None:
 
 def add_paraformer_decoding_args(parser: argparse.ArgumentParser) -> None:
     """``--nar-candidates``, ``--penalty``, ``--nar-count``, ``--nar-scorer``,
-    ``--nar-alternatives`` and ``--nar-ctc-candidate`` (eval.py, transcribe.py, the service):
+    ``--nar-alternatives``, ``--nar-ctc-candidate`` and ``--nar-ar-top`` (eval.py, transcribe.py, the service):
     how a Paraformer's one-pass hypotheses are chosen, and the length bonus."""
     from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS, NAR_SCORERS
 
@@ -163,6 +163,10 @@ def add_paraformer_decoding_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nar-ctc-candidate", action="store_true",
                         help="Paraformer: the CTC head's best path joins the hypotheses, scored with them (its "
                              "Paraformer term from one more pass at its token count).")
+    parser.add_argument("--nar-ar-top", type=int, default=0,
+                        help="Paraformer, with --nar-scorer ar or both: the auxiliary decoder scores only each "
+                             "utterance's N best hypotheses by the score with the Paraformer's own term, and the "
+                             "best of those is kept; 0 = it scores them all. (Default: 0)")
 
 
 def add_failure_args(parser: argparse.ArgumentParser, work: str) -> None:

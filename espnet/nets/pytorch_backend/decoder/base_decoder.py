@@ -60,6 +60,10 @@ class DecodeOptions:
             together as the candidates are (0 = none).
         nar_ctc_candidate: Paraformer: the CTC head's best path joins the candidates, scored
             as they are (its Paraformer term from a pass at its token count).
+        nar_ar_top: Paraformer, with ``nar_scorer`` ``ar`` or ``both``: the auxiliary decoder
+            scores only each utterance's ``nar_ar_top`` best hypotheses by the joint score
+            with the Paraformer's own term (what ``nar_scorer`` ``paraformer`` ranks by), and
+            the one kept is the best of those (0 = it scores them all).
     """
 
     beam_size: int = 40
@@ -72,6 +76,7 @@ class DecodeOptions:
     nar_scorer: str = "paraformer"
     nar_alternatives: int = 0
     nar_ctc_candidate: bool = False
+    nar_ar_top: int = 0
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -91,6 +96,9 @@ class DecodeOptions:
             raise ValueError(f"--nar-count must be one of {', '.join(NAR_COUNTS)}, got {self.nar_count!r}")
         if self.nar_scorer not in NAR_SCORERS:
             raise ValueError(f"--nar-scorer must be one of {', '.join(NAR_SCORERS)}, got {self.nar_scorer!r}")
+        refusal = nar_ar_top_refusal(self.nar_ar_top, self.nar_scorer)
+        if refusal:
+            raise ValueError(refusal)
 
     def ctc_path_request(self) -> Optional[str]:
         """What of these options decodes from the CTC head's best path, as the clause an error
@@ -103,13 +111,25 @@ class DecodeOptions:
         return None
 
 
+def nar_ar_top_refusal(nar_ar_top: int, nar_scorer: str) -> Optional[str]:
+    """The one-line refusal of ``--nar-ar-top`` (``None`` when accepted): below 0, or above 0
+    without the auxiliary decoder's score (``--nar-scorer ar`` or ``both``), which it limits."""
+    if nar_ar_top < 0:
+        return f"--nar-ar-top must be >= 0, got {nar_ar_top}"
+    if nar_ar_top and nar_scorer == "paraformer":
+        return (f"--nar-ar-top {nar_ar_top} limits the hypotheses the auxiliary autoregressive decoder scores: it "
+                f"needs --nar-scorer ar or both")
+    return None
+
+
 def nar_candidates_refusal(candidates: int, decoder: Optional[str] = None, mode: str = "decoder",
                            model: str = "this model", nar_count: str = "cif",
                            nar_scorer: str = "paraformer", nar_alternatives: int = 0,
-                           nar_ctc_candidate: bool = False) -> Optional[str]:
+                           nar_ctc_candidate: bool = False, nar_ar_top: int = 0) -> Optional[str]:
     """The one-line refusal of ``--nar-candidates`` / ``--nar-count`` / ``--nar-scorer`` /
-    ``--nar-alternatives`` / ``--nar-ctc-candidate`` (``None`` when the values are accepted): a
-    count below 1 (or alternatives below 0) always; more than 1 candidate, a count other than
+    ``--nar-alternatives`` / ``--nar-ctc-candidate`` / ``--nar-ar-top`` (``None`` when the
+    values are accepted): a count below 1 (or alternatives below 0) and what
+    :func:`nar_ar_top_refusal` refuses always; more than 1 candidate, a count other than
     ``cif``, a scorer other than ``paraformer``, alternatives or the CTC candidate, for anything
     but a Paraformer's own decoding
     (``decoder``: the model's ``--decoder``, ``None`` while the model is not known yet;
@@ -118,11 +138,15 @@ def nar_candidates_refusal(candidates: int, decoder: Optional[str] = None, mode:
         return f"--nar-candidates must be >= 1, got {candidates}"
     if nar_alternatives < 0:
         return f"--nar-alternatives must be >= 0, got {nar_alternatives}"
+    top = nar_ar_top_refusal(nar_ar_top, nar_scorer)
+    if top:
+        return top
     asked = [flag for flag, default in ((f"--nar-candidates {candidates}", candidates == 1),
                                         (f"--nar-count {nar_count}", nar_count == "cif"),
                                         (f"--nar-scorer {nar_scorer}", nar_scorer == "paraformer"),
                                         (f"--nar-alternatives {nar_alternatives}", nar_alternatives == 0),
-                                        ("--nar-ctc-candidate", not nar_ctc_candidate))
+                                        ("--nar-ctc-candidate", not nar_ctc_candidate),
+                                        (f"--nar-ar-top {nar_ar_top}", nar_ar_top == 0))
              if not default]
     if decoder is None or not asked or (decoder == "paraformer" and mode == "decoder"):
         return None

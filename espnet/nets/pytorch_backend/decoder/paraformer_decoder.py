@@ -11,7 +11,7 @@ proportional to the tokens that pass got wrong, replaced by the target tokens' e
 for the second, trained pass).
 """
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -330,6 +330,8 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         (``options.nar_alternatives``, :meth:`with_alternatives`) follow them, and with
         ``options.nar_ctc_candidate`` the CTC head's best path comes last
         (:meth:`with_ctc_path`; its pass at its count goes through the decoder with the others).
+        With ``options.nar_ar_top`` the auxiliary decoder scores only the best few of them
+        (:meth:`ar_scored`).
         ``Decoded.score`` is that joint score, or with a single candidate its decoder score.
         An utterance none of whose candidates its CTC head can emit (more tokens than frames)
         keeps its first candidate with its decoder score."""
@@ -393,14 +395,14 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             hyps, decoder_score, all_counts, usable = self.with_ctc_path(
                 hyps, decoder_score, all_counts, usable, ctc_hyps, logp[m * b:])
         m = len(hyps) // b
-        if options.nar_scorer != "paraformer":
-            ar_score = self.ar_decoder.score_sequences(memory, memory_lengths, hyps).to(decoder_score.device)
-            decoder_score = ar_score if options.nar_scorer == "ar" else 0.5 * (decoder_score + ar_score)
         offset = self.ctc_token_offset
         labels = [[t + offset for t in h if t not in (0, self.eos)] for h in hyps]
         ctc_score = sequence_log_likelihood(ctc_logp, memory_lengths, labels)
         w = options.ctc_weight
         bonus = options.penalty * all_counts.to(ctc_score.device, ctc_score.dtype)
+        if options.nar_scorer != "paraformer":
+            decoder_score, usable = self.ar_scored(memory, memory_lengths, hyps, decoder_score.to(ctc_score.device),
+                                                   usable.to(ctc_score.device), w * ctc_score + bonus, options)
         joint = (1.0 - w) * decoder_score.to(ctc_score.device) + w * ctc_score + bonus
         joint = joint.masked_fill(~usable.to(joint.device), float("-inf")).view(m, b)
         chosen = joint.argmax(dim=0).tolist()  # the first maximum: the earlier candidate on a tie
@@ -411,6 +413,36 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             else:
                 out.append(Decoded(hyps[j * b + i], float(joint[j, i])))
         return out
+
+    def ar_scored(self, memory: torch.Tensor, memory_lengths: torch.Tensor, hyps: List[List[int]],
+                  own: torch.Tensor, usable: torch.Tensor, rest: torch.Tensor,
+                  options: DecodeOptions) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The decoder term of :meth:`rescored`'s ``R = M * B`` hypotheses (``hyps``, the
+        ``s``-th of utterance ``i`` at ``s * B + i``) as ``options.nar_scorer`` asks: the
+        auxiliary decoder's log-likelihood (``ar``) or its mean with the Paraformer's own score
+        ``own`` ``(R,)`` (``both``), and the rows still ``usable`` ``(R,)`` bool. With
+        ``options.nar_ar_top`` = N below ``M``, only each utterance's N best rows by ``(1 - w)
+        * own + rest`` (``rest`` ``(R,)``: the CTC term and the length bonus; unusable rows
+        last, the earlier row first on a tie) go through the auxiliary decoder; the others keep
+        ``own`` and are no longer usable."""
+        b = memory.size(0)
+        m = len(hyps) // b
+        top = options.nar_ar_top
+        if top == 0 or top >= m:
+            rows = list(range(len(hyps)))
+        else:
+            first = ((1.0 - options.ctc_weight) * own + rest).masked_fill(~usable, float("-inf")).view(m, b)
+            order = torch.sort(first, dim=0, descending=True, stable=True).indices[:top]  # (N, B)
+            rows = (order * b + torch.arange(b, device=order.device)).flatten().tolist()  # s * B + i: utterance i
+        ar = self.ar_decoder.score_sequences(memory, memory_lengths, [hyps[r] for r in rows]).to(own.device)
+        if len(rows) == len(hyps):
+            return (ar if options.nar_scorer == "ar" else 0.5 * (own + ar)), usable
+        index = torch.tensor(rows, device=own.device)
+        term = own.clone()
+        term[index] = ar if options.nar_scorer == "ar" else 0.5 * (own[index] + ar)
+        chosen = torch.zeros_like(usable)
+        chosen[index] = True
+        return term, usable & chosen
 
     @staticmethod
     def with_ctc_path(hyps: List[List[int]], decoder_score: torch.Tensor, counts: torch.Tensor, usable: torch.Tensor,
