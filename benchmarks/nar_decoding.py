@@ -178,26 +178,20 @@ def train_all(args, data: Dict[str, str], modalities: List[str]) -> Dict[str, Di
 
 @dataclass(frozen=True)
 class Method:
-    """One row of the table: the model it decodes (``decoder``: ``transformer`` or
-    ``paraformer``) and how (``eval.py``'s ``--decode-mode``, ``--nar-candidates``,
-    ``--nar-count``, ``--nar-scorer``, ``--nar-alternatives``, ``--nar-ctc-candidate``,
-    ``--nar-ar-top``)."""
+    """One row of the table: its label, the model it decodes (``decoder``: ``transformer`` or
+    ``paraformer``) and how (``options``: ``DecodeOptions``, as ``eval.py``'s flags give them)."""
 
     label: str
     decoder: str
-    mode: str = "decoder"
-    candidates: int = 1
-    count: str = "cif"
-    scorer: str = "paraformer"
-    alternatives: int = 0
-    ctc_path: bool = False
-    ar_top: int = 0
+    options: Any
 
-    def decoding(self) -> Dict[str, Any]:
-        """The Paraformer's options as :class:`DecodeOptions` names them."""
-        return {"mode": self.mode, "candidates": self.candidates, "nar_count": self.count, "nar_scorer": self.scorer,
-                "nar_alternatives": self.alternatives, "nar_ctc_candidate": self.ctc_path,
-                "nar_ar_top": self.ar_top}
+    def evaluate_kwargs(self) -> Dict[str, Any]:
+        """``options`` as :func:`espnet.asr.evaluate.evaluate` takes them."""
+        o = self.options
+        return {"beam_size": o.beam_size, "ctc_weight": o.ctc_weight, "penalty": o.penalty, "decode_mode": o.mode,
+                "candidates": o.candidates, "nar_count": o.nar_count, "nar_scorer": o.nar_scorer,
+                "nar_alternatives": o.nar_alternatives, "nar_ctc_candidate": o.nar_ctc_candidate,
+                "nar_ar_top": o.nar_ar_top}
 
 
 def paraformer_label(para: str, count: str, candidates: int, scorer: str = "paraformer", alternatives: int = 0,
@@ -405,7 +399,12 @@ def main() -> int:
     tokenizer = TextTransform(data["sp_model_path"], data["dict_path"])
     again = ", AR trained as long, encoder from the first" if args.paraformer_encoder == "ar" else ""
     beam_label = f"beam search (beam {args.beam_size}, batched{again})"
-    methods = [Method(beam_label, "transformer"), Method("CTC greedy (same model)", "transformer", "ctc-greedy")]
+
+    def options(**nar: Any) -> DecodeOptions:
+        return DecodeOptions(beam_size=args.beam_size, ctc_weight=args.decode_ctc_weight, penalty=args.penalty, **nar)
+
+    methods = [Method(beam_label, "transformer", options()),
+               Method("CTC greedy (same model)", "transformer", options(mode="ctc-greedy"))]
     para = "Paraformer" + paraformer_variant(args)[1]
     scorers = ["paraformer", "ar", "both"] if args.paraformer_ar_dlayers else ["paraformer"]
     for count in nar_counts:
@@ -415,10 +414,11 @@ def main() -> int:
                 for alternatives in sorted({0, args.nar_alternatives}) if several else [0]:
                     for ctc_path in sorted({False, args.nar_ctc_candidate}) if several else [False]:
                         for ar_top in sorted({0, args.nar_ar_top}) if scorer != "paraformer" else [0]:
-                            methods.append(Method(paraformer_label(para, count, candidates, scorer, alternatives,
-                                                                   ctc_path, ar_top),
-                                                  "paraformer", "decoder", candidates, count, scorer, alternatives,
-                                                  ctc_path, ar_top))
+                            methods.append(Method(
+                                paraformer_label(para, count, candidates, scorer, alternatives, ctc_path, ar_top),
+                                "paraformer", options(candidates=candidates, nar_count=count, nar_scorer=scorer,
+                                                      nar_alternatives=alternatives, nar_ctc_candidate=ctc_path,
+                                                      nar_ar_top=ar_top)))
     rows, test_sets = [], {}
     for modality in modalities:
         for method in methods:
@@ -428,22 +428,17 @@ def main() -> int:
             for snr in snrs:
                 if modality == "video" and snr is not None:
                     continue  # noise is added to audio only
-                res = evaluate(model, tokenizer, data["root"], "test.csv", beam_size=args.beam_size,
-                               ctc_weight=args.decode_ctc_weight, snr_target=snr, seed=args.seed, progress=False,
-                               batch_size=args.batch_size, decode_mode=method.mode, candidates=method.candidates,
-                               nar_count=method.count, nar_scorer=method.scorer, nar_alternatives=method.alternatives,
-                               nar_ctc_candidate=method.ctc_path, nar_ar_top=method.ar_top, penalty=args.penalty,
-                               device=args.device)
+                res = evaluate(model, tokenizer, data["root"], "test.csv", snr_target=snr, seed=args.seed,
+                               progress=False, batch_size=args.batch_size, device=args.device,
+                               **method.evaluate_kwargs())
                 key = "clean" if snr is None else f"{snr:g} dB"
                 row["wer"][key] = res.wer
                 if snr is None:
                     row["utt_per_s"] = res.num_utterances / res.seconds
                 print(f"[{modality}] {label}, {key}: WER {100 * res.wer:.1f} %, {res.num_utterances} utterances "
                       f"in {res.seconds:.1f} s", flush=True)
-            options = DecodeOptions(beam_size=args.beam_size, ctc_weight=args.decode_ctc_weight, penalty=args.penalty,
-                                    **method.decoding())
             row["decoding_alone_utt_per_s"] = decoding_alone(model, test_split(data["root"], model, test_sets),
-                                                             args.batch_size, options, args.device)
+                                                             args.batch_size, method.options, args.device)
             print(f"[{modality}] {label}: decoding step alone {row['decoding_alone_utt_per_s']:.1f} utt/s", flush=True)
             rows.append(row)
     keys = ["clean" if s is None else f"{s:g} dB" for s in snrs]
