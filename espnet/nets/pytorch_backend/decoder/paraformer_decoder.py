@@ -429,14 +429,12 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         m = len(hyps) // b
         top = options.nar_ar_top
         if top == 0 or top >= m:
-            rows = list(range(len(hyps)))
-        else:
-            first = ((1.0 - options.ctc_weight) * own + rest).masked_fill(~usable, float("-inf")).view(m, b)
-            order = torch.sort(first, dim=0, descending=True, stable=True).indices[:top]  # (N, B)
-            rows = (order * b + torch.arange(b, device=order.device)).flatten().tolist()  # s * B + i: utterance i
-        ar = self.ar_decoder.score_sequences(memory, memory_lengths, [hyps[r] for r in rows]).to(own.device)
-        if len(rows) == len(hyps):
+            ar = self.ar_decoder.score_sequences(memory, memory_lengths, hyps).to(own.device)
             return (ar if options.nar_scorer == "ar" else 0.5 * (own + ar)), usable
+        first = ((1.0 - options.ctc_weight) * own + rest).masked_fill(~usable, float("-inf")).view(m, b)
+        order = torch.sort(first, dim=0, descending=True, stable=True).indices[:top]  # (N, B)
+        rows = (order * b + torch.arange(b, device=order.device)).flatten().tolist()  # s * B + i: utterance i
+        ar = self.ar_decoder.score_sequences(memory, memory_lengths, [hyps[r] for r in rows]).to(own.device)
         index = torch.tensor(rows, device=own.device)
         term = own.clone()
         term[index] = ar if options.nar_scorer == "ar" else 0.5 * (own[index] + ar)
