@@ -185,14 +185,6 @@ class Method:
     decoder: str
     options: Any
 
-    def evaluate_kwargs(self) -> Dict[str, Any]:
-        """``options`` as :func:`espnet.asr.evaluate.evaluate` takes them."""
-        o = self.options
-        return {"beam_size": o.beam_size, "ctc_weight": o.ctc_weight, "penalty": o.penalty, "decode_mode": o.mode,
-                "candidates": o.candidates, "nar_count": o.nar_count, "nar_scorer": o.nar_scorer,
-                "nar_alternatives": o.nar_alternatives, "nar_ctc_candidate": o.nar_ctc_candidate,
-                "nar_ar_top": o.nar_ar_top}
-
 
 def paraformer_label(para: str, count: str, candidates: int, scorer: str = "paraformer", alternatives: int = 0,
                      ctc_path: bool = False, ar_top: int = 0) -> str:
@@ -428,9 +420,8 @@ def main() -> int:
             for snr in snrs:
                 if modality == "video" and snr is not None:
                     continue  # noise is added to audio only
-                res = evaluate(model, tokenizer, data["root"], "test.csv", snr_target=snr, seed=args.seed,
-                               progress=False, batch_size=args.batch_size, device=args.device,
-                               **method.evaluate_kwargs())
+                res = evaluate(model, tokenizer, data["root"], "test.csv", method.options, snr_target=snr,
+                               seed=args.seed, progress=False, batch_size=args.batch_size, device=args.device)
                 key = "clean" if snr is None else f"{snr:g} dB"
                 row["wer"][key] = res.wer
                 if snr is None:

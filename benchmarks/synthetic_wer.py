@@ -155,8 +155,10 @@ def decode_rows(args, data: Dict[str, str], ckpts: Dict[str, str], snrs: List[Op
     from datamodule.text_transform import TextTransform
     from espnet.asr.evaluate import evaluate
     from espnet.asr.pretrained import Recognizer
+    from espnet.nets.pytorch_backend.decoder.base_decoder import DecodeOptions
 
     tokenizer = TextTransform(data["sp_model_path"], data["dict_path"])
+    options = DecodeOptions(beam_size=args.beam_size, ctc_weight=args.decode_ctc_weight)
     results: Dict[str, Dict[str, float]] = {}
     for row, name, drop in ROWS:
         ckpt = ckpts[name]
@@ -178,9 +180,8 @@ def decode_rows(args, data: Dict[str, str], ckpts: Dict[str, str], snrs: List[Op
             if not has_audio and snr is not None:
                 results[row][snr_label(snr)] = results[row]["clean"]
                 continue
-            res = evaluate(model, tokenizer, data["root"], "test.csv", beam_size=args.beam_size,
-                           ctc_weight=args.decode_ctc_weight, snr_target=snr, seed=args.seed, progress=False,
-                           drop_stream=drop)
+            res = evaluate(model, tokenizer, data["root"], "test.csv", options, snr_target=snr, seed=args.seed,
+                           progress=False, drop_stream=drop)
             results[row][snr_label(snr)] = res.wer
             print(f"[{row}] {snr_label(snr)}: WER {100 * res.wer:.1f} % ({res.num_utterances} utterances, "
                   f"{res.seconds:.0f} s)", flush=True)

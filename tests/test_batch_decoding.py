@@ -160,7 +160,7 @@ def test_evaluate_batched_equals_one_at_a_time(toy_corpus):
     runs = {}
     with EosBias(model, 4.0):
         for batch_size in (1, 2):
-            runs[batch_size] = evaluate(model, tokenizer, toy_corpus["root"], "test.csv", beam_size=3,
+            runs[batch_size] = evaluate(model, tokenizer, toy_corpus["root"], "test.csv", DecodeOptions(beam_size=3),
                                         progress=False, batch_size=batch_size)
     one, two = runs[1], runs[2]
     with open(toy_corpus["test"]) as handle:

@@ -162,6 +162,7 @@ def _save_plain(model, path, sp):
 def test_checkpoint_round_trip_through_eval_and_merge(hf_dirs, toy_corpus, tmp_path, capsys):
     from datamodule.text_transform import TextTransform
     from espnet.asr.evaluate import evaluate
+    from espnet.nets.pytorch_backend.decoder.base_decoder import DecodeOptions
     from espnet.training.export import main as export_main
 
     sp = (toy_corpus["sp_model_path"], toy_corpus["dict_path"])
@@ -178,8 +179,8 @@ def test_checkpoint_round_trip_through_eval_and_merge(hf_dirs, toy_corpus, tmp_p
     assert llm_keys and all("lora_" in k for k in llm_keys)  # no 4-bit or frozen pretrained weight stored
     assert not any(v.dtype == torch.uint8 for k, v in saved.items() if k != FINGERPRINT_BUFFER)
 
-    reference = evaluate(model, TextTransform(*sp), toy_corpus["root"], "test.csv", beam_size=1,
-                         max_new_tokens=5, progress=False)
+    reference = evaluate(model, TextTransform(*sp), toy_corpus["root"], "test.csv",
+                         DecodeOptions(beam_size=1, max_new_tokens=5), progress=False)
     out = str(tmp_path / "eval.json")
     common = ["--root-dir", toy_corpus["root"], "--test-file", "test.csv", "--beam-size", "1",
               "--max-new-tokens", "5", "--num-workers", "0", "--accelerator", "cpu"]

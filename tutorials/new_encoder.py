@@ -193,7 +193,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     trained = Recognizer.from_resolved(resolved).model
     print(f"{time.perf_counter() - start:.1f} s; {os.path.relpath(checkpoint, args.out)} stores encoder "
           f"{stored['encoder']!r} with options {stored['encoder_conf']}")
-    result = evaluate(trained, tokenizer, corpus["root"], "test.csv", beam_size=2, ctc_weight=0.3, progress=False)
+    result = evaluate(trained, tokenizer, corpus["root"], "test.csv", DecodeOptions(beam_size=2, ctc_weight=0.3),
+                      progress=False)
     report["test_wer"] = result.wer
     report["trained_encoder_layers"] = trained.encoder.gru.num_layers
     print(f"test list ({len(result.utterances)} utterances) decoded with the loaded checkpoint: WER {result.wer:.3f}")

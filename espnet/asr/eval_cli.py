@@ -110,12 +110,13 @@ def decode(args: argparse.Namespace) -> int:
     from espnet.asr.fallback import length_limit_name, resolve_fallback
     from espnet.asr.pretrained import Recognizer, decoding_device, resolve_for_decoding
     from espnet.asr.repetition import repetition_warning
-    from espnet.nets.pytorch_backend.decoder.base_decoder import nar_candidates_refusal
+    from espnet.nets.pytorch_backend.decoder.base_decoder import DecodeOptions, nar_candidates_refusal
+    from espnet.training.cli_args import paraformer_decoding_values
 
     if args.output_json:
         check_output_file(args.output_json, "--output-json")  # before the decoding, not after it
-    refusal = nar_candidates_refusal(args.nar_candidates, nar_scorer=args.nar_scorer,
-                                     nar_alternatives=args.nar_alternatives, nar_ar_top=args.nar_ar_top)  # before loading
+    nar = paraformer_decoding_values(args)
+    refusal = nar_candidates_refusal(**nar)  # before loading: the values alone
     if refusal:
         raise ValueError(refusal)
     device = decoding_device(args.accelerator)
@@ -137,9 +138,8 @@ def decode(args: argparse.Namespace) -> int:
         raise ValueError("--decode-mode ctc-greedy decodes with the model's trained CTC head: give "
                          "--pretrained-model-path (without it the CTC head is untrained)")
     model = Recognizer.from_resolved(resolved).model
-    refusal = nar_candidates_refusal(args.nar_candidates, config.decoder, args.decode_mode,
-                                     args.pretrained_model_path or "the model", args.nar_count, args.nar_scorer,
-                                     args.nar_alternatives, args.nar_ctc_candidate, args.nar_ar_top)
+    refusal = nar_candidates_refusal(decoder=config.decoder, mode=args.decode_mode,
+                                     model=args.pretrained_model_path or "the model", **nar)
     if refusal:
         raise ValueError(refusal)
     if resolved.state is None and args.ctc_weight > 0:  # a CTC head is never pretrained
@@ -150,16 +150,13 @@ def decode(args: argparse.Namespace) -> int:
         from espnet.training.cpu_threads import apply_num_threads
 
         apply_num_threads(args.num_threads)
-    result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
-                      ctc_weight=args.ctc_weight, snr_target=args.decode_snr_target,
+    options = DecodeOptions(beam_size=args.beam_size, ctc_weight=args.ctc_weight, max_new_tokens=args.max_new_tokens,
+                            penalty=args.penalty, mode=args.decode_mode, **nar)
+    result = evaluate(model, tokenizer, args.root_dir, args.test_file, options, snr_target=args.decode_snr_target,
                       noise_file=args.noise_file, seed=args.seed, num_workers=args.num_workers, device=device,
-                      max_new_tokens=args.max_new_tokens, wer_normalizer=args.wer_normalizer,
-                      skip_lines=skip_lines.get(args.test_file, frozenset()),
+                      wer_normalizer=args.wer_normalizer, skip_lines=skip_lines.get(args.test_file, frozenset()),
                       batch_size=args.batch_size or DEFAULT_BATCH_SIZE, drop_stream=args.drop_stream,
-                      skip_invalid=args.skip_invalid, decode_mode=args.decode_mode, candidates=args.nar_candidates,
-                      nar_count=args.nar_count, nar_scorer=args.nar_scorer, nar_alternatives=args.nar_alternatives,
-                      nar_ctc_candidate=args.nar_ctc_candidate, nar_ar_top=args.nar_ar_top, penalty=args.penalty,
-                      guard=args.guard,
+                      skip_invalid=args.skip_invalid, guard=args.guard,
                       fallback=resolve_fallback(args.fallback, args.fallback_best_of,
                                                 resolved.state is None and config.decoder == "whisper-decoder"))
     print(f"decoded {result.num_utterances} utterances in {result.seconds:.1f} s "

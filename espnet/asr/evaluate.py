@@ -137,42 +137,28 @@ def evaluate(
     text_transform: Optional[TextTransform],
     root_dir: str,
     test_file: str,
-    beam_size: int = 40,
-    ctc_weight: float = 0.1,
+    options: Optional[DecodeOptions] = None,
     snr_target: Optional[float] = None,
     noise_file: Optional[str] = None,
     seed: int = 0,
     num_workers: int = 0,
     device: str = "cpu",
     progress: bool = True,
-    max_new_tokens: int = 64,
     wer_normalizer: str = "lower",
     skip_lines: AbstractSet[int] = frozenset(),
     batch_size: int = DEFAULT_BATCH_SIZE,
     drop_stream: Optional[str] = None,
     skip_invalid: bool = False,
-    decode_mode: str = "decoder",
-    candidates: int = 1,
-    nar_count: str = "cif",
-    nar_scorer: str = "paraformer",
-    nar_alternatives: int = 0,
-    nar_ctc_candidate: bool = False,
-    nar_ar_top: int = 0,
-    penalty: float = 0.0,
     guard: GuardOptions = GuardOptions(),
     fallback: Optional[FallbackOptions] = None,
 ) -> EvalResult:
     """Decode every utterance of ``test_file`` and score it.
 
     Utterances are decoded ``batch_size`` at a time, in batches of similar length, by the
-    model's decoder (:func:`espnet.asr.recognizer.recognize_batch`: the joint CTC/attention
-    beam search, or the decoder's own one-pass decoding (Paraformer); with ``decode_mode``
-    ``ctc-greedy`` the CTC head's best path; ``candidates``, ``nar_count``, ``nar_scorer``,
-    ``nar_alternatives``, ``nar_ctc_candidate``, ``nar_ar_top``: a Paraformer's rescored
-    hypotheses (``DecodeOptions.candidates``, ``.nar_count``, ``.nar_scorer``,
-    ``.nar_alternatives``, ``.nar_ctc_candidate``, ``.nar_ar_top``); ``penalty``: the
-    length bonus per token (``DecodeOptions.penalty``); each utterance gets the hypothesis it gets
-    alone); the results keep the order of
+    model's decoder as ``options`` say (:class:`DecodeOptions`, default: its defaults;
+    :func:`espnet.asr.recognizer.recognize_batch`: the joint CTC/attention beam search, the
+    decoder's own one-pass decoding (Paraformer), or with ``mode`` ``ctc-greedy`` the CTC
+    head's best path; each utterance gets the hypothesis it gets alone); the results keep the order of
     ``test_file``. The reference is the transcript column, else the text of the
     SentencePiece ids (``text_transform``). A model whose pretrained weights are bfloat16
     (``pretrained_dtype``) decodes under bf16 autocast. ``skip_lines``: label-list lines
@@ -191,10 +177,7 @@ def evaluate(
         raise ValueError("--decode-snr-target adds noise to audio, but " +
                          ("this model is video-only" if model.modality == "video" else "--drop-stream audio removes it"))
     model.decoder.check_tokenizer(text_transform)
-    options = DecodeOptions(beam_size=beam_size, ctc_weight=ctc_weight, max_new_tokens=max_new_tokens,
-                            mode=decode_mode, candidates=candidates, nar_count=nar_count, nar_scorer=nar_scorer,
-                            nar_alternatives=nar_alternatives, nar_ctc_candidate=nar_ctc_candidate,
-                            nar_ar_top=nar_ar_top, penalty=penalty)
+    options = DecodeOptions() if options is None else options
     model.decoder.check_options(options)
     normalize = text_normalizer(wer_normalizer, list(model.config.model_names().values()))
     noise = load_noise(resolve_noise_file(root_dir, noise_file)) if snr_target is not None else None

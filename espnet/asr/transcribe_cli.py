@@ -80,15 +80,14 @@ def add_transcription_args(p: argparse.ArgumentParser) -> None:
 def check_transcription_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse bad values of :func:`add_transcription_args`'s flags (``p.error``: one line, exit 2)."""
     from espnet.nets.pytorch_backend.decoder.base_decoder import nar_candidates_refusal
+    from espnet.training.cli_args import paraformer_decoding_values
     from espnet.training.cpu_threads import IDLE
 
     if args.beam_size < 1:
         p.error(f"--beam-size must be >= 1, got {args.beam_size}")
     if args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    refusal = nar_candidates_refusal(args.nar_candidates, nar_scorer=args.nar_scorer,
-                                     nar_alternatives=args.nar_alternatives,
-                                     nar_ctc_candidate=args.nar_ctc_candidate, nar_ar_top=args.nar_ar_top)
+    refusal = nar_candidates_refusal(**paraformer_decoding_values(args))
     if refusal:
         p.error(refusal)
     if args.ctc_weight is not None and not 0.0 <= args.ctc_weight <= 1.0:
@@ -187,6 +186,7 @@ def build_transcriber(args: argparse.Namespace):
     from espnet.asr.transcription.pipeline import Transcriber
     from espnet.asr.transcription.segments import VadOptions
     from espnet.nets.pytorch_backend.decoder.base_decoder import nar_candidates_refusal
+    from espnet.training.cli_args import paraformer_decoding_values
 
     recognizer = load_recognizer(args)
     whisper = recognizer.model.config.decoder == "whisper-decoder"
@@ -194,16 +194,11 @@ def build_transcriber(args: argparse.Namespace):
         raise ValueError(f"--previous-text on: only a Whisper decoder conditions on previous text; {args.model} has "
                          f"--decoder {recognizer.model.config.decoder}")
     zero_shot_whisper = whisper and args.model is None
-    refusal = nar_candidates_refusal(args.nar_candidates, recognizer.model.config.decoder,
-                                     model=args.model or "the model", nar_count=args.nar_count,
-                                     nar_scorer=args.nar_scorer, nar_alternatives=args.nar_alternatives,
-                                     nar_ctc_candidate=args.nar_ctc_candidate, nar_ar_top=args.nar_ar_top)
+    nar = paraformer_decoding_values(args)
+    refusal = nar_candidates_refusal(decoder=recognizer.model.config.decoder, model=args.model or "the model", **nar)
     if refusal:
         raise ValueError(refusal)
-    options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens, "candidates": args.nar_candidates,
-               "nar_count": args.nar_count, "nar_scorer": args.nar_scorer, "nar_alternatives": args.nar_alternatives,
-               "nar_ctc_candidate": args.nar_ctc_candidate, "nar_ar_top": args.nar_ar_top,
-               "penalty": args.penalty}
+    options = {"beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens, "penalty": args.penalty, **nar}
     if args.ctc_weight is not None:
         options["ctc_weight"] = args.ctc_weight
     recognizer.decode_options(**options)  # what the model cannot do is refused before any media is read

@@ -169,6 +169,16 @@ def add_paraformer_decoding_args(parser: argparse.ArgumentParser) -> None:
                              "best of those is kept; 0 = it scores them all. (Default: 0)")
 
 
+def paraformer_decoding_values(args: argparse.Namespace) -> Dict[str, Any]:
+    """What :func:`add_paraformer_decoding_args`'s flags (all but ``--penalty``) set, by the
+    names of :class:`DecodeOptions`' fields and :func:`nar_candidates_refusal`'s arguments
+    (``candidates``, ``nar_count``, ``nar_scorer``, ``nar_alternatives``,
+    ``nar_ctc_candidate``, ``nar_ar_top``)."""
+    return {"candidates": args.nar_candidates, "nar_count": args.nar_count, "nar_scorer": args.nar_scorer,
+            "nar_alternatives": args.nar_alternatives, "nar_ctc_candidate": args.nar_ctc_candidate,
+            "nar_ar_top": args.nar_ar_top}
+
+
 def add_failure_args(parser: argparse.ArgumentParser, work: str) -> None:
     """``--skip-invalid`` (pre-flight check of the label lists) and ``--debug``; ``work`` is
     what the check comes before (``training`` / ``decoding``)."""

@@ -222,6 +222,7 @@ def finish_run(args: argparse.Namespace, run_dir: str, config, tokenizer, hparam
     import torch
 
     from espnet.asr.evaluate import evaluate, load_model, write_json
+    from espnet.nets.pytorch_backend.decoder.base_decoder import DecodeOptions
     from espnet.training.checkpoint_policy import BEST, FINAL, read_index, update_index
     from espnet.training.checkpoints import average_last_checkpoints, epoch_checkpoints, load_checkpoint
 
@@ -247,10 +248,10 @@ def finish_run(args: argparse.Namespace, run_dir: str, config, tokenizer, hparam
         device = "cuda" if torch.cuda.is_available() and args.accelerator != "cpu" else "cpu"
         if args.noise_file:
             print("note: --noise-file is used for training augmentation only; --test-file is decoded clean")
-        result = evaluate(model, tokenizer, args.root_dir, args.test_file, beam_size=args.beam_size,
-                          ctc_weight=args.ctc_weight, seed=args.seed, device=device,
-                          max_new_tokens=args.max_new_tokens, skip_lines=skip_lines.get(args.test_file, frozenset()),
-                          skip_invalid=args.skip_invalid)
+        options = DecodeOptions(beam_size=args.beam_size, ctc_weight=args.ctc_weight,
+                                max_new_tokens=args.max_new_tokens)
+        result = evaluate(model, tokenizer, args.root_dir, args.test_file, options, seed=args.seed, device=device,
+                          skip_lines=skip_lines.get(args.test_file, frozenset()), skip_invalid=args.skip_invalid)
         for row in result.left_out:
             print(f"left out (--skip-invalid): {row['reason']}")
         out = os.path.join(run_dir, "test_results.json")
