@@ -344,14 +344,17 @@ def main() -> int:
                                                                      "--paraformer-sampling-ratio")
         except ValueError as err:
             p.error(str(err))
-    from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS
+    from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS, nar_ar_top_refusal
 
     nar_counts = args.nar_counts.split(",")
     if not nar_counts or any(c not in NAR_COUNTS for c in nar_counts):
         p.error(f"--nar-counts: a comma-separated subset of {', '.join(NAR_COUNTS)}, got {args.nar_counts!r}")
-    if args.nar_ar_top < 0 or (args.nar_ar_top and not args.paraformer_ar_dlayers):
-        p.error(f"--nar-ar-top {args.nar_ar_top}: " + ("must be >= 0" if args.nar_ar_top < 0 else
-                "limits the hypotheses the auxiliary AR decoder scores: it needs --paraformer-ar-dlayers"))
+    refusal = nar_ar_top_refusal(args.nar_ar_top, "ar")  # it limits the rows scored by the auxiliary decoder
+    if refusal:
+        p.error(refusal)
+    if args.nar_ar_top and not args.paraformer_ar_dlayers:
+        p.error(f"--nar-ar-top {args.nar_ar_top}: limits the hypotheses the auxiliary AR decoder scores: it needs "
+                f"--paraformer-ar-dlayers")
     snrs = [None if s.strip() == "clean" else float(s) for s in args.snrs.split(",")]
     if None not in snrs:
         p.error("--snrs must include clean (the speed and the WER ratios are taken from the clean pass)")

@@ -125,7 +125,7 @@ def test_refuses_an_ar_top_without_the_auxiliary_decoder(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1")
     for flags, message in ((["--nar-ar-top", "3"], "--nar-ar-top 3: limits the hypotheses the auxiliary AR decoder "
                                                    "scores: it needs --paraformer-ar-dlayers"),
-                           (["--nar-ar-top", "-1", "--paraformer-ar-dlayers", "1"], "--nar-ar-top -1: must be >= 0")):
+                           (["--nar-ar-top", "-1", "--paraformer-ar-dlayers", "1"], "--nar-ar-top must be >= 0, got -1")):
         proc = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "o"), *flags],
                               capture_output=True, text=True, env=env, timeout=120)  # a hang fails
         assert proc.returncode == 2, proc.stderr
