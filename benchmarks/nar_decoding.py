@@ -187,11 +187,14 @@ class Method:
 
 
 def paraformer_label(para: str, count: str, candidates: int, scorer: str = "paraformer", alternatives: int = 0,
-                     ctc_path: bool = False, ar_top: int = 0) -> str:
+                     ctc_path: bool = False, ar_top: int = 0, fusion: float = 0.0) -> str:
     """A Paraformer row's label: ``para`` decoded with ``--nar-count count``,
     ``--nar-candidates candidates``, ``--nar-scorer scorer``, ``--nar-alternatives
-    alternatives``, (``ctc_path``) ``--nar-ctc-candidate`` and ``--nar-ar-top ar_top``."""
+    alternatives``, (``ctc_path``) ``--nar-ctc-candidate``, ``--nar-ar-top ar_top`` and
+    ``--nar-ctc-fusion fusion``."""
     label = paraformer_count_label(para, count, candidates)
+    if fusion:
+        label += f" (tokens fused with the CTC head's, weight {fusion:g})"
     if alternatives:
         label += f" (+{alternatives} token alternatives each)"
     if ctc_path:
@@ -322,6 +325,10 @@ def main() -> int:
                    help="Also decode every row the auxiliary AR decoder scores with it scoring only the N best "
                         "hypotheses by the Paraformer's own score (eval.py --nar-ar-top); 0 = no such rows. "
                         "(Default: 0)")
+    p.add_argument("--nar-ctc-fusion", type=float, default=0.0,
+                   help="Also decode every Paraformer row at the CTC head's count (--nar-counts ctc, both) with its "
+                        "tokens chosen with the CTC head's posteriors, this weight (eval.py --nar-ctc-fusion); 0 = "
+                        "no such rows. (Default: 0)")
     p.add_argument("--nar-counts", default="cif,ctc,both",
                    help="Comma-separated eval.py --nar-count values the Paraformer is decoded with, each in one pass "
                         "and with --nar-candidates. (Default: cif,ctc,both)")
@@ -344,14 +351,18 @@ def main() -> int:
                                                                      "--paraformer-sampling-ratio")
         except ValueError as err:
             p.error(str(err))
-    from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS, nar_ar_top_refusal
+    from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS, nar_ar_top_refusal, nar_candidates_refusal
 
     nar_counts = args.nar_counts.split(",")
     if not nar_counts or any(c not in NAR_COUNTS for c in nar_counts):
         p.error(f"--nar-counts: a comma-separated subset of {', '.join(NAR_COUNTS)}, got {args.nar_counts!r}")
-    refusal = nar_ar_top_refusal(args.nar_ar_top, "ar")  # it limits the rows scored by the auxiliary decoder
+    refusal = (nar_ar_top_refusal(args.nar_ar_top, "ar")  # it limits the rows scored by the auxiliary decoder
+               or nar_candidates_refusal(1, nar_count="ctc", nar_ctc_fusion=args.nar_ctc_fusion))
     if refusal:
         p.error(refusal)
+    if args.nar_ctc_fusion and nar_counts == ["cif"]:
+        p.error(f"--nar-ctc-fusion {args.nar_ctc_fusion:g}: fuses the tokens of the rows at the CTC head's count; "
+                f"--nar-counts cif has none")
     if args.nar_ar_top and not args.paraformer_ar_dlayers:
         p.error(f"--nar-ar-top {args.nar_ar_top}: limits the hypotheses the auxiliary AR decoder scores: it needs "
                 f"--paraformer-ar-dlayers")
@@ -409,11 +420,13 @@ def main() -> int:
                 for alternatives in sorted({0, args.nar_alternatives}) if several else [0]:
                     for ctc_path in sorted({False, args.nar_ctc_candidate}) if several else [False]:
                         for ar_top in sorted({0, args.nar_ar_top}) if scorer != "paraformer" else [0]:
-                            methods.append(Method(
-                                paraformer_label(para, count, candidates, scorer, alternatives, ctc_path, ar_top),
-                                "paraformer", options(candidates=candidates, nar_count=count, nar_scorer=scorer,
-                                                      nar_alternatives=alternatives, nar_ctc_candidate=ctc_path,
-                                                      nar_ar_top=ar_top)))
+                            for fusion in sorted({0.0, args.nar_ctc_fusion}) if count != "cif" else [0.0]:
+                                methods.append(Method(
+                                    paraformer_label(para, count, candidates, scorer, alternatives, ctc_path, ar_top,
+                                                     fusion),
+                                    "paraformer", options(candidates=candidates, nar_count=count, nar_scorer=scorer,
+                                                          nar_alternatives=alternatives, nar_ctc_candidate=ctc_path,
+                                                          nar_ar_top=ar_top, nar_ctc_fusion=fusion)))
     rows, test_sets = [], {}
     for modality in modalities:
         for method in methods:

@@ -131,3 +131,16 @@ def test_refuses_an_ar_top_without_the_auxiliary_decoder(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.splitlines()[-1] == f"nar_decoding.py: error: {message}"
     assert not (tmp_path / "o").exists()  # nothing generated
+
+
+def test_refuses_a_ctc_fusion_it_cannot_use(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1")
+    for flags, message in ((["--nar-ctc-fusion", "-1"], "--nar-ctc-fusion must be a finite number >= 0, got -1"),
+                           (["--nar-ctc-fusion", "1", "--nar-counts", "cif"],
+                            "--nar-ctc-fusion 1: fuses the tokens of the rows at the CTC head's count; --nar-counts "
+                            "cif has none")):
+        proc = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "o"), *flags],
+                              capture_output=True, text=True, env=env, timeout=120)  # a hang fails
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines()[-1] == f"nar_decoding.py: error: {message}"
+    assert not (tmp_path / "o").exists()  # nothing generated

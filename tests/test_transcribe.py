@@ -508,18 +508,24 @@ def test_real_face_video_with_mediapipe(models, capsys, tmp_path):
                                          (["--nar-alternatives", "2"], "--nar-alternatives 2"),
                                          (["--nar-ctc-candidate"], "--nar-ctc-candidate"),
                                          (["--nar-scorer", "both", "--nar-ar-top", "3"],
-                                          "--nar-scorer both --nar-ar-top 3")])
+                                          "--nar-scorer both --nar-ar-top 3"),
+                                         (["--nar-count", "ctc", "--nar-ctc-fusion", "1"],
+                                          "--nar-count ctc --nar-ctc-fusion 1")])
 def test_nar_candidates_flag(capsys, models, recordings, tmp_path, flags, named):
     """--nar-candidates: below 1 refused by the parser, as --nar-ar-top without the auxiliary
-    decoder's score; above 1, a --nar-count other than cif, a --nar-scorer other than
-    paraformer, --nar-alternatives, --nar-ctc-candidate or --nar-ar-top, refused for a model
-    that is not a Paraformer (one line each, no output written)."""
+    decoder's score and --nar-ctc-fusion without the CTC head's count; above 1, a --nar-count
+    other than cif, a --nar-scorer other than paraformer, --nar-alternatives,
+    --nar-ctc-candidate, --nar-ar-top or --nar-ctc-fusion, refused for a model that is not a
+    Paraformer (one line each, no output written)."""
     with pytest.raises(SystemExit) as info:
         transcribe_cli.main([recordings["talk.m4a"], "--model", models["audio"], "--nar-candidates", "0"])
     assert info.value.code == 2 and "--nar-candidates must be >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         transcribe_cli.main([recordings["talk.m4a"], "--model", models["audio"], "--nar-ar-top", "2"])
     assert info.value.code == 2 and "--nar-ar-top 2 limits the hypotheses" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        transcribe_cli.main([recordings["talk.m4a"], "--model", models["audio"], "--nar-ctc-fusion", "1"])
+    assert info.value.code == 2 and "--nar-ctc-fusion 1 fuses the CTC head's posteriors" in capsys.readouterr().err
     out = tmp_path / "out"
     code, _, err = run_cli(capsys, recordings["talk.m4a"], "--model", models["audio"], "--output-dir", str(out),
                            *flags)

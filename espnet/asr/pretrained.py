@@ -243,7 +243,7 @@ class Recognizer:
     def decode_options(self, **overrides: Any) -> DecodeOptions:
         """Decoding options: ``beam_size``, ``ctc_weight`` (default: the model's training
         weight), ``max_new_tokens``, ``penalty``, ``candidates``, ``nar_count``, ``nar_scorer``,
-        ``nar_alternatives``, ``nar_ctc_candidate`` and ``nar_ar_top`` (a Paraformer's, see
+        ``nar_alternatives``, ``nar_ctc_candidate``, ``nar_ar_top`` and ``nar_ctc_fusion`` (a Paraformer's, see
         :class:`DecodeOptions`)."""
         overrides.setdefault("ctc_weight", self.model.config.ctc_weight)
         options = DecodeOptions(**overrides)

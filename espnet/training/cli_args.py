@@ -134,7 +134,8 @@ def add_generate_args(parser: argparse.ArgumentParser) -> None:
 
 def add_paraformer_decoding_args(parser: argparse.ArgumentParser) -> None:
     """``--nar-candidates``, ``--penalty``, ``--nar-count``, ``--nar-scorer``,
-    ``--nar-alternatives``, ``--nar-ctc-candidate`` and ``--nar-ar-top`` (eval.py, transcribe.py, the service):
+    ``--nar-alternatives``, ``--nar-ctc-candidate``, ``--nar-ar-top`` and ``--nar-ctc-fusion`` (eval.py,
+    transcribe.py, the service):
     how a Paraformer's one-pass hypotheses are chosen, and the length bonus."""
     from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS, NAR_SCORERS
 
@@ -167,16 +168,21 @@ def add_paraformer_decoding_args(parser: argparse.ArgumentParser) -> None:
                         help="Paraformer, with --nar-scorer ar or both: the auxiliary decoder scores only each "
                              "utterance's N best hypotheses by the score with the Paraformer's own term, and the "
                              "best of those is kept; 0 = it scores them all. (Default: 0)")
+    parser.add_argument("--nar-ctc-fusion", type=float, default=0.0,
+                        help="Paraformer, with --nar-count ctc or both: in the hypotheses with as many tokens as the "
+                             "CTC head's best path, each token is chosen by its Paraformer log-probability + this "
+                             "weight x its CTC log-posterior at the frames of the path's token in that place; 0 = "
+                             "the Paraformer's argmax. (Default: 0)")
 
 
 def paraformer_decoding_values(args: argparse.Namespace) -> Dict[str, Any]:
     """What :func:`add_paraformer_decoding_args`'s flags (all but ``--penalty``) set, by the
     names of :class:`DecodeOptions`' fields and :func:`nar_candidates_refusal`'s arguments
     (``candidates``, ``nar_count``, ``nar_scorer``, ``nar_alternatives``,
-    ``nar_ctc_candidate``, ``nar_ar_top``)."""
+    ``nar_ctc_candidate``, ``nar_ar_top``, ``nar_ctc_fusion``)."""
     return {"candidates": args.nar_candidates, "nar_count": args.nar_count, "nar_scorer": args.nar_scorer,
             "nar_alternatives": args.nar_alternatives, "nar_ctc_candidate": args.nar_ctc_candidate,
-            "nar_ar_top": args.nar_ar_top}
+            "nar_ar_top": args.nar_ar_top, "nar_ctc_fusion": args.nar_ctc_fusion}
 
 
 def add_failure_args(parser: argparse.ArgumentParser, work: str) -> None:

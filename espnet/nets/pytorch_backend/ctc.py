@@ -5,6 +5,7 @@ from typing import List, Tuple
 import torch
 
 from espnet.nets.pytorch_backend.dropout import Dropout
+from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask
 
 
 class CTC(torch.nn.Module):
@@ -72,6 +73,33 @@ def best_paths(logp: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> Lis
         keep &= path != blank
         out.append((path[keep].tolist(), float(best[i, : int(n)].sum())))
     return out
+
+
+def path_token_posteriors(logp: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> torch.Tensor:
+    """Per token of each utterance's best CTC path (:func:`best_paths`), the log-posteriors of
+    every class at the frames that emit it: the largest over its run of frames.
+
+    Args:
+        logp: Log-posteriors ``(B, T, V)`` (:meth:`CTC.log_softmax`).
+        lengths: ``(B,)`` frames of each utterance.
+        blank: The blank class.
+
+    Returns:
+        ``(B, L, V)`` float, ``L`` the longest path; ``-inf`` after each utterance's path.
+    """
+    logp = logp.float()
+    b, t, v = logp.shape
+    classes = logp.argmax(dim=-1)
+    inside = make_non_pad_mask(lengths, t).to(logp.device)
+    emits = (classes != blank) & inside
+    starts = emits.clone()
+    starts[:, 1:] &= classes[:, 1:] != classes[:, :-1]
+    token = torch.cumsum(starts.long(), dim=1) - 1  # the path token each emitting frame belongs to
+    longest = int(starts.sum(dim=1).max()) if b else 0
+    token = torch.where(emits, token, torch.full_like(token, longest))  # other frames: one slot past the end
+    out = logp.new_full((b, longest + 1, v), float("-inf"))
+    out.scatter_reduce_(1, token.unsqueeze(-1).expand(b, t, v), logp, reduce="amax")
+    return out[:, :longest]
 
 
 def sequence_log_likelihood(logp: torch.Tensor, lengths: torch.Tensor, hypotheses: List[List[int]],

@@ -64,6 +64,11 @@ class DecodeOptions:
             scores only each utterance's ``nar_ar_top`` best hypotheses by the joint score
             with the Paraformer's own term (what ``nar_scorer`` ``paraformer`` ranks by), and
             the one kept is the best of those (0 = it scores them all).
+        nar_ctc_fusion: Paraformer, with ``nar_count`` ``ctc`` or ``both``: in every
+            hypothesis with as many tokens as the CTC head's best path, the token at position
+            ``k`` is chosen by its Paraformer log-probability + ``nar_ctc_fusion`` x its CTC
+            log-posterior at the frames of the path's ``k``-th token (the largest over them);
+            its decoder score stays the Paraformer's (0 = the Paraformer's argmax).
     """
 
     beam_size: int = 40
@@ -77,6 +82,7 @@ class DecodeOptions:
     nar_alternatives: int = 0
     nar_ctc_candidate: bool = False
     nar_ar_top: int = 0
+    nar_ctc_fusion: float = 0.0
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -87,13 +93,14 @@ class DecodeOptions:
             raise ValueError(f"--penalty must be a finite number, got {self.penalty}")
         if self.max_new_tokens < 1:
             raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
-        refusal = nar_candidates_refusal(self.candidates, nar_alternatives=self.nar_alternatives)
-        if refusal:
-            raise ValueError(refusal)
         if self.mode not in DECODE_MODES:
             raise ValueError(f"--decode-mode must be one of {', '.join(DECODE_MODES)}, got {self.mode!r}")
         if self.nar_count not in NAR_COUNTS:
             raise ValueError(f"--nar-count must be one of {', '.join(NAR_COUNTS)}, got {self.nar_count!r}")
+        refusal = nar_candidates_refusal(self.candidates, nar_count=self.nar_count,
+                                         nar_alternatives=self.nar_alternatives, nar_ctc_fusion=self.nar_ctc_fusion)
+        if refusal:
+            raise ValueError(refusal)
         if self.nar_scorer not in NAR_SCORERS:
             raise ValueError(f"--nar-scorer must be one of {', '.join(NAR_SCORERS)}, got {self.nar_scorer!r}")
         refusal = nar_ar_top_refusal(self.nar_ar_top, self.nar_scorer)
@@ -108,6 +115,8 @@ class DecodeOptions:
             return f"--nar-count {self.nar_count} counts the tokens of the CTC head's best path"
         if self.nar_ctc_candidate:
             return "--nar-ctc-candidate adds the CTC head's best path to the candidates"
+        if self.nar_ctc_fusion:
+            return f"--nar-ctc-fusion {self.nar_ctc_fusion:g} fuses the CTC head's posteriors at its best path's tokens"
         return None
 
 
@@ -125,13 +134,15 @@ def nar_ar_top_refusal(nar_ar_top: int, nar_scorer: str) -> Optional[str]:
 def nar_candidates_refusal(candidates: int, decoder: Optional[str] = None, mode: str = "decoder",
                            model: str = "this model", nar_count: str = "cif",
                            nar_scorer: str = "paraformer", nar_alternatives: int = 0,
-                           nar_ctc_candidate: bool = False, nar_ar_top: int = 0) -> Optional[str]:
+                           nar_ctc_candidate: bool = False, nar_ar_top: int = 0,
+                           nar_ctc_fusion: float = 0.0) -> Optional[str]:
     """The one-line refusal of ``--nar-candidates`` / ``--nar-count`` / ``--nar-scorer`` /
-    ``--nar-alternatives`` / ``--nar-ctc-candidate`` / ``--nar-ar-top`` (``None`` when the
-    values are accepted): a count below 1 (or alternatives below 0) and what
-    :func:`nar_ar_top_refusal` refuses always; more than 1 candidate, a count other than
-    ``cif``, a scorer other than ``paraformer``, alternatives or the CTC candidate, for anything
-    but a Paraformer's own decoding
+    ``--nar-alternatives`` / ``--nar-ctc-candidate`` / ``--nar-ar-top`` / ``--nar-ctc-fusion``
+    (``None`` when the values are accepted): a count below 1 (or alternatives below 0), what
+    :func:`nar_ar_top_refusal` refuses, and a fusion weight below 0, not finite, or without the
+    CTC head's count (``nar_count`` ``cif``) always; more than 1 candidate, a count other than
+    ``cif``, a scorer other than ``paraformer``, alternatives, the CTC candidate or the fusion,
+    for anything but a Paraformer's own decoding
     (``decoder``: the model's ``--decoder``, ``None`` while the model is not known yet;
     ``mode``: ``--decode-mode``; ``model``: how the message names the model)."""
     if candidates < 1:
@@ -141,12 +152,18 @@ def nar_candidates_refusal(candidates: int, decoder: Optional[str] = None, mode:
     top = nar_ar_top_refusal(nar_ar_top, nar_scorer)
     if top:
         return top
+    if not (math.isfinite(nar_ctc_fusion) and nar_ctc_fusion >= 0):
+        return f"--nar-ctc-fusion must be a finite number >= 0, got {nar_ctc_fusion:g}"
+    if nar_ctc_fusion and nar_count == "cif":
+        return (f"--nar-ctc-fusion {nar_ctc_fusion:g} fuses the CTC head's posteriors at its best path's tokens into "
+                f"hypotheses of as many tokens: it needs --nar-count ctc or both")
     asked = [flag for flag, default in ((f"--nar-candidates {candidates}", candidates == 1),
                                         (f"--nar-count {nar_count}", nar_count == "cif"),
                                         (f"--nar-scorer {nar_scorer}", nar_scorer == "paraformer"),
                                         (f"--nar-alternatives {nar_alternatives}", nar_alternatives == 0),
                                         ("--nar-ctc-candidate", not nar_ctc_candidate),
-                                        (f"--nar-ar-top {nar_ar_top}", nar_ar_top == 0))
+                                        (f"--nar-ar-top {nar_ar_top}", nar_ar_top == 0),
+                                        (f"--nar-ctc-fusion {nar_ctc_fusion:g}", nar_ctc_fusion == 0))
              if not default]
     if decoder is None or not asked or (decoder == "paraformer" and mode == "decoder"):
         return None

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
-from espnet.nets.pytorch_backend.ctc import best_paths, sequence_log_likelihood
+from espnet.nets.pytorch_backend.ctc import best_paths, path_token_posteriors, sequence_log_likelihood
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, Decoded, DecodeOptions, SentencePieceVocabulary
 from espnet.nets.pytorch_backend.decoder.cif import CifPredictor, integrate_and_fire, scale_to_lengths
 from espnet.nets.pytorch_backend.decoder.transformer_decoder import DecoderLayer, TransformerDecoder
@@ -331,7 +331,10 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         ``options.nar_ctc_candidate`` the CTC head's best path comes last
         (:meth:`with_ctc_path`; its pass at its count goes through the decoder with the others).
         With ``options.nar_ar_top`` the auxiliary decoder scores only the best few of them
-        (:meth:`ar_scored`).
+        (:meth:`ar_scored`). With ``options.nar_ctc_fusion`` the tokens of a candidate with as
+        many tokens as the CTC head's best path, and its alternatives' second-best tokens, are
+        chosen by their log-probabilities plus that weight x the CTC term of
+        :meth:`path_posteriors` (their decoder score stays the sum of their log-probabilities).
         ``Decoded.score`` is that joint score, or with a single candidate its decoder score.
         An utterance none of whose candidates its CTC head can emit (more tokens than frames)
         keeps its first candidate with its decoder score."""
@@ -381,7 +384,14 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         logits = self.forward(all_emb, torch.cat(cands), memory.repeat(passes, 1, 1), memory_lengths.repeat(passes))
         logp = torch.log_softmax(logits.float(), dim=-1)
         all_counts = torch.cat(cands[:m])
-        top, top_ids = logp[: m * b].topk(2, dim=-1)  # (M*B, K, 2); V >= 2
+        own = logp[: m * b]
+        if options.nar_ctc_fusion:  # the tokens chosen with the CTC head's posteriors; their scores the Paraformer's
+            fused = own + options.nar_ctc_fusion * self.path_posteriors(ctc_logp, memory_lengths, ctc_counts,
+                                                                        all_counts, k)
+            top_ids = fused.topk(2, dim=-1).indices
+            top = own.gather(-1, top_ids)
+        else:
+            top, top_ids = own.topk(2, dim=-1)  # (M*B, K, 2); V >= 2
         valid = make_non_pad_mask(all_counts, k).to(top.device)
         hyps = [top_ids[i, :n, 0].tolist() for i, n in enumerate(all_counts.tolist())]
         decoder_score = (top[..., 0] * valid).sum(dim=1)
@@ -413,6 +423,27 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             else:
                 out.append(Decoded(hyps[j * b + i], float(joint[j, i])))
         return out
+
+    def path_posteriors(self, ctc_logp: torch.Tensor, memory_lengths: torch.Tensor, ctc_counts: torch.Tensor,
+                        counts: torch.Tensor, k: int) -> torch.Tensor:
+        """The CTC term of ``DecodeOptions.nar_ctc_fusion`` for :meth:`rescored`'s ``R = M * B``
+        candidates (``counts`` ``(R,)``, the ``s``-th of utterance ``i`` at ``s * B + i``):
+        ``(R, K, V)`` in the decoder's vocabulary, at position ``k`` of a candidate with as
+        many tokens as its utterance's best CTC path (``ctc_counts`` ``(B,)``) the CTC
+        log-posteriors at the frames of the path's ``k``-th token
+        (:func:`path_token_posteriors`; ``-inf`` for a token the CTC head has no class for),
+        0 for the other candidates."""
+        b = ctc_logp.size(0)
+        spikes = path_token_posteriors(ctc_logp, memory_lengths)  # (B, L, V_ctc)
+        offset = self.ctc_token_offset
+        length = min(spikes.size(1), k)
+        term = spikes.new_full((b, k, self.odim), float("-inf"))
+        shared = min(self.odim, spikes.size(-1) - offset)
+        term[:, :length, :shared] = spikes[:, :length, offset : offset + shared]
+        term = term.repeat(counts.numel() // b, 1, 1)
+        same = counts.to(term.device) == ctc_counts.to(term.device).repeat(counts.numel() // b)
+        inside = make_non_pad_mask(counts.to(term.device), k).to(term.device)
+        return torch.where((same.unsqueeze(1) & inside).unsqueeze(-1), term, torch.zeros_like(term))
 
     def ar_scored(self, memory: torch.Tensor, memory_lengths: torch.Tensor, hyps: List[List[int]],
                   own: torch.Tensor, usable: torch.Tensor, rest: torch.Tensor,
