@@ -329,6 +329,10 @@ def main() -> int:
                    help="Also decode every Paraformer row at the CTC head's count (--nar-counts ctc, both) with its "
                         "tokens chosen with the CTC head's posteriors, this weight (eval.py --nar-ctc-fusion); 0 = "
                         "no such rows. (Default: 0)")
+    p.add_argument("--nar-scorers", default=None,
+                   help="Comma-separated eval.py --nar-scorer values the rescored Paraformer rows are decoded with "
+                        "(ar and both need --paraformer-ar-dlayers). (Default: paraformer, and ar,both with "
+                        "--paraformer-ar-dlayers)")
     p.add_argument("--nar-counts", default="cif,ctc,both",
                    help="Comma-separated eval.py --nar-count values the Paraformer is decoded with, each in one pass "
                         "and with --nar-candidates. (Default: cif,ctc,both)")
@@ -351,11 +355,19 @@ def main() -> int:
                                                                      "--paraformer-sampling-ratio")
         except ValueError as err:
             p.error(str(err))
-    from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS, nar_ar_top_refusal, nar_candidates_refusal
+    from espnet.nets.pytorch_backend.decoder.base_decoder import (NAR_COUNTS, NAR_SCORERS, nar_ar_top_refusal,
+                                                                  nar_candidates_refusal)
 
     nar_counts = args.nar_counts.split(",")
     if not nar_counts or any(c not in NAR_COUNTS for c in nar_counts):
         p.error(f"--nar-counts: a comma-separated subset of {', '.join(NAR_COUNTS)}, got {args.nar_counts!r}")
+    scorers = args.nar_scorers.split(",") if args.nar_scorers else (
+        list(NAR_SCORERS) if args.paraformer_ar_dlayers else ["paraformer"])
+    if any(c not in NAR_SCORERS for c in scorers):
+        p.error(f"--nar-scorers: a comma-separated subset of {', '.join(NAR_SCORERS)}, got {args.nar_scorers!r}")
+    if not args.paraformer_ar_dlayers and scorers != ["paraformer"]:
+        p.error(f"--nar-scorers {args.nar_scorers}: ar and both score with the auxiliary AR decoder: they need "
+                f"--paraformer-ar-dlayers")
     refusal = (nar_ar_top_refusal(args.nar_ar_top, "ar")  # it limits the rows scored by the auxiliary decoder
                or nar_candidates_refusal(1, nar_count="ctc", nar_ctc_fusion=args.nar_ctc_fusion))
     if refusal:
@@ -412,7 +424,6 @@ def main() -> int:
     methods = [Method(beam_label, "transformer", options()),
                Method("CTC greedy (same model)", "transformer", options(mode="ctc-greedy"))]
     para = "Paraformer" + paraformer_variant(args)[1]
-    scorers = ["paraformer", "ar", "both"] if args.paraformer_ar_dlayers else ["paraformer"]
     for count in nar_counts:
         for candidates in sorted({1, args.nar_candidates}):
             several = candidates > 1 or count == "both"  # the scorer picks among several hypotheses

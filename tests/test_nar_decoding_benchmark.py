@@ -144,3 +144,17 @@ def test_refuses_a_ctc_fusion_it_cannot_use(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.splitlines()[-1] == f"nar_decoding.py: error: {message}"
     assert not (tmp_path / "o").exists()  # nothing generated
+
+
+def test_refuses_scorers_it_cannot_decode_with(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1")
+    for flags, message in ((["--nar-scorers", "paraformer,lm"],
+                            "--nar-scorers: a comma-separated subset of paraformer, ar, both, got 'paraformer,lm'"),
+                           (["--nar-scorers", "paraformer,both"],
+                            "--nar-scorers paraformer,both: ar and both score with the auxiliary AR decoder: they "
+                            "need --paraformer-ar-dlayers")):
+        proc = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "o"), *flags],
+                              capture_output=True, text=True, env=env, timeout=120)  # a hang fails
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines()[-1] == f"nar_decoding.py: error: {message}"
+    assert not (tmp_path / "o").exists()  # nothing generated
