@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "benchmarks", "nar_decoding.py")
 
@@ -121,40 +123,25 @@ def test_refuses_a_device_it_cannot_decode_on(tmp_path):
     assert not (tmp_path / "o").exists()  # nothing generated
 
 
-def test_refuses_an_ar_top_without_the_auxiliary_decoder(tmp_path):
-    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1")
-    for flags, message in ((["--nar-ar-top", "3"], "--nar-ar-top 3: limits the hypotheses the auxiliary AR decoder "
-                                                   "scores: it needs --paraformer-ar-dlayers"),
-                           (["--nar-ar-top", "-1", "--paraformer-ar-dlayers", "1"], "--nar-ar-top must be >= 0, got -1")):
-        proc = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "o"), *flags],
-                              capture_output=True, text=True, env=env, timeout=120)  # a hang fails
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.splitlines()[-1] == f"nar_decoding.py: error: {message}"
-    assert not (tmp_path / "o").exists()  # nothing generated
-
-
-def test_refuses_a_ctc_fusion_it_cannot_use(tmp_path):
-    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1")
-    for flags, message in ((["--nar-ctc-fusion", "-1"], "--nar-ctc-fusion must be a finite number >= 0, got -1"),
-                           (["--nar-ctc-fusion", "1", "--nar-counts", "cif"],
-                            "--nar-ctc-fusion 1: fuses the tokens of the rows at the CTC head's count; --nar-counts "
-                            "cif has none")):
-        proc = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "o"), *flags],
-                              capture_output=True, text=True, env=env, timeout=120)  # a hang fails
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.splitlines()[-1] == f"nar_decoding.py: error: {message}"
-    assert not (tmp_path / "o").exists()  # nothing generated
-
-
-def test_refuses_scorers_it_cannot_decode_with(tmp_path):
-    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1")
-    for flags, message in ((["--nar-scorers", "paraformer,lm"],
-                            "--nar-scorers: a comma-separated subset of paraformer, ar, both, got 'paraformer,lm'"),
-                           (["--nar-scorers", "paraformer,both"],
-                            "--nar-scorers paraformer,both: ar and both score with the auxiliary AR decoder: they "
-                            "need --paraformer-ar-dlayers")):
-        proc = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "o"), *flags],
-                              capture_output=True, text=True, env=env, timeout=120)  # a hang fails
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.splitlines()[-1] == f"nar_decoding.py: error: {message}"
+@pytest.mark.parametrize("flags,message", [
+    (["--nar-ar-top", "3"], "--nar-ar-top 3: limits the hypotheses the auxiliary AR decoder scores: it needs "
+                            "--paraformer-ar-dlayers"),
+    (["--nar-ar-top", "-1", "--paraformer-ar-dlayers", "1"], "--nar-ar-top must be >= 0, got -1"),
+    (["--nar-ctc-fusion", "-1"], "--nar-ctc-fusion must be a finite number >= 0, got -1"),
+    (["--nar-ctc-fusion", "1", "--nar-counts", "cif"],
+     "--nar-ctc-fusion 1: fuses the tokens of the rows at the CTC head's count; --nar-counts cif has none"),
+    (["--nar-scorers", "paraformer,lm"],
+     "--nar-scorers: a comma-separated subset of paraformer, ar, both, got 'paraformer,lm'"),
+    (["--nar-scorers", "paraformer,both"],
+     "--nar-scorers paraformer,both: ar and both score with the auxiliary AR decoder: they need "
+     "--paraformer-ar-dlayers")])
+def test_refuses_decoding_flags_it_cannot_use(tmp_path, flags, message):
+    """--nar-ar-top without the auxiliary decoder or below 0, --nar-ctc-fusion below 0 or
+    without a row at the CTC head's count, --nar-scorers unknown or needing the auxiliary
+    decoder: one line, before anything is generated."""
+    proc = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "o"), *flags], capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1"),
+                          timeout=120)  # a hang fails
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1] == f"nar_decoding.py: error: {message}"
     assert not (tmp_path / "o").exists()  # nothing generated

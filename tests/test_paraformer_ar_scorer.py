@@ -180,6 +180,21 @@ def test_ar_scored_candidates_equal_a_loop(scorer, weight, penalty):
         assert any(a.token_ids != b.token_ids for a, b in zip(batched, own))
 
 
+def one_token_alternative(logp, ids, a):
+    """The ``a``-th one-token alternative of a candidate whose positions' best and second-best
+    tokens are ``ids`` ``(K, 2)``: the second best at the position of the ``a``-th smallest
+    margin ``logp[best] - logp[second]`` (``logp`` ``(K, V)``; the earlier on a tie), or
+    ``None`` when the candidate has ``a`` tokens or fewer."""
+    top = logp.gather(-1, ids)
+    margins = (top[:, 0] - top[:, 1]).tolist()
+    if a >= len(margins):
+        return None
+    pos = sorted(range(len(margins)), key=lambda p: (margins[p], p))[a]
+    changed = ids[:, 0].tolist()
+    changed[pos] = int(ids[pos, 1])
+    return changed
+
+
 @pytest.mark.parametrize("scorer,alternatives,ctc_path,ar_top", [("paraformer", 2, False, 0), ("ar", 3, False, 0),
                                                               ("both", 1, False, 0), ("ar", 2, True, 0),
                                                               ("paraformer", 0, True, 0), ("both", 0, True, 0),
@@ -218,12 +233,8 @@ def test_token_alternatives_equal_a_loop(scorer, alternatives, ctc_path, ar_top)
             hyps.append((logp.argmax(dim=-1).tolist(), logp))
         for a in range(alternatives):
             for logp in logps:
-                top, ids = logp.topk(2, dim=-1)
-                margins = (top[:, 0] - top[:, 1]).tolist()
-                if a < len(margins):
-                    pos = sorted(range(len(margins)), key=lambda p: (margins[p], p))[a]
-                    changed = ids[:, 0].tolist()
-                    changed[pos] = int(ids[pos, 1])
+                changed = one_token_alternative(logp, logp.topk(2, dim=-1).indices, a)
+                if changed is not None:
                     hyps.append((changed, logp))
         if ctc_path:
             with torch.no_grad():

@@ -14,7 +14,7 @@ from espnet.nets.pytorch_backend.ctc import best_paths, path_token_posteriors, s
 from espnet.nets.pytorch_backend.decoder.base_decoder import nar_candidates_refusal
 from espnet.nets.pytorch_backend.decoder.paraformer_decoder import candidate_offsets
 from test_paraformer import candidate_log_probs
-from test_paraformer_ar_scorer import paraformer_with_ar
+from test_paraformer_ar_scorer import one_token_alternative, paraformer_with_ar
 
 
 def test_path_token_posteriors_equal_a_loop():
@@ -76,12 +76,8 @@ def fused_loop(model, item, weight, fusion, candidates, alternatives, penalty):
         hyps.append((ids[:, 0].tolist(), logp))
     for a in range(alternatives):
         for logp, ids in rows:
-            top = logp.gather(-1, ids)
-            margins = (top[:, 0] - top[:, 1]).tolist()
-            if a < len(margins):
-                pos = sorted(range(len(margins)), key=lambda p: (margins[p], p))[a]
-                changed = ids[:, 0].tolist()
-                changed[pos] = int(ids[pos, 1])
+            changed = one_token_alternative(logp, ids, a)
+            if changed is not None:
                 hyps.append((changed, logp))
     if len(hyps) == 1:
         ids, logp = hyps[0]
