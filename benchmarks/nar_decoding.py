@@ -355,8 +355,7 @@ def main() -> int:
                                                                      "--paraformer-sampling-ratio")
         except ValueError as err:
             p.error(str(err))
-    from espnet.nets.pytorch_backend.decoder.base_decoder import (NAR_COUNTS, NAR_SCORERS, nar_ar_top_refusal,
-                                                                  nar_candidates_refusal)
+    from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS, NAR_SCORERS, nar_candidates_refusal
 
     nar_counts = args.nar_counts.split(",")
     if not nar_counts or any(c not in NAR_COUNTS for c in nar_counts):
@@ -368,16 +367,17 @@ def main() -> int:
     if not args.paraformer_ar_dlayers and scorers != ["paraformer"]:
         p.error(f"--nar-scorers {args.nar_scorers}: ar and both score with the auxiliary AR decoder: they need "
                 f"--paraformer-ar-dlayers")
-    refusal = (nar_ar_top_refusal(args.nar_ar_top, "ar")  # it limits the rows scored by the auxiliary decoder
-               or nar_candidates_refusal(1, nar_count="ctc", nar_ctc_fusion=args.nar_ctc_fusion))
+    # the values as eval.py checks them, for the rows they apply to: the AR-scored ones at the CTC head's count
+    refusal = nar_candidates_refusal(1, nar_count="ctc", nar_scorer="ar", nar_ar_top=args.nar_ar_top,
+                                     nar_ctc_fusion=args.nar_ctc_fusion)
     if refusal:
         p.error(refusal)
-    if args.nar_ctc_fusion and nar_counts == ["cif"]:
-        p.error(f"--nar-ctc-fusion {args.nar_ctc_fusion:g}: fuses the tokens of the rows at the CTC head's count; "
-                f"--nar-counts cif has none")
     if args.nar_ar_top and not args.paraformer_ar_dlayers:
         p.error(f"--nar-ar-top {args.nar_ar_top}: limits the hypotheses the auxiliary AR decoder scores: it needs "
                 f"--paraformer-ar-dlayers")
+    if args.nar_ctc_fusion and nar_counts == ["cif"]:
+        p.error(f"--nar-ctc-fusion {args.nar_ctc_fusion:g}: fuses the tokens of the rows at the CTC head's count; "
+                f"--nar-counts cif has none")
     snrs = [None if s.strip() == "clean" else float(s) for s in args.snrs.split(",")]
     if None not in snrs:
         p.error("--snrs must include clean (the speed and the WER ratios are taken from the clean pass)")

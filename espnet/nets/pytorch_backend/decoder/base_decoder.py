@@ -97,13 +97,11 @@ class DecodeOptions:
             raise ValueError(f"--decode-mode must be one of {', '.join(DECODE_MODES)}, got {self.mode!r}")
         if self.nar_count not in NAR_COUNTS:
             raise ValueError(f"--nar-count must be one of {', '.join(NAR_COUNTS)}, got {self.nar_count!r}")
-        refusal = nar_candidates_refusal(self.candidates, nar_count=self.nar_count,
-                                         nar_alternatives=self.nar_alternatives, nar_ctc_fusion=self.nar_ctc_fusion)
-        if refusal:
-            raise ValueError(refusal)
         if self.nar_scorer not in NAR_SCORERS:
             raise ValueError(f"--nar-scorer must be one of {', '.join(NAR_SCORERS)}, got {self.nar_scorer!r}")
-        refusal = nar_ar_top_refusal(self.nar_ar_top, self.nar_scorer)
+        refusal = nar_candidates_refusal(self.candidates, nar_count=self.nar_count, nar_scorer=self.nar_scorer,
+                                         nar_alternatives=self.nar_alternatives, nar_ar_top=self.nar_ar_top,
+                                         nar_ctc_fusion=self.nar_ctc_fusion)
         if refusal:
             raise ValueError(refusal)
 

@@ -386,8 +386,9 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         all_counts = torch.cat(cands[:m])
         own = logp[: m * b]
         if options.nar_ctc_fusion:  # the tokens chosen with the CTC head's posteriors; their scores the Paraformer's
-            fused = own + options.nar_ctc_fusion * self.path_posteriors(ctc_logp, memory_lengths, ctc_counts,
-                                                                        all_counts, k)
+            fused = own.clone()
+            rows = (all_counts == ctc_counts.to(all_counts.device).repeat(m)).nonzero().flatten()  # at the path's count
+            fused[rows] += options.nar_ctc_fusion * self.path_posteriors(ctc_logp, memory_lengths, k)[rows % b]
             top_ids = fused.topk(2, dim=-1).indices
             top = own.gather(-1, top_ids)
         else:
@@ -424,26 +425,19 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                 out.append(Decoded(hyps[j * b + i], float(joint[j, i])))
         return out
 
-    def path_posteriors(self, ctc_logp: torch.Tensor, memory_lengths: torch.Tensor, ctc_counts: torch.Tensor,
-                        counts: torch.Tensor, k: int) -> torch.Tensor:
-        """The CTC term of ``DecodeOptions.nar_ctc_fusion`` for :meth:`rescored`'s ``R = M * B``
-        candidates (``counts`` ``(R,)``, the ``s``-th of utterance ``i`` at ``s * B + i``):
-        ``(R, K, V)`` in the decoder's vocabulary, at position ``k`` of a candidate with as
-        many tokens as its utterance's best CTC path (``ctc_counts`` ``(B,)``) the CTC
-        log-posteriors at the frames of the path's ``k``-th token
-        (:func:`path_token_posteriors`; ``-inf`` for a token the CTC head has no class for),
-        0 for the other candidates."""
-        b = ctc_logp.size(0)
+    def path_posteriors(self, ctc_logp: torch.Tensor, memory_lengths: torch.Tensor, k: int) -> torch.Tensor:
+        """The CTC term of ``DecodeOptions.nar_ctc_fusion`` for each utterance's candidate with
+        as many tokens as its best CTC path: ``(B, K, V)`` in the decoder's vocabulary, at
+        position ``k`` the CTC log-posteriors at the frames of the path's ``k``-th token
+        (:func:`path_token_posteriors`); ``-inf`` after the path (positions the candidate does
+        not have) and for a token the CTC head has no class for."""
         spikes = path_token_posteriors(ctc_logp, memory_lengths)  # (B, L, V_ctc)
         offset = self.ctc_token_offset
         length = min(spikes.size(1), k)
-        term = spikes.new_full((b, k, self.odim), float("-inf"))
+        term = spikes.new_full((ctc_logp.size(0), k, self.odim), float("-inf"))
         shared = min(self.odim, spikes.size(-1) - offset)
         term[:, :length, :shared] = spikes[:, :length, offset : offset + shared]
-        term = term.repeat(counts.numel() // b, 1, 1)
-        same = counts.to(term.device) == ctc_counts.to(term.device).repeat(counts.numel() // b)
-        inside = make_non_pad_mask(counts.to(term.device), k).to(term.device)
-        return torch.where((same.unsqueeze(1) & inside).unsqueeze(-1), term, torch.zeros_like(term))
+        return term
 
     def ar_scored(self, memory: torch.Tensor, memory_lengths: torch.Tensor, hyps: List[List[int]],
                   own: torch.Tensor, usable: torch.Tensor, rest: torch.Tensor,
