@@ -179,6 +179,30 @@ def test_paraformer_batch_decoding_equals_one_at_a_time():
         assert alone.score == pytest.approx(hyp.score, rel=1e-5, abs=1e-5)
 
 
+def test_passes_sharing_the_memory_equal_passes_over_its_copies():
+    """``forward`` with ``S * B`` rows of embeddings over ``B`` utterances (the candidates'
+    layout): each row's logits equal those of a pass over a copy of its utterance's encoder
+    output (padded frames and tokens included); rows not a multiple of the utterances are
+    refused in one line."""
+    torch.manual_seed(0)
+    decoder = ParaformerDecoder(odim=11, attention_dim=8, attention_heads=2, linear_units=16, num_blocks=2).eval()
+    gen = torch.Generator().manual_seed(3)
+    b, s, k = 3, 4, 6
+    memory = torch.randn(b, 9, 8, generator=gen)
+    memory_lengths = torch.tensor([9, 4, 7])
+    embeddings = torch.randn(s * b, k, 8, generator=gen)
+    embed_lengths = torch.randint(0, k + 1, (s * b,), generator=gen)
+    with torch.no_grad():
+        shared = decoder(embeddings, embed_lengths, memory, memory_lengths)
+        copies = decoder(embeddings, embed_lengths, memory.repeat(s, 1, 1), memory_lengths.repeat(s))
+    assert shared.shape == (s * b, k, 11)
+    valid = torch.arange(k)[None] < embed_lengths[:, None]
+    assert int(valid.sum()) > 0
+    torch.testing.assert_close(shared[valid], copies[valid], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"^Paraformer: 5 rows of acoustic embeddings for 3 utterances \(not a "):
+        decoder(embeddings[:5], embed_lengths[:5], memory, memory_lengths)
+
+
 @pytest.mark.parametrize("name", ["transformer", "paraformer"])
 def test_sentencepiece_decoders_share_their_vocabulary_contract(name):
     """Both decoders over the model's SentencePiece units: the CTC head predicts the same odim

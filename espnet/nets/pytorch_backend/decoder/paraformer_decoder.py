@@ -93,9 +93,11 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
           ``(B, L, V)``, ``embed_lengths`` ``(B,)`` (= the target lengths ``N``); with an
           auxiliary decoder ``loss_ar`` too (its label-smoothed cross-entropy, in
           ``loss_att`` with weight ``ar_weight``).
-        * ``forward(embeddings (B, K, D), embed_lengths (B,), memory (B, T, D),
-          memory_lengths (B,)) -> logits (B, K, V)``: positions from ``embed_lengths`` on are
-          padding (masked as keys; their rows are not used).
+        * ``forward(embeddings (N, K, D), embed_lengths (N,), memory (B, T, D),
+          memory_lengths (B,)) -> logits (N, K, V)``, ``N = S * B`` (``S`` passes per
+          utterance, the ``s``-th of utterance ``i`` at row ``s * B + i``; ``S = 1`` but for
+          decoding candidates): positions from ``embed_lengths`` on are padding (masked as
+          keys; their rows are not used).
         * ``recognize``: :class:`Decoded` per utterance, the argmax token of each fired
           embedding; equal for an utterance decoded alone or in a padded batch.
     """
@@ -194,13 +196,22 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
     # ---- the parallel decoder ------------------------------------------------------------
     def forward(self, embeddings: torch.Tensor, embed_lengths: torch.Tensor, memory: torch.Tensor,
                 memory_lengths: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, K, V)`` of acoustic embeddings ``(B, K, D)`` (see the class docstring)."""
-        k = embeddings.size(1)
+        """Logits ``(N, K, V)`` of acoustic embeddings ``(N, K, D)`` (see the class docstring;
+        ``N = S * B``: ``S`` passes per utterance of ``memory`` ``(B, T, D)``, the ``s``-th of
+        utterance ``i`` at ``s * B + i``, whose source attention shares the utterance's keys and
+        values, :meth:`DecoderLayer.shared_source_attention`)."""
+        n, k, _ = embeddings.shape
+        if n % memory.size(0):
+            raise ValueError(f"Paraformer: {n} rows of acoustic embeddings for {memory.size(0)} utterances "
+                             "(not a multiple)")
         positions = _sinusoid(torch.arange(k, dtype=torch.float32), embeddings.size(-1))
         x = embeddings + positions.to(embeddings.device, embeddings.dtype).unsqueeze(0)
-        self_mask = make_non_pad_mask(embed_lengths.to(x.device), k).unsqueeze(1)  # (B, 1, K): keys only
+        self_mask = make_non_pad_mask(embed_lengths.to(x.device), k).unsqueeze(1)  # (N, 1, K): keys only
         memory_mask = make_non_pad_mask(memory_lengths.to(x.device), memory.size(1)).unsqueeze(1)
-        x, _, _, _ = self.decoders(x, self_mask, memory, memory_mask)
+        for layer in self.decoders:
+            keys, values = layer.memory_keys_values(memory)
+            x = layer.block(x, lambda h: layer.self_attn(h, h, h, self_mask),
+                            lambda h: layer.shared_source_attention(h, keys, values, memory_mask))
         return self.output_layer(self.after_norm(x))
 
     def acoustic_embeddings(self, memory: torch.Tensor, memory_lengths: torch.Tensor,
@@ -381,7 +392,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         if k == 0:
             return [Decoded([], 0.0) for _ in range(b)]
         all_emb = torch.cat([torch.nn.functional.pad(e, (0, 0, 0, k - e.size(1))) for e in embs])  # (P*B, K, D)
-        logits = self.forward(all_emb, torch.cat(cands), memory.repeat(passes, 1, 1), memory_lengths.repeat(passes))
+        logits = self.forward(all_emb, torch.cat(cands), memory, memory_lengths)  # the passes share the memory
         logp = torch.log_softmax(logits.float(), dim=-1)
         all_counts = torch.cat(cands[:m])
         own = logp[: m * b]

@@ -51,6 +51,28 @@ class DecoderLayer(torch.nn.Module):
                        lambda h: self.src_attn(h, memory, memory, memory_mask))
         return x, tgt_mask, memory, memory_mask
 
+    def memory_keys_values(self, memory: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The source attention's keys and values of the encoder output ``memory`` ``(B, T, D)``,
+        head-split ``(B, H, T, d_k)`` each: projected once per utterance, whatever number of
+        hypotheses then attend to them (:meth:`shared_source_attention`)."""
+        src = self.src_attn
+        return src._split_heads(src.linear_k(memory)), src._split_heads(src.linear_v(memory))
+
+    def shared_source_attention(self, h: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                                memory_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """Source attention of ``N = S * B`` normalised rows ``h`` ``(N, L, D)`` (the ``s``-th
+        of utterance ``i`` at ``s * B + i``) over their utterance's keys/values ``(B, H, T,
+        d_k)`` (:meth:`memory_keys_values`), an utterance's ``S`` rows as one set of ``S * L``
+        queries (the same values as ``S`` copies of the encoder output would give, without
+        projecting the copies); ``memory_mask`` ``(B, 1, T)`` or ``None`` -> ``(N, L, D)``."""
+        src = self.src_attn
+        n, length, _ = h.shape
+        b = keys.size(0)
+        slots = n // b
+        q = src.linear_q(h).view(slots, b, length, -1).transpose(0, 1).reshape(b, slots * length, -1)
+        out = src.attend(src._split_heads(q), keys, values, memory_mask)  # (B, S*L, D)
+        return out.view(b, slots, length, -1).transpose(0, 1).reshape(n, length, -1)
+
     def block(self, x: torch.Tensor, self_attention: Callable[[torch.Tensor], torch.Tensor],
               source_attention: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """The layer's computation around its two attentions (pre-norm residual blocks and
@@ -168,22 +190,14 @@ class TransformerDecoder(SentencePieceVocabulary, BaseDecoder):
         b, n = memory.size(0), len(hyps)
         if n % b:
             raise ValueError(f"score_sequences: {n} hypotheses for {b} utterances (not a multiple)")
-        slots = n // b
         targets = pad_list([torch.tensor(h, dtype=torch.long) for h in hyps], self.ignore_id).to(memory.device)
         ys_in, ys_out = add_sos_eos(targets, self.sos, self.eos, self.ignore_id)
-        length = ys_in.size(1)
         tgt_mask = target_mask(ys_in, self.ignore_id)
         state = self.batch_init_state(memory, memory_lengths)
         x = self.embed(ys_in)
-        for i, layer in enumerate(self.decoders):
-            att, src = layer.self_attn, layer.src_attn
-
-            def source_attention(h: torch.Tensor) -> torch.Tensor:  # (N, L, D), an utterance's rows as one query set
-                q = src.linear_q(h).view(slots, b, length, -1).transpose(0, 1).reshape(b, slots * length, -1)
-                out = src.attend(src._split_heads(q), *state["mem"][i], state["mask"])  # (B, S*L, D)
-                return out.view(b, slots, length, -1).transpose(0, 1).reshape(n, length, -1)
-
-            x = layer.block(x, lambda h: att(h, h, h, tgt_mask), source_attention)
+        for layer, (keys, values) in zip(self.decoders, state["mem"]):
+            x = layer.block(x, lambda h: layer.self_attn(h, h, h, tgt_mask),
+                            lambda h: layer.shared_source_attention(h, keys, values, state["mask"]))
         logp = torch.log_softmax(self.output_layer(self.after_norm(x)).float(), dim=-1)
         valid = ys_out != self.ignore_id
         chosen = logp.gather(-1, ys_out.clamp(min=0).unsqueeze(-1)).squeeze(-1)
@@ -194,11 +208,7 @@ class TransformerDecoder(SentencePieceVocabulary, BaseDecoder):
         """Project the encoder outputs ``memory`` ``(B, T, D)`` to source-attention
         keys/values once per utterance; the per-hypothesis self-attention caches start empty.
         Frames after ``memory_lengths`` ``(B,)`` are masked out of the source attention."""
-        mem = [
-            (layer.src_attn._split_heads(layer.src_attn.linear_k(memory)),
-             layer.src_attn._split_heads(layer.src_attn.linear_v(memory)))
-            for layer in self.decoders
-        ]
+        mem = [layer.memory_keys_values(memory) for layer in self.decoders]
         lengths = memory_lengths.to(memory.device)
         return {"mem": mem, "mask": self._memory_mask(lengths, memory.size(1)), "lengths": lengths,
                 "self": None, "width": 1}
