@@ -199,7 +199,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         """Logits ``(N, K, V)`` of acoustic embeddings ``(N, K, D)`` (see the class docstring;
         ``N = S * B``: ``S`` passes per utterance of ``memory`` ``(B, T, D)``, the ``s``-th of
         utterance ``i`` at ``s * B + i``, whose source attention shares the utterance's keys and
-        values, :meth:`DecoderLayer.shared_source_attention`)."""
+        values, :meth:`DecoderLayer.forward_shared`)."""
         n, k, _ = embeddings.shape
         if n % memory.size(0):
             raise ValueError(f"Paraformer: {n} rows of acoustic embeddings for {memory.size(0)} utterances "
@@ -209,9 +209,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         self_mask = make_non_pad_mask(embed_lengths.to(x.device), k).unsqueeze(1)  # (N, 1, K): keys only
         memory_mask = make_non_pad_mask(memory_lengths.to(x.device), memory.size(1)).unsqueeze(1)
         for layer in self.decoders:
-            keys, values = layer.memory_keys_values(memory)
-            x = layer.block(x, lambda h: layer.self_attn(h, h, h, self_mask),
-                            lambda h: layer.shared_source_attention(h, keys, values, memory_mask))
+            x = layer.forward_shared(x, self_mask, *layer.memory_keys_values(memory), memory_mask)
         return self.output_layer(self.after_norm(x))
 
     def acoustic_embeddings(self, memory: torch.Tensor, memory_lengths: torch.Tensor,

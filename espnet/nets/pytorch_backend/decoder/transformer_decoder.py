@@ -73,6 +73,14 @@ class DecoderLayer(torch.nn.Module):
         out = src.attend(src._split_heads(q), keys, values, memory_mask)  # (B, S*L, D)
         return out.view(b, slots, length, -1).transpose(0, 1).reshape(n, length, -1)
 
+    def forward_shared(self, x: torch.Tensor, self_mask: Optional[torch.Tensor], keys: torch.Tensor,
+                       values: torch.Tensor, memory_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """The layer over ``N = S * B`` rows ``x`` ``(N, L, D)`` (self-attention mask
+        ``(N, L, L)`` or ``(N, 1, L)``) whose source attention shares their utterance's
+        keys/values (:meth:`shared_source_attention`) -> ``(N, L, D)``."""
+        return self.block(x, lambda h: self.self_attn(h, h, h, self_mask),
+                          lambda h: self.shared_source_attention(h, keys, values, memory_mask))
+
     def block(self, x: torch.Tensor, self_attention: Callable[[torch.Tensor], torch.Tensor],
               source_attention: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """The layer's computation around its two attentions (pre-norm residual blocks and
@@ -196,8 +204,7 @@ class TransformerDecoder(SentencePieceVocabulary, BaseDecoder):
         state = self.batch_init_state(memory, memory_lengths)
         x = self.embed(ys_in)
         for layer, (keys, values) in zip(self.decoders, state["mem"]):
-            x = layer.block(x, lambda h: layer.self_attn(h, h, h, tgt_mask),
-                            lambda h: layer.shared_source_attention(h, keys, values, state["mask"]))
+            x = layer.forward_shared(x, tgt_mask, keys, values, state["mask"])
         logp = torch.log_softmax(self.output_layer(self.after_norm(x)).float(), dim=-1)
         valid = ys_out != self.ignore_id
         chosen = logp.gather(-1, ys_out.clamp(min=0).unsqueeze(-1)).squeeze(-1)
