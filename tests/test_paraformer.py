@@ -92,6 +92,22 @@ def test_cif_crossings_several_fires_and_the_tail_by_hand():
     torch.testing.assert_close(emb[0, 0], torch.tensor([0.4, 0.8, 0.8, 0.0]))
 
 
+def test_cif_weightings_sharing_the_frames_equal_weightings_of_copies():
+    """``S * B`` rows of weights over ``B`` utterances (decoding candidates, the ``s``-th of
+    utterance ``i`` at ``s * B + i``) give what the same rows give over ``S`` copies of the
+    frames; rows not a multiple of the utterances are refused."""
+    hidden, alpha, lengths = random_batch(5, b=3, t=40, d=4)
+    targets = torch.tensor([[3, 7, 1], [9, 2, 5]])  # (S, B) counts, each weighting rescaled to its own
+    rows = alpha.repeat(2, 1)
+    scaled = scale_to_lengths(rows, targets.flatten())
+    emb, counts = integrate_and_fire(hidden, scaled, 1.0, counts=targets.flatten())
+    copies, copy_counts = integrate_and_fire(hidden.repeat(2, 1, 1), scaled, 1.0, counts=targets.flatten())
+    assert counts.tolist() == copy_counts.tolist() == [3, 7, 1, 9, 2, 5] and emb.shape == (6, 9, 4)
+    torch.testing.assert_close(emb, copies, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="CIF: 4 rows of weights for 3 utterances"):
+        integrate_and_fire(hidden, alpha.repeat(2, 1)[:4], 1.0)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_training_gives_exactly_the_target_length(seed):
     """Rescaled weights sum to N up to float rounding; exactly N embeddings come out anyway,
@@ -613,7 +629,7 @@ def test_rescoring_keeps_the_plain_pass_when_no_candidate_fits_the_frames():
     alpha = torch.full((1, 3), 3.0)  # 9 tokens fire from 3 frames
     emb, counts = integrate_and_fire(memory, alpha, decoder.threshold)
     ctc = types.SimpleNamespace(log_softmax=lambda m: torch.log_softmax(torch.zeros(1, 3, 12), dim=-1))
-    out = decoder.rescored(memory, lengths, emb, counts, alpha, ctc, DecodeOptions(ctc_weight=0.5, candidates=3))
+    out = decoder.rescored(memory, lengths, alpha, ctc, DecodeOptions(ctc_weight=0.5, candidates=3))
     assert len(out[0].token_ids) == 9 and math.isfinite(out[0].score)
     logits = decoder(emb, counts, memory, lengths)
     best, ids = torch.log_softmax(logits, dim=-1).max(dim=-1)

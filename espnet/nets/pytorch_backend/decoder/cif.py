@@ -78,10 +78,13 @@ def integrate_and_fire(hidden: torch.Tensor, alpha: torch.Tensor, threshold: flo
 
     Args:
         hidden: Encoder output ``(B, T, D)``.
-        alpha: Weights ``(B, T)`` >= 0, 0 on padded frames (any positive values: rescaled
-            training weights may exceed 1, a frame then fires several tokens).
+        alpha: Weights ``(N, T)`` >= 0, 0 on padded frames (any positive values: rescaled
+            training weights may exceed 1, a frame then fires several tokens). ``N = B``, or
+            ``N = S * B`` for ``S`` weightings of each utterance (decoding candidates: row
+            ``s * B + i`` weighs utterance ``i``), which then share one product with its
+            frames instead of ``S`` copies of ``hidden``.
         threshold: Integral per token (> 0).
-        counts: ``(B,)`` tokens to emit per utterance, or ``None`` for those that fire
+        counts: ``(N,)`` tokens to emit per row, or ``None`` for those that fire
             (:func:`fired_counts` with ``tail_threshold``). Training passes the target
             lengths with ``alpha`` rescaled to sum to ``counts * threshold``: the last token
             then takes everything after the previous one, so float rounding of the sum
@@ -89,23 +92,29 @@ def integrate_and_fire(hidden: torch.Tensor, alpha: torch.Tensor, threshold: flo
         tail_threshold: Tail rule of :func:`fired_counts` when ``counts`` is ``None``.
 
     Returns:
-        ``embeddings`` ``(B, K, D)`` (``K = max(counts)``, zero after each utterance's
-        count) and ``counts`` ``(B,)`` int64. Token ``k``'s embedding is
-        ``sum_t w[k, t] * hidden[t]`` where ``w[k, t]`` is the part of ``alpha_t`` integrated
-        into token ``k``.
+        ``embeddings`` ``(N, K, D)`` (``K = max(counts)``, zero after each row's count) and
+        ``counts`` ``(N,)`` int64. Token ``k``'s embedding is ``sum_t w[k, t] * hidden[t]``
+        where ``w[k, t]`` is the part of ``alpha_t`` integrated into token ``k``.
     """
     if threshold <= 0:
         raise ValueError(f"the CIF threshold must be > 0, got {threshold}")
+    b = hidden.size(0)
+    if alpha.size(0) != b and (b == 0 or alpha.size(0) % b):
+        raise ValueError(f"CIF: {alpha.size(0)} rows of weights for {b} utterances (not a multiple)")
     open_last = counts is not None
     if counts is None:
         counts = fired_counts(alpha, threshold, tail_threshold)
     counts = counts.to(alpha.device).long()
-    b = alpha.size(0)
-    k = int(counts.max()) if b else 0
+    n = alpha.size(0)
+    k = int(counts.max()) if n else 0
     if k == 0:
-        return hidden.new_zeros(b, 0, hidden.size(-1)), counts
-    weights = fire_weights(alpha, counts, threshold, k, open_last)  # (B, K, T)
-    return torch.bmm(weights.to(hidden.dtype), hidden), counts
+        return hidden.new_zeros(n, 0, hidden.size(-1)), counts
+    weights = fire_weights(alpha, counts, threshold, k, open_last).to(hidden.dtype)  # (N, K, T)
+    if n == b:
+        return torch.bmm(weights, hidden), counts
+    s, t = n // b, weights.size(-1)  # each utterance's S weightings as one (S*K, T) product with its frames
+    shared = torch.bmm(weights.view(s, b, k, t).transpose(0, 1).reshape(b, s * k, t), hidden)  # (B, S*K, D)
+    return shared.view(b, s, k, -1).transpose(0, 1).reshape(n, k, -1), counts
 
 
 def fire_weights(alpha: torch.Tensor, counts: torch.Tensor, threshold: float, k: int,

@@ -18,7 +18,7 @@ import torch
 from espnet.nets.pytorch_backend.component_options import Option
 from espnet.nets.pytorch_backend.ctc import best_paths, path_token_posteriors, sequence_log_likelihood
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, Decoded, DecodeOptions, SentencePieceVocabulary
-from espnet.nets.pytorch_backend.decoder.cif import CifPredictor, integrate_and_fire, scale_to_lengths
+from espnet.nets.pytorch_backend.decoder.cif import CifPredictor, fired_counts, integrate_and_fire, scale_to_lengths
 from espnet.nets.pytorch_backend.decoder.transformer_decoder import DecoderLayer, TransformerDecoder
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, pad_list, th_accuracy
 from espnet.nets.pytorch_backend.transformer.embedding import _sinusoid
@@ -207,10 +207,14 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         positions = _sinusoid(torch.arange(k, dtype=torch.float32), embeddings.size(-1))
         x = embeddings + positions.to(embeddings.device, embeddings.dtype).unsqueeze(0)
         self_mask = make_non_pad_mask(embed_lengths.to(x.device), k).unsqueeze(1)  # (N, 1, K): keys only
-        memory_mask = make_non_pad_mask(memory_lengths.to(x.device), memory.size(1)).unsqueeze(1)
+        memory_mask = TransformerDecoder._memory_mask(memory_lengths.to(x.device), memory.size(1))  # None: unpadded
         for layer in self.decoders:
             x = layer.forward_shared(x, self_mask, *layer.memory_keys_values(memory), memory_mask)
         return self.output_layer(self.after_norm(x))
+
+    def frame_weights(self, memory: torch.Tensor, memory_lengths: torch.Tensor) -> torch.Tensor:
+        """The CIF predictor's weights ``alpha`` ``(B, T)`` of the encoder output ``(B, T, D)``."""
+        return self.predictor(memory.detach() if self.detach_predictor else memory, memory_lengths)
 
     def acoustic_embeddings(self, memory: torch.Tensor, memory_lengths: torch.Tensor,
                             target_lengths: Optional[torch.Tensor] = None):
@@ -218,7 +222,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         (training) the weights are rescaled to sum to them and exactly ``N`` embeddings come
         out per utterance; without (decoding) the tokens that fire, with the tail rule.
         ``alpha`` is the unscaled weights either way."""
-        alpha = self.predictor(memory.detach() if self.detach_predictor else memory, memory_lengths)
+        alpha = self.frame_weights(memory, memory_lengths)
         if target_lengths is None:
             emb, counts = integrate_and_fire(memory, alpha, self.threshold, tail_threshold=self.tail_threshold)
         else:
@@ -277,13 +281,13 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         path and the rescoring need; without it, ``cif`` candidates are not rescored: the plain
         pass)."""
         self.check_options(options)
-        emb, counts, alpha = self.acoustic_embeddings(memory, memory_lengths)
         several = options.candidates > 1 or options.nar_alternatives > 0
         asks = options.ctc_path_request()
         if asks or (several and ctc is not None):
             if ctc is None:
                 raise ValueError(f"{asks}: this model needs a trained CTC head")
-            return self.rescored(memory, memory_lengths, emb, counts, alpha, ctc, options)
+            return self.rescored(memory, memory_lengths, self.frame_weights(memory, memory_lengths), ctc, options)
+        emb, counts, _ = self.acoustic_embeddings(memory, memory_lengths)
         if emb.size(1) == 0:
             return [Decoded([], 0.0) for _ in range(memory.size(0))]
         logp = torch.log_softmax(self.forward(emb, counts, memory, memory_lengths).float(), dim=-1)
@@ -321,13 +325,15 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             out.append(tried)
         return out
 
-    def rescored(self, memory: torch.Tensor, memory_lengths: torch.Tensor, emb: torch.Tensor, counts: torch.Tensor,
-                 alpha: torch.Tensor, ctc: torch.nn.Module, options: DecodeOptions) -> List[Decoded]:
+    def rescored(self, memory: torch.Tensor, memory_lengths: torch.Tensor, alpha: torch.Tensor,
+                 ctc: torch.nn.Module, options: DecodeOptions) -> List[Decoded]:
         """The best one-pass hypothesis per utterance among those of :meth:`candidate_counts`.
 
-        The plain pass (CIF centre, ``d = 0``) decodes the embeddings that fire (``emb``,
-        ``counts``); every other count ``n`` the weights ``alpha`` rescaled to sum to ``n``,
-        as in training. All candidates of the batch go through the decoder in one pass; each
+        The plain pass (CIF centre, ``d = 0``) decodes the embeddings that fire from the
+        predictor's weights ``alpha`` ``(B, T)`` (the tail rule); every other count ``n`` the
+        weights rescaled to sum to ``n``, as in training, all of them in one CIF call whose
+        candidates share their utterance's frames. All candidates of the batch go through the
+        decoder in one pass; each
         gets ``(1 - w) * decoder + w * CTC + penalty * n`` with ``w = options.ctc_weight``
         (decoder: the sum of its tokens' log-probabilities, or as ``options.nar_scorer`` asks
         the auxiliary autoregressive decoder's log-likelihood of them and ``<eos>``
@@ -354,54 +360,43 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             paths = [path for path, _ in best_paths(ctc_logp, memory_lengths)]
             ctc_counts = torch.tensor([len(path) for path in paths])
             ctc_hyps = [[c - self.ctc_token_offset for c in path] for path in paths]
+        counts = fired_counts(alpha, self.threshold, self.tail_threshold).to(alpha.device)
         tried = self.candidate_counts(counts, ctc_counts, memory_lengths, options)
         m = max(len(t) for t in tried)
-        embs, cands, usable = [], [], []
-        for j in range(m):
-            wanted = [t[j] if j < len(t) else t[0] for t in tried]  # a stand-in where an utterance has fewer
-            ok = torch.tensor([j < len(t) for t in tried])
-            plain = torch.tensor([n == -1 for n in wanted])
-            if bool(plain.all()):
-                embs.append(emb)
-                cands.append(counts)
-            else:
-                scaled_to = torch.where(plain, counts.cpu(), torch.tensor(wanted)).to(counts.device)
-                scaled = torch.where(plain.to(alpha.device).unsqueeze(1), alpha,
-                                     scale_to_lengths(alpha, scaled_to.clamp(min=1), self.threshold))
-                e, c = integrate_and_fire(memory, scaled, self.threshold, counts=scaled_to)
-                if bool(plain.any()):  # the plain pass's own fires (the tail rule) where it is asked for
-                    k = max(e.size(1), emb.size(1))
-                    e = torch.nn.functional.pad(e, (0, 0, 0, k - e.size(1)))
-                    p = torch.nn.functional.pad(emb, (0, 0, 0, k - emb.size(1)))
-                    e = torch.where(plain.to(e.device).view(-1, 1, 1), p, e)
-                    c = torch.where(plain.to(c.device), counts, c)
-                embs.append(e)
-                cands.append(c)
-            usable.append(ok)
-        passes = m
+        wanted = torch.tensor([t[j] if j < len(t) else t[0] for j in range(m) for t in tried])  # (M*B,); -1: plain
+        usable = [torch.tensor([j < len(t) for t in tried]) for j in range(m)]  # stand-ins where fewer
+        plain = wanted == -1
         if options.nar_ctc_candidate:  # one more pass, at the CTC path's count
-            wanted = ctc_counts.clamp(min=1).to(counts.device)
-            e, c = integrate_and_fire(memory, scale_to_lengths(alpha, wanted, self.threshold), self.threshold,
-                                      counts=wanted)
-            embs.append(e)
-            cands.append(c)
-            passes += 1
-        k = max(e.size(1) for e in embs)
+            wanted = torch.cat([wanted, ctc_counts.clamp(min=1)])
+            plain = torch.cat([plain, torch.zeros(b, dtype=torch.bool)])
+        passes = wanted.numel() // b
+        scaled_to = torch.where(plain, counts.cpu().repeat(passes), wanted).to(alpha.device)
+        rows = alpha.repeat(passes, 1)  # (P*B, T)
+        all_emb, all_cands = integrate_and_fire(memory, scale_to_lengths(rows, scaled_to.clamp(min=1), self.threshold),
+                                                self.threshold, counts=scaled_to)
+        if bool(plain.any()):  # the plain pass's own fires (the tail rule) where it is asked for
+            emb, _ = integrate_and_fire(memory, alpha, self.threshold, tail_threshold=self.tail_threshold)
+            k = max(all_emb.size(1), emb.size(1))
+            all_emb = torch.nn.functional.pad(all_emb, (0, 0, 0, k - all_emb.size(1)))
+            emb = torch.nn.functional.pad(emb, (0, 0, 0, k - emb.size(1))).repeat(passes, 1, 1)
+            all_emb = torch.where(plain.to(all_emb.device).view(-1, 1, 1), emb, all_emb)
+        cands = list(all_cands.view(passes, b))
+        k = all_emb.size(1)
         if k == 0:
             return [Decoded([], 0.0) for _ in range(b)]
-        all_emb = torch.cat([torch.nn.functional.pad(e, (0, 0, 0, k - e.size(1))) for e in embs])  # (P*B, K, D)
-        logits = self.forward(all_emb, torch.cat(cands), memory, memory_lengths)  # the passes share the memory
+        logits = self.forward(all_emb, all_cands, memory, memory_lengths)  # (P*B, K, V); the passes share the memory
         logp = torch.log_softmax(logits.float(), dim=-1)
         all_counts = torch.cat(cands[:m])
         own = logp[: m * b]
+        width = 2 if options.nar_alternatives > 0 else 1  # the second best only for the alternatives
         if options.nar_ctc_fusion:  # the tokens chosen with the CTC head's posteriors; their scores the Paraformer's
             fused = own.clone()
             rows = (all_counts == ctc_counts.to(all_counts.device).repeat(m)).nonzero().flatten()  # at the path's count
             fused[rows] += options.nar_ctc_fusion * self.path_posteriors(ctc_logp, memory_lengths, k)[rows % b]
-            top_ids = fused.topk(2, dim=-1).indices
+            top_ids = fused.topk(width, dim=-1).indices
             top = own.gather(-1, top_ids)
         else:
-            top, top_ids = own.topk(2, dim=-1)  # (M*B, K, 2); V >= 2
+            top, top_ids = own.topk(width, dim=-1)  # (M*B, K, width); V >= 2
         valid = make_non_pad_mask(all_counts, k).to(top.device)
         hyps = [top_ids[i, :n, 0].tolist() for i, n in enumerate(all_counts.tolist())]
         decoder_score = (top[..., 0] * valid).sum(dim=1)
