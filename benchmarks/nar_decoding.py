@@ -27,7 +27,8 @@ compared with is trained as long the same way (its encoder from that model, a ne
 the comparison. ``--dry-run`` prints the ``train.py`` commands instead of running anything.
 
 Each is decoded clean and with babble at ``--snrs`` (default clean and -5 dB), and the table
-gives the test WER, its ratio to the beam search's (clean), and two decoding speeds with their
+gives the test WER (``--split val``: the validation split's, other unseen speakers), its ratio
+to the beam search's (clean), and two decoding speeds with their
 ratio to the beam search of the same modality: utterances per second of the clean pass as
 ``eval.py`` runs it (media loading and the encoder included, same batches and threads), and of
 the decoding step alone (beam search, CTC greedy or the Paraformer's pass) on the same batches'
@@ -216,21 +217,22 @@ def paraformer_count_label(para: str, count: str, candidates: int) -> str:
             f"{para}, {candidates} candidates around the CIF and around the CTC head's count rescored with CTC")
 
 
-def test_split(root: str, model, cache: Dict[tuple, object]):
-    """The test split as ``model`` reads it, built once per modality and audio normalisation
-    (the methods of a modality share it)."""
+def held_out_split(root: str, split: str, model, cache: Dict[tuple, object]):
+    """The held-out ``split`` (``test`` or ``val``) as ``model`` reads it, built once per
+    modality and audio normalisation (the methods of a modality share it)."""
     from datamodule.data_module import build_dataset
 
     key = (model.modality, model.audio_utterance_norm)
     if key not in cache:
-        cache[key] = build_dataset(root, "test.csv", "test", model.modality, audio_utterance_norm=model.audio_utterance_norm)
+        cache[key] = build_dataset(root, f"{split}.csv", "test", model.modality,
+                                   audio_utterance_norm=model.audio_utterance_norm)
     return cache[key]
 
 
 def decoding_alone(model, dataset, batch_size: int, options, device: str = "cpu") -> float:
     """Utterances per second of the decoding step alone (beam search, CTC greedy or the
     Paraformer's pass: ``decode_memory``) on the test split's encoder outputs (``dataset``,
-    from ``test_split``), computed beforehand in the same batches, untimed: what is left once
+    from ``held_out_split``), computed beforehand in the same batches, untimed: what is left once
     media loading and the encoder are taken out. Under bf16 autocast for a checkpoint trained
     so, as ``eval.py`` decodes it. On a GPU (``device``, where ``model`` is) each step is
     timed between two ``torch.cuda.synchronize()``."""
@@ -337,6 +339,9 @@ def main() -> int:
                    help="Comma-separated eval.py --nar-count values the Paraformer is decoded with, each in one pass "
                         "and with --nar-candidates. (Default: cif,ctc,both)")
     p.add_argument("--batch-size", type=int, default=8, help="Utterances decoded together. (Default: 8)")
+    p.add_argument("--split", default="test", choices=["test", "val"],
+                   help="The held-out split decoded: test, or val (other unseen speakers: whether a ratio holds "
+                        "beyond the test speakers). (Default: test)")
     p.add_argument("--snrs", default="clean,-5", help="Comma-separated; 'clean' = no noise. (Default: clean,-5)")
     p.add_argument("--device", default="cpu",
                    help="Where the models are decoded and timed (cpu, cuda, cuda:N); training runs on the CPU or "
@@ -447,7 +452,7 @@ def main() -> int:
             for snr in snrs:
                 if modality == "video" and snr is not None:
                     continue  # noise is added to audio only
-                res = evaluate(model, tokenizer, data["root"], "test.csv", method.options, snr_target=snr,
+                res = evaluate(model, tokenizer, data["root"], f"{args.split}.csv", method.options, snr_target=snr,
                                seed=args.seed, progress=False, batch_size=args.batch_size, device=args.device)
                 key = "clean" if snr is None else f"{snr:g} dB"
                 row["wer"][key] = res.wer
@@ -455,7 +460,8 @@ def main() -> int:
                     row["utt_per_s"] = res.num_utterances / res.seconds
                 print(f"[{modality}] {label}, {key}: WER {100 * res.wer:.1f} %, {res.num_utterances} utterances "
                       f"in {res.seconds:.1f} s", flush=True)
-            row["decoding_alone_utt_per_s"] = decoding_alone(model, test_split(data["root"], model, test_sets),
+            row["decoding_alone_utt_per_s"] = decoding_alone(model, held_out_split(data["root"], args.split, model,
+                                                                                   test_sets),
                                                              args.batch_size, method.options, args.device)
             print(f"[{modality}] {label}: decoding step alone {row['decoding_alone_utt_per_s']:.1f} utt/s", flush=True)
             rows.append(row)
@@ -475,7 +481,8 @@ def main() -> int:
     threads = torch.get_num_threads()
     where = (f"decoded on {torch.cuda.get_device_name(args.device)} (torch {torch.__version__}), "
              if args.device != "cpu" else "")
-    note = (f"{where}Test WER (%) on unseen speakers and decoding speed: utt/s of the clean pass with media loading and "
+    split = {"test": "Test", "val": "Validation"}[args.split]
+    note = (f"{where}{split} WER (%) on unseen speakers and decoding speed: utt/s of the clean pass with media loading and "
             f"the encoder included (as eval.py), and of the decoding step alone on the same batches' encoder "
             f"outputs; batches of {args.batch_size}, {threads} threads, load average {os.getloadavg()[0]:.1f}" +
             (f"; length bonus {args.penalty:g} per token (--penalty)." if args.penalty else "."))
