@@ -19,7 +19,7 @@ from espnet.nets.pytorch_backend.component_options import Option
 from espnet.nets.pytorch_backend.ctc import best_paths, path_token_posteriors, sequence_log_likelihood
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, Decoded, DecodeOptions, SentencePieceVocabulary
 from espnet.nets.pytorch_backend.decoder.cif import CifPredictor, fired_counts, integrate_and_fire, scale_to_lengths
-from espnet.nets.pytorch_backend.decoder.transformer_decoder import DecoderLayer, TransformerDecoder
+from espnet.nets.pytorch_backend.decoder.transformer_decoder import DecoderLayer, TransformerDecoder, source_mask
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, pad_list, th_accuracy
 from espnet.nets.pytorch_backend.transformer.embedding import _sinusoid
 from espnet.nets.pytorch_backend.transformer.label_smoothing_loss import LabelSmoothingLoss
@@ -207,7 +207,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         positions = _sinusoid(torch.arange(k, dtype=torch.float32), embeddings.size(-1))
         x = embeddings + positions.to(embeddings.device, embeddings.dtype).unsqueeze(0)
         self_mask = make_non_pad_mask(embed_lengths.to(x.device), k).unsqueeze(1)  # (N, 1, K): keys only
-        memory_mask = TransformerDecoder._memory_mask(memory_lengths.to(x.device), memory.size(1))  # None: unpadded
+        memory_mask = source_mask(memory_lengths.to(x.device), memory.size(1))  # None: nothing padded
         for layer in self.decoders:
             x = layer.forward_shared(x, self_mask, *layer.memory_keys_values(memory), memory_mask)
         return self.output_layer(self.after_norm(x))
@@ -331,10 +331,9 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
 
         The plain pass (CIF centre, ``d = 0``) decodes the embeddings that fire from the
         predictor's weights ``alpha`` ``(B, T)`` (the tail rule); every other count ``n`` the
-        weights rescaled to sum to ``n``, as in training, all of them in one CIF call whose
-        candidates share their utterance's frames. All candidates of the batch go through the
-        decoder in one pass; each
-        gets ``(1 - w) * decoder + w * CTC + penalty * n`` with ``w = options.ctc_weight``
+        weights rescaled to sum to ``n``, as in training, all in one CIF call whose candidates
+        share their utterance's frames. All candidates of the batch go through the decoder in
+        one pass; each gets ``(1 - w) * decoder + w * CTC + penalty * n`` with ``w = options.ctc_weight``
         (decoder: the sum of its tokens' log-probabilities, or as ``options.nar_scorer`` asks
         the auxiliary autoregressive decoder's log-likelihood of them and ``<eos>``
         (:meth:`TransformerDecoder.score_sequences`), or the mean of the two; CTC: the CTC

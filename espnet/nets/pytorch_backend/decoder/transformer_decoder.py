@@ -21,6 +21,14 @@ from espnet.nets.pytorch_backend.transformer.prefix_cache import PrefixCache
 from espnet.nets.pytorch_backend.transformer.repeat import repeat
 
 
+def source_mask(lengths: torch.Tensor, frames: int) -> Optional[torch.Tensor]:
+    """The source attention's ``(B, 1, T)`` bool mask of the real frames of an encoder output
+    ``T`` frames long (``lengths`` ``(B,)``), ``None`` when nothing is padded."""
+    if int(lengths.min()) == frames:
+        return None
+    return make_non_pad_mask(lengths, frames).unsqueeze(1)
+
+
 class DecoderLayer(torch.nn.Module):
     """Pre-norm block: masked self-attention -> source attention -> FFN.
 
@@ -217,15 +225,8 @@ class TransformerDecoder(SentencePieceVocabulary, BaseDecoder):
         Frames after ``memory_lengths`` ``(B,)`` are masked out of the source attention."""
         mem = [layer.memory_keys_values(memory) for layer in self.decoders]
         lengths = memory_lengths.to(memory.device)
-        return {"mem": mem, "mask": self._memory_mask(lengths, memory.size(1)), "lengths": lengths,
+        return {"mem": mem, "mask": source_mask(lengths, memory.size(1)), "lengths": lengths,
                 "self": None, "width": 1}
-
-    @staticmethod
-    def _memory_mask(lengths: torch.Tensor, frames: int) -> Optional[torch.Tensor]:
-        """``(B, 1, T)`` bool mask of real frames, ``None`` when nothing is padded."""
-        if int(lengths.min()) == frames:
-            return None
-        return make_non_pad_mask(lengths, frames).unsqueeze(1)
 
     def batch_score(self, ys: torch.Tensor, state: Dict[str, Any]) -> Tuple[torch.Tensor, Dict[str, Any]]:
         """Log-probabilities ``(B, W, V)`` of the token after prefixes ``ys`` ``(B, W, L)``.
@@ -274,6 +275,6 @@ class TransformerDecoder(SentencePieceVocabulary, BaseDecoder):
             frames = int(lengths.max())
             out["mem"] = [(k[utts, :, :frames].contiguous(), v[utts, :, :frames].contiguous())
                           for k, v in state["mem"]]
-            out["mask"] = self._memory_mask(lengths, frames)
+            out["mask"] = source_mask(lengths, frames)
             out["lengths"] = lengths
         return out
