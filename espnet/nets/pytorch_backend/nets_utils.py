@@ -37,6 +37,23 @@ def make_non_pad_mask(
     return ~make_pad_mask(lengths, maxlen)
 
 
+def rows_by_utterance(x: torch.Tensor, utterances: int) -> torch.Tensor:
+    """``N = S * B`` rows ``(N, L, F)`` of ``B`` utterances (the ``s``-th of utterance ``i``
+    at row ``s * B + i``, the layout of decoding candidates) as ``(B, S * L, F)``: each
+    utterance's ``S`` rows one after another, for one product with that utterance's frames.
+    :func:`rows_by_candidate` undoes it."""
+    n, length = x.shape[:2]
+    slots = n // utterances
+    return x.view(slots, utterances, length, -1).transpose(0, 1).reshape(utterances, slots * length, -1)
+
+
+def rows_by_candidate(x: torch.Tensor, slots: int) -> torch.Tensor:
+    """``(B, S * L, F)`` (:func:`rows_by_utterance`) back to ``(S * B, L, F)``."""
+    b, width = x.shape[:2]
+    length = width // slots
+    return x.view(b, slots, length, -1).transpose(0, 1).reshape(slots * b, length, -1)
+
+
 def th_accuracy(pad_outputs: torch.Tensor, pad_targets: torch.Tensor, ignore_label: int) -> float:
     """Token accuracy of ``argmax(pad_outputs)`` against ``pad_targets``, ignoring padding.
 

@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 import torch
 
 from espnet.nets.pytorch_backend.dropout import Dropout
-from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask
+from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, rows_by_candidate, rows_by_utterance
 
 
 class CifPredictor(torch.nn.Module):
@@ -112,9 +112,8 @@ def integrate_and_fire(hidden: torch.Tensor, alpha: torch.Tensor, threshold: flo
     weights = fire_weights(alpha, counts, threshold, k, open_last).to(hidden.dtype)  # (N, K, T)
     if n == b:
         return torch.bmm(weights, hidden), counts
-    s, t = n // b, weights.size(-1)  # each utterance's S weightings as one (S*K, T) product with its frames
-    shared = torch.bmm(weights.view(s, b, k, t).transpose(0, 1).reshape(b, s * k, t), hidden)  # (B, S*K, D)
-    return shared.view(b, s, k, -1).transpose(0, 1).reshape(n, k, -1), counts
+    shared = torch.bmm(rows_by_utterance(weights, b), hidden)  # (B, S*K, D): one product per utterance
+    return rows_by_candidate(shared, n // b), counts
 
 
 def fire_weights(alpha: torch.Tensor, counts: torch.Tensor, threshold: float, k: int,

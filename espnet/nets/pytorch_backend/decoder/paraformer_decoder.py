@@ -363,29 +363,27 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         tried = self.candidate_counts(counts, ctc_counts, memory_lengths, options)
         m = max(len(t) for t in tried)
         wanted = torch.tensor([t[j] if j < len(t) else t[0] for j in range(m) for t in tried])  # (M*B,); -1: plain
-        usable = [torch.tensor([j < len(t) for t in tried]) for j in range(m)]  # stand-ins where fewer
+        usable = torch.tensor([j < len(t) for j in range(m) for t in tried])  # (M*B,); False: stand-ins where fewer
         plain = wanted == -1
         if options.nar_ctc_candidate:  # one more pass, at the CTC path's count
             wanted = torch.cat([wanted, ctc_counts.clamp(min=1)])
             plain = torch.cat([plain, torch.zeros(b, dtype=torch.bool)])
         passes = wanted.numel() // b
         scaled_to = torch.where(plain, counts.cpu().repeat(passes), wanted).to(alpha.device)
-        rows = alpha.repeat(passes, 1)  # (P*B, T)
-        all_emb, all_cands = integrate_and_fire(memory, scale_to_lengths(rows, scaled_to.clamp(min=1), self.threshold),
-                                                self.threshold, counts=scaled_to)
+        scaled = scale_to_lengths(alpha.repeat(passes, 1), scaled_to.clamp(min=1), self.threshold)  # (P*B, T)
+        all_emb, all_cands = integrate_and_fire(memory, scaled, self.threshold, counts=scaled_to)
         if bool(plain.any()):  # the plain pass's own fires (the tail rule) where it is asked for
             emb, _ = integrate_and_fire(memory, alpha, self.threshold, tail_threshold=self.tail_threshold)
             k = max(all_emb.size(1), emb.size(1))
             all_emb = torch.nn.functional.pad(all_emb, (0, 0, 0, k - all_emb.size(1)))
             emb = torch.nn.functional.pad(emb, (0, 0, 0, k - emb.size(1))).repeat(passes, 1, 1)
             all_emb = torch.where(plain.to(all_emb.device).view(-1, 1, 1), emb, all_emb)
-        cands = list(all_cands.view(passes, b))
         k = all_emb.size(1)
         if k == 0:
             return [Decoded([], 0.0) for _ in range(b)]
         logits = self.forward(all_emb, all_cands, memory, memory_lengths)  # (P*B, K, V); the passes share the memory
         logp = torch.log_softmax(logits.float(), dim=-1)
-        all_counts = torch.cat(cands[:m])
+        all_counts = all_cands[: m * b]
         own = logp[: m * b]
         width = 2 if options.nar_alternatives > 0 else 1  # the second best only for the alternatives
         if options.nar_ctc_fusion:  # the tokens chosen with the CTC head's posteriors; their scores the Paraformer's
@@ -401,7 +399,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         decoder_score = (top[..., 0] * valid).sum(dim=1)
         if passes == 1 and options.nar_alternatives == 0:
             return [Decoded(hyps[i], float(decoder_score[i])) for i in range(b)]
-        usable = torch.cat(usable).to(top.device)
+        usable = usable.to(top.device)
         if options.nar_alternatives > 0:
             hyps, decoder_score, all_counts, usable = self.with_alternatives(
                 hyps, decoder_score, all_counts, usable, top, top_ids, valid, options.nar_alternatives)

@@ -7,7 +7,8 @@ import torch
 from espnet.nets.pytorch_backend.component_options import Option
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, SentencePieceVocabulary
 from espnet.nets.pytorch_backend.dropout import Dropout
-from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, pad_list, th_accuracy
+from espnet.nets.pytorch_backend.nets_utils import (make_non_pad_mask, pad_list, rows_by_candidate, rows_by_utterance,
+                                                    th_accuracy)
 from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
 from espnet.nets.pytorch_backend.transformer.embedding import PositionalEncoding
@@ -74,12 +75,10 @@ class DecoderLayer(torch.nn.Module):
         queries (the same values as ``S`` copies of the encoder output would give, without
         projecting the copies); ``memory_mask`` ``(B, 1, T)`` or ``None`` -> ``(N, L, D)``."""
         src = self.src_attn
-        n, length, _ = h.shape
         b = keys.size(0)
-        slots = n // b
-        q = src.linear_q(h).view(slots, b, length, -1).transpose(0, 1).reshape(b, slots * length, -1)
+        q = rows_by_utterance(src.linear_q(h), b)  # (B, S*L, D)
         out = src.attend(src._split_heads(q), keys, values, memory_mask)  # (B, S*L, D)
-        return out.view(b, slots, length, -1).transpose(0, 1).reshape(n, length, -1)
+        return rows_by_candidate(out, h.size(0) // b)
 
     def forward_shared(self, x: torch.Tensor, self_mask: Optional[torch.Tensor], keys: torch.Tensor,
                        values: torch.Tensor, memory_mask: Optional[torch.Tensor]) -> torch.Tensor:
