@@ -231,7 +231,7 @@ def held_out_split(root: str, split: str, model, cache: Dict[tuple, object]):
 
 def decoding_alone(model, dataset, batch_size: int, options, device: str = "cpu") -> float:
     """Utterances per second of the decoding step alone (beam search, CTC greedy or the
-    Paraformer's pass: ``decode_memory``) on the test split's encoder outputs (``dataset``,
+    Paraformer's pass: ``decode_memory``) on the held-out split's encoder outputs (``dataset``,
     from ``held_out_split``), computed beforehand in the same batches, untimed: what is left once
     media loading and the encoder are taken out. Under bf16 autocast for a checkpoint trained
     so, as ``eval.py`` decodes it. On a GPU (``device``, where ``model`` is) each step is
@@ -443,7 +443,7 @@ def main() -> int:
                                     "paraformer", options(candidates=candidates, nar_count=count, nar_scorer=scorer,
                                                           nar_alternatives=alternatives, nar_ctc_candidate=ctc_path,
                                                           nar_ar_top=ar_top, nar_ctc_fusion=fusion)))
-    rows, test_sets = [], {}
+    rows, held_out = [], {}
     for modality in modalities:
         for method in methods:
             label = method.label
@@ -460,9 +460,9 @@ def main() -> int:
                     row["utt_per_s"] = res.num_utterances / res.seconds
                 print(f"[{modality}] {label}, {key}: WER {100 * res.wer:.1f} %, {res.num_utterances} utterances "
                       f"in {res.seconds:.1f} s", flush=True)
-            row["decoding_alone_utt_per_s"] = decoding_alone(model, held_out_split(data["root"], args.split, model,
-                                                                                   test_sets),
-                                                             args.batch_size, method.options, args.device)
+            dataset = held_out_split(data["root"], args.split, model, held_out)
+            row["decoding_alone_utt_per_s"] = decoding_alone(model, dataset, args.batch_size, method.options,
+                                                             args.device)
             print(f"[{modality}] {label}: decoding step alone {row['decoding_alone_utt_per_s']:.1f} utt/s", flush=True)
             rows.append(row)
     keys = ["clean" if s is None else f"{s:g} dB" for s in snrs]

@@ -42,6 +42,18 @@ def test_help_names_the_flag():
     text = " ".join(proc.stdout.split())  # argparse wraps lines
     assert "--paraformer-sampling-ratio PARAFORMER_SAMPLING_RATIO The Paraformer's --paraformer-sampling-ratio " \
            "(glancing sampler share; 0 = none)" in text
+    assert "--split {test,val} The held-out split decoded: test, or val" in text
+
+
+def test_refuses_a_split_it_must_not_score(tmp_path):
+    """Only the held-out splits: scoring the training split would flatter every model."""
+    proc = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "o"), "--split", "train"],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1"),
+                          timeout=120)  # a hang fails
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(
+        "nar_decoding.py: error: argument --split: invalid choice: 'train'")
+    assert not (tmp_path / "o").exists()  # nothing generated
 
 
 def dry_run(tmp_path, *flags):
