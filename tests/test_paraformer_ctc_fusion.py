@@ -29,8 +29,11 @@ def test_path_token_posteriors_equal_a_loop():
     logp = torch.log_softmax(torch.randn(3, 12, 5, generator=gen) +
                              8.0 * torch.nn.functional.one_hot(torch.tensor(classes), 5), dim=-1)
     out = path_token_posteriors(logp, lengths)
-    paths = [path for path, _ in best_paths(logp, lengths)]
+    best = best_paths(logp, lengths)
+    paths = [path for path, _ in best]
     assert paths == [[1, 2, 2, 3, 1, 4], [], [4, 1]]
+    for (_, score), row, n in zip(best, logp, lengths.tolist()):  # the chosen classes' log-probabilities
+        assert score == pytest.approx(float(row[:n].max(dim=-1).values.sum()), abs=1e-4)
     assert out.shape == (3, 6, 5)
     for i, row in enumerate(classes):
         tokens, prev = [], 0

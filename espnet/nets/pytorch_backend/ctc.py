@@ -64,14 +64,16 @@ def best_paths(logp: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> Lis
     Returns:
         ``B`` pairs ``(classes, score)``.
     """
-    best, classes = logp.float().max(dim=-1)
-    out = []
-    for i, n in enumerate(lengths.tolist()):
-        path = classes[i, : int(n)]
-        keep = torch.ones_like(path, dtype=torch.bool)
-        keep[1:] = path[1:] != path[:-1]
-        keep &= path != blank
-        out.append((path[keep].tolist(), float(best[i, : int(n)].sum())))
+    best, classes = logp.float().max(dim=-1)  # (B, T)
+    inside = make_non_pad_mask(lengths, logp.size(1)).to(logp.device)
+    keep = (classes != blank) & inside
+    keep[:, 1:] &= classes[:, 1:] != classes[:, :-1]
+    scores = best.masked_fill(~inside, 0.0).sum(dim=1).tolist()
+    labels = classes[keep].tolist()  # every path, one after another: one transfer for the batch
+    out, start = [], 0
+    for count, score in zip(keep.sum(dim=1).tolist(), scores):
+        out.append((labels[start : start + count], score))
+        start += count
     return out
 
 
@@ -125,10 +127,9 @@ def sequence_log_likelihood(logp: torch.Tensor, lengths: torch.Tensor, hypothese
     if any(blank in h for h in hypotheses):
         raise ValueError(f"a hypothesis holds the blank class {blank}")
     repeats = n // b if b else 0
-    width = max((len(h) for h in hypotheses), default=0)
-    targets = torch.ones(n, max(width, 1), dtype=torch.long)  # padding beyond each length is not read
-    for i, h in enumerate(hypotheses):
-        targets[i, : len(h)] = torch.tensor(h, dtype=torch.long)
+    width = max((len(h) for h in hypotheses), default=1) or 1
+    padded = [[*h] + [1] * (width - len(h)) for h in hypotheses]  # the padding beyond each length is not read
+    targets = torch.tensor(padded, dtype=torch.long).view(n, width)
     target_lengths = torch.tensor([len(h) for h in hypotheses], dtype=torch.long)
     frames = logp.float().transpose(0, 1).repeat(1, repeats, 1)  # (T, N, V), row i = utterance i % B
     nll = torch.nn.functional.ctc_loss(frames, targets.to(logp.device), lengths.long().repeat(repeats),

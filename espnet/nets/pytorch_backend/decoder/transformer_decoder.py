@@ -7,9 +7,9 @@ import torch
 from espnet.nets.pytorch_backend.component_options import Option
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, SentencePieceVocabulary
 from espnet.nets.pytorch_backend.dropout import Dropout
-from espnet.nets.pytorch_backend.nets_utils import (make_non_pad_mask, pad_list, rows_by_candidate, rows_by_utterance,
+from espnet.nets.pytorch_backend.nets_utils import (make_non_pad_mask, rows_by_candidate, rows_by_utterance,
                                                     th_accuracy)
-from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
+from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos, sos_eos_from_lists
 from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
 from espnet.nets.pytorch_backend.transformer.embedding import PositionalEncoding
 from espnet.nets.pytorch_backend.transformer.label_smoothing_loss import LabelSmoothingLoss
@@ -205,8 +205,7 @@ class TransformerDecoder(SentencePieceVocabulary, BaseDecoder):
         b, n = memory.size(0), len(hyps)
         if n % b:
             raise ValueError(f"score_sequences: {n} hypotheses for {b} utterances (not a multiple)")
-        targets = pad_list([torch.tensor(h, dtype=torch.long) for h in hyps], self.ignore_id).to(memory.device)
-        ys_in, ys_out = add_sos_eos(targets, self.sos, self.eos, self.ignore_id)
+        ys_in, ys_out = sos_eos_from_lists(hyps, self.sos, self.eos, self.ignore_id, memory.device)
         tgt_mask = target_mask(ys_in, self.ignore_id)
         state = self.batch_init_state(memory, memory_lengths)
         x = self.embed(ys_in)

@@ -1,6 +1,6 @@
 """Decoder input/output construction for teacher forcing."""
 
-from typing import Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 
@@ -25,3 +25,16 @@ def add_sos_eos(
     ys_in = [torch.cat([sos_t, y]) for y in ys]
     ys_out = [torch.cat([y, eos_t]) for y in ys]
     return pad_list(ys_in, eos), pad_list(ys_out, ignore_id)
+
+
+def sos_eos_from_lists(
+    hyps: Sequence[Sequence[int]], sos: int, eos: int, ignore_id: int, device: Optional[torch.device] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`add_sos_eos` of token-id lists (decoding hypotheses): ``ys_in`` ``(N, L+1)``
+    (``sos`` + ids, padded with ``eos``) and ``ys_out`` ``(N, L+1)`` (ids + ``eos``, padded
+    with ``ignore_id``), ``L`` the longest list, each built in one tensor from Python lists."""
+    width = max((len(h) for h in hyps), default=0)
+    ys_in = [[sos, *h] + [eos] * (width - len(h)) for h in hyps]
+    ys_out = [[*h, eos] + [ignore_id] * (width - len(h)) for h in hyps]
+    return (torch.tensor(ys_in, dtype=torch.long, device=device),
+            torch.tensor(ys_out, dtype=torch.long, device=device))
