@@ -15,6 +15,7 @@ from conftest import TINY_DIMS
 from espnet.asr import eval_cli
 from espnet.asr.recognizer import DecodeOptions, ctc_greedy, recognize, recognize_batch
 from espnet.nets.pytorch_backend.decoder.cif import fire_weights, integrate_and_fire, scale_to_lengths
+from espnet.nets.pytorch_backend.decoder.paraformer_candidates import rescored
 from espnet.nets.pytorch_backend.decoder.paraformer_decoder import ParaformerDecoder, glancing_mask
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.training import train_cli
@@ -466,7 +467,7 @@ def test_rescored_candidates_equal_a_loop_over_utterances_and_counts(weight):
     plain pass."""
     from espnet.asr.recognizer import encode_utterances
     from espnet.nets.pytorch_backend.ctc import sequence_log_likelihood
-    from espnet.nets.pytorch_backend.decoder.paraformer_decoder import candidate_offsets
+    from espnet.nets.pytorch_backend.decoder.paraformer_candidates import candidate_offsets
 
     assert candidate_offsets(5) == [0, -1, 1, -2, 2]
     model = small_paraformer()
@@ -512,7 +513,7 @@ def test_nar_count_candidates_equal_a_loop(nar_count, m, penalty):
     --penalty adds its length bonus per token to each candidate's joint score."""
     from espnet.asr.recognizer import encode_utterances
     from espnet.nets.pytorch_backend.ctc import sequence_log_likelihood
-    from espnet.nets.pytorch_backend.decoder.paraformer_decoder import candidate_offsets
+    from espnet.nets.pytorch_backend.decoder.paraformer_candidates import candidate_offsets
 
     model = small_paraformer()
     decoder = model.decoder
@@ -629,7 +630,7 @@ def test_rescoring_keeps_the_plain_pass_when_no_candidate_fits_the_frames():
     alpha = torch.full((1, 3), 3.0)  # 9 tokens fire from 3 frames
     emb, counts = integrate_and_fire(memory, alpha, decoder.threshold)
     ctc = types.SimpleNamespace(log_softmax=lambda m: torch.log_softmax(torch.zeros(1, 3, 12), dim=-1))
-    out = decoder.rescored(memory, lengths, alpha, ctc, DecodeOptions(ctc_weight=0.5, candidates=3))
+    out = rescored(decoder, memory, lengths, alpha, ctc, DecodeOptions(ctc_weight=0.5, candidates=3))
     assert len(out[0].token_ids) == 9 and math.isfinite(out[0].score)
     logits = decoder(emb, counts, memory, lengths)
     best, ids = torch.log_softmax(logits, dim=-1).max(dim=-1)

@@ -12,7 +12,8 @@ from espnet.asr import eval_cli
 from espnet.asr.recognizer import DecodeOptions, encode_utterances, recognize, recognize_batch
 from espnet.nets.pytorch_backend.ctc import best_paths, sequence_log_likelihood
 from espnet.nets.pytorch_backend.decoder.base_decoder import nar_candidates_refusal
-from espnet.nets.pytorch_backend.decoder.paraformer_decoder import ParaformerDecoder, candidate_offsets
+from espnet.nets.pytorch_backend.decoder.paraformer_candidates import candidate_offsets
+from espnet.nets.pytorch_backend.decoder.paraformer_decoder import ParaformerDecoder
 from espnet.nets.pytorch_backend.decoder.transformer_decoder import TransformerDecoder
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from flag_config import model_config

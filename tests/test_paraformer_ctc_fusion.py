@@ -12,7 +12,7 @@ from espnet.asr import eval_cli
 from espnet.asr.recognizer import DecodeOptions, encode_utterances, recognize, recognize_batch
 from espnet.nets.pytorch_backend.ctc import best_paths, path_token_posteriors, sequence_log_likelihood
 from espnet.nets.pytorch_backend.decoder.base_decoder import nar_candidates_refusal
-from espnet.nets.pytorch_backend.decoder.paraformer_decoder import candidate_offsets
+from espnet.nets.pytorch_backend.decoder.paraformer_candidates import candidate_offsets
 from test_paraformer import candidate_log_probs
 from test_paraformer_ar_scorer import one_token_alternative, paraformer_with_ar
 
