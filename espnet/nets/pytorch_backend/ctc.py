@@ -51,6 +51,19 @@ class CTC(torch.nn.Module):
         return torch.argmax(self.ctc_lo(hs_pad), dim=-1)
 
 
+def path_frames(classes: torch.Tensor, lengths: torch.Tensor,
+                blank: int = 0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The frames of the best CTC paths whose frame classes are ``classes`` ``(B, T)`` (the
+    argmax of each frame), as three ``(B, T)`` bool masks: ``inside`` each utterance's
+    ``lengths[i]`` frames; ``emits``: inside and not blank; ``starts``: an emitting frame
+    that begins a path token (its class differs from the previous frame's)."""
+    inside = make_non_pad_mask(lengths, classes.size(1)).to(classes.device)
+    emits = (classes != blank) & inside
+    starts = emits.clone()
+    starts[:, 1:] &= classes[:, 1:] != classes[:, :-1]
+    return inside, emits, starts
+
+
 def best_paths(logp: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> List[Tuple[List[int], float]]:
     """Best CTC path of each utterance of a padded batch: the argmax class of each of its
     ``lengths[i]`` frames, repeats merged, blanks dropped, with the sum of the chosen classes'
@@ -65,13 +78,11 @@ def best_paths(logp: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> Lis
         ``B`` pairs ``(classes, score)``.
     """
     best, classes = logp.float().max(dim=-1)  # (B, T)
-    inside = make_non_pad_mask(lengths, logp.size(1)).to(logp.device)
-    keep = (classes != blank) & inside
-    keep[:, 1:] &= classes[:, 1:] != classes[:, :-1]
+    inside, _, starts = path_frames(classes, lengths, blank)
     scores = best.masked_fill(~inside, 0.0).sum(dim=1).tolist()
-    labels = classes[keep].tolist()  # every path, one after another: one transfer for the batch
+    labels = classes[starts].tolist()  # every path, one after another: one transfer for the batch
     out, start = [], 0
-    for count, score in zip(keep.sum(dim=1).tolist(), scores):
+    for count, score in zip(starts.sum(dim=1).tolist(), scores):
         out.append((labels[start : start + count], score))
         start += count
     return out
@@ -91,11 +102,7 @@ def path_token_posteriors(logp: torch.Tensor, lengths: torch.Tensor, blank: int 
     """
     logp = logp.float()
     b, t, v = logp.shape
-    classes = logp.argmax(dim=-1)
-    inside = make_non_pad_mask(lengths, t).to(logp.device)
-    emits = (classes != blank) & inside
-    starts = emits.clone()
-    starts[:, 1:] &= classes[:, 1:] != classes[:, :-1]
+    _, emits, starts = path_frames(logp.argmax(dim=-1), lengths, blank)
     token = torch.cumsum(starts.long(), dim=1) - 1  # the path token each emitting frame belongs to
     longest = int(starts.sum(dim=1).max()) if b else 0
     token = torch.where(emits, token, torch.full_like(token, longest))  # other frames: one slot past the end
