@@ -109,6 +109,23 @@ def test_cif_weightings_sharing_the_frames_equal_weightings_of_copies():
         integrate_and_fire(hidden, alpha.repeat(2, 1)[:4], 1.0)
 
 
+def test_cif_rows_firing_beside_rescaled_rows_in_one_call():
+    """``open_last`` per row: rows that fire from their own weights (their fired counts, the
+    tail rule: the last token closes at the threshold) beside rows rescaled to a count (the
+    last token takes the rest) give, in one call, what the two separate calls give."""
+    hidden, alpha, _ = random_batch(6, b=3, t=40, d=4)
+    fired, fired_n = integrate_and_fire(hidden, alpha, 1.0, tail_threshold=0.45)
+    targets = torch.tensor([4, 9, 2])
+    scaled = scale_to_lengths(alpha, targets)
+    rescaled, _ = integrate_and_fire(hidden, scaled, 1.0, counts=targets)
+    emb, counts = integrate_and_fire(hidden, torch.cat([alpha, scaled]), 1.0, counts=torch.cat([fired_n, targets]),
+                                     open_last=torch.tensor([False, False, False, True, True, True]))
+    assert counts.tolist() == fired_n.tolist() + [4, 9, 2]
+    torch.testing.assert_close(emb[:3, : fired.size(1)], fired, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(emb[3:, : rescaled.size(1)], rescaled, rtol=1e-5, atol=1e-5)
+    assert not emb[:3, fired.size(1):].any() and not emb[3:, rescaled.size(1):].any()
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_training_gives_exactly_the_target_length(seed):
     """Rescaled weights sum to N up to float rounding; exactly N embeddings come out anyway,

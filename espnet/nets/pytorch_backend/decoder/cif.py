@@ -16,7 +16,7 @@ exactly what the sequential accumulation gives (up to float rounding) and is dif
 in ``alpha``.
 """
 
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 
@@ -72,8 +72,8 @@ def fired_counts(alpha: torch.Tensor, threshold: float = 1.0, tail_threshold: fl
 
 
 def integrate_and_fire(hidden: torch.Tensor, alpha: torch.Tensor, threshold: float = 1.0,
-                       counts: Optional[torch.Tensor] = None,
-                       tail_threshold: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor]:
+                       counts: Optional[torch.Tensor] = None, tail_threshold: float = 0.0,
+                       open_last: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Acoustic embeddings of the tokens that fire.
 
     Args:
@@ -90,6 +90,9 @@ def integrate_and_fire(hidden: torch.Tensor, alpha: torch.Tensor, threshold: flo
             then takes everything after the previous one, so float rounding of the sum
             neither drops nor adds a token.
         tail_threshold: Tail rule of :func:`fired_counts` when ``counts`` is ``None``.
+        open_last: ``(N,)`` bool, with ``counts``: the rows whose last token takes everything
+            after the previous one (the others fire as their weights do, as the tokens that
+            fire from unscaled weights with their :func:`fired_counts`); ``None``: every row.
 
     Returns:
         ``embeddings`` ``(N, K, D)`` (``K = max(counts)``, zero after each row's count) and
@@ -101,9 +104,10 @@ def integrate_and_fire(hidden: torch.Tensor, alpha: torch.Tensor, threshold: flo
     b = hidden.size(0)
     if alpha.size(0) != b and (b == 0 or alpha.size(0) % b):
         raise ValueError(f"CIF: {alpha.size(0)} rows of weights for {b} utterances (not a multiple)")
-    open_last = counts is not None
     if counts is None:
-        counts = fired_counts(alpha, threshold, tail_threshold)
+        counts, open_last = fired_counts(alpha, threshold, tail_threshold), False
+    elif open_last is None:
+        open_last = True
     counts = counts.to(alpha.device).long()
     n = alpha.size(0)
     k = int(counts.max()) if n else 0
@@ -117,11 +121,12 @@ def integrate_and_fire(hidden: torch.Tensor, alpha: torch.Tensor, threshold: flo
 
 
 def fire_weights(alpha: torch.Tensor, counts: torch.Tensor, threshold: float, k: int,
-                 open_last: bool = False) -> torch.Tensor:
+                 open_last: Union[bool, torch.Tensor] = False) -> torch.Tensor:
     """``(B, K, T)`` weights of frame ``t`` in token ``k``: the overlap of ``[c_{t-1}, c_t]``
     (``c`` the cumulative sum of ``alpha``) with token ``k``'s interval ``[k, k + 1) *
-    threshold``; tokens from ``counts`` on get nothing. ``open_last``: the last token of each
-    utterance (index ``counts - 1``) has no upper end (it takes the rest of the integral)."""
+    threshold``; tokens from ``counts`` on get nothing. ``open_last`` (every row, or a
+    ``(B,)`` bool of rows): the last token of each such row (index ``counts - 1``) has no
+    upper end (it takes the rest of the integral)."""
     a = alpha.float()
     end = torch.cumsum(a, dim=1).unsqueeze(1)  # (B, 1, T)
     start = end - a.unsqueeze(1)
@@ -129,9 +134,11 @@ def fire_weights(alpha: torch.Tensor, counts: torch.Tensor, threshold: float, k:
     low = index * threshold
     high = (index + 1) * threshold
     high = high.expand(alpha.size(0), k, 1)
-    if open_last:
-        last = (counts.view(-1, 1, 1) - 1).float()
-        high = torch.where(index == last, torch.full_like(high, float("inf")), high)
+    if isinstance(open_last, torch.Tensor) or open_last:
+        last = index == (counts.view(-1, 1, 1) - 1).float()  # (B, K, 1)
+        if isinstance(open_last, torch.Tensor):
+            last = last & open_last.to(alpha.device).view(-1, 1, 1)
+        high = torch.where(last, torch.full_like(high, float("inf")), high)
     overlap = (torch.minimum(end, high) - torch.maximum(start, low)).clamp(min=0.0)
     return overlap.masked_fill(index >= counts.view(-1, 1, 1).float(), 0.0)
 

@@ -103,15 +103,12 @@ def rescored(decoder: "ParaformerDecoder", memory: torch.Tensor, memory_lengths:
         wanted = torch.cat([wanted, ctc_counts.clamp(min=1)])
         plain = torch.cat([plain, torch.zeros(b, dtype=torch.bool)])
     passes = wanted.numel() // b
-    scaled_to = torch.where(plain, counts.cpu().repeat(passes), wanted).to(alpha.device)
-    scaled = scale_to_lengths(alpha.repeat(passes, 1), scaled_to.clamp(min=1), decoder.threshold)  # (P*B, T)
-    all_emb, all_cands = integrate_and_fire(memory, scaled, decoder.threshold, counts=scaled_to)
-    if bool(plain.any()):  # the plain pass's own fires (the tail rule) where it is asked for
-        emb, _ = integrate_and_fire(memory, alpha, decoder.threshold, tail_threshold=decoder.tail_threshold)
-        k = max(all_emb.size(1), emb.size(1))
-        all_emb = torch.nn.functional.pad(all_emb, (0, 0, 0, k - all_emb.size(1)))
-        emb = torch.nn.functional.pad(emb, (0, 0, 0, k - emb.size(1))).repeat(passes, 1, 1)
-        all_emb = torch.where(plain.to(all_emb.device).view(-1, 1, 1), emb, all_emb)
+    plain = plain.to(alpha.device)
+    rows = alpha.repeat(passes, 1)  # (P*B, T)
+    counted = torch.where(plain, counts.repeat(passes), wanted.to(alpha.device))
+    # the plain pass fires from its own weights (its count is the tail rule's); every other count rescaled to it
+    rows = torch.where(plain.unsqueeze(1), rows, scale_to_lengths(rows, counted.clamp(min=1), decoder.threshold))
+    all_emb, all_cands = integrate_and_fire(memory, rows, decoder.threshold, counts=counted, open_last=~plain)
     k = all_emb.size(1)
     if k == 0:
         return [Decoded([], 0.0) for _ in range(b)]
