@@ -86,6 +86,10 @@ def paraformer_variant(args) -> Tuple[str, str, List[str]]:
         folder += "_live"
         label += " (its predictor on the live encoder)"
         flags += ["--paraformer-live-predictor"]
+    if args.paraformer_queries == "ctc":
+        folder += "_ctcqueries"
+        label += " (CTC queries)"
+        flags += ["--paraformer-queries", "ctc"]
     if args.paraformer_encoder == "ar":
         folder += "_initar"
         label += " (encoder from the AR model)"
@@ -295,6 +299,9 @@ def main() -> int:
     p.add_argument("--paraformer-live-predictor", action="store_true",
                    help="With --paraformer-detach-encoder: the Paraformer's --paraformer-live-predictor (the "
                         "quantity loss still trains the encoder; its own run folder).")
+    p.add_argument("--paraformer-queries", default="cif", choices=["cif", "ctc"],
+                   help="The Paraformer's decoder inputs: 'cif' (its CIF predictor) or 'ctc' (Paraformer-v2: the CTC "
+                        "head's posteriors per token of its alignment; one pass at its best path). (Default: cif)")
     p.add_argument("--paraformer-encoder", default="own", choices=["own", "ar", "ar-frozen"],
                    help="own: the Paraformers are trained as the autoregressive models are; ar: each starts from "
                         "the encoder of the autoregressive model of its modality, which is compared with one "
@@ -429,6 +436,11 @@ def main() -> int:
     methods = [Method(beam_label, "transformer", options()),
                Method("CTC greedy (same model)", "transformer", options(mode="ctc-greedy"))]
     para = "Paraformer" + paraformer_variant(args)[1]
+    if args.paraformer_queries == "ctc":  # one pass at the CTC head's best path, fused or not
+        nar_counts = []
+        for fusion in sorted({0.0, args.nar_ctc_fusion}):
+            methods.append(Method(paraformer_label(para, "ctc", 1, fusion=fusion), "paraformer",
+                                  options(nar_count="ctc", nar_ctc_fusion=fusion)))
     for count in nar_counts:
         for candidates in sorted({1, args.nar_candidates}):
             several = candidates > 1 or count == "both"  # the scorer picks among several hypotheses

@@ -3,7 +3,6 @@ reference loop, exact token counts in training, the glancing sampler's share, ba
 equal to one at a time, a tiny model that learns a few toy utterances and decodes them through
 ``eval.py`` (also after export), ``eval.py --decode-mode ctc-greedy``, and bad option values."""
 
-import json
 import math
 import types
 
@@ -11,7 +10,6 @@ import pytest
 import torch
 
 from bad_corpus import AUDIO_MODEL, BadCorpus, train_args
-from conftest import TINY_DIMS
 from espnet.asr import eval_cli
 from espnet.asr.recognizer import DecodeOptions, ctc_greedy, recognize, recognize_batch
 from espnet.nets.pytorch_backend.decoder.cif import fire_weights, integrate_and_fire, scale_to_lengths
@@ -20,6 +18,7 @@ from espnet.nets.pytorch_backend.decoder.paraformer_decoder import ParaformerDec
 from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
 from espnet.training import train_cli
 from flag_config import model_config
+from tiny_paraformer import overfit_paraformer, run_eval
 
 NUM_UTTS = 4
 
@@ -276,56 +275,7 @@ def test_ctc_greedy_merges_repeats_and_drops_blanks():
 def trained(toy_corpus, tmp_path_factory):
     """A tiny audio Paraformer (CTC weight 0.3) overfit on the first toy training utterances,
     saved as train.py saves it; returns (checkpoint, label list, transcripts, losses)."""
-    from datamodule.collate import collate_pad
-    from datamodule.data_module import build_dataset
-    from datamodule.text_transform import TextTransform
-    from espnet.training.checkpoints import write_sidecar
-
-    tmp = tmp_path_factory.mktemp("paraformer")
-    path = str(tmp / "overfit.csv")
-    with open(toy_corpus["train"], encoding="utf8") as src:
-        lines = src.readlines()[:NUM_UTTS]
-    with open(path, "w", encoding="utf8") as dst:
-        dst.writelines(lines)
-    transcripts = [line.rstrip("\n").split(",", 4)[4] for line in lines]
-    tokenizer = TextTransform(toy_corpus["sp_model_path"], toy_corpus["dict_path"])
-    odim = tokenizer.odim
-    sizes = {k.lstrip("-"): int(v) for k, v in zip(TINY_DIMS[::2], TINY_DIMS[1::2])}
-    config = model_config(odim=odim, audio_encoder="resnet1d", resnet_width=8, decoder="paraformer", ctc_weight=0.3,
-                          dropout_rate=0.0, **sizes)
-    torch.manual_seed(0)
-    model = E2E(config)
-    dataset = build_dataset(toy_corpus["root"], path, "test", "audio", audio_utterance_norm=model.audio_utterance_norm)
-    batch = collate_pad([dataset[i] for i in range(len(dataset))])
-    inputs = {"audio": batch["audios"], "audio_lengths": batch["audio_lengths"]}
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    losses = []
-    for step in range(400):
-        model.train()
-        out = model.losses(inputs, batch["targets"])
-        opt.zero_grad()
-        out["loss"].backward()
-        opt.step()
-        losses.append({k: float(v.detach()) for k, v in out.items() if k.startswith("loss")})
-        if step >= 49 and step % 10 == 9:  # until every utterance decodes right (150 to 200 steps, by processor)
-            model.eval()
-            items = [{"audio": batch["audios"][i, : int(n)]} for i, n in enumerate(batch["audio_lengths"])]
-            texts = [tokenizer.post_process(h.token_ids) for h in recognize_batch(model, items, DecodeOptions())]
-            if texts == transcripts:
-                break
-    checkpoint = str(tmp / "model_avg_1.pth")
-    torch.save(model.state_dict(), checkpoint)
-    write_sidecar(checkpoint, {"model_config": config.to_dict(), "sp_model_path": toy_corpus["sp_model_path"],
-                               "dict_path": toy_corpus["dict_path"]})
-    return checkpoint, path, transcripts, losses
-
-
-def run_eval(root, test_file, checkpoint, out, *extra):
-    code = eval_cli.main(["--root-dir", root, "--test-file", test_file, "--pretrained-model-path", checkpoint,
-                          "--num-workers", "0", "--accelerator", "cpu", "--batch-size", "3", "--output-json", out,
-                          *extra])
-    with open(out, encoding="utf8") as handle:
-        return code, json.load(handle)
+    return overfit_paraformer(toy_corpus, tmp_path_factory.mktemp("paraformer"), NUM_UTTS)
 
 
 def test_tiny_paraformer_learns_and_eval_decodes_its_training_utterances(trained, toy_corpus, tmp_path):

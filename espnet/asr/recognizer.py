@@ -90,9 +90,10 @@ def decode_memory(model: E2E, memory: torch.Tensor, memory_lengths: torch.Tensor
     if decoder.decodes_itself:
         ctc = decoding_ctc(model, options.ctc_weight)
         asks = options.ctc_path_request()
-        if ctc is None and asks:  # the path needs the head, whatever its weight
+        if ctc is None and (asks or decoder.reads_ctc):  # the path needs the head, whatever its weight
             if model.ctc_weight == 0.0:
-                raise ValueError(f"{asks}, but this model's CTC head was not trained (training --ctc-weight 0)")
+                raise ValueError(f"{asks or 'its decoder reads the CTC head'}, but this model's CTC head was not "
+                                 "trained (training --ctc-weight 0)")
             ctc = model.ctc
         return decoder.recognize(memory, memory_lengths, ctc, options)
     search = build_beam_search(model, options.beam_size, options.ctc_weight, options.penalty)

@@ -88,6 +88,28 @@ def best_paths(logp: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> Lis
     return out
 
 
+def path_token_index(classes: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> torch.Tensor:
+    """Per frame, the position of the token of the best CTC path (frame classes ``classes``
+    ``(B, T)``, the argmax of each frame; :func:`best_paths`) it emits: ``(B, T)`` int64,
+    ``-1`` on blank frames and padding."""
+    _, emits, starts = path_frames(classes, lengths, blank)
+    token = torch.cumsum(starts.long(), dim=1) - 1
+    return token.masked_fill(~emits, -1)
+
+
+def token_reduce(values: torch.Tensor, index: torch.Tensor, count: int, reduce: str) -> torch.Tensor:
+    """``values`` ``(B, T, V)`` reduced over the frames of each token: ``(B, count, V)``, row
+    ``k`` the ``reduce`` (``"amax"`` or ``"mean"``) of the frames whose ``index`` ``(B, T)``
+    is ``k`` (``-1``: no token); a token without frames gets ``-inf`` (``amax``) or zeros
+    (``mean``)."""
+    b, t, v = values.shape
+    slot = torch.where(index >= 0, index, torch.full_like(index, count))  # other frames: one slot past the end
+    fill = float("-inf") if reduce == "amax" else 0.0
+    out = values.new_full((b, count + 1, v), fill)
+    out.scatter_reduce_(1, slot.unsqueeze(-1).expand(b, t, v), values, reduce=reduce, include_self=reduce == "amax")
+    return out[:, :count]
+
+
 def path_token_posteriors(logp: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> torch.Tensor:
     """Per token of each utterance's best CTC path (:func:`best_paths`), the log-posteriors of
     every class at the frames that emit it: the largest over its run of frames.
@@ -101,14 +123,73 @@ def path_token_posteriors(logp: torch.Tensor, lengths: torch.Tensor, blank: int 
         ``(B, L, V)`` float, ``L`` the longest path; ``-inf`` after each utterance's path.
     """
     logp = logp.float()
-    b, t, v = logp.shape
-    _, emits, starts = path_frames(logp.argmax(dim=-1), lengths, blank)
-    token = torch.cumsum(starts.long(), dim=1) - 1  # the path token each emitting frame belongs to
-    longest = int(starts.sum(dim=1).max()) if b else 0
-    token = torch.where(emits, token, torch.full_like(token, longest))  # other frames: one slot past the end
-    out = logp.new_full((b, longest + 1, v), float("-inf"))
-    out.scatter_reduce_(1, token.unsqueeze(-1).expand(b, t, v), logp, reduce="amax")
-    return out[:, :longest]
+    index = path_token_index(logp.argmax(dim=-1), lengths, blank)
+    longest = int(index.max()) + 1 if index.numel() else 0
+    return token_reduce(logp, index, longest, "amax")
+
+
+def forced_alignment(logp: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+                     target_lengths: torch.Tensor, blank: int = 0) -> torch.Tensor:
+    """The most likely CTC alignment (Viterbi) of each utterance's target sequence, for a
+    padded batch at once: per frame, the position of the target token it emits.
+
+    Args:
+        logp: Log-posteriors ``(B, T, V)``.
+        lengths: ``(B,)`` frames of each utterance.
+        targets: ``(B, L)`` int64 CTC classes (no blank), padded with anything past
+            ``target_lengths``.
+        target_lengths: ``(B,)`` tokens of each utterance.
+        blank: The blank class.
+
+    Returns:
+        ``(B, T)`` int64: ``k`` for a frame that emits the ``k``-th target token, ``-1`` for a
+        blank frame and padding. An utterance no alignment fits (more tokens, repeats
+        counted, than frames) has its frames split evenly among its tokens instead, in order.
+    """
+    logp = logp.float()
+    b, t, _ = logp.shape
+    device = logp.device
+    lengths = lengths.to(device)
+    target_lengths = target_lengths.to(device)
+    width = max(targets.size(1), 1)
+    states = 2 * width + 1  # blank, y1, blank, y2, ..., blank
+    tokens = targets[:, :width].to(device).clamp(min=0)
+    if tokens.size(1) < width:
+        tokens = torch.nn.functional.pad(tokens, (0, width - tokens.size(1)), value=blank)
+    ext = torch.full((b, states), blank, dtype=torch.long, device=device)
+    ext[:, 1::2] = tokens
+    valid = torch.arange(states, device=device).unsqueeze(0) < (2 * target_lengths + 1).unsqueeze(1)
+    skip = torch.zeros_like(valid)
+    skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+    emit = logp.gather(2, ext.unsqueeze(1).expand(b, t, states))  # (B, T, S)
+    neg = float("-inf")
+    score = torch.full((b, states), neg, device=device)
+    score[:, 0] = emit[:, 0, 0]
+    score[:, 1] = torch.where(target_lengths > 0, emit[:, 0, 1], torch.full_like(emit[:, 0, 1], neg))
+    moves = torch.zeros((t, b, states), dtype=torch.uint8, device=device)  # 0 stay, 1 from s-1, 2 from s-2
+    for step in range(1, t):
+        one = torch.nn.functional.pad(score[:, :-1], (1, 0), value=neg)
+        two = torch.nn.functional.pad(score[:, :-2], (2, 0), value=neg).masked_fill(~skip, neg)
+        best, move = torch.stack([score, one, two], dim=-1).max(dim=-1)
+        new = (best + emit[:, step]).masked_fill(~valid, neg)
+        active = (step < lengths).unsqueeze(1)
+        score = torch.where(active, new, score)
+        moves[step] = torch.where(active, move, torch.zeros_like(move)).to(torch.uint8)
+    last = 2 * target_lengths  # the final blank; or the last token
+    end_blank = score.gather(1, last.unsqueeze(1)).squeeze(1)
+    end_token = score.gather(1, (last - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+    state = torch.where((end_token > end_blank) & (target_lengths > 0), last - 1, last)
+    feasible = torch.maximum(end_blank, end_token) > neg
+    path = torch.empty((b, t), dtype=torch.long, device=device)
+    rows = torch.arange(b, device=device)
+    for step in range(t - 1, -1, -1):
+        path[:, step] = state
+        state = state - moves[step, rows, state].long()
+    index = torch.where(path % 2 == 1, (path - 1) // 2, torch.full_like(path, -1))
+    frames = torch.arange(t, device=device).unsqueeze(0)
+    even = (frames * target_lengths.unsqueeze(1)) // lengths.clamp(min=1).unsqueeze(1)
+    index = torch.where(feasible.unsqueeze(1), index, even)
+    return index.masked_fill(frames >= lengths.unsqueeze(1), -1)
 
 
 def sequence_log_likelihood(logp: torch.Tensor, lengths: torch.Tensor, hypotheses: List[List[int]],

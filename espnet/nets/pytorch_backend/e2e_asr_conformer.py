@@ -62,6 +62,9 @@ class E2E(torch.nn.Module):
                              f"and decoder take --adim {config.adim}")
         self.decoder = DecoderFactory.create_decoder(config.decoder, config)
         self.ctc = CTC(self.decoder.ctc_vocab_size, config.adim, config.dropout_rate, self.ignore_id)
+        if self.decoder.reads_ctc and self.ctc_weight <= 0:
+            raise ValueError(f"--decoder {config.decoder} reads the CTC head's posteriors (--paraformer-queries ctc): "
+                             f"train the head, --ctc-weight > 0 (got {self.ctc_weight:g})")
         self.qlora_applied = False
         if config.use_qlora:  # last step: every component exists now
             from espnet.nets.pytorch_backend.lora.qlora_manager import QLoRAManager
@@ -180,7 +183,10 @@ class E2E(torch.nn.Module):
         the decoder's vocabulary needs.
         """
         enc, enc_lengths = self.encode(inputs)
-        out = self.decoder.forward_train(enc, enc_lengths, label, texts)
+        if self.decoder.reads_ctc:  # its inputs come from the CTC head's posteriors
+            out = self.decoder.forward_train(enc, enc_lengths, label, texts, ctc=self.ctc)
+        else:
+            out = self.decoder.forward_train(enc, enc_lengths, label, texts)
         if self.ctc_weight > 0:
             loss_ctc, _ = self.ctc(enc, enc_lengths, self.decoder.ctc_targets(label, texts))
         else:  # not computed (a pretrained decoder's vocabulary makes a large CTC head)

@@ -220,6 +220,7 @@ class BaseDecoder(torch.nn.Module, BatchScorerInterface, ABC):
 
     options: Tuple[Option, ...] = ()
     decodes_itself: bool = False
+    reads_ctc: bool = False  # forward_train(..., ctc=the CTC head): its inputs come from the head's posteriors
     ctc_token_offset: int = 0
     sos: int
     eos: int

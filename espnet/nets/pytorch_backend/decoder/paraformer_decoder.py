@@ -9,6 +9,12 @@ posteriors in one pass. Training adds the quantity loss ``|sum(alpha) - N|`` and
 language model sampler (a first pass without gradient; a share of the acoustic embeddings,
 proportional to the tokens that pass got wrong, replaced by the target tokens' embeddings
 for the second, trained pass).
+
+With ``queries="ctc"`` (Paraformer-v2: An, Li, Gao & Zhang, "Paraformer-v2: An improved
+non-autoregressive transformer for noise-robust speech recognition", 2024) the decoder's
+inputs come from the CTC head instead of the CIF predictor: one per token of the CTC
+alignment (the Viterbi alignment of the target in training, the best path in decoding), the
+mean of the CTC posteriors over the token's frames times the token embedding matrix.
 """
 
 from typing import Any, Dict, List, Optional
@@ -16,6 +22,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
+from espnet.nets.pytorch_backend.ctc import forced_alignment, path_token_index, token_reduce
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, Decoded, DecodeOptions, SentencePieceVocabulary
 from espnet.nets.pytorch_backend.decoder.cif import CifPredictor, integrate_and_fire, scale_to_lengths
 from espnet.nets.pytorch_backend.decoder.paraformer_candidates import rescored
@@ -84,6 +91,12 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         live_predictor: With ``detach_encoder``: the quantity loss reaches the encoder through
             the predictor (a second predictor pass on the live encoder output, for that loss
             alone); the cross-entropy still trains the predictor's weights but not the encoder.
+        queries: Where the acoustic embeddings come from: ``"cif"`` (the CIF predictor) or
+            ``"ctc"`` (Paraformer-v2: per token of the CTC alignment, the mean of the CTC
+            head's posteriors ``(V,)`` over its frames times ``embed.weight`` ``(V, D)``; the
+            target's Viterbi alignment in training, the best path in decoding, so the count is
+            the path's; no predictor and no quantity loss; the posteriors are read without
+            gradient, the CTC head trains by its own loss, which needs ``--ctc-weight`` > 0).
 
     Tensor contracts:
         * ``forward_train(memory (B, T, D) float, memory_lengths (B,) int frames, targets
@@ -100,6 +113,8 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
           keys; their rows are not used).
         * ``recognize``: :class:`Decoded` per utterance, the argmax token of each fired
           embedding; equal for an utterance decoded alone or in a padded batch.
+        * ``queries="ctc"``: ``forward_train(..., ctc=CTC head)`` and ``recognize(..., ctc)``
+          read its log-posteriors ``(B, T, V)``; ``loss_quantity`` is not reported.
     """
 
     decoder_name = "paraformer"
@@ -139,13 +154,18 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         Option("live_predictor", False, "With --paraformer-detach-encoder: the quantity loss still trains the "
                "encoder through the CIF predictor (the encoder learns where tokens are), the decoder's cross-entropy "
                "does not.", flag="--paraformer-live-predictor"),
+        Option("queries", "cif", "Where the parallel decoder's inputs come from: 'cif' (the CIF predictor, one "
+               "embedding per fired token) or 'ctc' (Paraformer-v2: per token of the CTC head's alignment, its mean "
+               "posteriors times the token embeddings; the token count is the CTC best path's; needs --ctc-weight > 0)."
+               , choices=("cif", "ctc"), flag="--paraformer-queries"),
     )
 
     def __init__(self, odim: int, attention_dim: int = 768, attention_heads: int = 12, linear_units: int = 3072,
                  num_blocks: int = 6, dropout_rate: float = 0.1, lsm_weight: float = 0.1, threshold: float = 1.0,
                  tail_threshold: float = 0.45, quantity_weight: float = 1.0, sampling_ratio: float = 0.75,
                  cif_kernel: int = 3, detach_predictor: bool = False, ar_dlayers: int = 0, ar_weight: float = 1.0,
-                 detach_encoder: bool = False, live_predictor: bool = False, ignore_id: int = -1) -> None:
+                 detach_encoder: bool = False, live_predictor: bool = False, queries: str = "cif",
+                 ignore_id: int = -1) -> None:
         super().__init__()
         if threshold <= 0:
             raise ValueError(f"--paraformer-threshold must be > 0, got {threshold}")
@@ -156,6 +176,11 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         if live_predictor and not detach_encoder:
             raise ValueError("--paraformer-live-predictor needs --paraformer-detach-encoder (without it every "
                              "Paraformer loss reaches the encoder already)")
+        if queries not in ("cif", "ctc"):
+            raise ValueError(f"--paraformer-queries must be 'cif' or 'ctc', got {queries!r}")
+        if queries == "ctc" and (live_predictor or detach_predictor):
+            raise ValueError("--paraformer-queries ctc has no CIF predictor: --paraformer-live-predictor and "
+                             "--paraformer-detach-predictor do not apply")
         if live_predictor and detach_predictor:
             raise ValueError("--paraformer-live-predictor and --paraformer-detach-predictor contradict each other: "
                              "give one")
@@ -169,8 +194,11 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         self.detach_predictor = detach_predictor
         self.detach_encoder = detach_encoder
         self.live_predictor = live_predictor
-        self.predictor = CifPredictor(attention_dim, cif_kernel, dropout_rate)
-        self.embed = torch.nn.Embedding(odim, attention_dim)  # target embeddings of the glancing sampler
+        self.queries = queries
+        self.reads_ctc = queries == "ctc"
+        self.predictor = CifPredictor(attention_dim, cif_kernel, dropout_rate) if queries == "cif" else None
+        # target embeddings of the glancing sampler; with CTC queries also the matrix the posteriors mix
+        self.embed = torch.nn.Embedding(odim, attention_dim)
         self.decoders = repeat(num_blocks, lambda _: DecoderLayer(attention_dim, attention_heads, linear_units,
                                                                   dropout_rate))
         self.after_norm = LayerNorm(attention_dim)
@@ -191,7 +219,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                    sampling_ratio=options["sampling_ratio"], cif_kernel=options["cif_kernel"],
                    detach_predictor=options["detach_predictor"], ar_dlayers=options["ar_dlayers"],
                    ar_weight=options["ar_weight"], detach_encoder=options["detach_encoder"],
-                   live_predictor=options["live_predictor"])
+                   live_predictor=options["live_predictor"], queries=options["queries"])
 
     # ---- the parallel decoder ------------------------------------------------------------
     def forward(self, embeddings: torch.Tensor, embed_lengths: torch.Tensor, memory: torch.Tensor,
@@ -230,16 +258,36 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             emb, counts = integrate_and_fire(memory, scaled, self.threshold, counts=target_lengths)
         return emb, counts, alpha
 
+    def ctc_queries(self, ctc_logp: torch.Tensor, index: torch.Tensor, count: int) -> torch.Tensor:
+        """Paraformer-v2's acoustic embeddings ``(B, count, D)``: per token, the mean CTC
+        posteriors over its frames (``index`` ``(B, T)``: the token of each frame, ``-1`` for
+        none; :func:`~espnet.nets.pytorch_backend.ctc.forced_alignment` or
+        :func:`~espnet.nets.pytorch_backend.ctc.path_token_index`) of ``ctc_logp`` ``(B, T, V)``
+        times the token embeddings ``(V, D)``."""
+        posteriors = token_reduce(ctc_logp.float().exp(), index, count, "mean")  # (B, count, V)
+        weight = self.embed.weight
+        return torch.matmul(posteriors.to(weight.dtype), weight)
+
     def forward_train(self, memory: torch.Tensor, memory_lengths: torch.Tensor, targets: torch.Tensor,
-                      texts=None) -> Dict[str, Any]:
+                      texts=None, ctc: Optional[torch.nn.Module] = None) -> Dict[str, Any]:
         """Cross-entropy of the second (glancing) pass + weighted quantity loss (see the class
-        docstring for the contract; ``texts`` unused)."""
+        docstring for the contract; ``texts`` unused; ``ctc``: the CTC head, which CTC queries
+        read)."""
         valid = targets != self.ignore_id
         lengths = valid.sum(dim=1)
         live = memory  # what the auxiliary decoder reads
         if self.detach_encoder:
             memory = memory.detach()
-        emb, counts, alpha = self.acoustic_embeddings(memory, memory_lengths, lengths)
+        alpha = None
+        if self.queries == "ctc":
+            if ctc is None:
+                raise ValueError("--paraformer-queries ctc reads the CTC head's posteriors: none was given")
+            with torch.no_grad():
+                ctc_logp = ctc.log_softmax(memory.detach()).float()
+                index = forced_alignment(ctc_logp, memory_lengths, targets.masked_fill(~valid, 0), lengths)
+            emb, counts = self.ctc_queries(ctc_logp, index, targets.size(1)), lengths
+        else:
+            emb, counts, alpha = self.acoustic_embeddings(memory, memory_lengths, lengths)
         length = targets.size(1)
         if emb.size(1) < length:  # every utterance shorter than the padded width (cannot happen from collate)
             emb = torch.nn.functional.pad(emb, (0, 0, 0, length - emb.size(1)))
@@ -252,12 +300,13 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             emb = torch.where(replace.unsqueeze(-1), target_emb, emb)
         logits = self.forward(emb, counts, memory, memory_lengths)
         loss_ce = self.criterion(logits, targets)
-        if self.live_predictor:  # the count trains the encoder; the embeddings above did not
-            alpha = self.predictor(live, memory_lengths)
-        loss_quantity = (alpha.sum(dim=1) - lengths.to(alpha.dtype)).abs().mean()
         acc = th_accuracy(logits.reshape(-1, self.odim), targets, self.ignore_id)
-        out = {"loss_att": loss_ce + self.quantity_weight * loss_quantity, "loss_ce": loss_ce,
-               "loss_quantity": loss_quantity, "acc": acc, "logits": logits, "embed_lengths": counts}
+        out = {"loss_att": loss_ce, "loss_ce": loss_ce, "acc": acc, "logits": logits, "embed_lengths": counts}
+        if alpha is not None:
+            if self.live_predictor:  # the count trains the encoder; the embeddings above did not
+                alpha = self.predictor(live, memory_lengths)
+            out["loss_quantity"] = (alpha.sum(dim=1) - lengths.to(alpha.dtype)).abs().mean()
+            out["loss_att"] = loss_ce + self.quantity_weight * out["loss_quantity"]
         if self.ar_decoder is not None:
             out["loss_ar"] = self.ar_decoder.forward_train(live, memory_lengths, targets)["loss_att"]
             out["loss_att"] = out["loss_att"] + self.ar_weight * out["loss_ar"]
@@ -265,7 +314,18 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
 
     # ---- decoding: one parallel pass ----------------------------------------------------
     def check_options(self, options: DecodeOptions) -> None:
-        """``nar_scorer`` ``ar``/``both`` needs the auxiliary autoregressive decoder."""
+        """``nar_scorer`` ``ar``/``both`` needs the auxiliary autoregressive decoder; CTC
+        queries decode the one pass at the CTC best path (with ``nar_ctc_fusion`` or not)."""
+        if self.queries == "ctc":
+            other = [flag for flag, used in (
+                (f"--nar-candidates {options.candidates}", options.candidates > 1),
+                (f"--nar-count {options.nar_count}", options.nar_count == "both"),
+                (f"--nar-scorer {options.nar_scorer}", options.nar_scorer != "paraformer"),
+                (f"--nar-alternatives {options.nar_alternatives}", options.nar_alternatives > 0),
+                ("--nar-ctc-candidate", options.nar_ctc_candidate)) if used]
+            if other:
+                raise ValueError(f"{other[0]}: this Paraformer (--paraformer-queries ctc) decodes one pass at the CTC "
+                                 "head's best path (only --nar-ctc-fusion applies)")
         if options.nar_scorer != "paraformer" and self.ar_decoder is None:
             raise ValueError(f"--nar-scorer {options.nar_scorer} scores the candidates with the Paraformer's auxiliary "
                              "autoregressive decoder: this model was trained without one (--paraformer-ar-dlayers 0)")
@@ -281,6 +341,8 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         path and the rescoring need; without it, ``cif`` candidates are not rescored: the plain
         pass)."""
         self.check_options(options)
+        if self.queries == "ctc":
+            return self.recognize_ctc_queries(memory, memory_lengths, ctc, options)
         several = options.candidates > 1 or options.nar_alternatives > 0
         asks = options.ctc_path_request()
         if asks or (several and ctc is not None):
@@ -292,6 +354,33 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             return [Decoded([], 0.0) for _ in range(memory.size(0))]
         logp = torch.log_softmax(self.forward(emb, counts, memory, memory_lengths).float(), dim=-1)
         best, ids = logp.max(dim=-1)
+        out = []
+        for i, n in enumerate(counts.tolist()):
+            out.append(Decoded(ids[i, :n].tolist(), float(best[i, :n].sum())))
+        return out
+
+    def recognize_ctc_queries(self, memory: torch.Tensor, memory_lengths: torch.Tensor,
+                              ctc: Optional[torch.nn.Module], options: DecodeOptions) -> List[Decoded]:
+        """CTC queries: one pass over the tokens of the CTC head's best path; each token the
+        argmax of its log-probabilities, plus ``options.nar_ctc_fusion`` x the CTC
+        log-posteriors at the path token's frames (their largest) when asked; ``score``: the
+        sum of the chosen tokens' log-probabilities."""
+        if ctc is None:
+            raise ValueError("--paraformer-queries ctc decodes from the CTC head's best path: this model needs its "
+                             "CTC head")
+        ctc_logp = ctc.log_softmax(memory).float()
+        index = path_token_index(ctc_logp.argmax(dim=-1), memory_lengths)
+        counts = (index.max(dim=1).values + 1).clamp(min=0)
+        k = int(counts.max()) if counts.numel() else 0
+        if k == 0:
+            return [Decoded([], 0.0) for _ in range(memory.size(0))]
+        emb = self.ctc_queries(ctc_logp, index, k)
+        logp = torch.log_softmax(self.forward(emb, counts, memory, memory_lengths).float(), dim=-1)
+        chooser = logp
+        if options.nar_ctc_fusion:
+            chooser = logp + options.nar_ctc_fusion * token_reduce(ctc_logp, index, k, "amax")[..., : self.odim]
+        ids = chooser.argmax(dim=-1)
+        best = logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
         out = []
         for i, n in enumerate(counts.tolist()):
             out.append(Decoded(ids[i, :n].tolist(), float(best[i, :n].sum())))

@@ -1,0 +1,192 @@
+"""The Paraformer with CTC queries (``--paraformer-queries ctc``, Paraformer-v2): the Viterbi
+alignment against enumerating every path, the per-token mean of the posteriors, one query per
+target token in training, decoding one pass at the CTC best path (batch equal to one at a
+time, with and without the CTC fusion), a tiny model that learns a few toy utterances and
+decodes them through ``eval.py``, and the refusals."""
+
+import itertools
+
+import pytest
+import torch
+
+from bad_corpus import AUDIO_MODEL, BadCorpus, train_args
+from espnet.asr.recognizer import DecodeOptions, recognize, recognize_batch
+from espnet.nets.pytorch_backend.ctc import CTC, best_paths, forced_alignment, path_token_index, token_reduce
+from espnet.nets.pytorch_backend.decoder.paraformer_decoder import ParaformerDecoder
+from espnet.nets.pytorch_backend.e2e_asr_conformer import E2E
+from espnet.training import train_cli
+from flag_config import model_config
+from tiny_paraformer import overfit_paraformer, run_eval
+
+NUM_UTTS = 4
+
+
+def best_alignment_by_enumeration(logp, labels):
+    """The best frame labelling of ``logp`` ``(T, V)`` (blank 0) that collapses to ``labels``,
+    as the target position per frame (-1 blank), by trying every labelling; ``None`` if none."""
+    frames, n = logp.size(0), len(labels)
+    best = None
+    for positions in itertools.product(range(-1, n), repeat=frames):
+        emitted = [p for i, p in enumerate(positions) if p >= 0 and (i == 0 or positions[i - 1] != p)]
+        if emitted != list(range(n)):
+            continue
+        merged = any(positions[i] >= 1 and positions[i - 1] == positions[i] - 1
+                     and labels[positions[i]] == labels[positions[i] - 1] for i in range(1, frames))
+        if merged:  # two equal labels in a row without a blank collapse into one
+            continue
+        score = sum(float(logp[i, 0] if p < 0 else logp[i, labels[p]]) for i, p in enumerate(positions))
+        if best is None or score > best[0]:
+            best = (score, list(positions))
+    return None if best is None else best[1]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_forced_alignment_equals_enumerating_every_path(seed):
+    gen = torch.Generator().manual_seed(seed)
+    logp = torch.randn(5, 6, 4, generator=gen).log_softmax(-1)
+    labels = [[1, 2], [3, 3], [1, 2, 3], [2], [2, 2, 1]]
+    lengths = torch.tensor([6, 5, 6, 4, 6])
+    targets = torch.tensor([label + [-1] * (3 - len(label)) for label in labels])
+    index = forced_alignment(logp, lengths, targets.clamp(min=0), torch.tensor([len(x) for x in labels]))
+    assert index.shape == (5, 6)
+    for i, label in enumerate(labels):
+        n = int(lengths[i])
+        assert index[i, :n].tolist() == best_alignment_by_enumeration(logp[i, :n], label)
+        assert index[i, n:].tolist() == [-1] * (6 - n)
+
+
+def test_forced_alignment_splits_frames_evenly_when_no_path_fits():
+    logp = torch.zeros(2, 4, 3).log_softmax(-1)
+    # 3 frames cannot emit 1 1 1 (two blanks needed between the repeats); 4 frames for 2 tokens can
+    index = forced_alignment(logp, torch.tensor([3, 4]), torch.tensor([[1, 1, 1], [1, 2, 0]]), torch.tensor([3, 2]))
+    assert index[0].tolist() == [0, 1, 2, -1]
+    assert sorted(set(index[1].tolist()) - {-1}) == [0, 1]
+
+
+def test_token_reduce_equals_a_loop():
+    gen = torch.Generator().manual_seed(4)
+    values = torch.randn(2, 7, 3, generator=gen)
+    index = torch.tensor([[0, 0, -1, 1, 1, 1, -1], [-1, 0, 2, 2, -1, -1, -1]])
+    mean, amax = token_reduce(values, index, 3, "mean"), token_reduce(values, index, 3, "amax")
+    for b in range(2):
+        for k in range(3):
+            frames = values[b, index[b] == k]
+            if len(frames):
+                torch.testing.assert_close(mean[b, k], frames.mean(0))
+                torch.testing.assert_close(amax[b, k], frames.max(0).values)
+            else:  # token 1 of the second utterance has no frame
+                assert mean[b, k].tolist() == [0.0] * 3 and amax[b, k].tolist() == [float("-inf")] * 3
+
+
+def test_training_gives_one_query_per_target_token_from_the_alignment():
+    torch.manual_seed(0)
+    decoder = ParaformerDecoder(odim=9, attention_dim=8, attention_heads=2, linear_units=16, num_blocks=1,
+                                queries="ctc", sampling_ratio=0.0)
+    assert decoder.predictor is None and decoder.reads_ctc
+    ctc = CTC(9, 8, dropout_rate=0.0)
+    gen = torch.Generator().manual_seed(5)
+    memory = torch.randn(3, 12, 8, generator=gen)
+    memory_lengths = torch.tensor([12, 7, 10])
+    targets = torch.tensor([[1, 2, 2, 3], [4, 5, -1, -1], [6, -1, -1, -1]])
+    seen = {}
+    forward = decoder.forward
+
+    def spy(embeddings, embed_lengths, *rest):
+        seen["embeddings"], seen["lengths"] = embeddings, embed_lengths
+        return forward(embeddings, embed_lengths, *rest)
+
+    decoder.forward = spy
+    out = decoder.forward_train(memory, memory_lengths, targets, ctc=ctc)
+    assert out["embed_lengths"].tolist() == [4, 2, 1] and seen["lengths"].tolist() == [4, 2, 1]
+    assert out["logits"].shape == (3, 4, 9) and "loss_quantity" not in out
+    logp = ctc.log_softmax(memory).detach()
+    for b in range(3):
+        n = int(memory_lengths[b])
+        label = targets[b][targets[b] >= 0].tolist()
+        path = best_alignment_by_enumeration(logp[b, :n], label) if n <= 7 else None
+        index = forced_alignment(logp[b : b + 1, :n], memory_lengths[b : b + 1], torch.tensor([label]),
+                                 torch.tensor([len(label)]))[0]
+        if path is not None:
+            assert index.tolist() == path
+        for k in range(len(label)):
+            expected = logp[b, :n][index == k].exp().mean(0) @ decoder.embed.weight
+            torch.testing.assert_close(seen["embeddings"][b, k], expected, rtol=1e-5, atol=1e-5)
+    assert torch.autograd.grad(out["loss_att"], decoder.embed.weight)[0].abs().sum() > 0
+    with pytest.raises(ValueError, match="reads the CTC head's posteriors: none was given"):
+        decoder.forward_train(memory, memory_lengths, targets)
+
+
+def small_model(ctc_weight=0.3):
+    config = model_config(odim=20, audio_encoder="resnet1d", resnet_width=4, decoder="paraformer", adim=16, aheads=2,
+                          eunits=32, elayers=1, dunits=32, dlayers=1, ctc_weight=ctc_weight, paraformer_queries="ctc")
+    torch.manual_seed(0)
+    return E2E(config).eval()
+
+
+@pytest.mark.parametrize("fusion", [0.0, 1.0])
+def test_decoding_one_pass_at_the_ctc_best_path_batch_equals_one_at_a_time(fusion):
+    from espnet.asr.recognizer import encode_utterances
+
+    model = small_model()
+    gen = torch.Generator().manual_seed(1)
+    items = [{"audio": torch.randn(n * 640, 1, generator=gen)} for n in (31, 17, 31, 9, 24)]
+    options = DecodeOptions(nar_ctc_fusion=fusion, nar_count="ctc")
+    batched = recognize_batch(model, items, options)
+    for item, hyp in zip(items, batched):
+        alone = recognize(model, item, options)
+        assert alone.token_ids == hyp.token_ids
+        assert alone.score == pytest.approx(hyp.score, rel=1e-5, abs=1e-5)
+        memory, lengths = encode_utterances(model, [item])
+        logp = model.ctc.log_softmax(memory)
+        (path, _), = best_paths(logp, lengths)
+        assert len(hyp.token_ids) == len(path) > 0  # one token per token of the CTC best path
+        index = path_token_index(logp.argmax(-1), lengths)
+        with torch.no_grad():
+            own = torch.log_softmax(model.decoder(model.decoder.ctc_queries(logp, index, len(path)),
+                                                  torch.tensor([len(path)]), memory, lengths), -1)[0]
+        chooser = own + fusion * token_reduce(logp, index, len(path), "amax")[0]
+        assert hyp.token_ids == chooser.argmax(-1).tolist()
+        assert hyp.score == pytest.approx(float(own.gather(-1, chooser.argmax(-1, keepdim=True)).sum()), abs=1e-4)
+
+
+def test_decoding_options_that_need_cif_counts_are_refused():
+    model = small_model()
+    items = [{"audio": torch.randn(9 * 640, 1)}]
+    for options, flag in ((DecodeOptions(candidates=5), "--nar-candidates 5"),
+                          (DecodeOptions(nar_count="both"), "--nar-count both"),
+                          (DecodeOptions(candidates=3, nar_alternatives=2), "--nar-candidates 3")):
+        with pytest.raises(ValueError, match=f"^{flag}: this Paraformer \\(--paraformer-queries ctc\\) decodes one "
+                                             "pass at the CTC head's best path"):
+            recognize_batch(model, items, options)
+
+
+def test_model_options_that_contradict_ctc_queries_are_refused():
+    with pytest.raises(ValueError, match=r"^--decoder paraformer reads the CTC head's posteriors .*--ctc-weight > 0 "
+                                         r"\(got 0\)"):
+        small_model(ctc_weight=0.0)
+    with pytest.raises(ValueError, match="^--paraformer-queries ctc has no CIF predictor"):
+        ParaformerDecoder(10, 8, 2, 16, 1, queries="ctc", live_predictor=True, detach_encoder=True)
+
+
+def test_train_refuses_an_unknown_query_kind(capsys, toy_corpus, tmp_path):
+    corpus = BadCorpus(toy_corpus, str(tmp_path / "root"))
+    with pytest.raises(SystemExit) as exit_info:  # argparse's refusal of a value outside the choices
+        train_cli.main(train_args(corpus, str(tmp_path / "exp"), "train.csv", "--decoder", "paraformer",
+                                  "--paraformer-queries", "fire", model=AUDIO_MODEL))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == ("train.py: error: argument --paraformer-queries: invalid choice: 'fire' "
+                                            "(choose from 'cif', 'ctc')")
+
+
+def test_tiny_model_learns_and_eval_decodes_its_training_utterances(toy_corpus, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ctc_queries")
+    checkpoint, path, transcripts, losses = overfit_paraformer(toy_corpus, tmp, NUM_UTTS, paraformer_queries="ctc")
+    assert losses[-1]["loss_ce"] < 0.1 * losses[0]["loss_ce"], (losses[0], losses[-1])
+    code, result = run_eval(toy_corpus["root"], path, checkpoint, str(tmp / "decoded.json"))
+    assert code == 0
+    hyps = [u["hypothesis"] for u in result["utterances"]]
+    assert sum(h == t for h, t in zip(hyps, transcripts)) >= NUM_UTTS - 1, (hyps, transcripts)
+    fused_code, fused = run_eval(toy_corpus["root"], path, checkpoint, str(tmp / "fused.json"), "--nar-ctc-fusion",
+                                 "1", "--nar-count", "ctc")
+    assert fused_code == 0 and fused["wer"] <= 0.1
