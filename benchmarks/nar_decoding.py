@@ -301,7 +301,8 @@ def main() -> int:
                         "quantity loss still trains the encoder; its own run folder).")
     p.add_argument("--paraformer-queries", default="cif", choices=["cif", "ctc"],
                    help="The Paraformer's decoder inputs: 'cif' (its CIF predictor) or 'ctc' (Paraformer-v2: the CTC "
-                        "head's posteriors per token of its alignment; one pass at its best path). (Default: cif)")
+                        "head's posteriors per token of its alignment; decoded at its best path, and with "
+                        "--nar-candidates N at N paths with 0..N-1 nats off the blank, rescored). (Default: cif)")
     p.add_argument("--paraformer-encoder", default="own", choices=["own", "ar", "ar-frozen"],
                    help="own: the Paraformers are trained as the autoregressive models are; ar: each starts from "
                         "the encoder of the autoregressive model of its modality, which is compared with one "
@@ -436,11 +437,16 @@ def main() -> int:
     methods = [Method(beam_label, "transformer", options()),
                Method("CTC greedy (same model)", "transformer", options(mode="ctc-greedy"))]
     para = "Paraformer" + paraformer_variant(args)[1]
-    if args.paraformer_queries == "ctc":  # one pass at the CTC head's best path, fused or not
+    if args.paraformer_queries == "ctc":  # the CTC head's best path (and blank-penalised ones), fused or not
         nar_counts = []
-        for fusion in sorted({0.0, args.nar_ctc_fusion}):
-            methods.append(Method(paraformer_label(para, "ctc", 1, fusion=fusion), "paraformer",
-                                  options(nar_count="ctc", nar_ctc_fusion=fusion)))
+        for candidates in sorted({1, args.nar_candidates}):
+            for fusion in sorted({0.0, args.nar_ctc_fusion}):
+                label = (f"{para}, one pass at the CTC head's best path" if candidates == 1 else
+                         f"{para}, {candidates} blank-penalised CTC paths rescored with CTC")
+                if fusion:
+                    label += f" (tokens fused with the CTC head's, weight {fusion:g})"
+                methods.append(Method(label, "paraformer",
+                                      options(candidates=candidates, nar_count="ctc", nar_ctc_fusion=fusion)))
     for count in nar_counts:
         for candidates in sorted({1, args.nar_candidates}):
             several = candidates > 1 or count == "both"  # the scorer picks among several hypotheses

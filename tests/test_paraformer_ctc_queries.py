@@ -152,12 +152,66 @@ def test_decoding_one_pass_at_the_ctc_best_path_batch_equals_one_at_a_time(fusio
 def test_decoding_options_that_need_cif_counts_are_refused():
     model = small_model()
     items = [{"audio": torch.randn(9 * 640, 1)}]
-    for options, flag in ((DecodeOptions(candidates=5), "--nar-candidates 5"),
-                          (DecodeOptions(nar_count="both"), "--nar-count both"),
-                          (DecodeOptions(candidates=3, nar_alternatives=2), "--nar-candidates 3")):
-        with pytest.raises(ValueError, match=f"^{flag}: this Paraformer \\(--paraformer-queries ctc\\) decodes one "
-                                             "pass at the CTC head's best path"):
+    for options, flag in ((DecodeOptions(nar_count="both"), "--nar-count both"),
+                          (DecodeOptions(candidates=3, nar_alternatives=2), "--nar-alternatives 2"),
+                          (DecodeOptions(candidates=3, nar_ctc_candidate=True), "--nar-ctc-candidate")):
+        with pytest.raises(ValueError, match=f"^{flag}: this Paraformer \\(--paraformer-queries ctc\\) decodes the CTC "
+                                             "head's best path"):
             recognize_batch(model, items, options)
+
+
+@pytest.mark.parametrize("fusion", [0.0, 1.0])
+def test_blank_penalty_candidates_pick_the_best_joint_score(fusion):
+    """``--nar-candidates 3``: the best path with 0, 1 and 2 nats off the blank, each decoded
+    alone here, scored ``(1 - w) * decoder + w * CTC + penalty * n``; the batch picks the same
+    hypothesis with that score; one candidate is the plain pass (the CTC head a stand-in whose
+    blank wins most frames by less than 2 nats)."""
+    import types
+
+    from espnet.nets.pytorch_backend.ctc import sequence_log_likelihood
+    from espnet.nets.pytorch_backend.decoder.paraformer_candidates import blank_penalty_candidates
+
+    torch.manual_seed(0)
+    decoder = ParaformerDecoder(odim=9, attention_dim=8, attention_heads=2, linear_units=16, num_blocks=1,
+                                queries="ctc").eval()
+    gen = torch.Generator().manual_seed(6)
+    memory = torch.randn(4, 14, 8, generator=gen)
+    lengths = torch.tensor([14, 9, 12, 6])
+    logits = torch.randn(4, 14, 9, generator=gen)
+    logits[..., 0] += 1.5
+    logp = torch.log_softmax(logits, dim=-1)
+    ctc = types.SimpleNamespace(log_softmax=lambda m: logp)
+    options = DecodeOptions(candidates=3, nar_count="ctc", nar_ctc_fusion=fusion, ctc_weight=0.4, penalty=3.0)
+    batched = blank_penalty_candidates(decoder, memory, lengths, ctc, options)
+    plain = blank_penalty_candidates(decoder, memory, lengths, ctc, DecodeOptions(nar_ctc_fusion=fusion,
+                                                                                  nar_count="ctc"))
+    winners = set()
+    for i in range(4):
+        n_frames = int(lengths[i])
+        one_logp, one_memory, one_length = logp[i : i + 1, :n_frames], memory[i : i + 1, :n_frames], lengths[i : i + 1]
+        scored = []
+        for shift in range(3):
+            shifted = one_logp.clone()
+            shifted[..., 0] -= shift
+            index = path_token_index(shifted.argmax(-1), one_length)
+            n = int(index.max()) + 1
+            with torch.no_grad():
+                own = torch.log_softmax(decoder(decoder.ctc_queries(one_logp, index, n), torch.tensor([n]),
+                                                one_memory, one_length), -1)[0]
+            ids = (own + fusion * token_reduce(one_logp, index, n, "amax")[0]).argmax(-1)
+            decoder_score = float(own.gather(-1, ids[:, None]).sum())
+            if shift == 0:
+                assert plain[i].token_ids == ids.tolist()
+                assert plain[i].score == pytest.approx(decoder_score, abs=1e-4)
+            labels = [t for t in ids.tolist() if t not in (0, decoder.eos)]
+            ctc_score = float(sequence_log_likelihood(one_logp, one_length, [labels])[0])
+            scored.append((0.6 * decoder_score + 0.4 * ctc_score + 3.0 * n, ids.tolist(), n))
+        best = max(range(3), key=lambda j: (scored[j][0], -j))
+        assert batched[i].token_ids == scored[best][1]
+        assert batched[i].score == pytest.approx(scored[best][0], abs=1e-3)
+        assert scored[0][2] < scored[2][2]  # the penalty adds tokens
+        winners.add(best)
+    assert winners != {0}  # a penalised path won somewhere
 
 
 def test_model_options_that_contradict_ctc_queries_are_refused():

@@ -142,8 +142,9 @@ def add_paraformer_decoding_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nar-candidates", type=int, default=1,
                         help="Paraformer: decode this many hypotheses, one parallel pass each for the token counts "
                              "nearest the predicted one (n, n-1, n+1, ...), and keep the best by --ctc-weight x the "
-                             "CTC head's log-likelihood + (1 - --ctc-weight) x the decoder's + --penalty per token; "
-                             "1 = the single pass. (Default: 1)")
+                             "CTC head's log-likelihood + (1 - --ctc-weight) x the decoder's + --penalty per token "
+                             "(a Paraformer with --paraformer-queries ctc: one pass each at the CTC head's best path "
+                             "with 0, 1, ..., N-1 nats taken off the blank); 1 = the single pass. (Default: 1)")
     parser.add_argument("--penalty", type=float, default=0.0,
                         help="Length bonus per token, added to every hypothesis's score: the joint beam search's, "
                              "and a Paraformer's --nar-candidates'. (Default: 0)")

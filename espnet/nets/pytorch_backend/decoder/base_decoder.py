@@ -45,6 +45,8 @@ class DecodeOptions:
             nearest the predicted one (``n, n-1, n+1, n-2, ...``), of which the one with the
             best joint score (``ctc_weight`` x the CTC head's log-likelihood + ``1 -
             ctc_weight`` x the decoder's) is kept; 1 = the single pass (no CTC head needed).
+            With CTC queries (``--paraformer-queries ctc``) the passes are at the CTC head's
+            best path with ``0 .. candidates-1`` nats taken off the blank instead.
         nar_count: Paraformer: the predicted count ``n`` the candidates are taken around:
             ``cif``, the tokens its CIF predictor fires (the plain pass); ``ctc``, the tokens
             of its CTC head's best path (the CIF weights rescaled to that count, as in

@@ -7,13 +7,18 @@ Paraformer decodes one pass per count near the predicted ones (the CIF weights r
 each count, all in one batch), and the hypotheses are rescored jointly with its CTC head
 and, optionally, its auxiliary autoregressive decoder (:func:`rescored`). Rows of candidates
 are candidate-major: the ``s``-th of utterance ``i`` at ``s * B + i``.
+
+A Paraformer with CTC queries (Paraformer-v2) takes its counts and queries from the CTC
+head's best path instead, and its candidates from that path with the blank class penalised
+(:func:`blank_penalty_candidates`).
 """
 
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import torch
 
-from espnet.nets.pytorch_backend.ctc import best_paths, path_token_posteriors, sequence_log_likelihood
+from espnet.nets.pytorch_backend.ctc import (best_paths, path_token_index, path_token_posteriors,
+                                             sequence_log_likelihood, token_reduce)
 from espnet.nets.pytorch_backend.decoder.base_decoder import Decoded, DecodeOptions
 from espnet.nets.pytorch_backend.decoder.cif import fired_counts, integrate_and_fire, scale_to_lengths
 from espnet.nets.pytorch_backend.decoder.transformer_decoder import TransformerDecoder
@@ -251,3 +256,60 @@ def with_alternatives(hyps: List[List[int]], decoder_score: torch.Tensor, counts
         ok.append(torch.tensor(row_ok, device=usable.device) & usable)
     n = alternatives + 1
     return out_hyps, torch.cat(scores), counts.repeat(n), torch.cat(ok)
+
+
+def blank_penalty_candidates(decoder: "ParaformerDecoder", memory: torch.Tensor, memory_lengths: torch.Tensor,
+                             ctc: torch.nn.Module, options: DecodeOptions) -> List[Decoded]:
+    """Decoding of a Paraformer with CTC queries (``decoder.queries == "ctc"``): per utterance
+    of ``memory`` ``(B, T, D)``, ``S = options.candidates`` segmentations of its frames into
+    tokens, the CTC head's best path with ``s`` nats taken off the blank's log-posterior
+    (``s = 0 .. S-1``; more tokens as ``s`` grows), each decoded in one pass over its queries
+    (:meth:`ParaformerDecoder.ctc_queries`; all ``S * B`` rows in one batch sharing the
+    memory). Each position's token is the argmax of the decoder's log-probabilities, plus
+    ``options.nar_ctc_fusion`` x the CTC log-posteriors at its frames (their largest) when
+    asked; the decoder score is the sum of the chosen tokens' log-probabilities. With one
+    candidate that is the result; with several each gets ``(1 - w) * decoder + w * CTC +
+    penalty * n`` (``w = options.ctc_weight``; CTC: :func:`sequence_log_likelihood` of its
+    tokens but ``<blank>`` and ``<eos>``; ``penalty = options.penalty``; ``n`` its tokens) and
+    the best, the earlier on a tie, is kept, with that score."""
+    b = memory.size(0)
+    ctc_logp = ctc.log_softmax(memory).float()  # (B, T, V)
+    rows, counts = [], []
+    for shift in range(options.candidates):
+        shifted = ctc_logp.clone()
+        shifted[..., 0] -= shift  # the blank class
+        index = path_token_index(shifted.argmax(dim=-1), memory_lengths)  # (B, T)
+        rows.append(index)
+        counts.append((index.max(dim=1).values + 1).clamp(min=0))
+    index, counts = torch.cat(rows), torch.cat(counts)  # (S*B, T), (S*B,)
+    k = int(counts.max()) if counts.numel() else 0
+    if k == 0:
+        return [Decoded([], 0.0) for _ in range(b)]
+    logp_rows = ctc_logp.repeat(options.candidates, 1, 1)
+    emb = decoder.ctc_queries(logp_rows, index, k)
+    logp = torch.log_softmax(decoder.forward(emb, counts, memory, memory_lengths).float(), dim=-1)  # (S*B, K, V)
+    chooser = logp
+    if options.nar_ctc_fusion:
+        offset = decoder.ctc_token_offset
+        term = token_reduce(logp_rows, index, k, "amax")[..., offset : offset + decoder.odim]
+        chooser = logp + options.nar_ctc_fusion * term
+    ids = chooser.argmax(dim=-1)
+    valid = make_non_pad_mask(counts, k).to(logp.device)
+    decoder_score = (logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1) * valid).sum(dim=1)
+    hyps = [ids[i, :n].tolist() for i, n in enumerate(counts.tolist())]
+    if options.candidates == 1:
+        return [Decoded(hyps[i], float(decoder_score[i])) for i in range(b)]
+    offset = decoder.ctc_token_offset
+    labels = [[t + offset for t in h if t not in (0, decoder.eos)] for h in hyps]
+    ctc_score = sequence_log_likelihood(ctc_logp, memory_lengths, labels)
+    w = options.ctc_weight
+    joint = ((1.0 - w) * decoder_score.to(ctc_score.device) + w * ctc_score
+             + options.penalty * counts.to(ctc_score.device, ctc_score.dtype)).view(options.candidates, b)
+    chosen = joint.argmax(dim=0).tolist()  # the first maximum: the earlier candidate on a tie
+    out = []
+    for i, j in enumerate(chosen):
+        if joint[j, i] == float("-inf"):  # no candidate the CTC head can emit: the best path's, its decoder score
+            out.append(Decoded(hyps[i], float(decoder_score[i])))
+        else:
+            out.append(Decoded(hyps[j * b + i], float(joint[j, i])))
+    return out

@@ -22,10 +22,10 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from espnet.nets.pytorch_backend.component_options import Option
-from espnet.nets.pytorch_backend.ctc import forced_alignment, path_token_index, token_reduce
+from espnet.nets.pytorch_backend.ctc import forced_alignment, token_reduce
 from espnet.nets.pytorch_backend.decoder.base_decoder import BaseDecoder, Decoded, DecodeOptions, SentencePieceVocabulary
 from espnet.nets.pytorch_backend.decoder.cif import CifPredictor, integrate_and_fire, scale_to_lengths
-from espnet.nets.pytorch_backend.decoder.paraformer_candidates import rescored
+from espnet.nets.pytorch_backend.decoder.paraformer_candidates import blank_penalty_candidates, rescored
 from espnet.nets.pytorch_backend.decoder.transformer_decoder import DecoderLayer, TransformerDecoder, source_mask
 from espnet.nets.pytorch_backend.nets_utils import make_non_pad_mask, th_accuracy
 from espnet.nets.pytorch_backend.transformer.embedding import _sinusoid
@@ -315,17 +315,19 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
     # ---- decoding: one parallel pass ----------------------------------------------------
     def check_options(self, options: DecodeOptions) -> None:
         """``nar_scorer`` ``ar``/``both`` needs the auxiliary autoregressive decoder; CTC
-        queries decode the one pass at the CTC best path (with ``nar_ctc_fusion`` or not)."""
+        queries decode the CTC best path and its blank-penalised variants
+        (:func:`.paraformer_candidates.blank_penalty_candidates`: ``candidates`` and
+        ``nar_ctc_fusion`` apply, the other candidate options not)."""
         if self.queries == "ctc":
             other = [flag for flag, used in (
-                (f"--nar-candidates {options.candidates}", options.candidates > 1),
                 (f"--nar-count {options.nar_count}", options.nar_count == "both"),
                 (f"--nar-scorer {options.nar_scorer}", options.nar_scorer != "paraformer"),
                 (f"--nar-alternatives {options.nar_alternatives}", options.nar_alternatives > 0),
                 ("--nar-ctc-candidate", options.nar_ctc_candidate)) if used]
             if other:
-                raise ValueError(f"{other[0]}: this Paraformer (--paraformer-queries ctc) decodes one pass at the CTC "
-                                 "head's best path (only --nar-ctc-fusion applies)")
+                raise ValueError(f"{other[0]}: this Paraformer (--paraformer-queries ctc) decodes the CTC head's best "
+                                 "path (only --nar-candidates, its blank-penalised variants, and --nar-ctc-fusion "
+                                 "apply)")
         if options.nar_scorer != "paraformer" and self.ar_decoder is None:
             raise ValueError(f"--nar-scorer {options.nar_scorer} scores the candidates with the Paraformer's auxiliary "
                              "autoregressive decoder: this model was trained without one (--paraformer-ar-dlayers 0)")
@@ -342,7 +344,10 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
         pass)."""
         self.check_options(options)
         if self.queries == "ctc":
-            return self.recognize_ctc_queries(memory, memory_lengths, ctc, options)
+            if ctc is None:
+                raise ValueError("--paraformer-queries ctc decodes from the CTC head's best path: this model needs its "
+                                 "CTC head")
+            return blank_penalty_candidates(self, memory, memory_lengths, ctc, options)
         several = options.candidates > 1 or options.nar_alternatives > 0
         asks = options.ctc_path_request()
         if asks or (several and ctc is not None):
@@ -354,33 +359,6 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             return [Decoded([], 0.0) for _ in range(memory.size(0))]
         logp = torch.log_softmax(self.forward(emb, counts, memory, memory_lengths).float(), dim=-1)
         best, ids = logp.max(dim=-1)
-        out = []
-        for i, n in enumerate(counts.tolist()):
-            out.append(Decoded(ids[i, :n].tolist(), float(best[i, :n].sum())))
-        return out
-
-    def recognize_ctc_queries(self, memory: torch.Tensor, memory_lengths: torch.Tensor,
-                              ctc: Optional[torch.nn.Module], options: DecodeOptions) -> List[Decoded]:
-        """CTC queries: one pass over the tokens of the CTC head's best path; each token the
-        argmax of its log-probabilities, plus ``options.nar_ctc_fusion`` x the CTC
-        log-posteriors at the path token's frames (their largest) when asked; ``score``: the
-        sum of the chosen tokens' log-probabilities."""
-        if ctc is None:
-            raise ValueError("--paraformer-queries ctc decodes from the CTC head's best path: this model needs its "
-                             "CTC head")
-        ctc_logp = ctc.log_softmax(memory).float()
-        index = path_token_index(ctc_logp.argmax(dim=-1), memory_lengths)
-        counts = (index.max(dim=1).values + 1).clamp(min=0)
-        k = int(counts.max()) if counts.numel() else 0
-        if k == 0:
-            return [Decoded([], 0.0) for _ in range(memory.size(0))]
-        emb = self.ctc_queries(ctc_logp, index, k)
-        logp = torch.log_softmax(self.forward(emb, counts, memory, memory_lengths).float(), dim=-1)
-        chooser = logp
-        if options.nar_ctc_fusion:
-            chooser = logp + options.nar_ctc_fusion * token_reduce(ctc_logp, index, k, "amax")[..., : self.odim]
-        ids = chooser.argmax(dim=-1)
-        best = logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
         out = []
         for i, n in enumerate(counts.tolist()):
             out.append(Decoded(ids[i, :n].tolist(), float(best[i, :n].sum())))
