@@ -156,8 +156,8 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                "does not.", flag="--paraformer-live-predictor"),
         Option("queries", "cif", "Where the parallel decoder's inputs come from: 'cif' (the CIF predictor, one "
                "embedding per fired token) or 'ctc' (Paraformer-v2: per token of the CTC head's alignment, its mean "
-               "posteriors times the token embeddings; the token count is the CTC best path's; needs --ctc-weight > 0)."
-               , choices=("cif", "ctc"), flag="--paraformer-queries"),
+               "posteriors times the token embeddings; the token count is the CTC best path's; needs --ctc-weight > "
+               "0).", choices=("cif", "ctc"), flag="--paraformer-queries"),
     )
 
     def __init__(self, odim: int, attention_dim: int = 768, attention_heads: int = 12, linear_units: int = 3072,
