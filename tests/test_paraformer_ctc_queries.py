@@ -244,3 +244,11 @@ def test_tiny_model_learns_and_eval_decodes_its_training_utterances(toy_corpus, 
     fused_code, fused = run_eval(toy_corpus["root"], path, checkpoint, str(tmp / "fused.json"), "--nar-ctc-fusion",
                                  "1", "--nar-count", "ctc")
     assert fused_code == 0 and fused["wer"] <= 0.1
+    # exported and loaded again, the recognizer transcribes the clips as eval.py decoded them
+    from datamodule.data_module import build_dataset
+    from espnet.asr.pretrained import Recognizer
+
+    again = Recognizer.from_pretrained(Recognizer.from_pretrained(checkpoint).save_pretrained(str(tmp / "exported")))
+    assert again.model.decoder.queries == "ctc" and again.model.decoder.predictor is None
+    dataset = build_dataset(toy_corpus["root"], path, "test", "audio")
+    assert again.transcribe_batch([dataset.media_path(i) for i in range(NUM_UTTS)]) == hyps
