@@ -143,18 +143,34 @@ def rescored(decoder: "ParaformerDecoder", memory: torch.Tensor, memory_lengths:
     if passes > m:  # the CTC path last: its tokens' log-probabilities in its own pass
         hyps, decoder_score, all_counts, usable = with_ctc_path(
             hyps, decoder_score, all_counts, usable, ctc_hyps, logp[m * b:])
-    m = len(hyps) // b
-    offset = decoder.ctc_token_offset
-    labels = [[t + offset for t in h if t not in (0, decoder.eos)] for h in hyps]
-    ctc_score = sequence_log_likelihood(ctc_logp, memory_lengths, labels)
-    w = options.ctc_weight
+    ctc_score = hypothesis_ctc_scores(decoder, ctc_logp, memory_lengths, hyps)
     bonus = options.penalty * all_counts.to(ctc_score.device, ctc_score.dtype)
     if options.nar_scorer != "paraformer":
         decoder_score, usable = ar_scored(decoder.ar_decoder, memory, memory_lengths, hyps,
                                           decoder_score.to(ctc_score.device), usable.to(ctc_score.device),
-                                          w * ctc_score + bonus, options)
+                                          options.ctc_weight * ctc_score + bonus, options)
+    return best_by_joint_score(hyps, decoder_score, ctc_score, bonus, usable, options.ctc_weight, b)
+
+
+def hypothesis_ctc_scores(decoder: "ParaformerDecoder", ctc_logp: torch.Tensor, memory_lengths: torch.Tensor,
+                          hyps: List[List[int]]) -> torch.Tensor:
+    """The CTC term of the joint score of ``R`` hypotheses (decoder ids; the ``s``-th of
+    utterance ``i`` at ``s * B + i``): ``(R,)`` :func:`sequence_log_likelihood` of their tokens
+    as CTC classes, ``<blank>`` and ``<eos>`` (which carry no text) left out."""
+    offset = decoder.ctc_token_offset
+    labels = [[t + offset for t in h if t not in (0, decoder.eos)] for h in hyps]
+    return sequence_log_likelihood(ctc_logp, memory_lengths, labels)
+
+
+def best_by_joint_score(hyps: List[List[int]], decoder_score: torch.Tensor, ctc_score: torch.Tensor,
+                        bonus: torch.Tensor, usable: torch.Tensor, w: float, b: int) -> List[Decoded]:
+    """Per utterance of ``b``, the hypothesis (of ``R = M * b``, candidate-major) with the best
+    joint score ``(1 - w) * decoder_score + w * ctc_score + bonus`` (each ``(R,)``; ``bonus``:
+    the length bonus) among its ``usable`` ones, the earlier on a tie, as :class:`Decoded` with
+    that score; an utterance none of whose hypotheses is usable or finite keeps its first with
+    its decoder score."""
     joint = (1.0 - w) * decoder_score.to(ctc_score.device) + w * ctc_score + bonus
-    joint = joint.masked_fill(~usable.to(joint.device), float("-inf")).view(m, b)
+    joint = joint.masked_fill(~usable.to(joint.device), float("-inf")).view(len(hyps) // b, b)
     chosen = joint.argmax(dim=0).tolist()  # the first maximum: the earlier candidate on a tie
     out = []
     for i, j in enumerate(chosen):
@@ -274,23 +290,22 @@ def blank_penalty_candidates(decoder: "ParaformerDecoder", memory: torch.Tensor,
     the best, the earlier on a tie, is kept, with that score."""
     b = memory.size(0)
     ctc_logp = ctc.log_softmax(memory).float()  # (B, T, V)
-    rows, counts = [], []
-    for shift in range(options.candidates):
-        shifted = ctc_logp.clone()
-        shifted[..., 0] -= shift  # the blank class
-        index = path_token_index(shifted.argmax(dim=-1), memory_lengths)  # (B, T)
-        rows.append(index)
-        counts.append((index.max(dim=1).values + 1).clamp(min=0))
-    index, counts = torch.cat(rows), torch.cat(counts)  # (S*B, T), (S*B,)
+    best_other, other = ctc_logp[..., 1:].max(dim=-1)  # the best non-blank class of each frame
+    rows = []
+    for shift in range(options.candidates):  # the blank (class 0) still wins a tie, as argmax picks the first
+        classes = torch.where(ctc_logp[..., 0] - shift >= best_other, 0, other + 1)
+        rows.append(path_token_index(classes, memory_lengths))  # (B, T)
+    index = torch.cat(rows)  # (S*B, T)
+    counts = (index.max(dim=1).values + 1).clamp(min=0)  # (S*B,)
     k = int(counts.max()) if counts.numel() else 0
     if k == 0:
         return [Decoded([], 0.0) for _ in range(b)]
     logp_rows = ctc_logp.repeat(options.candidates, 1, 1)
     emb = decoder.ctc_queries(logp_rows, index, k)
     logp = torch.log_softmax(decoder.forward(emb, counts, memory, memory_lengths).float(), dim=-1)  # (S*B, K, V)
+    offset = decoder.ctc_token_offset
     chooser = logp
     if options.nar_ctc_fusion:
-        offset = decoder.ctc_token_offset
         term = token_reduce(logp_rows, index, k, "amax")[..., offset : offset + decoder.odim]
         chooser = logp + options.nar_ctc_fusion * term
     ids = chooser.argmax(dim=-1)
@@ -299,17 +314,7 @@ def blank_penalty_candidates(decoder: "ParaformerDecoder", memory: torch.Tensor,
     hyps = [ids[i, :n].tolist() for i, n in enumerate(counts.tolist())]
     if options.candidates == 1:
         return [Decoded(hyps[i], float(decoder_score[i])) for i in range(b)]
-    offset = decoder.ctc_token_offset
-    labels = [[t + offset for t in h if t not in (0, decoder.eos)] for h in hyps]
-    ctc_score = sequence_log_likelihood(ctc_logp, memory_lengths, labels)
-    w = options.ctc_weight
-    joint = ((1.0 - w) * decoder_score.to(ctc_score.device) + w * ctc_score
-             + options.penalty * counts.to(ctc_score.device, ctc_score.dtype)).view(options.candidates, b)
-    chosen = joint.argmax(dim=0).tolist()  # the first maximum: the earlier candidate on a tie
-    out = []
-    for i, j in enumerate(chosen):
-        if joint[j, i] == float("-inf"):  # no candidate the CTC head can emit: the best path's, its decoder score
-            out.append(Decoded(hyps[i], float(decoder_score[i])))
-        else:
-            out.append(Decoded(hyps[j * b + i], float(joint[j, i])))
-    return out
+    ctc_score = hypothesis_ctc_scores(decoder, ctc_logp, memory_lengths, hyps)
+    bonus = options.penalty * counts.to(ctc_score.device, ctc_score.dtype)
+    return best_by_joint_score(hyps, decoder_score, ctc_score, bonus, torch.ones_like(bonus, dtype=torch.bool),
+                               options.ctc_weight, b)

@@ -283,7 +283,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
             if ctc is None:
                 raise ValueError("--paraformer-queries ctc reads the CTC head's posteriors: none was given")
             with torch.no_grad():
-                ctc_logp = ctc.log_softmax(memory.detach()).float()
+                ctc_logp = ctc.log_softmax(memory).float()
                 index = forced_alignment(ctc_logp, memory_lengths, targets.masked_fill(~valid, 0), lengths)
             emb, counts = self.ctc_queries(ctc_logp, index, targets.size(1)), lengths
         else:
