@@ -61,7 +61,8 @@ def averaged_model(run_dir: str) -> Optional[str]:
 def paraformer_variant(args) -> Tuple[str, str, List[str]]:
     """How the Paraformer differs from the Transformer decoder's settings and its own defaults
     (``--paraformer-dlayers``, ``--paraformer-sampling-ratio``, ``--paraformer-ar-dlayers``,
-    ``--paraformer-detach-encoder``, ``--paraformer-live-predictor``): its run folder's suffix
+    ``--paraformer-ar-from-ar``, ``--paraformer-detach-encoder``, ``--paraformer-live-predictor``,
+    ``--paraformer-queries``, ``--paraformer-encoder``): its run folder's suffix
     (another Paraformer, another folder), its table label's suffix and its extra ``train.py``
     flags."""
     folder, label, flags = "", "", []
@@ -73,7 +74,12 @@ def paraformer_variant(args) -> Tuple[str, str, List[str]]:
         label += (" (no glancing sampler)" if args.paraformer_sampling_ratio == 0
                   else f" (sampling ratio {args.paraformer_sampling_ratio:g})")
         flags += ["--paraformer-sampling-ratio", str(args.paraformer_sampling_ratio)]
-    if args.paraformer_ar_dlayers:
+    if args.paraformer_ar_from_ar:  # the AR model's decoder itself, frozen: nothing of it trains
+        folder += "_arscorer"
+        label += " (the AR model's decoder as its scorer)"
+        flags += ["--paraformer-ar-dlayers", str(args.paraformer_ar_dlayers), "--paraformer-ar-weight", "0",
+                  "--transfer-ar-scorer"]
+    elif args.paraformer_ar_dlayers:
         folder += f"_ar{args.paraformer_ar_dlayers}"
         blocks = "1 block" if args.paraformer_ar_dlayers == 1 else f"{args.paraformer_ar_dlayers} blocks"
         label += f" (auxiliary AR decoder, {blocks})"
@@ -174,7 +180,8 @@ def train_all(args, data: Dict[str, str], modalities: List[str]) -> Dict[str, Di
     for modality in modalities:
         take = ["--pretrained-model-path", first[modality], "--transfer-encoder",
                 *(dropout if modality == "audiovisual" else [])]
-        freeze = ["--freeze-param", *encoder_parts(modality)] if args.paraformer_encoder == "ar-frozen" else []
+        freeze = ["--freeze-param", *encoder_parts(modality), *(["decoder.ar_decoder"] if args.paraformer_ar_from_ar
+                                                                else [])] if args.paraformer_encoder == "ar-frozen" else []
         ckpts["paraformer"][modality] = train(args, data, modality, "paraformer", [*take, *freeze])
         if args.paraformer_encoder == "ar":  # the comparison: trained as long, the same way
             ckpts["transformer"][modality] = train(args, data, modality, "transformer", take, suffix="_initar")
@@ -293,6 +300,11 @@ def main() -> int:
                    help="The Paraformer's --paraformer-ar-dlayers: blocks of an auxiliary autoregressive decoder "
                         "trained beside it (its own run folder; the candidates are then also rescored with it, "
                         "--nar-scorer). (Default: 0 = none)")
+    p.add_argument("--paraformer-ar-from-ar", action="store_true",
+                   help="With --paraformer-encoder ar-frozen: the Paraformer's auxiliary AR decoder is the AR "
+                        "model's own decoder, frozen (train.py --transfer-ar-scorer, --paraformer-ar-dlayers = "
+                        "--dlayers, --paraformer-ar-weight 0): --nar-scorer ar scores its candidates as the AR model "
+                        "does (its own run folder).")
     p.add_argument("--paraformer-detach-encoder", action="store_true",
                    help="The Paraformer's --paraformer-detach-encoder: its encoder learns from the CTC head and the "
                         "auxiliary decoder alone (its own run folder).")
@@ -368,6 +380,14 @@ def main() -> int:
                                                                      "--paraformer-sampling-ratio")
         except ValueError as err:
             p.error(str(err))
+    if args.paraformer_ar_from_ar:
+        if args.paraformer_encoder != "ar-frozen":
+            p.error("--paraformer-ar-from-ar: the AR model's decoder scores the output of its own encoder: it needs "
+                    "--paraformer-encoder ar-frozen")
+        if args.paraformer_ar_dlayers not in (0, args.dlayers):
+            p.error(f"--paraformer-ar-from-ar takes the AR model's decoder (--dlayers {args.dlayers}): "
+                    f"--paraformer-ar-dlayers {args.paraformer_ar_dlayers} differs")
+        args.paraformer_ar_dlayers = args.dlayers
     from espnet.nets.pytorch_backend.decoder.base_decoder import NAR_COUNTS, NAR_SCORERS, nar_candidates_refusal
 
     nar_counts = args.nar_counts.split(",")
@@ -440,13 +460,21 @@ def main() -> int:
     if args.paraformer_queries == "ctc":  # the CTC head's best path (and blank-penalised ones), fused or not
         nar_counts = []
         for candidates in sorted({1, args.nar_candidates}):
-            for fusion in sorted({0.0, args.nar_ctc_fusion}):
-                label = (f"{para}, one pass at the CTC head's best path" if candidates == 1 else
-                         f"{para}, {candidates} blank-penalised CTC paths rescored with CTC")
-                if fusion:
-                    label += f" (tokens fused with the CTC head's, weight {fusion:g})"
-                methods.append(Method(label, "paraformer",
-                                      options(candidates=candidates, nar_count="ctc", nar_ctc_fusion=fusion)))
+            for scorer in scorers if candidates > 1 else ["paraformer"]:
+                for ar_top in sorted({0, args.nar_ar_top}) if scorer != "paraformer" else [0]:
+                    for fusion in sorted({0.0, args.nar_ctc_fusion}):
+                        label = (f"{para}, one pass at the CTC head's best path" if candidates == 1 else
+                                 f"{para}, {candidates} blank-penalised CTC paths rescored with CTC")
+                        if scorer != "paraformer":
+                            label += (", scored by the AR decoder" if scorer == "ar" else
+                                      ", scored by the mean of the AR decoder's and its own")
+                            if ar_top:
+                                label += f" (its {ar_top} best)"
+                        if fusion:
+                            label += f" (tokens fused with the CTC head's, weight {fusion:g})"
+                        methods.append(Method(label, "paraformer", options(
+                            candidates=candidates, nar_count="ctc", nar_ctc_fusion=fusion, nar_scorer=scorer,
+                            nar_ar_top=ar_top)))
     for count in nar_counts:
         for candidates in sorted({1, args.nar_candidates}):
             several = candidates > 1 or count == "both"  # the scorer picks among several hypotheses

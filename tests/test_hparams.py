@@ -7,7 +7,7 @@ KEYS = ["model_config", "sp_model_path", "dict_path", "tokenizer_fingerprint", "
         "warmup_epochs", "max_epochs", "pretrained_model_path", "transfer_frontend", "transfer_encoder",
         "transfer_backend", "init_audio_from", "init_video_from", "init_encoder_from", "modality_dropout",
         "root_dir", "train_file", "val_file", "max_frames", "seed", "skip_nonfinite", "accumulate_grad_batches",
-        "val_wer_every", "max_new_tokens", "freeze_param"]
+        "val_wer_every", "max_new_tokens", "freeze_param", "transfer_ar_scorer"]
 
 
 def test_hparams_from_the_flags_as_checkpoints_store_them():

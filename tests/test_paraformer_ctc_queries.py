@@ -160,58 +160,178 @@ def test_decoding_options_that_need_cif_counts_are_refused():
             recognize_batch(model, items, options)
 
 
+def candidates_alone(decoder, logp, memory, lengths, i, shifts, fusion):
+    """Utterance ``i``'s blank-penalised candidates, each decoded alone: ``(ids, decoder score,
+    CTC score, tokens)`` per shift ``0 .. shifts-1``."""
+    from espnet.nets.pytorch_backend.ctc import sequence_log_likelihood
+
+    n_frames = int(lengths[i])
+    one_logp, one_memory, one_length = logp[i : i + 1, :n_frames], memory[i : i + 1, :n_frames], lengths[i : i + 1]
+    out = []
+    for shift in range(shifts):
+        shifted = one_logp.clone()
+        shifted[..., 0] -= shift
+        index = path_token_index(shifted.argmax(-1), one_length)
+        n = int(index.max()) + 1
+        with torch.no_grad():
+            own = torch.log_softmax(decoder(decoder.ctc_queries(one_logp, index, n), torch.tensor([n]),
+                                            one_memory, one_length), -1)[0]
+        ids = (own + fusion * token_reduce(one_logp, index, n, "amax")[0]).argmax(-1)
+        labels = [t for t in ids.tolist() if t not in (0, decoder.eos)]
+        ctc_score = float(sequence_log_likelihood(one_logp, one_length, [labels])[0])
+        out.append((ids.tolist(), float(own.gather(-1, ids[:, None]).sum()), ctc_score, n))
+    return out
+
+
+def stand_in_ctc(seed=6, b=4, t=14, v=9):
+    """Encoder output ``(b, t, 8)``, lengths and a CTC head whose blank wins most frames by
+    less than 2 nats (so penalising it adds tokens)."""
+    import types
+
+    gen = torch.Generator().manual_seed(seed)
+    memory = torch.randn(b, t, 8, generator=gen)
+    lengths = torch.tensor([14, 9, 12, 6])
+    logits = torch.randn(b, t, v, generator=gen)
+    logits[..., 0] += 1.5
+    logp = torch.log_softmax(logits, dim=-1)
+    return memory, lengths, logp, types.SimpleNamespace(log_softmax=lambda m: logp)
+
+
 @pytest.mark.parametrize("fusion", [0.0, 1.0])
 def test_blank_penalty_candidates_pick_the_best_joint_score(fusion):
     """``--nar-candidates 3``: the best path with 0, 1 and 2 nats off the blank, each decoded
     alone here, scored ``(1 - w) * decoder + w * CTC + penalty * n``; the batch picks the same
-    hypothesis with that score; one candidate is the plain pass (the CTC head a stand-in whose
-    blank wins most frames by less than 2 nats)."""
-    import types
-
-    from espnet.nets.pytorch_backend.ctc import sequence_log_likelihood
+    hypothesis with that score; one candidate is the plain pass."""
     from espnet.nets.pytorch_backend.decoder.paraformer_candidates import blank_penalty_candidates
 
     torch.manual_seed(0)
     decoder = ParaformerDecoder(odim=9, attention_dim=8, attention_heads=2, linear_units=16, num_blocks=1,
                                 queries="ctc").eval()
-    gen = torch.Generator().manual_seed(6)
-    memory = torch.randn(4, 14, 8, generator=gen)
-    lengths = torch.tensor([14, 9, 12, 6])
-    logits = torch.randn(4, 14, 9, generator=gen)
-    logits[..., 0] += 1.5
-    logp = torch.log_softmax(logits, dim=-1)
-    ctc = types.SimpleNamespace(log_softmax=lambda m: logp)
+    memory, lengths, logp, ctc = stand_in_ctc()
     options = DecodeOptions(candidates=3, nar_count="ctc", nar_ctc_fusion=fusion, ctc_weight=0.4, penalty=3.0)
     batched = blank_penalty_candidates(decoder, memory, lengths, ctc, options)
     plain = blank_penalty_candidates(decoder, memory, lengths, ctc, DecodeOptions(nar_ctc_fusion=fusion,
                                                                                   nar_count="ctc"))
     winners = set()
     for i in range(4):
-        n_frames = int(lengths[i])
-        one_logp, one_memory, one_length = logp[i : i + 1, :n_frames], memory[i : i + 1, :n_frames], lengths[i : i + 1]
-        scored = []
-        for shift in range(3):
-            shifted = one_logp.clone()
-            shifted[..., 0] -= shift
-            index = path_token_index(shifted.argmax(-1), one_length)
-            n = int(index.max()) + 1
-            with torch.no_grad():
-                own = torch.log_softmax(decoder(decoder.ctc_queries(one_logp, index, n), torch.tensor([n]),
-                                                one_memory, one_length), -1)[0]
-            ids = (own + fusion * token_reduce(one_logp, index, n, "amax")[0]).argmax(-1)
-            decoder_score = float(own.gather(-1, ids[:, None]).sum())
-            if shift == 0:
-                assert plain[i].token_ids == ids.tolist()
-                assert plain[i].score == pytest.approx(decoder_score, abs=1e-4)
-            labels = [t for t in ids.tolist() if t not in (0, decoder.eos)]
-            ctc_score = float(sequence_log_likelihood(one_logp, one_length, [labels])[0])
-            scored.append((0.6 * decoder_score + 0.4 * ctc_score + 3.0 * n, ids.tolist(), n))
+        alone = candidates_alone(decoder, logp, memory, lengths, i, 3, fusion)
+        assert plain[i].token_ids == alone[0][0]
+        assert plain[i].score == pytest.approx(alone[0][1], abs=1e-4)
+        scored = [(0.6 * own + 0.4 * ctc_score + 3.0 * n, ids, n) for ids, own, ctc_score, n in alone]
         best = max(range(3), key=lambda j: (scored[j][0], -j))
         assert batched[i].token_ids == scored[best][1]
         assert batched[i].score == pytest.approx(scored[best][0], abs=1e-3)
         assert scored[0][2] < scored[2][2]  # the penalty adds tokens
         winners.add(best)
     assert winners != {0}  # a penalised path won somewhere
+
+
+@pytest.mark.parametrize("scorer", ["ar", "both"])
+def test_blank_penalty_candidates_scored_by_the_auxiliary_ar_decoder(scorer):
+    """``--nar-scorer ar|both``: the decoder term of each distinct candidate is the auxiliary
+    AR decoder's log-likelihood of it (or its mean with the Paraformer's), computed here alone;
+    the batch picks the best joint score; ``--nar-ar-top 1`` keeps the Paraformer's own choice
+    and gives it the AR decoder's score."""
+    from espnet.nets.pytorch_backend.decoder.paraformer_candidates import blank_penalty_candidates
+
+    torch.manual_seed(0)
+    decoder = ParaformerDecoder(odim=9, attention_dim=8, attention_heads=2, linear_units=16, num_blocks=1,
+                                queries="ctc", ar_dlayers=1).eval()
+    with torch.no_grad():  # a confident AR decoder, whose choice differs from the Paraformer's somewhere
+        decoder.ar_decoder.output_layer.weight.mul_(8.0)
+    memory, lengths, logp, ctc = stand_in_ctc()
+    common = dict(candidates=4, nar_count="ctc", nar_ctc_fusion=1.0, ctc_weight=0.4, penalty=1.0)
+    batched = blank_penalty_candidates(decoder, memory, lengths, ctc, DecodeOptions(nar_scorer=scorer, **common))
+    own_choice = blank_penalty_candidates(decoder, memory, lengths, ctc, DecodeOptions(**common))
+    top1 = blank_penalty_candidates(decoder, memory, lengths, ctc, DecodeOptions(nar_scorer=scorer, nar_ar_top=1,
+                                                                                 **common))
+    changed = 0
+    for i in range(4):
+        one_memory, one_length = memory[i : i + 1, : int(lengths[i])], lengths[i : i + 1]
+        distinct = {}
+        for ids, own, ctc_score, n in candidates_alone(decoder, logp, memory, lengths, i, 4, 1.0):
+            if tuple(ids) in distinct:
+                continue
+            with torch.no_grad():
+                ar = float(decoder.ar_decoder.score_sequences(one_memory, one_length, [ids])[0])
+            term = ar if scorer == "ar" else 0.5 * (own + ar)
+            distinct[tuple(ids)] = (0.6 * term + 0.4 * ctc_score + 1.0 * n, 0.6 * own + 0.4 * ctc_score + 1.0 * n)
+        best = max(distinct, key=lambda key: distinct[key][0])  # max keeps the first on a tie
+        assert batched[i].token_ids == list(best)
+        assert batched[i].score == pytest.approx(distinct[best][0], abs=1e-3)
+        mine = max(distinct, key=lambda key: distinct[key][1])
+        assert own_choice[i].token_ids == list(mine)
+        assert top1[i].token_ids == list(mine)
+        assert top1[i].score == pytest.approx(distinct[mine][0], abs=1e-3)
+        changed += best != mine
+    assert changed > 0  # the AR decoder chose otherwise somewhere
+
+
+def test_transfer_ar_scorer_takes_the_ar_models_decoder():
+    """``train.py --transfer-ar-scorer``: the auxiliary decoder of a Paraformer with
+    ``--paraformer-ar-dlayers`` becomes the Transformer-decoder checkpoint's decoder, weight
+    for weight; a decoder of another size or a Paraformer without one is refused in one line."""
+    from espnet.training.model_module import select_ar_scorer
+
+    sizes = dict(odim=20, audio_encoder="resnet1d", resnet_width=4, adim=16, aheads=2, eunits=32, elayers=1,
+                 dunits=32, ctc_weight=0.3)
+    torch.manual_seed(0)
+    ar_model = E2E(model_config(decoder="transformer", dlayers=1, **sizes))
+    para = E2E(model_config(decoder="paraformer", dlayers=2, paraformer_queries="ctc", paraformer_ar_dlayers=1,
+                            **sizes))
+    taken = select_ar_scorer(ar_model.state_dict(), para, "ar.pth")
+    para.load_state_dict(taken, strict=False)
+    ar_state = ar_model.decoder.state_dict()
+    for key, value in para.decoder.ar_decoder.state_dict().items():
+        assert torch.equal(value, ar_state[key]), key
+    assert len(taken) == len(ar_state)
+    deeper = E2E(model_config(decoder="transformer", dlayers=2, **sizes))
+    with pytest.raises(ValueError, match=r"^--transfer-ar-scorer: the decoder of deep.pth does not fit this "
+                                         r"Paraformer's auxiliary decoder .*: not in the auxiliary decoder "
+                                         r"decoder\.ar_decoder\.decoders\.1\."):
+        select_ar_scorer(deeper.state_dict(), para, "deep.pth")
+    plain = E2E(model_config(decoder="paraformer", dlayers=2, paraformer_queries="ctc", **sizes))
+    with pytest.raises(ValueError, match=r"^--transfer-ar-scorer fills a Paraformer's auxiliary autoregressive "
+                                         r"decoder: this model has none"):
+        select_ar_scorer(ar_model.state_dict(), plain, "ar.pth")
+    with pytest.raises(SystemExit):
+        train_cli.parse_args(["--root-dir", "d", "--train-file", "t.csv", "--transfer-ar-scorer"])
+
+
+def test_training_on_the_ar_models_frozen_encoder_keeps_its_decoder_as_the_scorer(tmp_path):
+    """``--transfer-encoder --transfer-ar-scorer --freeze-param frontend proj_encoder encoder
+    decoder.ar_decoder --paraformer-ar-weight 0``: the module starts with the AR model's
+    encoder and decoder, and a training step changes the Paraformer but neither of them."""
+    from espnet.training.model_module import ModelModule
+
+    sizes = dict(odim=20, audio_encoder="resnet1d", resnet_width=4, adim=16, aheads=2, eunits=32, elayers=1,
+                 dunits=32, ctc_weight=0.3)
+    torch.manual_seed(0)
+    ar_model = E2E(model_config(decoder="transformer", dlayers=1, **sizes))
+    torch.save(ar_model.state_dict(), tmp_path / "ar.pth")
+    config = model_config(decoder="paraformer", dlayers=1, paraformer_queries="ctc", paraformer_ar_dlayers=1,
+                          paraformer_ar_weight=0.0, **sizes)
+    module = ModelModule({"model_config": config.to_dict(), "lr": 1e-2, "weight_decay": 0.0, "warmup_epochs": 1,
+                          "max_epochs": 1, "pretrained_model_path": str(tmp_path / "ar.pth"), "transfer_encoder": True,
+                          "transfer_ar_scorer": True,
+                          "freeze_param": ["frontend", "proj_encoder", "encoder", "decoder.ar_decoder"]})
+    model = module.train().model  # the frozen parts stay in eval mode
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ar_state = ar_model.state_dict()
+    for key, value in before.items():
+        if key.startswith("decoder.ar_decoder."):
+            assert torch.equal(value, ar_state["decoder." + key[len("decoder.ar_decoder."):]]), key
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    gen = torch.Generator().manual_seed(3)
+    batch = {"audio": torch.randn(2, 24 * 640, 1, generator=gen), "audio_lengths": torch.tensor([24 * 640, 18 * 640])}
+    out = model.losses(batch, torch.tensor([[3, 4, 5], [6, 7, -1]]))
+    assert "loss_ar" not in out  # weight 0: the scorer's loss is not computed
+    out["loss"].backward()
+    optimizer.step()
+    after = model.state_dict()
+    kept = ("frontend.", "proj_encoder.", "encoder.", "decoder.ar_decoder.")
+    assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith(kept))
+    assert not torch.equal(after["decoder.output_layer.weight"], before["decoder.output_layer.weight"])
 
 
 def test_model_options_that_contradict_ctc_queries_are_refused():

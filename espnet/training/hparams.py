@@ -37,6 +37,7 @@ class TrainingHparams:
     val_wer_every: int
     max_new_tokens: int
     freeze_param: Optional[List[str]] = None  # absent from checkpoints before --freeze-param
+    transfer_ar_scorer: bool = False  # absent from checkpoints before --transfer-ar-scorer
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, model_config: Dict[str, Any], tokenizer_files: Dict[str, Any],

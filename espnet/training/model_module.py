@@ -73,6 +73,35 @@ def select_for_transfer(state: Dict[str, torch.Tensor], what: str, modality: str
     return out
 
 
+def select_ar_scorer(state: Dict[str, torch.Tensor], model: torch.nn.Module, path: str) -> Dict[str, torch.Tensor]:
+    """``--transfer-ar-scorer``: the ``decoder.*`` weights of a Transformer-decoder checkpoint's
+    ``state`` renamed ``decoder.ar_decoder.*``, the auxiliary autoregressive decoder of
+    ``model`` (a Paraformer with ``--paraformer-ar-dlayers``), every one of its weights found
+    with its shape.
+
+    Raises:
+        ValueError: ``model`` has no auxiliary decoder, or the checkpoint's decoder (``path``)
+            does not have its weights (another decoder, or another size), naming what differs.
+    """
+    expected = {k: v.shape for k, v in model.state_dict().items() if k.startswith("decoder.ar_decoder.")}
+    if not expected:
+        raise ValueError("--transfer-ar-scorer fills a Paraformer's auxiliary autoregressive decoder: this model has "
+                         "none (--decoder paraformer --paraformer-ar-dlayers N)")
+    taken = {"decoder.ar_decoder." + k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}
+    missing = [k for k in expected if k not in taken]
+    wrong = [f"{k} {tuple(taken[k].shape)} (expected {tuple(shape)})" for k, shape in expected.items()
+             if k in taken and taken[k].shape != shape]
+    extra = [k for k in taken if k not in expected]
+    if missing or wrong or extra:
+        detail = "; ".join(part for part in (
+            f"missing {', '.join(missing[:3])}" if missing else "", f"shapes {', '.join(wrong[:3])}" if wrong else "",
+            f"not in the auxiliary decoder {', '.join(extra[:3])}" if extra else "") if part)
+        raise ValueError(f"--transfer-ar-scorer: the decoder of {path} does not fit this Paraformer's auxiliary "
+                         f"decoder (a --decoder transformer model with --dlayers equal to --paraformer-ar-dlayers and "
+                         f"the same --adim/--dunits): {detail}")
+    return taken
+
+
 def describe_nonfinite(epoch: int, step: int, reports: List[tuple]) -> str:
     """Where a step went non-finite, from each rank's ``(found, utterance paths, batches)``:
     the ranks with a non-finite loss (the gradient all-reduce spreads a NaN to every rank's
@@ -102,6 +131,8 @@ class ModelModule(LightningModule):
             the run directory, where it copies them).
         lr, weight_decay, warmup_epochs, max_epochs: Optimisation.
         pretrained_model_path, transfer_frontend, transfer_encoder, transfer_backend: Initialisation.
+        transfer_ar_scorer: Also take that checkpoint's decoder (a Transformer decoder) into the
+            Paraformer's auxiliary autoregressive decoder (:func:`select_ar_scorer`).
         init_audio_from, init_video_from, init_encoder_from: Initialisation of an
             audio-visual model from an audio-only and a video-only checkpoint
             (:mod:`espnet.training.av_init`).
@@ -143,6 +174,8 @@ class ModelModule(LightningModule):
         if path:
             parts = [what for what in TRANSFER_PREFIXES if hparams.get(f"transfer_{what}")]
             self._initialise_from(path, parts[0] if parts else None)
+            if hparams.get("transfer_ar_scorer"):
+                self._initialise_ar_scorer(path)
         if hparams.get("init_audio_from") or hparams.get("init_video_from"):
             self._initialise_from_streams(hparams.get("init_audio_from"), hparams.get("init_video_from"),
                                           hparams.get("init_encoder_from") or "audio")
@@ -178,6 +211,11 @@ class ModelModule(LightningModule):
             self.model.load_state_dict(subset, strict=False)
         else:
             load_state_checked(self.model, state, f"--pretrained-model-path {path}")
+
+    def _initialise_ar_scorer(self, path: str) -> None:
+        """``--transfer-ar-scorer``: the auxiliary AR decoder of this Paraformer from the decoder of ``path``."""
+        self.model.load_state_dict(select_ar_scorer(load_checkpoint(path)[0], self.model, path), strict=False)
+        log.info("auxiliary autoregressive decoder from the decoder of %s", path)
 
     def _initialise_from_streams(self, audio_path: Optional[str], video_path: Optional[str], encoder_from: str) -> None:
         """``--init-audio-from`` + ``--init-video-from``: see :mod:`espnet.training.av_init`."""

@@ -52,6 +52,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="Load everything after the frontend (proj_encoder, encoder, decoder, CTC) from "
                         "--pretrained-model-path, which may be a model of another modality (e.g. start a video-only "
                         "model from a trained audio-only one); the frontend starts afresh.")
+    p.add_argument("--transfer-ar-scorer", action="store_true",
+                   help="A Paraformer with --paraformer-ar-dlayers N: its auxiliary autoregressive decoder starts as "
+                        "the decoder of --pretrained-model-path (a --decoder transformer model of the same size: "
+                        "--dlayers N, --adim, --dunits); with --transfer-encoder and --freeze-param ... "
+                        "decoder.ar_decoder it stays that model's decoder and scores the decoding candidates as that "
+                        "model would (--nar-scorer ar; --paraformer-ar-weight 0 skips its unused loss).")
     p.add_argument("--freeze-param", nargs="+", default=None, metavar="PREFIX",
                    help="Keep the parameters named PREFIX or PREFIX.* (state-dict names: frontend, proj_encoder, "
                         "encoder, decoder, ctc, or deeper, e.g. encoder.encoders.0) as initialised, their modules in "
@@ -117,8 +123,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         p.error("--transfer-frontend, --transfer-encoder and --transfer-backend are mutually exclusive")
     if args.merge_lora and not args.use_qlora:
         p.error("--merge-lora needs --use-qlora (there are no LoRA adapters to merge otherwise)")
-    if (args.transfer_frontend or args.transfer_encoder or args.transfer_backend) and not args.pretrained_model_path:
-        p.error("--transfer-frontend/--transfer-encoder/--transfer-backend need --pretrained-model-path")
+    if (args.transfer_frontend or args.transfer_encoder or args.transfer_backend or args.transfer_ar_scorer) \
+            and not args.pretrained_model_path:
+        p.error("--transfer-frontend/--transfer-encoder/--transfer-backend/--transfer-ar-scorer need "
+                "--pretrained-model-path")
+    if args.transfer_ar_scorer and args.transfer_backend:
+        p.error("--transfer-ar-scorer and --transfer-backend both take the checkpoint's decoder: give one")
     if bool(args.init_audio_from) != bool(args.init_video_from):
         p.error("--init-audio-from and --init-video-from go together (an audio-only and a video-only checkpoint)")
     if args.init_audio_from and args.pretrained_model_path:

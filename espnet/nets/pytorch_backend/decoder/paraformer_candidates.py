@@ -287,7 +287,11 @@ def blank_penalty_candidates(decoder: "ParaformerDecoder", memory: torch.Tensor,
     candidate that is the result; with several each gets ``(1 - w) * decoder + w * CTC +
     penalty * n`` (``w = options.ctc_weight``; CTC: :func:`sequence_log_likelihood` of its
     tokens but ``<blank>`` and ``<eos>``; ``penalty = options.penalty``; ``n`` its tokens) and
-    the best, the earlier on a tie, is kept, with that score."""
+    the best, the earlier on a tie, is kept, with that score. With ``options.nar_scorer``
+    ``ar``/``both`` the decoder term is the auxiliary autoregressive decoder's (or the mean of
+    both) on each utterance's distinct hypotheses (the ``options.nar_ar_top`` best of them by
+    the Paraformer's joint score when given), :func:`ar_scored`; a repeated hypothesis is
+    scored once, at its first row."""
     b = memory.size(0)
     ctc_logp = ctc.log_softmax(memory).float()  # (B, T, V)
     best_other, other = ctc_logp[..., 1:].max(dim=-1)  # the best non-blank class of each frame
@@ -316,5 +320,22 @@ def blank_penalty_candidates(decoder: "ParaformerDecoder", memory: torch.Tensor,
         return [Decoded(hyps[i], float(decoder_score[i])) for i in range(b)]
     ctc_score = hypothesis_ctc_scores(decoder, ctc_logp, memory_lengths, hyps)
     bonus = options.penalty * counts.to(ctc_score.device, ctc_score.dtype)
-    return best_by_joint_score(hyps, decoder_score, ctc_score, bonus, torch.ones_like(bonus, dtype=torch.bool),
-                               options.ctc_weight, b)
+    usable = torch.ones_like(bonus, dtype=torch.bool)
+    if options.nar_scorer != "paraformer":
+        usable = first_occurrences(hyps, b).to(bonus.device)  # the paths often agree: score each hypothesis once
+        decoder_score, usable = ar_scored(decoder.ar_decoder, memory, memory_lengths, hyps,
+                                          decoder_score.to(ctc_score.device), usable,
+                                          options.ctc_weight * ctc_score + bonus, options)
+    return best_by_joint_score(hyps, decoder_score, ctc_score, bonus, usable, options.ctc_weight, b)
+
+
+def first_occurrences(hyps: List[List[int]], b: int) -> torch.Tensor:
+    """``(R,)`` bool over ``R = M * b`` candidate-major hypotheses (the ``s``-th of utterance
+    ``i`` at ``s * b + i``): False for a hypothesis its utterance already has at an earlier row."""
+    seen: List[set] = [set() for _ in range(b)]
+    first = []
+    for r, hyp in enumerate(hyps):
+        key = tuple(hyp)
+        first.append(key not in seen[r % b])
+        seen[r % b].add(key)
+    return torch.tensor(first, dtype=torch.bool)

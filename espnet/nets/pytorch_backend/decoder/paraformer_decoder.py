@@ -307,7 +307,7 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                 alpha = self.predictor(live, memory_lengths)
             out["loss_quantity"] = (alpha.sum(dim=1) - lengths.to(alpha.dtype)).abs().mean()
             out["loss_att"] = loss_ce + self.quantity_weight * out["loss_quantity"]
-        if self.ar_decoder is not None:
+        if self.ar_decoder is not None and self.ar_weight > 0:  # weight 0: a scorer taken as it is, not trained
             out["loss_ar"] = self.ar_decoder.forward_train(live, memory_lengths, targets)["loss_att"]
             out["loss_att"] = out["loss_att"] + self.ar_weight * out["loss_ar"]
         return out
@@ -316,18 +316,18 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
     def check_options(self, options: DecodeOptions) -> None:
         """``nar_scorer`` ``ar``/``both`` needs the auxiliary autoregressive decoder; CTC
         queries decode the CTC best path and its blank-penalised variants
-        (:func:`.paraformer_candidates.blank_penalty_candidates`: ``candidates`` and
-        ``nar_ctc_fusion`` apply, the other candidate options not)."""
+        (:func:`.paraformer_candidates.blank_penalty_candidates`: ``candidates``,
+        ``nar_ctc_fusion``, ``nar_scorer`` and ``nar_ar_top`` apply, the other candidate
+        options not)."""
         if self.queries == "ctc":
             other = [flag for flag, used in (
                 (f"--nar-count {options.nar_count}", options.nar_count == "both"),
-                (f"--nar-scorer {options.nar_scorer}", options.nar_scorer != "paraformer"),
                 (f"--nar-alternatives {options.nar_alternatives}", options.nar_alternatives > 0),
                 ("--nar-ctc-candidate", options.nar_ctc_candidate)) if used]
             if other:
                 raise ValueError(f"{other[0]}: this Paraformer (--paraformer-queries ctc) decodes the CTC head's best "
-                                 "path (only --nar-candidates, its blank-penalised variants, and --nar-ctc-fusion "
-                                 "apply)")
+                                 "path (only --nar-candidates, its blank-penalised variants, --nar-ctc-fusion and, "
+                                 "with an auxiliary AR decoder, --nar-scorer and --nar-ar-top apply)")
         if options.nar_scorer != "paraformer" and self.ar_decoder is None:
             raise ValueError(f"--nar-scorer {options.nar_scorer} scores the candidates with the Paraformer's auxiliary "
                              "autoregressive decoder: this model was trained without one (--paraformer-ar-dlayers 0)")
