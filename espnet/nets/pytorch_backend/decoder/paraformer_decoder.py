@@ -146,7 +146,8 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
                "decoder does and can score the decoding candidates (--nar-scorer); 0 = none.", minimum=0,
                flag="--paraformer-ar-dlayers"),
         Option("ar_weight", 1.0, "Weight of the auxiliary autoregressive decoder's loss, added to the "
-               "cross-entropy (with --paraformer-ar-dlayers).", minimum=0.0, flag="--paraformer-ar-weight"),
+               "cross-entropy (with --paraformer-ar-dlayers); 0 = not computed (a scorer taken as it is: train.py "
+               "--transfer-ar-scorer, frozen).", minimum=0.0, flag="--paraformer-ar-weight"),
         Option("detach_encoder", False, "The Paraformer (predictor and decoder) trains on a detached copy of the "
                "encoder output: the encoder learns from the CTC head and the auxiliary decoder alone, as an "
                "autoregressive model's does (needs --paraformer-ar-dlayers or a CTC weight).",
