@@ -284,9 +284,13 @@ def test_transfer_from_an_audio_visual_model(tmp_path):
 def test_transfer_flags_are_checked(capsys):
     from espnet.training.train_cli import parse_args
 
-    for argv, message in ((["--transfer-backend"], "--transfer-backend need --pretrained-model-path"),
+    for argv, message in ((["--transfer-backend"], "--transfer-backend/--transfer-ar-scorer need "
+                                                   "--pretrained-model-path"),
+                          (["--transfer-ar-scorer"], "--transfer-ar-scorer need --pretrained-model-path"),
                           (["--transfer-backend", "--transfer-encoder", "--pretrained-model-path", "a.pth"],
-                           "--transfer-frontend, --transfer-encoder and --transfer-backend are mutually exclusive")):
+                           "--transfer-frontend, --transfer-encoder and --transfer-backend are mutually exclusive"),
+                          (["--transfer-backend", "--transfer-ar-scorer", "--pretrained-model-path", "a.pth"],
+                           "--transfer-ar-scorer and --transfer-backend both take the checkpoint's decoder")):
         with pytest.raises(SystemExit):
             parse_args(["--root-dir", "d", "--train-file", "t.csv", "--vision-encoder", "resnet", *argv])
         assert message in capsys.readouterr().err
