@@ -173,9 +173,10 @@ class ModelModule(LightningModule):
         path: Optional[str] = hparams.get("pretrained_model_path")
         if path:
             parts = [what for what in TRANSFER_PREFIXES if hparams.get(f"transfer_{what}")]
-            self._initialise_from(path, parts[0] if parts else None)
+            state, _, _ = load_checkpoint(path)  # read once: the AR scorer comes from the same checkpoint
+            self._initialise_from(path, state, parts[0] if parts else None)
             if hparams.get("transfer_ar_scorer"):
-                self._initialise_ar_scorer(path)
+                self._initialise_ar_scorer(path, state)
         if hparams.get("init_audio_from") or hparams.get("init_video_from"):
             self._initialise_from_streams(hparams.get("init_audio_from"), hparams.get("init_video_from"),
                                           hparams.get("init_encoder_from") or "audio")
@@ -195,9 +196,8 @@ class ModelModule(LightningModule):
         keep_frozen_in_eval(getattr(self, "_frozen", ()))
         return self
 
-    def _initialise_from(self, path: str, what: Optional[str]) -> None:
+    def _initialise_from(self, path: str, state: Dict[str, torch.Tensor], what: Optional[str]) -> None:
         """The whole model from ``path``, or only its ``what`` part (see :func:`select_for_transfer`)."""
-        state, _, _ = load_checkpoint(path)
         if what:
             subset = select_for_transfer(state, what, self.config.modality)
             if not subset:
@@ -212,9 +212,10 @@ class ModelModule(LightningModule):
         else:
             load_state_checked(self.model, state, f"--pretrained-model-path {path}")
 
-    def _initialise_ar_scorer(self, path: str) -> None:
-        """``--transfer-ar-scorer``: the auxiliary AR decoder of this Paraformer from the decoder of ``path``."""
-        self.model.load_state_dict(select_ar_scorer(load_checkpoint(path)[0], self.model, path), strict=False)
+    def _initialise_ar_scorer(self, path: str, state: Dict[str, torch.Tensor]) -> None:
+        """``--transfer-ar-scorer``: the auxiliary AR decoder of this Paraformer from the decoder
+        of the checkpoint ``path`` (its weights ``state``)."""
+        self.model.load_state_dict(select_ar_scorer(state, self.model, path), strict=False)
         log.info("auxiliary autoregressive decoder from the decoder of %s", path)
 
     def _initialise_from_streams(self, audio_path: Optional[str], video_path: Optional[str], encoder_from: str) -> None:
