@@ -267,6 +267,85 @@ def test_blank_penalty_candidates_scored_by_the_auxiliary_ar_decoder(scorer):
     assert changed > 0  # the AR decoder chose otherwise somewhere
 
 
+def test_rows_with_their_utterance_equal_the_rows_shared_per_utterance():
+    """``utterances``: any rows, each naming its utterance, give what the same rows give in the
+    ``S`` per utterance layout (the Paraformer's pass, the AR decoder's score, the CTC
+    log-likelihood), and a count that does not match is refused."""
+    from espnet.nets.pytorch_backend.ctc import sequence_log_likelihood
+
+    torch.manual_seed(0)
+    decoder = ParaformerDecoder(odim=9, attention_dim=8, attention_heads=2, linear_units=16, num_blocks=2,
+                                queries="ctc", ar_dlayers=1).eval()
+    memory, lengths, logp, _ = stand_in_ctc()
+    b, s, k = 4, 3, 5
+    gen = torch.Generator().manual_seed(3)
+    emb = torch.randn(s * b, k, 8, generator=gen)
+    counts = torch.randint(1, k + 1, (s * b,), generator=gen)
+    hyps = [torch.randint(1, 8, (int(n),), generator=gen).tolist() for n in counts]
+    rows = torch.tensor([7, 2, 11, 4, 5, 0])  # some rows, out of order; utterance 3 twice, 1 twice, 2 and 0 once
+    with torch.no_grad():
+        shared = decoder(emb, counts, memory, lengths)
+        picked = decoder(emb[rows], counts[rows], memory, lengths, rows % b)
+        for j, r in enumerate(rows.tolist()):
+            n = int(counts[r])
+            assert torch.allclose(picked[j, :n], shared[r, :n], atol=1e-5)
+        ar = decoder.ar_decoder.score_sequences(memory, lengths, hyps)
+        ar_rows = decoder.ar_decoder.score_sequences(memory, lengths, [hyps[r] for r in rows.tolist()], rows % b)
+    assert torch.allclose(ar_rows, ar[rows], atol=1e-4)
+    ctc = sequence_log_likelihood(logp, lengths, hyps)
+    ctc_rows = sequence_log_likelihood(logp, lengths, [hyps[r] for r in rows.tolist()], utterances=rows % b)
+    assert torch.allclose(ctc_rows, ctc[rows], atol=1e-4)
+    assert torch.isfinite(ctc_rows).any()
+    with pytest.raises(ValueError, match="^Paraformer: 6 rows of acoustic embeddings, 5 utterance indices$"):
+        decoder(emb[rows], counts[rows], memory, lengths, rows[:5] % b)
+    with pytest.raises(ValueError, match="^score_sequences: 6 hypotheses, 5 utterance indices$"):
+        decoder.ar_decoder.score_sequences(memory, lengths, [hyps[r] for r in rows.tolist()], rows[:5] % b)
+    with pytest.raises(ValueError, match="^6 hypotheses, 5 utterance indices$"):
+        sequence_log_likelihood(logp, lengths, [hyps[r] for r in rows.tolist()], utterances=rows[:5] % b)
+
+
+def test_repeated_paths_are_decoded_once_and_hypotheses_scored_once():
+    """The blank-penalised shifts often give an utterance the same path: the Paraformer decodes
+    each distinct path once, and the AR decoder scores each distinct hypothesis once (the
+    counts enumerated here utterance by utterance); the choice is that of the other tests."""
+    from espnet.nets.pytorch_backend.decoder.paraformer_candidates import blank_penalty_candidates
+
+    torch.manual_seed(0)
+    decoder = ParaformerDecoder(odim=9, attention_dim=8, attention_heads=2, linear_units=16, num_blocks=1,
+                                queries="ctc", ar_dlayers=1).eval()
+    memory, lengths, logp, ctc = stand_in_ctc()
+    paths = hypotheses = 0
+    for i in range(4):
+        alone = candidates_alone(decoder, logp, memory, lengths, i, 4, 1.0)
+        hypotheses += len({tuple(ids) for ids, *_ in alone})
+        one = logp[i : i + 1, : int(lengths[i])].clone()
+        seen = set()
+        for shift in range(4):
+            shifted = one.clone()
+            shifted[..., 0] -= shift
+            seen.add(tuple(path_token_index(shifted.argmax(-1), lengths[i : i + 1])[0].tolist()))
+        paths += len(seen)
+    assert paths < 16  # some shifts repeat a path
+    seen_rows = {"paraformer": [], "ar": []}
+    forward, score = decoder.forward, decoder.ar_decoder.score_sequences
+
+    def spy_forward(emb, *rest):
+        seen_rows["paraformer"].append(emb.size(0))
+        return forward(emb, *rest)
+
+    def spy_score(memory, lengths, hyps, *rest):
+        seen_rows["ar"].append(len(hyps))
+        return score(memory, lengths, hyps, *rest)
+
+    decoder.forward, decoder.ar_decoder.score_sequences = spy_forward, spy_score
+    options = DecodeOptions(candidates=4, nar_count="ctc", nar_ctc_fusion=1.0, ctc_weight=0.4, penalty=1.0,
+                            nar_scorer="ar")
+    with torch.no_grad():
+        blank_penalty_candidates(decoder, memory, lengths, ctc, options)
+    assert seen_rows == {"paraformer": [paths], "ar": [hypotheses]}
+    assert hypotheses <= paths
+
+
 def test_transfer_ar_scorer_takes_the_ar_models_decoder():
     """``train.py --transfer-ar-scorer``: the auxiliary decoder of a Paraformer with
     ``--paraformer-ar-dlayers`` becomes the Transformer-decoder checkpoint's decoder, weight

@@ -1,6 +1,6 @@
 """CTC head and loss."""
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -193,7 +193,7 @@ def forced_alignment(logp: torch.Tensor, lengths: torch.Tensor, targets: torch.T
 
 
 def sequence_log_likelihood(logp: torch.Tensor, lengths: torch.Tensor, hypotheses: List[List[int]],
-                            blank: int = 0) -> torch.Tensor:
+                            blank: int = 0, utterances: Optional[torch.Tensor] = None) -> torch.Tensor:
     """CTC log-likelihood ``log p(y | x)`` of whole label sequences (every alignment summed).
 
     Args:
@@ -203,6 +203,8 @@ def sequence_log_likelihood(logp: torch.Tensor, lengths: torch.Tensor, hypothese
             on utterance ``i % B`` (``N`` a multiple of ``B``: several candidates per
             utterance, candidate-major).
         blank: The blank class.
+        utterances: ``(N,)`` long: hypothesis ``i`` is scored on utterance ``utterances[i]``
+            instead (any number per utterance).
 
     Returns:
         ``(N,)`` float32; ``-inf`` for a sequence no alignment of its utterance can emit
@@ -210,17 +212,21 @@ def sequence_log_likelihood(logp: torch.Tensor, lengths: torch.Tensor, hypothese
     """
     b = logp.size(0)
     n = len(hypotheses)
-    if n % max(b, 1):
-        raise ValueError(f"{n} hypotheses for {b} utterances: give the same number of candidates for each")
+    if utterances is None:
+        if n % max(b, 1):
+            raise ValueError(f"{n} hypotheses for {b} utterances: give the same number of candidates for each")
+        utterances = torch.arange(n) % max(b, 1)
+    elif utterances.numel() != n:
+        raise ValueError(f"{n} hypotheses, {utterances.numel()} utterance indices")
     if any(blank in h for h in hypotheses):
         raise ValueError(f"a hypothesis holds the blank class {blank}")
-    repeats = n // b if b else 0
     width = max((len(h) for h in hypotheses), default=1) or 1
     padded = [[*h] + [1] * (width - len(h)) for h in hypotheses]  # the padding beyond each length is not read
     targets = torch.tensor(padded, dtype=torch.long).view(n, width)
     target_lengths = torch.tensor([len(h) for h in hypotheses], dtype=torch.long)
-    frames = logp.float().transpose(0, 1).repeat(1, repeats, 1)  # (T, N, V), row i = utterance i % B
-    nll = torch.nn.functional.ctc_loss(frames, targets.to(logp.device), lengths.long().repeat(repeats),
+    rows = utterances.to(logp.device)
+    frames = logp.float().transpose(0, 1).index_select(1, rows)  # (T, N, V)
+    nll = torch.nn.functional.ctc_loss(frames, targets.to(logp.device), lengths.long().to(logp.device)[rows],
                                        target_lengths.to(logp.device), blank=blank, reduction="none",
                                        zero_infinity=False)
     return -nll

@@ -153,13 +153,14 @@ def rescored(decoder: "ParaformerDecoder", memory: torch.Tensor, memory_lengths:
 
 
 def hypothesis_ctc_scores(decoder: "ParaformerDecoder", ctc_logp: torch.Tensor, memory_lengths: torch.Tensor,
-                          hyps: List[List[int]]) -> torch.Tensor:
+                          hyps: List[List[int]], utterances: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The CTC term of the joint score of ``R`` hypotheses (decoder ids; the ``s``-th of
-    utterance ``i`` at ``s * B + i``): ``(R,)`` :func:`sequence_log_likelihood` of their tokens
-    as CTC classes, ``<blank>`` and ``<eos>`` (which carry no text) left out."""
+    utterance ``i`` at ``s * B + i``, or of utterance ``utterances[j]`` ``(R,)`` when given):
+    ``(R,)`` :func:`sequence_log_likelihood` of their tokens as CTC classes, ``<blank>`` and
+    ``<eos>`` (which carry no text) left out."""
     offset = decoder.ctc_token_offset
     labels = [[t + offset for t in h if t not in (0, decoder.eos)] for h in hyps]
-    return sequence_log_likelihood(ctc_logp, memory_lengths, labels)
+    return sequence_log_likelihood(ctc_logp, memory_lengths, labels, utterances=utterances)
 
 
 def best_by_joint_score(hyps: List[List[int]], decoder_score: torch.Tensor, ctc_score: torch.Tensor,
@@ -206,23 +207,28 @@ def ar_scored(ar_decoder: TransformerDecoder, memory: torch.Tensor, memory_lengt
     ``options.nar_ar_top`` = N below ``M``, only each utterance's N best rows by ``(1 - w)
     * own + rest`` (``rest`` ``(R,)``: the CTC term and the length bonus; unusable rows
     last, the earlier row first on a tie) go through the auxiliary decoder; the others keep
-    ``own`` and are no longer usable."""
+    ``own`` and are no longer usable. An unusable row is never scored (its own score kept)."""
     b = memory.size(0)
     m = len(hyps) // b
     top = options.nar_ar_top
-    if top == 0 or top >= m:
-        ar = ar_decoder.score_sequences(memory, memory_lengths, hyps).to(own.device)
-        return (ar if options.nar_scorer == "ar" else 0.5 * (own + ar)), usable
-    first = ((1.0 - options.ctc_weight) * own + rest).masked_fill(~usable, float("-inf")).view(m, b)
-    order = torch.sort(first, dim=0, descending=True, stable=True).indices[:top]  # (N, B)
-    rows = (order * b + torch.arange(b, device=order.device)).flatten().tolist()  # s * B + i: utterance i
-    ar = ar_decoder.score_sequences(memory, memory_lengths, [hyps[r] for r in rows]).to(own.device)
-    index = torch.tensor(rows, device=own.device)
+    chosen = usable
+    if 0 < top < m:
+        first = ((1.0 - options.ctc_weight) * own + rest).masked_fill(~usable, float("-inf")).view(m, b)
+        order = torch.sort(first, dim=0, descending=True, stable=True).indices[:top]  # (N, B)
+        picked = (order * b + torch.arange(b, device=order.device)).flatten()  # s * B + i: utterance i
+        chosen = torch.zeros_like(usable)
+        chosen[picked.to(chosen.device)] = True
+        chosen = chosen & usable
+    rows = chosen.nonzero().flatten()  # an unusable row (a stand-in, a repeat) is not scored
+    if rows.numel() == 0:
+        return own, chosen
+    every = rows.numel() == len(hyps)  # then the rows share their utterance's keys as S per utterance
+    ar = ar_decoder.score_sequences(memory, memory_lengths, [hyps[r] for r in rows.tolist()],
+                                    None if every else rows.to(memory.device) % b).to(own.device)
     term = own.clone()
+    index = rows.to(own.device)
     term[index] = ar if options.nar_scorer == "ar" else 0.5 * (own[index] + ar)
-    chosen = torch.zeros_like(usable)
-    chosen[index] = True
-    return term, usable & chosen
+    return term, chosen
 
 
 def with_ctc_path(hyps: List[List[int]], decoder_score: torch.Tensor, counts: torch.Tensor, usable: torch.Tensor,
@@ -291,7 +297,8 @@ def blank_penalty_candidates(decoder: "ParaformerDecoder", memory: torch.Tensor,
     ``ar``/``both`` the decoder term is the auxiliary autoregressive decoder's (or the mean of
     both) on each utterance's distinct hypotheses (the ``options.nar_ar_top`` best of them by
     the Paraformer's joint score when given), :func:`ar_scored`; a repeated hypothesis is
-    scored once, at its first row."""
+    scored once, at its first row. A path its utterance already has (the shifts often give
+    the same) is decoded once, at its first shift, and not usable again."""
     b = memory.size(0)
     ctc_logp = ctc.log_softmax(memory).float()  # (B, T, V)
     best_other, other = ctc_logp[..., 1:].max(dim=-1)  # the best non-blank class of each frame
@@ -304,29 +311,52 @@ def blank_penalty_candidates(decoder: "ParaformerDecoder", memory: torch.Tensor,
     k = int(counts.max()) if counts.numel() else 0
     if k == 0:
         return [Decoded([], 0.0) for _ in range(b)]
-    logp_rows = ctc_logp.repeat(options.candidates, 1, 1)
-    emb = decoder.ctc_queries(logp_rows, index, k)
-    logp = torch.log_softmax(decoder.forward(emb, counts, memory, memory_lengths).float(), dim=-1)  # (S*B, K, V)
+    source = first_paths(index, b)  # (S*B,): the row of the first shift with the same path
+    distinct = source == torch.arange(source.numel(), device=source.device)
+    kept = distinct.nonzero().flatten()  # the paths often agree: decode each distinct one once
+    utterances = kept % b
+    shared = None if kept.numel() == source.numel() else utterances  # None: S rows per utterance
+    logp_rows = ctc_logp.index_select(0, utterances)
+    emb = decoder.ctc_queries(logp_rows, index[kept], k)
+    logp = torch.log_softmax(decoder.forward(emb, counts[kept], memory, memory_lengths, shared).float(),
+                             dim=-1)  # (N, K, V), N distinct rows
     offset = decoder.ctc_token_offset
     chooser = logp
     if options.nar_ctc_fusion:
-        term = token_reduce(logp_rows, index, k, "amax")[..., offset : offset + decoder.odim]
+        term = token_reduce(logp_rows, index[kept], k, "amax")[..., offset : offset + decoder.odim]
         chooser = logp + options.nar_ctc_fusion * term
     ids = chooser.argmax(dim=-1)
-    valid = make_non_pad_mask(counts, k).to(logp.device)
-    decoder_score = (logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1) * valid).sum(dim=1)
-    hyps = [ids[i, :n].tolist() for i, n in enumerate(counts.tolist())]
+    valid = make_non_pad_mask(counts[kept], k).to(logp.device)
+    own = (logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1) * valid).sum(dim=1)  # (N,)
+    distinct_hyps = [ids[j, :n].tolist() for j, n in enumerate(counts[kept].tolist())]
     if options.candidates == 1:
-        return [Decoded(hyps[i], float(decoder_score[i])) for i in range(b)]
-    ctc_score = hypothesis_ctc_scores(decoder, ctc_logp, memory_lengths, hyps)
+        return [Decoded(distinct_hyps[i], float(own[i])) for i in range(b)]
+    ctc_own = hypothesis_ctc_scores(decoder, ctc_logp, memory_lengths, distinct_hyps, utterances)
+    position = (distinct.cumsum(0) - 1)[source]  # (S*B,): each row's distinct row among the N
+    hyps = [distinct_hyps[j] for j in position.tolist()]
+    ctc_score = ctc_own[position.to(ctc_own.device)]
+    decoder_score = own.to(ctc_score.device)[position.to(ctc_score.device)]
     bonus = options.penalty * counts.to(ctc_score.device, ctc_score.dtype)
-    usable = torch.ones_like(bonus, dtype=torch.bool)
+    usable = distinct.to(bonus.device)  # a repeated path ties with its first row, which wins
     if options.nar_scorer != "paraformer":
-        usable = first_occurrences(hyps, b).to(bonus.device)  # the paths often agree: score each hypothesis once
-        decoder_score, usable = ar_scored(decoder.ar_decoder, memory, memory_lengths, hyps,
-                                          decoder_score.to(ctc_score.device), usable,
+        usable = first_occurrences(hyps, b).to(bonus.device)  # distinct paths may still give the same tokens
+        decoder_score, usable = ar_scored(decoder.ar_decoder, memory, memory_lengths, hyps, decoder_score, usable,
                                           options.ctc_weight * ctc_score + bonus, options)
     return best_by_joint_score(hyps, decoder_score, ctc_score, bonus, usable, options.ctc_weight, b)
+
+
+def first_paths(index: torch.Tensor, b: int) -> torch.Tensor:
+    """``(S*b,)`` long over ``S * b`` candidate-major token indexes of frames (``index``
+    ``(S*b, T)``, :func:`path_token_index`; the ``s``-th path of utterance ``i`` at ``s * b +
+    i``): the row of the earliest path of the same utterance equal to each (itself if none)."""
+    s = index.size(0) // max(b, 1)
+    paths = index.view(s, b, -1)
+    source = torch.arange(s * b, device=index.device).view(s, b)
+    for j in range(1, s):
+        for earlier in range(j):  # the earliest equal path wins: it already points to its own first
+            unmatched = source[j] == source[0] + j * b
+            source[j] = torch.where((paths[j] == paths[earlier]).all(dim=-1) & unmatched, source[earlier], source[j])
+    return source.flatten()
 
 
 def first_occurrences(hyps: List[List[int]], b: int) -> torch.Tensor:

@@ -224,21 +224,25 @@ class ParaformerDecoder(SentencePieceVocabulary, BaseDecoder):
 
     # ---- the parallel decoder ------------------------------------------------------------
     def forward(self, embeddings: torch.Tensor, embed_lengths: torch.Tensor, memory: torch.Tensor,
-                memory_lengths: torch.Tensor) -> torch.Tensor:
+                memory_lengths: torch.Tensor, utterances: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits ``(N, K, V)`` of acoustic embeddings ``(N, K, D)`` (see the class docstring;
         ``N = S * B``: ``S`` passes per utterance of ``memory`` ``(B, T, D)``, the ``s``-th of
         utterance ``i`` at ``s * B + i``, whose source attention shares the utterance's keys and
-        values, :meth:`DecoderLayer.forward_shared`)."""
+        values, :meth:`DecoderLayer.forward_shared`; with ``utterances`` ``(N,)`` (long) row
+        ``j`` reads utterance ``utterances[j]``, any number of rows per utterance)."""
         n, k, _ = embeddings.shape
-        if n % memory.size(0):
+        if utterances is None and n % memory.size(0):
             raise ValueError(f"Paraformer: {n} rows of acoustic embeddings for {memory.size(0)} utterances "
                              "(not a multiple)")
+        if utterances is not None and utterances.numel() != n:
+            raise ValueError(f"Paraformer: {n} rows of acoustic embeddings, {utterances.numel()} utterance indices")
         positions = _sinusoid(torch.arange(k, dtype=torch.float32), embeddings.size(-1))
         x = embeddings + positions.to(embeddings.device, embeddings.dtype).unsqueeze(0)
         self_mask = make_non_pad_mask(embed_lengths.to(x.device), k).unsqueeze(1)  # (N, 1, K): keys only
         memory_mask = source_mask(memory_lengths.to(x.device), memory.size(1))  # None: nothing padded
+        rows = None if utterances is None else utterances.to(x.device)
         for layer in self.decoders:
-            x = layer.forward_shared(x, self_mask, *layer.memory_keys_values(memory), memory_mask)
+            x = layer.forward_shared(x, self_mask, *layer.memory_keys_values(memory), memory_mask, rows)
         return self.output_layer(self.after_norm(x))
 
     def frame_weights(self, memory: torch.Tensor, memory_lengths: torch.Tensor) -> torch.Tensor:

@@ -68,25 +68,34 @@ class DecoderLayer(torch.nn.Module):
         return src._split_heads(src.linear_k(memory)), src._split_heads(src.linear_v(memory))
 
     def shared_source_attention(self, h: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                                memory_mask: Optional[torch.Tensor]) -> torch.Tensor:
+                                memory_mask: Optional[torch.Tensor],
+                                utterances: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Source attention of ``N = S * B`` normalised rows ``h`` ``(N, L, D)`` (the ``s``-th
         of utterance ``i`` at ``s * B + i``) over their utterance's keys/values ``(B, H, T,
         d_k)`` (:meth:`memory_keys_values`), an utterance's ``S`` rows as one set of ``S * L``
         queries (the same values as ``S`` copies of the encoder output would give, without
-        projecting the copies); ``memory_mask`` ``(B, 1, T)`` or ``None`` -> ``(N, L, D)``."""
+        projecting the copies); ``memory_mask`` ``(B, 1, T)`` or ``None`` -> ``(N, L, D)``.
+        With ``utterances`` ``(N,)`` (long) row ``j`` attends to utterance ``utterances[j]``
+        instead: any number of rows per utterance, in any order."""
         src = self.src_attn
+        if utterances is not None:
+            mask = None if memory_mask is None else memory_mask.index_select(0, utterances)
+            return src.attend(src._split_heads(src.linear_q(h)), keys.index_select(0, utterances),
+                              values.index_select(0, utterances), mask)
         b = keys.size(0)
         q = rows_by_utterance(src.linear_q(h), b)  # (B, S*L, D)
         out = src.attend(src._split_heads(q), keys, values, memory_mask)  # (B, S*L, D)
         return rows_by_candidate(out, h.size(0) // b)
 
     def forward_shared(self, x: torch.Tensor, self_mask: Optional[torch.Tensor], keys: torch.Tensor,
-                       values: torch.Tensor, memory_mask: Optional[torch.Tensor]) -> torch.Tensor:
+                       values: torch.Tensor, memory_mask: Optional[torch.Tensor],
+                       utterances: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The layer over ``N = S * B`` rows ``x`` ``(N, L, D)`` (self-attention mask
         ``(N, L, L)`` or ``(N, 1, L)``) whose source attention shares their utterance's
-        keys/values (:meth:`shared_source_attention`) -> ``(N, L, D)``."""
+        keys/values (:meth:`shared_source_attention`; ``utterances`` ``(N,)``: each row's
+        utterance, when the rows are not ``S`` per utterance) -> ``(N, L, D)``."""
         return self.block(x, lambda h: self.self_attn(h, h, h, self_mask),
-                          lambda h: self.shared_source_attention(h, keys, values, memory_mask))
+                          lambda h: self.shared_source_attention(h, keys, values, memory_mask, utterances))
 
     def block(self, x: torch.Tensor, self_attention: Callable[[torch.Tensor], torch.Tensor],
               source_attention: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -195,22 +204,27 @@ class TransformerDecoder(SentencePieceVocabulary, BaseDecoder):
 
     @torch.no_grad()
     def score_sequences(self, memory: torch.Tensor, memory_lengths: torch.Tensor,
-                        hyps: Sequence[List[int]]) -> torch.Tensor:
+                        hyps: Sequence[List[int]], utterances: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Log-likelihood ``(N,)`` float32 of each token sequence ``hyps[j]`` followed by
         ``<eos>``, given the encoder output of utterance ``j % B`` (``memory`` ``(B, T, D)``,
         lengths ``(B,)``; ``N`` a multiple of ``B``: ``N / B`` hypotheses per utterance, the
         ``s``-th of utterance ``i`` at ``s * B + i``), in one teacher-forced pass (no search):
         the attention rescoring of hypothesis lists. The source attention's keys and values
-        are projected once per utterance, and its hypotheses attend to them together."""
+        are projected once per utterance, and its hypotheses attend to them together. With
+        ``utterances`` ``(N,)`` (long) ``hyps[j]`` is scored on utterance ``utterances[j]``
+        instead, any number per utterance."""
         b, n = memory.size(0), len(hyps)
-        if n % b:
+        if utterances is None and n % b:
             raise ValueError(f"score_sequences: {n} hypotheses for {b} utterances (not a multiple)")
+        if utterances is not None and utterances.numel() != n:
+            raise ValueError(f"score_sequences: {n} hypotheses, {utterances.numel()} utterance indices")
         ys_in, ys_out = sos_eos_from_lists(hyps, self.sos, self.eos, self.ignore_id, memory.device)
         tgt_mask = target_mask(ys_in, self.ignore_id)
         state = self.batch_init_state(memory, memory_lengths)
+        rows = None if utterances is None else utterances.to(memory.device)
         x = self.embed(ys_in)
         for layer, (keys, values) in zip(self.decoders, state["mem"]):
-            x = layer.forward_shared(x, tgt_mask, keys, values, state["mask"])
+            x = layer.forward_shared(x, tgt_mask, keys, values, state["mask"], rows)
         logp = torch.log_softmax(self.output_layer(self.after_norm(x)).float(), dim=-1)
         valid = ys_out != self.ignore_id
         chosen = logp.gather(-1, ys_out.clamp(min=0).unsqueeze(-1)).squeeze(-1)
