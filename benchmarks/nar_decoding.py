@@ -32,7 +32,8 @@ to the beam search's (clean), and two decoding speeds with their
 ratio to the beam search of the same modality: utterances per second of the clean pass as
 ``eval.py`` runs it (media loading and the encoder included, same batches and threads), and of
 the decoding step alone (beam search, CTC greedy or the Paraformer's pass) on the same batches'
-encoder outputs, computed beforehand.
+encoder outputs, computed beforehand, the rows timed side by side (``--speed-rounds`` rounds,
+each row's pass in turn, the best round of each).
 Writes ``OUT/results.md`` and ``OUT/results.json``; models with a checkpoint in OUT are reused.
 """
 
@@ -240,35 +241,53 @@ def held_out_split(root: str, split: str, model, cache: Dict[tuple, object]):
     return cache[key]
 
 
-def decoding_alone(model, dataset, batch_size: int, options, device: str = "cpu") -> float:
+def encoded_batches(model, dataset, batch_size: int, device: str = "cpu") -> List[Tuple[Any, Any]]:
+    """The held-out split's encoder outputs ``(memory (B, T, D), lengths (B,))`` per batch of
+    ``batch_size`` (``length_sorted_batches``, as ``eval.py`` batches it), computed once,
+    untimed (under bf16 autocast for a checkpoint trained so, as ``eval.py`` decodes it)."""
+    import torch
+
+    from espnet.asr.evaluate import length_sorted_batches
+    from espnet.asr.recognizer import STREAMS, encode_utterances
+
+    bf16 = model.config.pretrained_dtype == "bfloat16"
+    with torch.no_grad(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+        return [encode_utterances(model, [{k: v.to(device) for k, v in dataset[i].items() if k in STREAMS}
+                                          for i in batch])
+                for batch in length_sorted_batches(dataset.input_lengths, batch_size)]
+
+
+def step_speeds(runs: List[Tuple[Any, List[Tuple[Any, Any]], Any]], rounds: int, device: str = "cpu") -> List[float]:
     """Utterances per second of the decoding step alone (beam search, CTC greedy or the
-    Paraformer's pass: ``decode_memory``) on the held-out split's encoder outputs (``dataset``,
-    from ``held_out_split``), computed beforehand in the same batches, untimed: what is left once
-    media loading and the encoder are taken out. Under bf16 autocast for a checkpoint trained
-    so, as ``eval.py`` decodes it. On a GPU (``device``, where ``model`` is) each step is
-    timed between two ``torch.cuda.synchronize()``."""
+    Paraformer's pass: ``decode_memory``) of each ``(model, encoded batches, options)`` of
+    ``runs`` (:func:`encoded_batches`): what is left once media loading and the encoder are
+    taken out. Side by side: ``rounds`` rounds, each timing every run's pass over all its
+    batches in turn, the best round of each kept (a short burst of other load then slows one
+    round, not one row). Under bf16 autocast for a checkpoint trained so; on a GPU each step
+    is timed between two ``torch.cuda.synchronize()``."""
     import time
 
     import torch
 
-    from espnet.asr.evaluate import length_sorted_batches
-    from espnet.asr.recognizer import STREAMS, decode_memory, encode_utterances
+    from espnet.asr.recognizer import decode_memory
 
     kind = torch.device(device).type
     sync = (lambda: torch.cuda.synchronize(device)) if kind == "cuda" else (lambda: None)
-    seconds, count = 0.0, 0
-    bf16 = model.config.pretrained_dtype == "bfloat16"  # as eval.py decodes such a checkpoint
-    with torch.no_grad(), torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16):
-        for batch in length_sorted_batches(dataset.input_lengths, batch_size):
-            items = [{k: v.to(device) for k, v in dataset[i].items() if k in STREAMS} for i in batch]
-            memory, lengths = encode_utterances(model, items)
-            sync()
-            start = time.perf_counter()
-            decode_memory(model, memory, lengths, options)
-            sync()
-            seconds += time.perf_counter() - start
-            count += len(batch)
-    return count / seconds
+    best = [float("inf")] * len(runs)
+    for _ in range(rounds):
+        for j, (model, batches, options) in enumerate(runs):
+            bf16 = model.config.pretrained_dtype == "bfloat16"
+            seconds = 0.0
+            with torch.no_grad(), torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16):
+                for memory, lengths in batches:
+                    sync()
+                    start = time.perf_counter()
+                    decode_memory(model, memory, lengths, options)
+                    sync()
+                    seconds += time.perf_counter() - start
+            best[j] = min(best[j], seconds)
+    return [sum(int(lengths.numel()) for _, lengths in batches) / seconds
+            for (_, batches, _), seconds in zip(runs, best)]
 
 
 def main() -> int:
@@ -330,6 +349,9 @@ def main() -> int:
                         "natively; on some such CPUs float32 trains these small models faster). (Default: auto)")
     p.add_argument("--threads", type=int, default=0, help="Training and decoding threads (0 = all cores).")
     p.add_argument("--beam-size", type=int, default=5)
+    p.add_argument("--speed-rounds", type=int, default=3,
+                   help="Rounds of the decoding-step timing: each times every row's pass in turn; the best round of "
+                        "each row is kept. (Default: 3)")
     p.add_argument("--decode-ctc-weight", type=float, default=0.5, help="Beam search CTC weight. (Default: 0.5)")
     p.add_argument("--nar-candidates", type=int, default=5,
                    help="Also decode the Paraformer with this many candidates rescored by its CTC head (weight "
@@ -411,6 +433,8 @@ def main() -> int:
     if args.nar_ctc_fusion and nar_counts == ["cif"]:
         p.error(f"--nar-ctc-fusion {args.nar_ctc_fusion:g}: fuses the tokens of the rows at the CTC head's count; "
                 f"--nar-counts cif has none")
+    if args.speed_rounds < 1:
+        p.error(f"--speed-rounds {args.speed_rounds}: at least 1 (each round times every row once)")
     snrs = [None if s.strip() == "clean" else float(s) for s in args.snrs.split(",")]
     if None not in snrs:
         p.error("--snrs must include clean (the speed and the WER ratios are taken from the clean pass)")
@@ -491,9 +515,13 @@ def main() -> int:
                                                           nar_ar_top=ar_top, nar_ctc_fusion=fusion)))
     rows, held_out = [], {}
     for modality in modalities:
+        models, runs = {}, []
         for method in methods:
             label = method.label
-            model = Recognizer.from_pretrained(ckpts[method.decoder][modality], device=args.device).model.eval()
+            if method.decoder not in models:  # one model per decoder kind: the methods share it
+                models[method.decoder] = Recognizer.from_pretrained(ckpts[method.decoder][modality],
+                                                                    device=args.device).model.eval()
+            model = models[method.decoder]
             row = {"modality": modality, "method": label, "wer": {}, "utt_per_s": None}
             for snr in snrs:
                 if modality == "video" and snr is not None:
@@ -506,11 +534,16 @@ def main() -> int:
                     row["utt_per_s"] = res.num_utterances / res.seconds
                 print(f"[{modality}] {label}, {key}: WER {100 * res.wer:.1f} %, {res.num_utterances} utterances "
                       f"in {res.seconds:.1f} s", flush=True)
-            dataset = held_out_split(data["root"], args.split, model, held_out)
-            row["decoding_alone_utt_per_s"] = decoding_alone(model, dataset, args.batch_size, method.options,
-                                                             args.device)
-            print(f"[{modality}] {label}: decoding step alone {row['decoding_alone_utt_per_s']:.1f} utt/s", flush=True)
+            runs.append((method.decoder, method.options))
             rows.append(row)
+        encoded = {name: encoded_batches(model, held_out_split(data["root"], args.split, model, held_out),
+                                         args.batch_size, args.device) for name, model in models.items()}
+        speeds = step_speeds([(models[name], encoded[name], options) for name, options in runs], args.speed_rounds,
+                             args.device)
+        for row, speed in zip(rows[len(rows) - len(runs):], speeds):
+            row["decoding_alone_utt_per_s"] = speed
+            print(f"[{modality}] {row['method']}: decoding step alone {speed:.1f} utt/s (best of "
+                  f"{args.speed_rounds} rounds)", flush=True)
     keys = ["clean" if s is None else f"{s:g} dB" for s in snrs]
     beam = {r["modality"]: r for r in rows if r["method"].startswith("beam")}
     lines = ["| modality | decoding | " + " | ".join(f"WER {k}" for k in keys) +
@@ -530,7 +563,8 @@ def main() -> int:
     split = {"test": "Test", "val": "Validation"}[args.split]
     note = (f"{where}{split} WER (%) on unseen speakers and decoding speed: utt/s of the clean pass with media loading and "
             f"the encoder included (as eval.py), and of the decoding step alone on the same batches' encoder "
-            f"outputs; batches of {args.batch_size}, {threads} threads, load average {os.getloadavg()[0]:.1f}" +
+            f"outputs (the rows side by side, best of {args.speed_rounds} rounds); batches of {args.batch_size}, "
+            f"{threads} threads, load average {os.getloadavg()[0]:.1f}" +
             (f"; length bonus {args.penalty:g} per token (--penalty)." if args.penalty else "."))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.md"), "w") as handle:

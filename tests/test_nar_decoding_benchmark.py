@@ -35,6 +35,16 @@ def test_refuses_an_unknown_nar_count(tmp_path):
     assert not (tmp_path / "o").exists()  # nothing generated
 
 
+def test_refuses_no_speed_rounds(tmp_path):
+    proc = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "o"), "--speed-rounds", "0"],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1"),
+                          timeout=120)  # a hang fails
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1] == ("nar_decoding.py: error: --speed-rounds 0: at least 1 (each round times "
+                                            "every row once)")
+    assert not (tmp_path / "o").exists()  # nothing generated
+
+
 def test_help_names_the_flag():
     proc = subprocess.run([sys.executable, SCRIPT, "--help"], capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
