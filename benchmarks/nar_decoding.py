@@ -534,13 +534,13 @@ def main() -> int:
                     row["utt_per_s"] = res.num_utterances / res.seconds
                 print(f"[{modality}] {label}, {key}: WER {100 * res.wer:.1f} %, {res.num_utterances} utterances "
                       f"in {res.seconds:.1f} s", flush=True)
-            runs.append((method.decoder, method.options))
+            runs.append((method.decoder, method.options, row))
             rows.append(row)
         encoded = {name: encoded_batches(model, held_out_split(data["root"], args.split, model, held_out),
                                          args.batch_size, args.device) for name, model in models.items()}
-        speeds = step_speeds([(models[name], encoded[name], options) for name, options in runs], args.speed_rounds,
-                             args.device)
-        for row, speed in zip(rows[len(rows) - len(runs):], speeds):
+        speeds = step_speeds([(models[name], encoded[name], options) for name, options, _ in runs],
+                             args.speed_rounds, args.device)
+        for (_, _, row), speed in zip(runs, speeds):
             row["decoding_alone_utt_per_s"] = speed
             print(f"[{modality}] {row['method']}: decoding step alone {speed:.1f} utt/s (best of "
                   f"{args.speed_rounds} rounds)", flush=True)
